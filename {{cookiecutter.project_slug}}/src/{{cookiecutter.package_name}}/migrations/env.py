@@ -1,0 +1,94 @@
+"""Alembic environment: async (asyncpg) online runs, and offline runs that only print SQL.
+
+Run by every `alembic` command and by `{{ cookiecutter.package_name }}.migrations.upgrade()`.
+"""
+
+import asyncio
+from logging.config import fileConfig
+from typing import Any
+
+from alembic import context
+from sqlalchemy import Connection, MetaData, pool
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from {{ cookiecutter.package_name }}.migrations import safety
+
+config = context.config
+
+# Command-line runs log as alembic.ini says; programmatic callers keep their own logging.
+if config.config_file_name is not None and config.attributes.get("configure_logger", True):
+    fileConfig(config.config_file_name, disable_existing_loggers=False)
+
+settings = safety.load_settings()
+# The URL is an object from the settings (or injected by a caller). It never passes through
+# alembic.ini, whose ConfigParser would choke on a `%` in the password.
+url = config.attributes.get("url") or settings.sqlalchemy_url
+command = safety.command_name(config)
+safety.refuse_in_production(command, settings)
+# Only autogenerate and `check` compare models with the database. Upgrades, downgrades, stamps
+# and `current` skip importing the models (and SQLModel), which keeps them quick to start.
+compares_models = command in ("revision", "check", None)
+
+
+def configure(**kwargs: Any) -> None:
+    target_metadata: MetaData | None = None
+    if compares_models:
+        from {{ cookiecutter.package_name }}.migrations import autogen
+        from {{ cookiecutter.package_name }}.models import metadata
+
+        target_metadata = metadata
+        kwargs.update(autogen.configure_options(writing_revision=command == "revision"))
+    context.configure(
+        target_metadata=target_metadata,
+        # Each revision commits on its own: a failure in the fifth keeps the first four applied,
+        # and no lock is held across the whole chain.
+        transaction_per_migration=True,
+        **kwargs,
+    )
+
+
+def run_migrations_offline() -> None:
+    """`--sql`: print the SQL for a DBA to review; no database is needed."""
+    configure(url=url, literal_binds=True, dialect_opts={"paramstyle": "named"})
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def do_run_migrations(connection: Connection) -> None:
+    configure(connection=connection)
+    if command in ("revision", "check"):
+        safety.require_database_at_head(context.get_context(), context.script)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+async def run_async_migrations() -> None:
+    # NullPool: connections close when released, which also releases the advisory lock.
+    engine = create_async_engine(
+        url, poolclass=pool.NullPool, connect_args={"timeout": settings.db_connect_timeout}
+    )
+    try:
+        async with safety.connect(engine, settings) as lock_connection:
+            await lock_connection.run_sync(safety.acquire_session_lock, settings)
+            async with safety.connect(engine, settings) as connection:
+                await connection.run_sync(safety.apply_timeouts, settings)
+                await connection.run_sync(do_run_migrations)
+    finally:
+        await engine.dispose()
+
+
+def run_migrations_online() -> None:
+    connection = config.attributes.get("connection")
+    with safety.clear_errors(settings):
+        if connection is None:
+            asyncio.run(run_async_migrations())
+        else:
+            # A caller's connection (see `migrations.upgrade`): run inside its transaction.
+            safety.acquire_transaction_lock(connection, settings)
+            do_run_migrations(connection)
+
+
+if context.is_offline_mode():
+    run_migrations_offline()
+else:
+    run_migrations_online()

