@@ -2,13 +2,10 @@
 
 import asyncio
 from collections.abc import Callable
-from typing import TypeVar
 
 from sqlalchemy import Connection, pool, text
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import create_async_engine
-
-T = TypeVar("T")
 
 # Everything a revision can create in the public schema, in a form that compares as a whole.
 SNAPSHOT_SQL = """
@@ -44,17 +41,16 @@ def schema_snapshot(connection: Connection) -> list[tuple[str, str]]:
     return [(kind, item) for kind, item in connection.execute(text(SNAPSHOT_SQL))]
 
 
-def on_connection(url: URL, work: Callable[[Connection], T]) -> T:
-    """Run `work` on one connection to `url` and commit what it did."""
+def on_connection(url: URL, work: Callable[[Connection], None]) -> None:
+    """Run `work` (which asserts what it checks) on one connection to `url`, then commit."""
 
-    async def run() -> T:
+    async def run() -> None:
         engine = create_async_engine(url, poolclass=pool.NullPool)
         try:
             async with engine.connect() as connection:
-                result = await connection.run_sync(work)
+                await connection.run_sync(work)
                 await connection.commit()
-                return result
         finally:
             await engine.dispose()
 
-    return asyncio.run(run())
+    asyncio.run(run())

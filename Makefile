@@ -1,0 +1,39 @@
+# The template's own chores. `make demo` renders a project and migrates it; `make test` tests it all.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+# Rendered projects find uv (installed in .venv) for their own `make install`.
+export PATH := $(BIN):$(PATH)
+export UV_PYTHON_DOWNLOADS := never
+
+.PHONY: help venv demo test lint clean
+
+help: ## List the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-8s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --compile-bytecode -r pyproject.toml --extra test
+	touch $@
+
+venv: $(VENV)/.installed ## Create .venv with the template's test tools
+
+demo: venv ## Render build/demo/my-service, install it, start the embedded PostgreSQL, migrate
+	rm -rf build/demo && mkdir -p build/demo
+	$(BIN)/cookiecutter --no-input --output-dir build/demo .
+	cd build/demo/my-service && env -u DATABASE_URL $(MAKE) --no-print-directory install db-up migrate current
+	@echo "Demo project: build/demo/my-service (make -C build/demo/my-service db-down to stop its database)"
+
+test: venv ## Run the template's tests (renders projects, drives their Make targets on PostgreSQL)
+	$(BIN)/pytest $(args)
+
+lint: venv ## Lint the hooks and tests of the template
+	$(BIN)/ruff check hooks tests benchmarks
+	$(BIN)/ruff format --check hooks tests benchmarks
+
+clean: ## Remove the venv and rendered projects
+	-[ -d build/demo/my-service/.devdb ] && $(MAKE) -C build/demo/my-service db-down
+	rm -rf $(VENV) build .pytest_cache

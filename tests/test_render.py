@@ -1,0 +1,89 @@
+"""Rendering: names, every option combination, no template leftovers, lint-clean output, and
+answers refused before anything is written."""
+
+import itertools
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cookiecutter.exceptions import FailedHookException
+
+from .conftest import TEMPLATE, bake, must, run
+
+OPTIONS = json.loads((TEMPLATE / "cookiecutter.json").read_text(encoding="utf-8"))
+COMBINATIONS = [
+    dict(zip(("python_version", "github_actions"), values, strict=True))
+    for values in itertools.product(OPTIONS["python_version"], OPTIONS["github_actions"])
+]
+LEFTOVER = re.compile(r"{{|}}|{%|%}|cookiecutter\.")
+
+
+def test_defaults(tmp_path: Path) -> None:
+    project = bake(tmp_path)
+    assert project.name == "my-service"
+    assert (project / "src" / "my_service" / "models" / "item.py").is_file()
+    assert 'name = "my-service"' in (project / "pyproject.toml").read_text(encoding="utf-8")
+    assert (project / ".github" / "workflows" / "ci.yml").is_file()
+
+
+def test_custom_name(tmp_path: Path) -> None:
+    project = bake(tmp_path, project_name="Billing Ledger API")
+    assert project.name == "billing-ledger-api"
+    assert (project / "src" / "billing_ledger_api" / "migrations" / "env.py").is_file()
+    assert "# Billing Ledger API" in (project / "README.md").read_text(encoding="utf-8")
+
+
+def test_next_steps_are_printed(tmp_path: Path) -> None:
+    result = run(tmp_path, sys.executable, "-m", "cookiecutter", "--no-input", str(TEMPLATE))
+    output = must(result)
+    for step in ("cd my-service", "make install", "make db-up", "make migrate"):
+        assert step in output
+
+
+@pytest.mark.parametrize("answers", COMBINATIONS, ids=lambda a: "-".join(a.values()))
+def test_every_combination_renders_clean(tmp_path: Path, answers: dict[str, str]) -> None:
+    project = bake(tmp_path, **answers)
+    for path in project.rglob("*"):
+        if path.is_file():
+            text = path.read_text(encoding="utf-8")
+            # Mako's ${...} in script.py.mako is Alembic's template, not a leftover.
+            assert not LEFTOVER.search(text), f"unrendered template text in {path}"
+    assert (project / ".github").exists() == (answers["github_actions"] == "yes")
+    pyproject = (project / "pyproject.toml").read_text(encoding="utf-8")
+    assert f'requires-python = ">={answers["python_version"]}"' in pyproject
+    ruff = [sys.executable, "-m", "ruff"]
+    must(run(project, *ruff, "check", "."))
+    must(run(project, *ruff, "format", "--check", "."))
+
+
+@pytest.mark.parametrize(
+    ("answers", "complaint"),
+    [
+        ({"project_slug": "My Service!"}, "project_slug"),
+        ({"project_slug": "-service"}, "project_slug"),
+        ({"package_name": "my-service"}, "package_name"),
+        ({"package_name": "9lives"}, "package_name"),
+        ({"package_name": "class"}, "keyword"),
+        ({"package_name": "asyncio"}, "standard library"),
+        ({"package_name": "a" * 40}, "package_name"),
+    ],
+)
+def test_invalid_answers_write_nothing(tmp_path: Path, answers: dict[str, str], complaint: str) -> None:
+    args = [f"{key}={value}" for key, value in answers.items()]
+    result = subprocess.run(
+        [sys.executable, "-m", "cookiecutter", "--no-input", "-o", str(tmp_path), str(TEMPLATE), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert complaint in result.stderr + result.stdout
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_invalid_answers_raise_from_the_api(tmp_path: Path) -> None:
+    with pytest.raises(FailedHookException):
+        bake(tmp_path, package_name="import")
