@@ -24,7 +24,9 @@ if not PACKAGE_RE.match(PACKAGE):
 elif keyword.iskeyword(PACKAGE) or keyword.issoftkeyword(PACKAGE):
     errors.append(f"package_name {PACKAGE!r} is a Python keyword: choose another name.")
 elif PACKAGE in sys.stdlib_module_names:
-    errors.append(f"package_name {PACKAGE!r} shadows the standard library module: choose another name.")
+    errors.append(
+        f"package_name {PACKAGE!r} shadows the standard library module: choose another name."
+    )
 
 if errors:
     for error in errors:

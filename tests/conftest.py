@@ -27,17 +27,25 @@ DATABASE_VARIABLES = ("DATABASE_URL", "DB_HOST", "DB_PORT", "DB_USER", "DB_PASSW
 
 def bake(output_dir: Path, **context: str) -> Path:
     """Render the template with `context` answers; return the project folder."""
-    return Path(cookiecutter(str(TEMPLATE), no_input=True, output_dir=str(output_dir), extra_context=context))
+    return Path(
+        cookiecutter(
+            str(TEMPLATE), no_input=True, output_dir=str(output_dir), extra_context=context
+        )
+    )
 
 
 def clean_env(**extra: str) -> dict[str, str]:
     """The environment for a rendered project's commands, free of the caller's database config."""
-    env = {k: v for k, v in os.environ.items() if k not in DATABASE_VARIABLES and k != "VIRTUAL_ENV"}
+    env = {
+        k: v for k, v in os.environ.items() if k not in DATABASE_VARIABLES and k != "VIRTUAL_ENV"
+    }
     env.update(extra)
     return env
 
 
-def run(project: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+def run(
+    project: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
     """Run a command in `project`; stdout and stderr together in `.stdout`."""
     return subprocess.run(
         list(args),
@@ -52,7 +60,9 @@ def run(project: Path, *args: str, env: dict[str, str] | None = None, timeout: f
     )
 
 
-def make(project: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def make(
+    project: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return run(project, "make", "--no-print-directory", *args, env=env)
 
 
@@ -85,7 +95,13 @@ class Server:
         return f"postgresql://{auth}@{self.host}:{self.port}/{database}"
 
     def connect_args(self, database: str) -> dict[str, Any]:
-        return {"user": self.user, "password": self.password, "host": self.host, "port": self.port, "database": database}
+        return {
+            "user": self.user,
+            "password": self.password,
+            "host": self.host,
+            "port": self.port,
+            "database": database,
+        }
 
     def execute(self, database: str, statement: str) -> None:
         asyncio.run(self._execute(database, statement))
@@ -121,7 +137,13 @@ def server() -> Iterator[Server]:
         from urllib.parse import urlsplit
 
         parts = urlsplit(named.replace("+asyncpg", ""))
-        yield Server(parts.username or "postgres", parts.password, parts.hostname or "localhost", parts.port or 5432, socket=False)
+        yield Server(
+            parts.username or "postgres",
+            parts.password,
+            parts.hostname or "localhost",
+            parts.port or 5432,
+            socket=False,
+        )
         return
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # platformdirs: XDG_RUNTIME_DIR unset

@@ -1,4 +1,4 @@
-"""`make db-up` on a machine without Docker: the embedded PostgreSQL, then `make migrate` with no edits."""
+"""`make db-up` without Docker: the embedded PostgreSQL, then `make migrate` with no edits."""
 
 import re
 import subprocess
@@ -15,7 +15,11 @@ def project(tmp_path: Path) -> Path:
 
 
 def test_db_up_then_migrate_with_no_edits(project: Path) -> None:
-    docker = subprocess.run(["docker", "info"], capture_output=True, check=False) if _has_docker_cli() else None
+    docker = (
+        subprocess.run(["docker", "info"], capture_output=True, check=False)
+        if _has_docker_cli()
+        else None
+    )
     if docker is not None and docker.returncode == 0:
         pytest.fail("a Docker engine answers here: this test covers the embedded path only")
     env = clean_env()

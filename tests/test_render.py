@@ -71,10 +71,21 @@ def test_every_combination_renders_clean(tmp_path: Path, answers: dict[str, str]
         ({"package_name": "a" * 40}, "package_name"),
     ],
 )
-def test_invalid_answers_write_nothing(tmp_path: Path, answers: dict[str, str], complaint: str) -> None:
+def test_invalid_answers_write_nothing(
+    tmp_path: Path, answers: dict[str, str], complaint: str
+) -> None:
     args = [f"{key}={value}" for key, value in answers.items()]
     result = subprocess.run(
-        [sys.executable, "-m", "cookiecutter", "--no-input", "-o", str(tmp_path), str(TEMPLATE), *args],
+        [
+            sys.executable,
+            "-m",
+            "cookiecutter",
+            "--no-input",
+            "-o",
+            str(tmp_path),
+            str(TEMPLATE),
+            *args,
+        ],
         capture_output=True,
         text=True,
         check=False,

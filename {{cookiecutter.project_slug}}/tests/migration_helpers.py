@@ -1,11 +1,18 @@
-"""Helpers for the migration tests: one connection per test, and schema snapshots."""
+"""Helpers for the migration tests: one connection, the script directory loaded once, Alembic's
+own revision resolution, and schema snapshots."""
 
 import asyncio
 from collections.abc import Callable
+from functools import cache
 
+from alembic.operations import Operations
+from alembic.runtime.migration import MigrationContext
+from alembic.script import Script, ScriptDirectory
 from sqlalchemy import Connection, pool, text
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import create_async_engine
+
+from {{ cookiecutter.package_name }}.migrations import alembic_config
 
 # Everything a revision can create in the public schema, in a form that compares as a whole.
 SNAPSHOT_SQL = """
@@ -39,6 +46,38 @@ ORDER BY 1, 2
 def schema_snapshot(connection: Connection) -> list[tuple[str, str]]:
     """The public schema's tables, columns, constraints, indexes, sequences and types."""
     return [(kind, item) for kind, item in connection.execute(text(SNAPSHOT_SQL))]
+
+
+@cache
+def script_directory() -> ScriptDirectory:
+    """Loaded once per test run: every revision module is imported a single time."""
+    return ScriptDirectory.from_config(alembic_config())
+
+
+def revisions_base_to_head() -> list[Script]:
+    return list(reversed(list(script_directory().walk_revisions("base", "heads"))))
+
+
+def upgrade(connection: Connection, destination: str) -> None:
+    """`alembic upgrade destination` on this connection, without re-reading env.py or scripts."""
+    script = script_directory()
+    _run(connection, lambda heads, _: script._upgrade_revs(destination, heads))
+
+
+def downgrade(connection: Connection, destination: str) -> None:
+    """`alembic downgrade destination` on this connection."""
+    script = script_directory()
+    _run(connection, lambda heads, _: script._downgrade_revs(destination, heads))
+
+
+def _run(connection: Connection, steps: Callable[..., object]) -> None:
+    # The same calls `alembic upgrade` makes through env.py, minus the per-command start-up:
+    # Alembic resolves the revisions and keeps the version table.
+    context = MigrationContext.configure(
+        connection, opts={"fn": steps, "transaction_per_migration": True}
+    )
+    with Operations.context(context):
+        context.run_migrations()
 
 
 def on_connection(url: URL, work: Callable[[Connection], None]) -> None:

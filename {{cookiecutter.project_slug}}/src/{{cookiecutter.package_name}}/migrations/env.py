@@ -33,6 +33,10 @@ compares_models = command in ("revision", "check", None)
 def configure(**kwargs: Any) -> None:
     target_metadata: MetaData | None = None
     if compares_models:
+        # Imported for its side effect: autogenerate then creates, alters and drops PostgreSQL
+        # enum types along with the columns that use them, so downgrades leave no type behind.
+        import alembic_postgresql_enum  # noqa: F401
+
         from {{ cookiecutter.package_name }}.migrations import autogen
         from {{ cookiecutter.package_name }}.models import metadata
 
@@ -50,6 +54,9 @@ def configure(**kwargs: Any) -> None:
 def run_migrations_offline() -> None:
     """`--sql`: print the SQL for a DBA to review; no database is needed."""
     configure(url=url, literal_binds=True, dialect_opts={"paramstyle": "named"})
+    # The script carries the same timeouts an online run sets, for whoever runs it by hand.
+    context.execute(f"SET lock_timeout = '{settings.migration_lock_timeout}'")
+    context.execute(f"SET statement_timeout = '{settings.migration_statement_timeout}'")
     with context.begin_transaction():
         context.run_migrations()
 

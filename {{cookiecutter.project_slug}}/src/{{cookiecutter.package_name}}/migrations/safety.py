@@ -105,6 +105,12 @@ def require_database_at_head(context: MigrationContext, script: ScriptDirectory)
             f"There is more than one head ({', '.join(sorted(heads))}): run `make merge` first."
         )
     current = context.get_current_heads()
+    unknown = [revision for revision in current if script.get_revision(revision) is None]
+    if unknown:
+        raise CommandError(
+            f"The database is at {', '.join(unknown)}, which no revision file defines: restore "
+            "the file from version control, or `make stamp rev=<known revision>`."
+        )
     if set(current) != set(heads):
         raise CommandError(
             f"The database is at {', '.join(current) or 'base'}, behind head "

@@ -7,8 +7,12 @@ from sqlmodel import Field, SQLModel
 
 
 class Item(SQLModel, table=True):
-    id: int | None = Field(default=None, primary_key=True)
-    name: str = Field(max_length=200, index=True)
+    # A 64-bit identity column: no 2**31 ceiling, and no SERIAL sequence to grant and dump.
+    id: int | None = Field(
+        default=None, sa_column=sa.Column(sa.BigInteger, sa.Identity(), primary_key=True)
+    )
+    # Unbounded text: changing a varchar's length later rewrites the table under an exclusive lock.
+    name: str = Field(index=True)
     description: str | None = Field(default=None)
     # The database fills this in, so rows inserted by SQL or by other services get it too.
     created_at: datetime | None = Field(
