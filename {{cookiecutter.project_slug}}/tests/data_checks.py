@@ -1,8 +1,9 @@
 """Data that must survive migrations: per-revision checks run by test_migrations.py.
 
 Register a check for a revision to prove that rows written at that revision come through every
-later upgrade intact: `before` runs with the database at the revision, `after` at head. Add one
-whenever a revision moves, splits or converts existing data.
+later revision intact: `before` runs once the revision is applied, `after` at head. In between,
+each later revision is upgraded, downgraded and upgraded again (the stairway), so the rows must
+survive that round trip too. Add one whenever a revision moves, splits or converts existing data.
 """
 
 from collections.abc import Callable
