@@ -307,10 +307,9 @@ def on_connection(url: URL, work: Callable[[Connection], Any]) -> Any:
 
     async def run() -> Any:
         # Test databases are thrown away: no need to wait for each commit to reach the disk.
+        server_settings = {"synchronous_commit": "off"}
         engine = create_async_engine(
-            url,
-            poolclass=pool.NullPool,
-            connect_args={"server_settings": {"synchronous_commit": "off"}},
+            url, poolclass=pool.NullPool, connect_args={"server_settings": server_settings}
         )
         try:
             async with engine.connect() as connection:
