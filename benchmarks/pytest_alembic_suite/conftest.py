@@ -1,22 +1,20 @@
 """Fixtures that let pytest-alembic's built-in tests run on a rendered project.
 
 run.py copies this file to `<work>/pytest-alembic/tests/conftest.py`, where pytest-alembic binds
-its built-in tests by default, and runs the pytest-alembic venv's `pytest --test-alembic` there.
-Environment: BENCH_PACKAGE (the project's package), BENCH_ADMIN_URL (a postgresql+psycopg URL of
-the shared server's `postgres` database).
+its built-in tests by default, and runs the pytest-alembic venv's `pytest --test-alembic` there,
+once per mode. Environment: BENCH_PACKAGE (the project's package), BENCH_ADMIN_URL (a
+postgresql:// URL of the shared server's `postgres` database), BENCH_PA_MODE:
 
-How it is wired, and why:
+- `engine` (as pytest-alembic documents it): `alembic_engine` is an AsyncEngine (asyncpg, the
+  project's driver) on a fresh database. pytest-alembic hands it to env.py as
+  `config.attributes["connection"]`, and the generated env.py migrates on it under its usual
+  lock, so every command pays what a user's would: env.py, a lock connection and a migration
+  connection.
+- `connection` (hand-tuned, kinder to pytest-alembic): `alembic_engine` is one sync psycopg
+  Connection shared by every command of the test, committed after each command (env.py runs an
+  injected Connection inside the caller's transaction). No command opens a connection.
 
-- `alembic_config` is the project's own code-built Alembic config (`<package>.migrations`): the
-  script location alembic.ini names, without the ini's logging set-up re-run on every command.
-- `alembic_engine` is a sync psycopg *Connection* to a database of the test's own. pytest-alembic
-  passes this object to env.py as `config.attributes["connection"]`, and the generated env.py
-  wants a Connection there (it takes the advisory lock and runs the revisions on it); with an
-  Engine or an AsyncEngine it fails. Each test gets a fresh database, as in the generated suite.
-- `commit_per_command`: env.py runs an injected connection's revisions inside the caller's
-  transaction, so nothing would ever commit. A stock env.py under pytest-alembic opens a
-  connection per command and commits it; committing after each command reproduces that (minus
-  the reconnect, which favours pytest-alembic slightly), so both suites pay for the same commits.
+Both use the project's own code-built Alembic config (`<package>.migrations.alembic_config()`).
 """
 
 import functools
@@ -30,20 +28,24 @@ import pytest
 from pytest_alembic.config import Config
 from pytest_alembic.executor import CommandExecutor
 from sqlalchemy import Connection, create_engine, make_url, pool, text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+MODE = os.environ.get("BENCH_PA_MODE", "engine")
 
 
 def _package_module(name: str) -> Any:
     return importlib.import_module(f"{os.environ['BENCH_PACKAGE']}.{name}")
 
 
-@pytest.fixture
-def alembic_config() -> Config:
-    return Config(alembic_config=_package_module("migrations").alembic_config())
+def _url(database: str, driver: str) -> Any:
+    return make_url(os.environ["BENCH_ADMIN_URL"]).set(drivername=driver, database=database)
 
 
 def _admin(statement: str) -> None:
     engine = create_engine(
-        os.environ["BENCH_ADMIN_URL"], poolclass=pool.NullPool, isolation_level="AUTOCOMMIT"
+        _url("postgres", "postgresql+psycopg"),
+        poolclass=pool.NullPool,
+        isolation_level="AUTOCOMMIT",
     )
     try:
         with engine.connect() as connection:
@@ -53,17 +55,27 @@ def _admin(statement: str) -> None:
 
 
 @pytest.fixture
-def alembic_engine() -> Iterator[Connection]:
+def alembic_config() -> Config:
+    return Config(alembic_config=_package_module("migrations").alembic_config())
+
+
+@pytest.fixture
+def alembic_engine() -> Iterator[Any]:
     name = f"pa_{uuid.uuid4().hex[:12]}"
     _admin(f'CREATE DATABASE "{name}"')
-    url = make_url(os.environ["BENCH_ADMIN_URL"]).set(database=name)
-    engine = create_engine(url, poolclass=pool.NullPool)
-    connection = engine.connect()
     try:
-        yield connection
+        if MODE == "engine":
+            async_engine = create_async_engine(
+                _url(name, "postgresql+asyncpg"), poolclass=pool.NullPool
+            )
+            yield async_engine
+            # NullPool: no connection outlives its command, so there is nothing to dispose.
+        else:
+            engine = create_engine(_url(name, "postgresql+psycopg"), poolclass=pool.NullPool)
+            with engine.connect() as connection:
+                yield connection
+            engine.dispose()
     finally:
-        connection.close()
-        engine.dispose()
         _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
@@ -86,6 +98,8 @@ def _committing(method: Callable[..., Any]) -> Callable[..., Any]:
 
 @pytest.fixture(autouse=True)
 def commit_per_command(monkeypatch: pytest.MonkeyPatch) -> None:
-    # `_run_env` carries upgrades and downgrades; `run_command` the other alembic commands.
-    for name in ("_run_env", "run_command"):
-        monkeypatch.setattr(CommandExecutor, name, _committing(getattr(CommandExecutor, name)))
+    # Only the shared Connection needs it: `_run_env` carries upgrades and downgrades,
+    # `run_command` the other alembic commands.
+    if MODE == "connection":
+        for name in ("_run_env", "run_command"):
+            monkeypatch.setattr(CommandExecutor, name, _committing(getattr(CommandExecutor, name)))

@@ -1,4 +1,5 @@
-"""`upgrade()` from sync code, inside a running event loop, and on a caller's connection.
+"""`upgrade()` from sync code, inside a running event loop, and on a caller's connection; env.py
+on an engine that a test tool injects.
 
 Each test upgrades to the first revision only: the API's plumbing is the same for any target,
 and test_migrations.py already walks the whole chain, so these stay fast as the chain grows.
@@ -6,11 +7,17 @@ and test_migrations.py already walks the whole chain, so these stay fast as the 
 
 import asyncio
 
+from alembic import command
 from sqlalchemy import Connection
 from sqlalchemy.engine import URL
 
 from {{ cookiecutter.package_name }}.db import create_engine
-from {{ cookiecutter.package_name }}.migrations import current_heads, upgrade, upgrade_async
+from {{ cookiecutter.package_name }}.migrations import (
+    alembic_config,
+    current_heads,
+    upgrade,
+    upgrade_async,
+)
 
 from .migration_helpers import on_connection, revisions_base_to_head
 
@@ -51,4 +58,15 @@ def test_upgrade_on_an_injected_connection(database_url: URL) -> None:
         await engine.dispose()
 
     asyncio.run(migrate())
+    assert_at_first(database_url)
+
+
+def test_env_runs_on_an_injected_async_engine(database_url: URL) -> None:
+    # What pytest-alembic does with an async `alembic_engine` fixture: env.py then migrates on
+    # that engine, under the same lock, and leaves disposing of it to the caller.
+    engine = create_engine(url=database_url)
+    config = alembic_config()
+    config.attributes["connection"] = engine
+    command.upgrade(config, FIRST)
+    asyncio.run(engine.dispose())
     assert_at_first(database_url)

@@ -8,8 +8,9 @@ from logging.config import fileConfig
 from typing import Any
 
 from alembic import context
+from alembic.util import CommandError
 from sqlalchemy import Connection, MetaData, pool
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from {{ cookiecutter.package_name }}.migrations import safety
 
@@ -63,20 +64,23 @@ def run_migrations_offline() -> None:
 
 def do_run_migrations(connection: Connection) -> None:
     configure(connection=connection)
+    current = context.get_context().get_current_heads() if command != "stamp" else ()
     if command != "stamp":
-        safety.require_known_revisions(context.get_context(), context.script)
+        safety.require_known_revisions(current, context.script)
     if command in ("revision", "check"):
-        safety.require_database_at_head(context.get_context(), context.script)
+        safety.require_database_at_head(current, context.script)
     elif command == "upgrade":
         destination = context.get_revision_argument()
-        safety.refuse_upgrade_below_current(context.get_context(), context.script, destination)
+        safety.refuse_upgrade_below_current(current, context.script, destination)
     with context.begin_transaction():
         context.run_migrations()
 
 
-async def run_async_migrations() -> None:
+async def run_async_migrations(engine: AsyncEngine | None = None) -> None:
+    """Migrate under the advisory lock; on `engine` if a caller passed one, else on our own."""
     # NullPool: connections close when released, which also releases the advisory lock.
-    engine = create_async_engine(
+    own = engine is None
+    engine = engine or create_async_engine(
         url, poolclass=pool.NullPool, connect_args={"timeout": settings.db_connect_timeout}
     )
     try:
@@ -85,19 +89,28 @@ async def run_async_migrations() -> None:
             async with safety.connect(engine, settings) as connection:
                 await connection.run_sync(safety.apply_timeouts, settings)
                 await connection.run_sync(do_run_migrations)
+                await connection.commit()
     finally:
-        await engine.dispose()
+        if own:
+            await engine.dispose()
 
 
 def run_migrations_online() -> None:
-    connection = config.attributes.get("connection")
+    # A caller may pass a Connection (see `migrations.upgrade`) or an AsyncEngine (test tools
+    # such as pytest-alembic do) in config.attributes["connection"].
+    injected = config.attributes.get("connection")
     with safety.clear_errors(settings):
-        if connection is None:
-            asyncio.run(run_async_migrations())
+        if isinstance(injected, Connection):
+            # Run inside the caller's transaction; the caller commits.
+            safety.acquire_transaction_lock(injected, settings)
+            do_run_migrations(injected)
+        elif injected is None or isinstance(injected, AsyncEngine):
+            asyncio.run(run_async_migrations(injected))
         else:
-            # A caller's connection (see `migrations.upgrade`): run inside its transaction.
-            safety.acquire_transaction_lock(connection, settings)
-            do_run_migrations(connection)
+            raise CommandError(
+                f"config.attributes['connection'] is a {type(injected).__name__}; pass a "
+                "Connection or an AsyncEngine (postgresql+asyncpg)."
+            )
 
 
 if context.is_offline_mode():

@@ -9,7 +9,6 @@ from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.script.revision import ResolutionError
 from alembic.util import CommandError
@@ -84,8 +83,17 @@ def apply_timeouts(connection: Connection, settings: Settings, *, local: bool = 
 
     Set only once the advisory lock is held, so waiting for another replica is not cut short.
     """
-    _set(connection, "lock_timeout", settings.migration_lock_timeout, local=local)
-    _set(connection, "statement_timeout", settings.migration_statement_timeout, local=local)
+    connection.execute(
+        text(
+            "SELECT set_config('lock_timeout', :lock, :local), "
+            "set_config('statement_timeout', :statement, :local)"
+        ),
+        {
+            "lock": settings.migration_lock_timeout,
+            "statement": settings.migration_statement_timeout,
+            "local": local,
+        },
+    )
     if not local:
         connection.commit()
 
@@ -98,9 +106,9 @@ def _set(connection: Connection, name: str, value: str, *, local: bool) -> None:
     )
 
 
-def require_known_revisions(context: MigrationContext, script: ScriptDirectory) -> None:
+def require_known_revisions(current: tuple[str, ...], script: ScriptDirectory) -> None:
     """A version row that no revision file defines (a deleted file, a branch not pulled)."""
-    unknown = [rev for rev in context.get_current_heads() if not _defined(script, rev)]
+    unknown = [rev for rev in current if not _defined(script, rev)]
     if unknown:
         raise CommandError(
             f"The database is at {', '.join(unknown)}, which no revision file defines: pull or "
@@ -116,14 +124,13 @@ def _defined(script: ScriptDirectory, revision: str) -> bool:
         return False
 
 
-def require_database_at_head(context: MigrationContext, script: ScriptDirectory) -> None:
+def require_database_at_head(current: tuple[str, ...], script: ScriptDirectory) -> None:
     """Before comparing models with the database, make sure the comparison means something."""
     heads = script.get_heads()
     if len(heads) > 1:
         raise CommandError(
             f"There is more than one head ({', '.join(sorted(heads))}): run `make merge` first."
         )
-    current = context.get_current_heads()
     if set(current) != set(heads):
         raise CommandError(
             f"The database is at {', '.join(current) or 'base'}, behind head "
@@ -132,10 +139,9 @@ def require_database_at_head(context: MigrationContext, script: ScriptDirectory)
 
 
 def refuse_upgrade_below_current(
-    context: MigrationContext, script: ScriptDirectory, destination: object
+    current: tuple[str, ...], script: ScriptDirectory, destination: object
 ) -> None:
     """`alembic upgrade <older revision>` silently does nothing; say how to go down instead."""
-    current = context.get_current_heads()
     if not current or not isinstance(destination, str | None):
         return
     if destination is None:  # Alembic's name for base
