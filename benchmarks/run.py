@@ -117,7 +117,15 @@ def pytest_alembic_venv(work: Path, project: Path) -> Path:
     return venv
 
 
-def run_suites(report: Report, project: Path, work: Path, venv: Path) -> None:
+def median_timing(samples: list[Timing]) -> Timing:
+    """The run with the median wall time, or the first failed run."""
+    failed = [timing for timing in samples if not timing.ok]
+    if failed:
+        return failed[0]
+    return sorted(samples, key=lambda timing: timing.seconds)[len(samples) // 2]
+
+
+def run_suites(report: Report, project: Path, work: Path, venv: Path, repeat: int) -> None:
     suite_dir = work / "pytest-alembic"
     (suite_dir / "tests").mkdir(parents=True)
     # An ini of its own makes this folder pytest's rootdir, so nothing above it is configured in.
@@ -128,20 +136,30 @@ def run_suites(report: Report, project: Path, work: Path, venv: Path) -> None:
     pa_env = clean_env(BENCH_PACKAGE=PACKAGE, BENCH_ADMIN_URL=server.url("postgres"))
     pa_command = [str(venv / "bin" / "pytest"), "--test-alembic"]
     quiet = ["-q", "-p", "no:cacheprovider"]
+    suites = {
+        "generated": lambda: make(project, "test", f"args={' '.join(quiet)}", env=generated_env),
+        "pytest_alembic": lambda: timed(
+            [*pa_command, *quiet], suite_dir, {**pa_env, "BENCH_PA_MODE": "engine"}
+        ),
+        "pytest_alembic_tuned": lambda: timed(
+            [*pa_command, *quiet], suite_dir, {**pa_env, "BENCH_PA_MODE": "connection"}
+        ),
+    }
     for size in report.sizes:
         chain.write_chain(project, size)
         # Revisions written by `make migration` arrive compiled (its post-write hook); these were
-        # written directly, so compile them once, untimed. Both suites then load the same bytecode.
+        # written directly, so compile them once, untimed. All suites then load the same bytecode.
         compile_all = [".venv/bin/python", "-m", "compileall", "-q", "src", "tests"]
         timed(compile_all, project, generated_env, check=True)
-        log(f"N={size}: generated suite (whole make test)")
-        generated = make(project, "test", f"args={' '.join(quiet)}", env=generated_env)
-        log(f"N={size}: generated suite {generated.seconds:.1f}s, now pytest-alembic")
-        pa = timed([*pa_command, *quiet], suite_dir, {**pa_env, "BENCH_PA_MODE": "engine"})
-        log(f"N={size}: pytest-alembic {pa.seconds:.1f}s, now pytest-alembic tuned")
-        tuned = timed([*pa_command, *quiet], suite_dir, {**pa_env, "BENCH_PA_MODE": "connection"})
-        log(f"N={size}: pytest-alembic tuned {tuned.seconds:.1f}s")
-        report.suites.append(SuiteRow(size, generated, pa, tuned))
+        samples: dict[str, list[Timing]] = {name: [] for name in suites}
+        names = list(suites)
+        for round_ in range(repeat):
+            # Rotate the order each round, so a busy spell of the machine does not always fall
+            # on the same suite.
+            for name in names[round_ % 3 :] + names[: round_ % 3]:
+                samples[name].append(suites[name]())
+                log(f"N={size} round {round_ + 1}: {name} {samples[name][-1].seconds:.1f}s")
+        report.suites.append(SuiteRow(size, *(median_timing(samples[name]) for name in names)))
     chain.clear(project)
 
 
@@ -241,7 +259,10 @@ def marginal(rows: list[SuiteRow], index: int, pick: str) -> str:
 
 def tables(report: Report) -> str:
     out: list[str] = []
-    out.append("## 1. Migration tests: generated suite vs pytest-alembic (whole pytest run)\n")
+    out.append(
+        "## 1. Migration tests: generated suite vs pytest-alembic "
+        "(whole pytest run, median of rotated runs)\n"
+    )
     out.append(
         "| N revisions | generated | pytest-alembic | ratio | pytest-alembic tuned | ratio "
         "| generated marginal ms/rev | pa marginal ms/rev | pa tuned marginal ms/rev |"
@@ -332,6 +353,12 @@ def parse_args() -> argparse.Namespace:
         help="chain lengths for benchmark 1, comma-separated (default: 10,100,300)",
     )
     parser.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="runs of each suite per chain length, median reported (default: 3)",
+    )
+    parser.add_argument(
         "--runs", type=int, default=21, help="timed runs of each upgrade command (default: 21)"
     )
     parser.add_argument(
@@ -369,7 +396,7 @@ def main() -> int:
             report.versions["pytest-alembic venv"] = package_versions(
                 venv / "bin" / "python", ["pytest-alembic", "pytest", "psycopg"]
             ).strip()
-            run_suites(report, project, work, venv)
+            run_suites(report, project, work, venv, args.repeat)
             log("first run: render, install, test")
             run_first_run(report, work)
     finally:
