@@ -246,10 +246,11 @@ def walk_base_to_head(connection: Connection, outcome: Walk, *, stairway: bool) 
             before = dict(schema.objects) if schema else {}
             yield up(revision)
             if schema:
-                touched = schema.refresh()
+                # Read once after the round trip: whatever the upgrade or the downgrade touched
+                # must be back as it was.
                 phase[0] = "downgrade"
                 yield down(revision)
-                touched |= schema.refresh()
+                touched = schema.refresh()
                 wanted, got = _flat(schema.rows(touched, before)), _flat(schema.rows(touched))
                 if got != wanted:
                     outcome.stairway_failure = (
