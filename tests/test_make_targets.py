@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import Server, bake, clean_env, install, make, must, run
+from .conftest import Server, bake, clean_env, install, make, must, revision_id, run, versions
 
 DESIGN_TARGETS = (
     "help",
@@ -63,16 +63,6 @@ def db(server: Server) -> str:
 @pytest.fixture(scope="module")
 def env(server: Server, db: str) -> dict[str, str]:
     return clean_env(DATABASE_URL=server.url(db))
-
-
-def versions(project: Path) -> list[Path]:
-    return sorted((project / "src" / "my_service" / "migrations" / "versions").glob("*.py"))
-
-
-def revision_id(path: Path) -> str:
-    match = re.search(r'^revision: str = "(\w+)"', path.read_text(encoding="utf-8"), re.M)
-    assert match, path
-    return match.group(1)
 
 
 def test_help_lists_every_target(project: Path) -> None:

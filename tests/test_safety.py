@@ -6,7 +6,6 @@ the message and the state the database is left in.
 """
 
 import asyncio
-import re
 import socket
 import subprocess
 import time
@@ -20,7 +19,19 @@ from urllib.parse import quote
 import asyncpg
 import pytest
 
-from .conftest import Server, bake, clean_env, embedded_server, install, make, must, run
+from .conftest import (
+    Server,
+    bake,
+    clean_env,
+    embedded_server,
+    install,
+    make,
+    must,
+    revision_id,
+    run,
+    url_as,
+    versions,
+)
 
 REPLICAS = 8
 # Every character that breaks a URL or an ini file when written there unescaped.
@@ -98,16 +109,6 @@ def password_server(server: Server) -> Iterator[Server]:
             yield embedded
 
 
-def versions(project: Path) -> list[Path]:
-    return sorted((project / "src" / "my_service" / "migrations" / "versions").glob("*.py"))
-
-
-def revision_id(path: Path) -> str:
-    match = re.search(r'^revision: str = "(\w+)"', path.read_text(encoding="utf-8"), re.M)
-    assert match, path
-    return match.group(1)
-
-
 def state(server: Server, database: str) -> tuple[set[str], set[str] | None]:
     """Every table of `public` and the version rows (None while there is no alembic_version)."""
     rows = server.fetch(database, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
@@ -120,14 +121,6 @@ def port_of(server: Server) -> int:
         return server.port
     # A socket server's port names its socket file, so DB_PORT still has to match it.
     return int(server.fetch("postgres", "SHOW port")[0][0])
-
-
-def url_as(server: Server, database: str, user: str, password: str) -> str:
-    """A DATABASE_URL for `database` with these credentials, the password percent-encoded."""
-    auth = f"{user}:{quote(password, safe='')}"
-    if server.socket:
-        return f"postgresql://{auth}@/{database}?host={server.host}"
-    return f"postgresql://{auth}@{server.host}:{server.port}/{database}"
 
 
 def closed_port() -> int:

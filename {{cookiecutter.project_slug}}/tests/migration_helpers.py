@@ -23,7 +23,8 @@ from {{ cookiecutter.package_name }}.migrations import alembic_config
 
 from .data_checks import DATA_CHECKS
 
-Rows = tuple[tuple[str, str], ...]
+Row = tuple[str, str]  # (what, description), e.g. ("column", "item.name text not null")
+Rows = tuple[Row, ...]
 Key = tuple[str, int]  # ("r", pg_class oid) or ("t", pg_type oid)
 
 # What a revision can create in the public schema, per object: each relation with its columns,
@@ -150,26 +151,19 @@ class SchemaTracker:
         self.objects: dict[Key, Rows] = self._read(SNAPSHOT_ALL)
         connection.commit()
 
-    def refresh(self) -> set[Key]:
-        """Re-read what changed since the last refresh; the keys of those objects."""
+    def refresh(self) -> tuple[set[Row], set[Row]]:
+        """Re-read what changed since the last refresh: the rows of the changed objects as they
+        were before, and as they are now."""
         if self.probed:
             touched: set[Key] = set()
             fresh = self._read(SNAPSHOT_TOUCHED, touched)
             if ("x", 0) not in touched:
-                for key in touched:
-                    if key in fresh:
-                        self.objects[key] = fresh[key]
-                    else:
-                        self.objects.pop(key, None)
-                return touched
-        fresh = self._read(SNAPSHOT_ALL)
-        changed = set(fresh) | set(self.objects)
-        self.objects = fresh
-        return changed
-
-    def rows(self, keys: Iterable[Key], objects: dict[Key, Rows] | None = None) -> list[Rows]:
-        source = self.objects if objects is None else objects
-        return sorted(source[key] for key in keys if key in source)
+                # `fresh` holds the touched objects that still exist; the others are gone.
+                old = [self.objects.pop(key) for key in touched if key in self.objects]
+                self.objects.update(fresh)
+                return _rows(old), _rows(fresh.values())
+        old_objects, self.objects = self.objects, self._read(SNAPSHOT_ALL)
+        return _rows(old_objects.values()), _rows(self.objects.values())
 
     def _read(self, query: str, touched: set[Key] | None = None) -> dict[Key, Rows]:
         grouped: dict[Key, list[tuple[str, str]]] = {}
@@ -243,15 +237,13 @@ def walk_base_to_head(connection: Connection, outcome: Walk, *, stairway: bool) 
         for revision in revisions_base_to_head():
             where = f"revision {revision.revision} ({revision.path})"
             phase[:] = ["upgrade", where]
-            before = dict(schema.objects) if schema else {}
             yield up(revision)
             if schema:
                 # Read once after the round trip: whatever the upgrade or the downgrade touched
                 # must be back as it was.
                 phase[0] = "downgrade"
                 yield down(revision)
-                touched = schema.refresh()
-                wanted, got = _flat(schema.rows(touched, before)), _flat(schema.rows(touched))
+                wanted, got = schema.refresh()
                 if got != wanted:
                     outcome.stairway_failure = (
                         f"{where}: downgrade leaves {sorted(got - wanted)}, "
@@ -298,7 +290,7 @@ def _guarded(
     return True
 
 
-def _flat(objects: list[Rows]) -> set[tuple[str, str]]:
+def _rows(objects: Iterable[Rows]) -> set[Row]:
     # A set is enough: within one schema every row names its object, so none repeats.
     return {row for rows in objects for row in rows}
 

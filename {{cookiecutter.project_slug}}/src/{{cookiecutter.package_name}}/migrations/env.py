@@ -64,14 +64,15 @@ def run_migrations_offline() -> None:
 
 def do_run_migrations(connection: Connection) -> None:
     configure(connection=connection)
-    current = context.get_context().get_current_heads() if command != "stamp" else ()
+    # `stamp` is how a version row nobody defines gets repaired, so it skips these checks.
     if command != "stamp":
+        current = context.get_context().get_current_heads()
         safety.require_known_revisions(current, context.script)
-    if command in ("revision", "check"):
-        safety.require_database_at_head(current, context.script)
-    elif command == "upgrade":
-        destination = context.get_revision_argument()
-        safety.refuse_upgrade_below_current(current, context.script, destination)
+        if command in ("revision", "check"):
+            safety.require_database_at_head(current, context.script)
+        elif command == "upgrade":
+            destination = context.get_revision_argument()
+            safety.refuse_upgrade_below_current(current, context.script, destination)
     with context.begin_transaction():
         context.run_migrations()
 
