@@ -4,6 +4,8 @@ Run by every `alembic` command and by `{{ cookiecutter.package_name }}.migration
 """
 
 import asyncio
+import atexit
+import gc
 from logging.config import fileConfig
 from typing import Any
 
@@ -15,6 +17,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from {{ cookiecutter.package_name }}.migrations import safety
 
 config = context.config
+
+# A command-line run ends with this script. At exit the interpreter's last garbage collection walks
+# every object the imports made (SQLAlchemy's, pydantic's): about a fifth of an upgrade that has
+# nothing to do. Freezing them first skips that walk; the OS frees the memory anyway. Programmatic
+# callers (no cmd_opts) live on, so their collector is left alone.
+if config.cmd_opts is not None:
+    atexit.register(gc.freeze)
 
 # Command-line runs log as alembic.ini says; programmatic callers keep their own logging.
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):
