@@ -1,4 +1,4 @@
-"""A real PostgreSQL for the tests, and a fresh database for each test that needs one.
+"""A real PostgreSQL for the tests, and an empty database for each test that needs one.
 
 The server is, in this order: the one named by TEST_DATABASE_URL (tests create and drop their own
 databases on it), a testcontainers PostgreSQL where a Docker engine answers, else the embedded
@@ -7,6 +7,7 @@ can be had, the tests fail and say why.
 """
 
 import asyncio
+import gc
 import os
 import tempfile
 import uuid
@@ -76,8 +77,43 @@ def new_database(server_url: URL) -> Iterator[URL]:
         asyncio.run(_admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-@pytest.fixture
-def database_url(server_url: URL) -> Iterator[URL]:
-    """A new, empty database for one test."""
+# Every schema a test may have made goes, public comes back empty: the extensions, types and tables
+# in them go too.
+EMPTY_DATABASE = r"""
+DO $$
+DECLARE schema_name name;
+BEGIN
+  FOR schema_name IN SELECT nspname FROM pg_namespace
+                      WHERE nspname NOT LIKE 'pg\_%' AND nspname <> 'information_schema' LOOP
+    EXECUTE format('DROP SCHEMA %I CASCADE', schema_name);
+  END LOOP;
+  CREATE SCHEMA public;
+END $$
+"""
+
+
+@pytest.fixture(scope="module")
+def module_database(server_url: URL) -> Iterator[URL]:
+    """One database per test module (so per xdist worker too), shared by its tests."""
     with new_database(server_url) as url:
         yield url
+
+
+@pytest.fixture
+def database_url(module_database: URL) -> URL:
+    """An empty database for one test: the module's, emptied first. Emptying takes milliseconds,
+    where CREATE DATABASE takes about 0.2 s."""
+    asyncio.run(_admin(module_database, EMPTY_DATABASE))
+    return module_database
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # What is imported by now (SQLAlchemy, Alembic, SQLModel, every revision) lives until the run
+    # ends. Frozen, it drops out of the garbage collector's sweeps during the tests, which costs
+    # about a fifth of the suite's CPU time otherwise.
+    gc.freeze()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    # And out of the last sweep at exit, with what the tests made since: the OS frees it anyway.
+    gc.freeze()

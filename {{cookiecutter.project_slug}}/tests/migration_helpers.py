@@ -72,7 +72,10 @@ SNAPSHOT_ALL = "WITH " + _OBJECTS.format(relations="TRUE", types="TRUE") + _ROWS
 # default counts for its table), clear the notes, and read those objects again by oid, so the
 # cost depends on what the step touched, not on the size of the schema. Rows of kind 'k' list
 # every touched object, also those now gone; a row of kind 'x' asks for a full read.
-SNAPSHOT_TOUCHED = (
+# It runs inside a PL/pgSQL function (see PROBE_SQL), which plans it once per connection: sent as a
+# statement, it would be planned again after every step, since the driver drops its prepared
+# statements whenever a migration runs DDL.
+_TOUCHED_ROWS = (
     """
 WITH events AS (DELETE FROM test_probe.touched RETURNING kind::text AS kind, oid, name),
 touched AS (
@@ -87,12 +90,13 @@ touched AS (
         types="t.oid IN (SELECT oid FROM touched WHERE kind = 't')",
     )
     + """
-SELECT 'k', oid, kind, '' FROM touched
+SELECT 'k'::text, oid, kind, ''::text FROM touched
 UNION ALL
-SELECT 'x', 0, '', '' FROM events WHERE kind = 'x'
+SELECT 'x', 0::oid, '', '' FROM events WHERE kind = 'x'
 UNION ALL"""
     + _ROWS
 )
+SNAPSHOT_TOUCHED = "SELECT * FROM test_probe.touched_rows()"
 
 # Event triggers note every object a DDL statement creates, alters or drops, so a snapshot only
 # re-reads those. Anything they cannot pin to a relation or type of `public` (kind 'x') makes the
@@ -127,6 +131,10 @@ BEGIN
    WHERE d.schema_name = 'public' OR d.address_names[1] = 'public';
 END $$
 """,
+    # OUT columns named apart from the query's own, so that PL/pgSQL reads the query as written.
+    "CREATE FUNCTION test_probe.touched_rows() "
+    "RETURNS TABLE (out_kind text, out_oid oid, out_what text, out_item text) "
+    f"LANGUAGE plpgsql AS $$ BEGIN RETURN QUERY {_TOUCHED_ROWS}; END $$",
     "CREATE EVENT TRIGGER test_probe_ddl ON ddl_command_end EXECUTE FUNCTION test_probe.on_ddl()",
     "CREATE EVENT TRIGGER test_probe_drop ON sql_drop EXECUTE FUNCTION test_probe.on_drop()",
 )
