@@ -7,6 +7,7 @@ and test_migrations.py already walks the whole chain, so these stay fast as the 
 
 import asyncio
 
+import pytest
 from alembic import command
 from sqlalchemy import Connection
 from sqlalchemy.engine import URL
@@ -24,15 +25,26 @@ from .migration_helpers import on_connection, revisions_base_to_head
 FIRST = revisions_base_to_head()[0].revision
 
 
-def assert_at_first(url: URL, expected: bool = True) -> None:
+def assert_at(url: URL, expected: set[str]) -> None:
     def check(connection: Connection) -> None:
-        assert (current_heads(connection) == {FIRST}) is expected
+        assert current_heads(connection) == expected
 
     on_connection(url, check)
 
 
+def assert_at_first(url: URL) -> None:
+    assert_at(url, {FIRST})
+
+
+@pytest.fixture
+def database_url(database_url: URL) -> URL:
+    """The shared fixture's empty database, checked: no test here may pass because an earlier
+    one left the database at FIRST."""
+    assert_at(database_url, set())
+    return database_url
+
+
 def test_upgrade_from_sync_code(database_url: URL) -> None:
-    assert_at_first(database_url, expected=False)
     upgrade(FIRST, url=database_url)
     assert_at_first(database_url)
 
