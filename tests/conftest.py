@@ -124,6 +124,17 @@ class Server:
     def execute(self, database: str, statement: str) -> None:
         asyncio.run(self._execute(database, statement))
 
+    @contextmanager
+    def new_database(self, prefix: str = "tmpl") -> Iterator[str]:
+        """A new database, named uniquely since runs may share the server; its name. Dropped
+        afterwards."""
+        name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+        self.execute("postgres", f'CREATE DATABASE "{name}"')
+        try:
+            yield name
+        finally:
+            self.execute("postgres", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
     def fetch(self, database: str, query: str) -> list[tuple[Any, ...]]:
         return asyncio.run(self._fetch(database, query))
 
@@ -208,10 +219,8 @@ def server() -> Iterator[Server]:
 @pytest.fixture
 def database(server: Server) -> Iterator[str]:
     """A new database of this test's own; its name."""
-    name = f"tmpl_{uuid.uuid4().hex[:12]}"
-    server.execute("postgres", f'CREATE DATABASE "{name}"')
-    yield name
-    server.execute("postgres", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with server.new_database() as name:
+        yield name
 
 
 @pytest.fixture(scope="session")

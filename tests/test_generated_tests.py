@@ -67,12 +67,9 @@ def project(tmp_path_factory: pytest.TempPathFactory, server_env: dict[str, str]
 
 
 @pytest.fixture(scope="module")
-def server_env(server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:  # type: ignore[no-untyped-def]
-    name = f"tmpl_planted_{uuid.uuid4().hex[:12]}"
-    server.execute("postgres", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    server.execute("postgres", f'CREATE DATABASE "{name}"')
-    yield clean_env(DATABASE_URL=server.url(name))
-    server.execute("postgres", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+def server_env(server: Server) -> Iterator[dict[str, str]]:
+    with server.new_database("tmpl_planted") as name:
+        yield clean_env(DATABASE_URL=server.url(name))
 
 
 @contextmanager

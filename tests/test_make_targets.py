@@ -5,7 +5,7 @@ step starts from the state the previous one left, as a developer's session would
 """
 
 import re
-import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -53,11 +53,9 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def db(server: Server) -> str:
-    name = f"tmpl_targets_{uuid.uuid4().hex[:12]}"
-    server.execute("postgres", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    server.execute("postgres", f'CREATE DATABASE "{name}"')
-    return name
+def db(server: Server) -> Iterator[str]:
+    with server.new_database("tmpl_targets") as name:
+        yield name
 
 
 @pytest.fixture(scope="module")

@@ -91,17 +91,12 @@ def role(server: Server, database: str) -> Iterator[str]:
 def password_server(server: Server) -> Iterator[Server]:
     """A server that refuses a wrong password: the one under test when it checks passwords (the
     embedded one does), else a throwaway embedded one, so the wrong-password test always runs."""
-    database = f"tmpl_{uuid.uuid4().hex[:12]}"
-    server.execute("postgres", f'CREATE DATABASE "{database}"')
-    try:
-        with login_role(server, database, "right-pw") as name:
-            try:
-                asyncio.run(_connect_and_close(server, database, name, "wrong-pw"))
-                checks = False
-            except asyncpg.InvalidPasswordError:
-                checks = True
-    finally:
-        server.execute("postgres", f'DROP DATABASE "{database}" WITH (FORCE)')
+    with server.new_database() as database, login_role(server, database, "right-pw") as name:
+        try:
+            asyncio.run(_connect_and_close(server, database, name, "wrong-pw"))
+            checks = False
+        except asyncpg.InvalidPasswordError:
+            checks = True
     if checks:
         yield server
     else:
@@ -338,23 +333,21 @@ def test_unknown_role_is_named(project: Path, server: Server, database: str) -> 
 
 def test_wrong_password_is_named(project: Path, password_server: Server) -> None:
     wrong = "not-the-s3cr3t"
-    database = f"tmpl_{uuid.uuid4().hex[:12]}"
-    password_server.execute("postgres", f'CREATE DATABASE "{database}"')
-    try:
-        with login_role(password_server, database, AWKWARD_PASSWORD) as name:
-            url = url_as(password_server, database, name, wrong)
-            result = make(project, "migrate", env=clean_env(DATABASE_URL=url))
-            assert_short_failure(
-                result,
-                "Cannot connect to PostgreSQL",
-                f'password authentication failed for user "{name}"',
-                "DATABASE_URL",
-                secret=wrong,
-            )
-            assert AWKWARD_PASSWORD not in result.stdout
-            assert state(password_server, database) == (set(), None)
-    finally:
-        password_server.execute("postgres", f'DROP DATABASE "{database}" WITH (FORCE)')
+    with (
+        password_server.new_database() as database,
+        login_role(password_server, database, AWKWARD_PASSWORD) as name,
+    ):
+        url = url_as(password_server, database, name, wrong)
+        result = make(project, "migrate", env=clean_env(DATABASE_URL=url))
+        assert_short_failure(
+            result,
+            "Cannot connect to PostgreSQL",
+            f'password authentication failed for user "{name}"',
+            "DATABASE_URL",
+            secret=wrong,
+        )
+        assert AWKWARD_PASSWORD not in result.stdout
+        assert state(password_server, database) == (set(), None)
 
 
 async def _connect_and_close(server: Server, database: str, user: str, password: str) -> None:
