@@ -192,6 +192,9 @@ def test_pre_commit_passes_on_a_fresh_render_and_stops_drift(
         for hook in ("ruff check", "ruff format", "mypy --strict", "make check"):
             assert re.search(rf"^{re.escape(hook)}.*Passed$", output, re.M), output
 
+        git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
+        must(run(project, *git, "commit", "--quiet", "--no-verify", "-m", "render", env=env))
+
         # A model without its revision: the commit is stopped by `make check`.
         widget = project / "src" / "my_service" / "models" / "widget.py"
         widget.write_text(
