@@ -178,9 +178,7 @@ def test_make_run_serves_and_ready_follows_make_migrate(project: Path, server: S
             assert get(port, "/items")[0] == 200
 
 
-def test_pre_commit_passes_on_a_fresh_render_and_stops_drift(
-    project: Path, server: Server
-) -> None:
+def test_pre_commit_passes_on_a_fresh_render_and_stops_drift(project: Path, server: Server) -> None:
     assert (project / ".git" / "hooks" / "pre-commit").is_file(), "make install set no hook"
     pre_commit = str(project / ".venv" / "bin" / "pre-commit")
     with server.new_database("tmpl_hooks") as db:
