@@ -150,15 +150,25 @@ def test_wheel_migrates_waits_for_head_and_serves(
             assert get(port, "/health/ready") == (200, {"status": "ready", "revision": [head]})
 
 
-def test_wait_for_head_bad_input(wheel_venv: tuple[Path, Path], tmp_path: Path) -> None:
+def test_bad_input_is_explained_without_the_password(
+    wheel_venv: tuple[Path, Path], tmp_path: Path
+) -> None:
     migrations = [str(wheel_venv[1] / "bin" / "python"), "-m", "my_service.migrations"]
     unreachable = clean_env(DATABASE_URL="postgresql://app:s3cret-pw@127.0.0.1:1/app")
+    for command in ("upgrade", "current"):
+        result = run(tmp_path, *migrations, command, env=unreachable)
+        assert result.returncode == 1, result.stdout
+        assert "Cannot connect" in result.stdout and "s3cret-pw" not in result.stdout
+
     result = run(tmp_path, *migrations, "wait-for-head", "--timeout", "1", env=unreachable)
     assert result.returncode == 1
     assert "cannot connect" in result.stdout and "s3cret-pw" not in result.stdout
 
     result = run(tmp_path, *migrations, "wait-for-head", "--timeout", "0", env=unreachable)
     assert result.returncode == 2 and "above 0" in result.stdout
+
+    result = run(tmp_path, *migrations, "downgrade", "base", env=unreachable)
+    assert result.returncode == 2 and "invalid choice" in result.stdout
 
     wrong = clean_env(DATABASE_URL="mysql://app:s3cret-pw@127.0.0.1/app")
     result = run(tmp_path, *migrations, "wait-for-head", "--timeout", "1", env=wrong)
