@@ -25,7 +25,7 @@ def test_live_answers_without_the_database() -> None:
         assert client.get("/health/live").status_code == 200
         ready = client.get("/health/ready")
     assert ready.status_code == 503
-    assert "database unreachable" in ready.json()["reason"]
+    assert "cannot connect to the database" in ready.json()["reason"]
 
 
 def test_ready_follows_the_migrations(client: TestClient, database_url: URL) -> None:

@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..migrations import current_heads
@@ -29,11 +30,12 @@ async def ready(request: Request) -> dict[str, Any] | JSONResponse:
     try:
         async with engine.connect() as connection:
             current = await connection.run_sync(current_heads)
-    except Exception as exc:
-        # The first line names the cause (refused, timeout, bad password) but never the password.
+    except (SQLAlchemyError, OSError) as exc:
+        # Refused, timed out, bad password, missing database: not ready. The first line names the
+        # cause but never the password. Anything else is a bug and gets a 500.
         lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
         detail = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
-        return _not_ready(f"database unreachable ({detail})")
+        return _not_ready(f"cannot connect to the database ({detail})")
     if current != expected:
         reason = f"database not at head: run the migrations ({MIGRATE})"
         return _not_ready(reason, current=sorted(current), head=sorted(expected))
