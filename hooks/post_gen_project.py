@@ -6,6 +6,11 @@ from pathlib import Path
 if "{{ cookiecutter.github_actions }}" != "yes":
     shutil.rmtree(Path(".github"))
 
+if "{{ cookiecutter.web_framework }}" == "none":
+    shutil.rmtree(Path("src/{{ cookiecutter.package_name }}/app"))
+    Path("tests/test_app.py").unlink()
+    Path("deploy/deployment.yaml").unlink()
+
 print(
     """
 Created {{ cookiecutter.project_slug }}. Next:

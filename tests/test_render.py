@@ -14,10 +14,13 @@ from cookiecutter.exceptions import FailedHookException
 from .conftest import TEMPLATE, bake, must, run
 
 OPTIONS = json.loads((TEMPLATE / "cookiecutter.json").read_text(encoding="utf-8"))
+CHOICES = ("web_framework", "python_version", "github_actions")
 COMBINATIONS = [
-    dict(zip(("python_version", "github_actions"), values, strict=True))
-    for values in itertools.product(OPTIONS["python_version"], OPTIONS["github_actions"])
+    dict(zip(CHOICES, values, strict=True))
+    for values in itertools.product(*(OPTIONS[choice] for choice in CHOICES))
 ]
+# What only the FastAPI option renders (pruned by hooks/post_gen_project.py otherwise).
+WEB_ONLY = ("src/my_service/app", "tests/test_app.py", "deploy/deployment.yaml")
 LEFTOVER = re.compile(r"{{|}}|{%|%}|cookiecutter\.")
 
 
@@ -43,8 +46,16 @@ def test_next_steps_are_printed(tmp_path: Path) -> None:
         assert step in output
 
 
+@pytest.fixture(scope="module")
+def mypy_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One mypy cache per Python version, shared by the combinations (per xdist worker)."""
+    return tmp_path_factory.mktemp("mypy-cache")
+
+
 @pytest.mark.parametrize("answers", COMBINATIONS, ids=lambda a: "-".join(a.values()))
-def test_every_combination_renders_clean(tmp_path: Path, answers: dict[str, str]) -> None:
+def test_every_combination_renders_clean_and_type_checks(
+    tmp_path: Path, answers: dict[str, str], default_project: Path, mypy_cache: Path
+) -> None:
     project = bake(tmp_path, **answers)
     for path in project.rglob("*"):
         if path.is_file():
@@ -52,11 +63,21 @@ def test_every_combination_renders_clean(tmp_path: Path, answers: dict[str, str]
             # Mako's ${...} in script.py.mako is Alembic's template, not a leftover.
             assert not LEFTOVER.search(text), f"unrendered template text in {path}"
     assert (project / ".github").exists() == (answers["github_actions"] == "yes")
+    web = answers["web_framework"] == "fastapi"
+    for path in WEB_ONLY:
+        assert (project / path).exists() == web, path
     pyproject = (project / "pyproject.toml").read_text(encoding="utf-8")
     assert f'requires-python = ">={answers["python_version"]}"' in pyproject
+    assert ('"fastapi>=' in pyproject) == web
+    assert ("\nrun: " in (project / "Makefile").read_text(encoding="utf-8")) == web
     ruff = [sys.executable, "-m", "ruff"]
     must(run(project, *ruff, "check", "."))
     must(run(project, *ruff, "format", "--check", "."))
+    # mypy --strict from the default project's installed environment (a superset of every
+    # combination's dependencies), so each combination costs a type check, not an install. Its
+    # files come first on mypy's path, ahead of the default project's editable install.
+    mypy = default_project / ".venv" / "bin" / "mypy"
+    must(run(project, str(mypy), "--cache-dir", str(mypy_cache / answers["python_version"])))
 
 
 @pytest.mark.parametrize(

@@ -6,11 +6,14 @@
     await conn.run_sync(lambda c: upgrade(connection=c))   # on your own connection
 
 `is_at_head()` tells whether the database is current without taking the migration lock, e.g. for a
-readiness probe of a service that leaves migrating to a separate job.
+readiness probe of a service that leaves migrating to a separate job; `wait_for_head()` polls it
+until the database is at head (for init containers and start scripts). `python -m
+{{ cookiecutter.package_name }}.migrations` runs all of this from an installed wheel (see __main__.py).
 """
 
 import asyncio
 import concurrent.futures
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,8 +23,12 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import SQLAlchemyError
+
+from ..db import create_engine
 
 MIGRATIONS_DIR = Path(__file__).parent
+MIGRATE = "run the migrations (python -m {{ cookiecutter.package_name }}.migrations upgrade)"
 
 
 def alembic_config(url: URL | None = None, connection: Connection | None = None) -> Config:
@@ -72,6 +79,38 @@ def current_heads(connection: Connection) -> set[str]:
 def is_at_head(connection: Connection) -> bool:
     """True when the database has every migration applied. Takes no lock."""
     return current_heads(connection) == script_heads()
+
+
+def wait_for_head(timeout: float, *, interval: float = 1.0, url: URL | None = None) -> None:
+    """Return once the database is at head; raise `TimeoutError` saying why after `timeout` s.
+
+    Polls `is_at_head` without the migration lock, so it never delays the job that migrates, and
+    keeps trying while the server is not up yet (a database starting next to the app).
+    """
+    _outside_running_loop(lambda: asyncio.run(_wait_for_head(timeout, interval, url)))
+
+
+async def _wait_for_head(timeout: float, interval: float, url: URL | None) -> None:
+    engine = create_engine(url=url)
+    deadline = time.monotonic() + timeout
+    heads = script_heads()
+    try:
+        while True:
+            try:
+                async with engine.connect() as connection:
+                    current = await connection.run_sync(current_heads)
+                if current == heads:
+                    return
+                at = ", ".join(sorted(current)) or "base (empty)"
+                why = f"the database is at {at}, head is {', '.join(sorted(heads))}: {MIGRATE}"
+            except (SQLAlchemyError, OSError) as exc:
+                lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+                why = f"cannot connect ({type(exc).__name__}: {lines[0] if lines else ''})"
+            if time.monotonic() + interval > deadline:
+                raise TimeoutError(f"Not at head after {timeout:g}s: {why}.")
+            await asyncio.sleep(interval)
+    finally:
+        await engine.dispose()
 
 
 def _outside_running_loop(fn: Callable[..., None], *args: object) -> None:

@@ -1,0 +1,65 @@
+"""The HTTP app against a real PostgreSQL: probes that follow the migrations, and the example
+CRUD router on the async session."""
+
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy.engine import URL
+
+from {{ cookiecutter.package_name }}.app import create_app
+from {{ cookiecutter.package_name }}.migrations import script_heads, upgrade
+
+
+@pytest.fixture
+def client(database_url: URL) -> Iterator[TestClient]:
+    """A client of the app on an empty database; the lifespan runs (engine created, disposed)."""
+    with TestClient(create_app(url=database_url)) as client:
+        yield client
+
+
+def test_live_answers_without_the_database() -> None:
+    # Nothing listens on port 1: the process is alive, the service is not ready.
+    nowhere = URL.create("postgresql+asyncpg", "app", "pw", "127.0.0.1", 1, "app")
+    with TestClient(create_app(url=nowhere)) as client:
+        assert client.get("/health/live").status_code == 200
+        ready = client.get("/health/ready")
+    assert ready.status_code == 503
+    assert "cannot connect to the database" in ready.json()["reason"]
+
+
+def test_ready_follows_the_migrations(client: TestClient, database_url: URL) -> None:
+    before = client.get("/health/ready")
+    assert before.status_code == 503
+    assert before.json()["current"] == []
+    assert before.json()["head"] == sorted(script_heads())
+    assert "migrations" in before.json()["reason"]
+
+    upgrade(url=database_url)
+    after = client.get("/health/ready")
+    assert after.status_code == 200, after.json()
+    assert after.json()["revision"] == sorted(script_heads())
+
+
+def test_items_round_trip(client: TestClient, database_url: URL) -> None:
+    upgrade(url=database_url)
+    created = client.post("/items", json={"name": "first", "description": "one"})
+    assert created.status_code == 201, created.json()
+    item = created.json()
+    assert item["id"] is not None and item["created_at"] is not None
+
+    assert client.get(f"/items/{item['id']}").json() == item
+    assert [row["name"] for row in client.get("/items").json()] == ["first"]
+
+    patched = client.patch(f"/items/{item['id']}", json={"description": "changed"})
+    assert patched.json() == {**item, "description": "changed"}
+
+    assert client.delete(f"/items/{item['id']}").status_code == 204
+    assert client.get(f"/items/{item['id']}").status_code == 404
+    assert client.get("/items").json() == []
+
+
+def test_invalid_item_is_refused(client: TestClient, database_url: URL) -> None:
+    upgrade(url=database_url)
+    assert client.post("/items", json={"description": "no name"}).status_code == 422
+    assert client.get("/items").json() == []
