@@ -27,7 +27,7 @@ def main(argv: list[str]) -> int:
     print(settings.describe_database(), file=sys.stderr)
     try:
         server = server_major_version(url, settings)
-        pg_dump = matching_program("pg_dump", server)
+        version, pg_dump = matching_program("pg_dump", server)
     except ClientError as exc:
         print(f"No backup written. {exc}", file=sys.stderr)
         return 1
@@ -35,7 +35,7 @@ def main(argv: list[str]) -> int:
     folder.chmod(0o700)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     target = folder / f"{url.database}-{stamp}.dump"
-    args = [pg_dump, "--format=custom", f"--lock-wait-timeout={LOCK_WAIT}", f"--file={target}"]
+    args = [str(pg_dump), "--format=custom", f"--lock-wait-timeout={LOCK_WAIT}", f"--file={target}"]
     result = subprocess.run(
         args, env=libpq_environment(url, settings), umask=PRIVATE_FILE, check=False
     )
@@ -50,7 +50,7 @@ def main(argv: list[str]) -> int:
         return 1
     target.chmod(0o600)
     print(
-        f"Backup written to {target} (pg_dump {pg_dump.parent}, PostgreSQL {server} server). "
+        f"Backup written to {target} (pg_dump {version} for a PostgreSQL {server} server). "
         f"Restore it with: make restore file={target}"
     )
     return 0

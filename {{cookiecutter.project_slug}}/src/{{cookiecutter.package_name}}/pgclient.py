@@ -137,12 +137,13 @@ def client_programs(program: str) -> list[tuple[int, Path]]:
 
 def matching_program(
     program: str, server_major: int, usable: Callable[[Path], bool] = lambda _: True
-) -> Path:
-    """The `program` of the lowest major version >= the server's that `usable` accepts."""
+) -> tuple[int, Path]:
+    """The `program` of the lowest major version >= the server's that `usable` accepts, with
+    that version."""
     programs = client_programs(program)
     for major, path in programs:
         if major >= server_major and usable(path):
-            return path
+            return major, path
     seen = ", ".join(f"{path} ({major})" for major, path in programs) or "none"
     where = "in PG_BINDIR" if os.environ.get("PG_BINDIR") else "on this machine"
     raise ClientError(
@@ -158,7 +159,7 @@ def main(argv: list[str]) -> int:
     url = settings.sqlalchemy_url
     print(settings.describe_database(), file=sys.stderr)
     try:
-        psql = matching_program("psql", server_major_version(url, settings))
+        _, psql = matching_program("psql", server_major_version(url, settings))
     except ClientError as exc:
         print(exc, file=sys.stderr)
         return 1

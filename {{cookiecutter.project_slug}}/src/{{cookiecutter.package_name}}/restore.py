@@ -62,14 +62,14 @@ def main(argv: list[str]) -> int:
     env = libpq_environment(url, settings)
     try:
         server = server_major_version(url, settings)
-        pg_restore = matching_program(
+        version, pg_restore = matching_program(
             "pg_restore", server, lambda path: readable_by(path, dump, env)
         )
     except ClientError as exc:
         print(f"Nothing restored. {exc}", file=sys.stderr)
         return 1
     # --dbname: without it pg_restore prints SQL instead of restoring.
-    args = [pg_restore, "--clean", "--if-exists", "--no-owner", "--single-transaction"]
+    args = [str(pg_restore), "--clean", "--if-exists", "--no-owner", "--single-transaction"]
     args += [f"--dbname={url.database or 'postgres'}", str(dump)]
     result = subprocess.run(args, env=env, check=False)
     if result.returncode != 0:
@@ -79,7 +79,7 @@ def main(argv: list[str]) -> int:
             file=sys.stderr,
         )
         return 1
-    print(f"Restored {dump} into {url.database} (pg_restore {pg_restore.parent}).")
+    print(f"Restored {dump} into {url.database} (pg_restore {version}).")
     return 0
 
 
