@@ -7,6 +7,11 @@ BIN := $(CURDIR)/$(VENV)/bin
 # Rendered projects find uv (installed in .venv) for their own `make install`.
 export PATH := $(BIN):$(PATH)
 export UV_PYTHON_DOWNLOADS := never
+# `make test args=...` and `make bench args=...` are for this Makefile only: the rendered projects'
+# own `make test` (run by the tests and benchmarks) must not receive them, neither through the
+# environment nor through MAKEFLAGS.
+unexport args
+MAKEOVERRIDES :=
 
 .PHONY: help venv demo test lint clean bench
 

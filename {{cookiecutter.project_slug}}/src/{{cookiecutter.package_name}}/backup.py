@@ -4,8 +4,9 @@
 
 pg_dump is the one matching the server (see `pgclient`); the password reaches it through
 PGPASSWORD, never its command line. The folder is made 0700 and the dump 0600: a dump holds every
-row. pg_dump waits at most LOCK_WAIT for its table locks, so a long migration holding one makes
-the backup fail with a message instead of hanging (and queueing the app's queries behind it).
+row. pg_dump waits at most BACKUP_LOCK_WAIT (default 30s) for its table locks, so a migration
+holding one makes the backup fail with a message instead of hanging (and queueing the app's
+queries behind its own).
 """
 
 import subprocess
@@ -16,7 +17,6 @@ from pathlib import Path
 from .pgclient import ClientError, libpq_environment, matching_program, server_major_version
 from .settings import PROJECT_ROOT, get_settings
 
-LOCK_WAIT = "30s"
 PRIVATE_FILE = 0o077  # umask: files 0600, folders 0700
 
 
@@ -35,7 +35,8 @@ def main(argv: list[str]) -> int:
     folder.chmod(0o700)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     target = folder / f"{url.database}-{stamp}.dump"
-    args = [str(pg_dump), "--format=custom", f"--lock-wait-timeout={LOCK_WAIT}", f"--file={target}"]
+    args = [str(pg_dump), "--format=custom", f"--lock-wait-timeout={settings.backup_lock_wait}"]
+    args += [f"--file={target}"]
     result = subprocess.run(
         args, env=libpq_environment(url, settings), umask=PRIVATE_FILE, check=False
     )
@@ -43,8 +44,8 @@ def main(argv: list[str]) -> int:
         target.unlink(missing_ok=True)
         print(
             f"pg_dump failed (exit {result.returncode}, see above); no backup written. A lock "
-            f"not granted within {LOCK_WAIT} means a migration or long transaction holds one: "
-            "run make backup again once it is done.",
+            f"not granted within {settings.backup_lock_wait} (BACKUP_LOCK_WAIT) means a "
+            "migration or long transaction holds one: run make backup again once it is done.",
             file=sys.stderr,
         )
         return 1

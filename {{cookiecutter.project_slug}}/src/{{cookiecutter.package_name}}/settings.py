@@ -159,6 +159,8 @@ class Settings(BaseSettings):
     # PostgreSQL timeouts applied to migration statements once the lock is held ("0" = none).
     migration_lock_timeout: str = "10s"
     migration_statement_timeout: str = "0"
+    # How long `make backup` (pg_dump --lock-wait-timeout) waits for its table locks.
+    backup_lock_wait: str = "30s"
 
     @field_validator("database_url", mode="before")
     @classmethod
