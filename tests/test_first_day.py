@@ -15,6 +15,14 @@ import pytest
 from .conftest import Server, bake, clean_env, embedded_server, install, make, must, run, url_as
 
 ESC = "\x1b["
+GADGET = '''"""A model with a SERIAL key."""
+
+from sqlmodel import Field, SQLModel
+
+
+class Gadget(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+'''
 
 
 @pytest.fixture(scope="module")
@@ -171,12 +179,22 @@ def test_targets_before_install_say_run_make_install(tmp_path: Path, target: str
 # 8. Noise
 
 
-def test_check_prints_no_info_chatter(project: Path, server: Server) -> None:
-    with server.new_database("tmpl_quiet") as database:
-        env = clean_env(DATABASE_URL=server.url(database))
-        must(make(project, "migrate", env=env))
-        output = must(make(project, "check", env=env))
-        output += must(make(project, "migration", "msg=nothing changed", env=env))
+def test_check_and_migration_print_no_info_chatter(project: Path, server: Server) -> None:
+    models = project / "src" / "my_service" / "models"
+    # A plain integer primary key: PostgreSQL makes it SERIAL, which Alembic reports at INFO.
+    (models / "gadget.py").write_text(GADGET, encoding="utf-8")
+    try:
+        with server.new_database("tmpl_quiet") as database:
+            env = clean_env(DATABASE_URL=server.url(database))
+            must(make(project, "migrate", env=env))
+            output = must(make(project, "migration", "msg=add gadget", env=env))
+            must(make(project, "migrate", env=env))
+            output += must(make(project, "check", env=env))
+            output += must(make(project, "migration", "msg=nothing changed", env=env))
+    finally:
+        (models / "gadget.py").unlink()
+        for revision in (models.parent / "migrations" / "versions").glob("*_add_gadget.py"):
+            revision.unlink()
     assert "No new upgrade operations detected" in output
     assert "setting up autogenerate plugin" not in output
     assert "assuming SERIAL" not in output
