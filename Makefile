@@ -28,7 +28,8 @@ venv: $(VENV)/.installed ## Create .venv with the template's test tools
 
 demo: venv ## Render build/demo/my-service, install it, start the embedded PostgreSQL, migrate
 	rm -rf build/demo && mkdir -p build/demo
-	$(BIN)/cookiecutter --no-input --output-dir build/demo .
+	@# The hook's "Next: cd ..., make install, ..." is what this recipe does next: not printed.
+	$(BIN)/cookiecutter --no-input --output-dir build/demo . >/dev/null
 	cd build/demo/my-service && env -u DATABASE_URL $(MAKE) --no-print-directory install db-up migrate current
 	@echo "Demo project: build/demo/my-service (make -C build/demo/my-service db-down to stop its database)"
 
