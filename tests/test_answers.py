@@ -101,3 +101,15 @@ def test_bench_args_do_not_reach_the_rendered_projects_make(tmp_path: Path) -> N
     assert result.returncode == 0, result.stdout + result.stderr
     environment = (tmp_path / "env").read_text(encoding="utf-8")
     assert "--leaked" not in environment
+
+
+def test_readme_render_commands_name_a_local_clone_and_where_cookiecutter_comes_from() -> None:
+    readme = (TEMPLATE / "README.md").read_text(encoding="utf-8")
+    block = readme.split("To render a project of your own", 1)[1].split("```bash", 1)[1]
+    commands = block.split("```", 1)[0].strip().splitlines()
+    assert "<owner>" not in readme
+    runners = [line.split("cookiecutter ")[0] for line in commands]
+    assert runners[:2] == ["uvx ", "pipx run "] and runners[2] == ".venv/bin/"
+    # The local form, run as written from this folder, renders.
+    folder = commands[2].split("#")[0].split()[1]
+    assert (TEMPLATE / folder / "cookiecutter.json").is_file()
