@@ -37,17 +37,22 @@ def main(argv: list[str]) -> int:
     target = folder / f"{url.database}-{stamp}.dump"
     args = [str(pg_dump), "--format=custom", f"--lock-wait-timeout={settings.backup_lock_wait}"]
     args += [f"--file={target}"]
+    env = libpq_environment(url, settings)
     result = subprocess.run(
-        args, env=libpq_environment(url, settings), umask=PRIVATE_FILE, check=False
+        args, env=env, umask=PRIVATE_FILE, stderr=subprocess.PIPE, text=True, check=False
     )
+    sys.stderr.write(result.stderr)
     if result.returncode != 0:
         target.unlink(missing_ok=True)
-        print(
-            f"pg_dump failed (exit {result.returncode}, see above); no backup written. A lock "
-            f"not granted within {settings.backup_lock_wait} (BACKUP_LOCK_WAIT) means a "
-            "migration or long transaction holds one: run make backup again once it is done.",
-            file=sys.stderr,
+        reason = (
+            f"a table lock was not granted within {settings.backup_lock_wait} "
+            "(BACKUP_LOCK_WAIT): a migration or long transaction holds one; run make backup "
+            "again once it is done"
+            # pg_dump 17+ says "lock timeout"; older ones time out the LOCK TABLE statement.
+            if "lock timeout" in result.stderr or "LOCK TABLE" in result.stderr
+            else "see its message above"
         )
+        print(f"pg_dump failed: {reason}. No backup written.", file=sys.stderr)
         return 1
     target.chmod(0o600)
     print(

