@@ -6,6 +6,7 @@ import asyncio
 import json
 import re
 import stat
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -127,7 +128,11 @@ def test_backup_gives_up_on_a_held_lock(
     database, env = migrated
     before = set((project / "backups").glob("*.dump"))
     with table_locked(server, database):
+        started = time.monotonic()
         result = make(project, "backup", env={**env, "BACKUP_LOCK_WAIT": "1s"})
+        elapsed = time.monotonic() - started
+    # A bound, not a speed: the default wait is 30 s, pg_dump and the version check take ~1 s.
+    assert elapsed < 15, f"gave up after {elapsed:.0f}s, not after BACKUP_LOCK_WAIT=1s"
     assert result.returncode != 0
     assert "a table lock was not granted within 1s (BACKUP_LOCK_WAIT)" in result.stdout, (
         result.stdout
