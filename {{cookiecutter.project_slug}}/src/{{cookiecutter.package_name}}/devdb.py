@@ -158,7 +158,8 @@ def reset() -> int:
     try:
         asyncio.run(recreate())
     except Exception as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        cause = getattr(exc, "orig", None) or exc  # the driver's words, not SQLAlchemy's wrapper
+        reason = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
         print(f"Reset failed: {reason}. Is the server running (make db-up)?", file=sys.stderr)
         return 1
     print(f"Database {url.database} dropped and created empty; make migrate applies the schema.")

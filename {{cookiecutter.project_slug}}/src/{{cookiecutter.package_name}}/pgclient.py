@@ -96,7 +96,8 @@ def server_major_version(url: URL, settings: Settings) -> int:
     try:
         return asyncio.run(ask())
     except Exception as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        cause = getattr(exc, "orig", None) or exc  # the driver's words, not SQLAlchemy's wrapper
+        reason = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
         raise ClientError(
             f"Cannot connect to PostgreSQL: {reason}. Check DATABASE_URL or DB_* (environment "
             "or .env) and that the server runs (make db-up)."
