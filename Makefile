@@ -7,6 +7,11 @@ BIN := $(CURDIR)/$(VENV)/bin
 # Rendered projects find uv (installed in .venv) for their own `make install`.
 export PATH := $(BIN):$(PATH)
 export UV_PYTHON_DOWNLOADS := never
+# `make test args=...` and `make bench args=...` are for this Makefile only: the rendered projects'
+# own `make test` (run by the tests and benchmarks) must not receive them, neither through the
+# environment nor through MAKEFLAGS.
+unexport args
+MAKEOVERRIDES :=
 
 .PHONY: help venv demo test lint clean bench
 
@@ -23,7 +28,8 @@ venv: $(VENV)/.installed ## Create .venv with the template's test tools
 
 demo: venv ## Render build/demo/my-service, install it, start the embedded PostgreSQL, migrate
 	rm -rf build/demo && mkdir -p build/demo
-	$(BIN)/cookiecutter --no-input --output-dir build/demo .
+	@# The hook's "Next: cd ..., make install, ..." is what this recipe does next: not printed.
+	$(BIN)/cookiecutter --no-input --output-dir build/demo . >/dev/null
 	cd build/demo/my-service && env -u DATABASE_URL $(MAKE) --no-print-directory install db-up migrate current
 	@echo "Demo project: build/demo/my-service (make -C build/demo/my-service db-down to stop its database)"
 

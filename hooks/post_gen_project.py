@@ -1,5 +1,6 @@
 """Prune what the answers turned off and print the next commands. No network is used here."""
 
+import os
 import shutil
 from pathlib import Path
 
@@ -11,11 +12,17 @@ if "{{ cookiecutter.web_framework }}" == "none":
     Path("tests/test_app.py").unlink()
     Path("deploy/deployment.yaml").unlink()
 
-print(
-    """
-Created {{ cookiecutter.project_slug }}. Next:
+# Cookiecutter runs this hook inside the new project; the `cd` has to be said from the folder the
+# user is in (the shell's PWD), e.g. `cd build/demo/my-service` after `cookiecutter -o build/demo`.
+project = Path.cwd()
+caller = Path(os.environ.get("PWD") or project.parent)
+where = project.relative_to(caller) if project.is_relative_to(caller) else project
 
-    cd {{ cookiecutter.project_slug }}
+print(
+    f"""
+Created {project.name}. Next:
+
+    cd {where}
     make install    # .venv with the service and its dev tools
     make db-up      # a development PostgreSQL (Docker if it answers, else embedded)
     make migrate    # apply the migrations

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from cookiecutter.exceptions import FailedHookException
 
-from .conftest import TEMPLATE, bake, must, run
+from .conftest import TEMPLATE, bake, clean_env, must, run
 
 OPTIONS = json.loads((TEMPLATE / "cookiecutter.json").read_text(encoding="utf-8"))
 CHOICES = ("web_framework", "python_version", "github_actions")
@@ -40,7 +40,9 @@ def test_custom_name(tmp_path: Path) -> None:
 
 
 def test_next_steps_are_printed(tmp_path: Path) -> None:
-    result = run(tmp_path, sys.executable, "-m", "cookiecutter", "--no-input", str(TEMPLATE))
+    # PWD as a shell sets it: the hook says `cd` relative to the folder cookiecutter ran in.
+    command = [sys.executable, "-m", "cookiecutter", "--no-input", str(TEMPLATE)]
+    result = run(tmp_path, *command, env=clean_env(PWD=str(tmp_path)))
     output = must(result)
     for step in ("cd my-service", "make install", "make db-up", "make migrate"):
         assert step in output

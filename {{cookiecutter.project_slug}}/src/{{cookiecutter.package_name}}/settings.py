@@ -1,18 +1,52 @@
 """Typed settings, read from the environment first and then from `.env`.
 
-The database is named either by `DATABASE_URL` or by its `DB_*` parts. Either way the result is a
-SQLAlchemy `URL` object for asyncpg; it is handed to the engine as an object and never rendered back
-into a string (SQLAlchemy 2 masks the password when it does) or into `alembic.ini` (whose
-ConfigParser chokes on `%`).
+`.env` is the one at the project root (next to `pyproject.toml` and `alembic.ini`), whatever the
+current directory; an installed wheel, which has no project root, reads `./.env` if there is one.
+
+The database is named either by `DATABASE_URL` or by its `DB_*` parts, and the rule is:
+
+1. Database settings come from ONE place. If the environment sets `DATABASE_URL` or any `DB_*`
+   variable, the database settings of `.env` are ignored, all of them: `DB_NAME=x make migrate`
+   reaches database `x` with the other parts from the environment or their defaults, never the
+   database that a `DATABASE_URL` in `.env` names. Otherwise they all come from `.env`.
+2. Within that place, `DATABASE_URL` wins over the `DB_*` parts.
+
+Other settings (`ENVIRONMENT`, timeouts) are read one by one, the environment first.
+
+Either way the result is a SQLAlchemy `URL` object for asyncpg; it is handed to the engine as an
+object and never rendered back into a string (SQLAlchemy 2 masks the password when it does) or into
+`alembic.ini` (whose ConfigParser chokes on `%`). `describe()` names a database in one line for
+commands to print: database, host and user, never the password.
 """
 
+import os
 from functools import lru_cache
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
+from dotenv import dotenv_values
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
+
+
+def _project_root() -> Path | None:
+    """The project folder when running from its source tree (src layout, editable install)."""
+    root = Path(__file__).resolve().parents[2]
+    return root if (root / "pyproject.toml").is_file() else None
+
+
+PROJECT_ROOT = _project_root()
+ENV_FILE = (PROJECT_ROOT or Path.cwd()) / ".env"
+# The settings that name the database, as environment variables; see rule 1 above.
+DATABASE_VARIABLES = ("DATABASE_URL", "DB_HOST", "DB_PORT", "DB_USER", "DB_PASSWORD", "DB_NAME")
+DATABASE_FIELDS = frozenset(name.lower() for name in DATABASE_VARIABLES)
 
 # Every scheme users paste from hosting providers, all driven through asyncpg.
 ACCEPTED_SCHEMES = ("postgresql", "postgres", "postgresql+asyncpg")
@@ -39,14 +73,78 @@ def parse_database_url(raw: str) -> URL:
     return url.set(drivername=ASYNC_DRIVER)
 
 
+def database_in_environment() -> bool:
+    """Whether the environment names the database (then `.env`'s database settings do not count)."""
+    return any(name.upper() in DATABASE_VARIABLES for name in os.environ)
+
+
+def database_source(env_file: Path | None = ENV_FILE) -> str:
+    """Where the database settings come from, for the line commands print."""
+    if database_in_environment():
+        return "the environment"
+    if env_file is not None and env_file.is_file():
+        names = {name.upper() for name in dotenv_values(env_file)}
+        if names & set(DATABASE_VARIABLES):
+            return str(env_file)
+    return "the defaults"
+
+
+class _DotEnvUnlessEnvironmentNamesDatabase(PydanticBaseSettingsSource):
+    """`.env` values, without its database settings when the environment or the caller's
+    arguments give any database setting (rule 1 of the module docstring)."""
+
+    def __init__(
+        self,
+        settings_cls: type[BaseSettings],
+        dotenv: PydanticBaseSettingsSource,
+        given: tuple[PydanticBaseSettingsSource, ...],
+    ) -> None:
+        super().__init__(settings_cls)
+        self.dotenv = dotenv
+        self.given = given
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ answers for all fields at once
+
+    def __call__(self) -> dict[str, Any]:
+        values = self.dotenv()
+        given = {name.lower() for source in self.given for name in source()}
+        if given & DATABASE_FIELDS:
+            return {k: v for k, v in values.items() if k.lower() not in DATABASE_FIELDS}
+        return values
+
+
+def describe(url: URL, source: str | None = None) -> str:
+    """One line naming the database `url` points at: database, host, user; never the password."""
+    host = url.host or url.query.get("host") or "localhost"
+    where = f"{host}:{url.port}" if url.port else str(host)
+    line = f"Database {url.database!r} on {where} as {url.username or '(default user)'}"
+    return f"{line} (settings from {source})" if source else line
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", hide_input_in_errors=True
+        env_file=ENV_FILE, env_file_encoding="utf-8", extra="ignore", hide_input_in_errors=True
     )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        dotenv = _DotEnvUnlessEnvironmentNamesDatabase(
+            settings_cls, dotenv_settings, (init_settings, env_settings)
+        )
+        return init_settings, env_settings, dotenv, file_secret_settings
 
     environment: Literal["development", "test", "staging", "production"] = "development"
 
-    # A full URL wins over the parts below. SecretStr keeps it out of reprs and logs.
+    # A full URL wins over the parts below (from the same place: see the module docstring).
+    # SecretStr keeps it out of reprs and logs.
     database_url: SecretStr | None = None
     db_host: str = "localhost"
     db_port: int = Field(default=5432, ge=1, le=65535)
@@ -61,6 +159,8 @@ class Settings(BaseSettings):
     # PostgreSQL timeouts applied to migration statements once the lock is held ("0" = none).
     migration_lock_timeout: str = "10s"
     migration_statement_timeout: str = "0"
+    # How long `make backup` (pg_dump --lock-wait-timeout) waits for its table locks.
+    backup_lock_wait: str = "30s"
 
     @field_validator("database_url", mode="before")
     @classmethod
@@ -87,6 +187,10 @@ class Settings(BaseSettings):
             port=self.db_port,
             database=self.db_name,
         )
+
+    def describe_database(self) -> str:
+        """The line every command that touches the database prints first (never the password)."""
+        return describe(self.sqlalchemy_url, database_source())
 
 
 @lru_cache

@@ -50,6 +50,10 @@ def main() -> int:
             sql_file.write_text(revision_sql(config, revision), encoding="utf-8")
             ignored = IGNORE_LINE.search(Path(revision.path).read_text(encoding="utf-8"))
             args = [squawk, str(sql_file)]
+            if not sys.stdout.isatty():
+                # squawk colours its report regardless (and ignores NO_COLOR): plain lines in
+                # logs and CI instead, one finding per line.
+                args += ["--reporter", "gcc"]
             if ignored:
                 args += ["--exclude", ",".join(rule.strip() for rule in ignored[1].split(","))]
             result = subprocess.run(args, check=False)

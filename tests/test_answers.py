@@ -1,0 +1,115 @@
+"""Template answers a newcomer may type: quotes, backslashes and non-ASCII letters render a valid
+project; line breaks, quotes in names and names that shadow a dependency are refused with the
+hook's short message; the next steps name the right folder; `args=` stays with the template."""
+
+import ast
+import os
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from .conftest import TEMPLATE, bake, clean_env, must, run
+
+
+def render(
+    tmp_path: Path, *answers: str, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The cookiecutter command line, from `cwd` (PWD set as a shell sets it)."""
+    folder = cwd or tmp_path
+    command = [sys.executable, "-m", "cookiecutter", "--no-input", str(TEMPLATE), *answers]
+    return run(folder, *command, env=clean_env(PWD=str(folder)))
+
+
+def test_quotes_and_backslashes_render_a_valid_project(tmp_path: Path) -> None:
+    name = 'Ledger \\ "Q" \\N'
+    description = 'Says "hi" \\ and C:\\new\\table, ends with a quote"'
+    author = 'O"Brien \\'
+    project = bake(tmp_path, project_name=name, description=description, author_name=author)
+    metadata = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert metadata["description"] == description
+    assert metadata["authors"] == [{"name": author}]
+    init = project / "src" / project.name.replace("-", "_") / "__init__.py"
+    assert (
+        ast.get_docstring(ast.parse(init.read_text(encoding="utf-8"))) == f"{name}: {description}"
+    )
+    must(run(project, sys.executable, "-m", "ruff", "check", "."))
+    must(run(project, sys.executable, "-m", "ruff", "format", "--check", "."))
+
+
+def test_unicode_project_name_gets_an_ascii_slug(tmp_path: Path) -> None:
+    project = bake(tmp_path, project_name="Café Ünïcode Señor")
+    assert project.name == "cafe-unicode-senor"
+    assert (project / "src" / "cafe_unicode_senor" / "__init__.py").is_file()
+
+
+@pytest.mark.parametrize("field", ["project_name", "description", "author_name"])
+def test_line_break_in_an_answer_is_refused(tmp_path: Path, field: str) -> None:
+    result = render(tmp_path, f"{field}=first line\nsecond line")
+    assert result.returncode != 0
+    assert f"ERROR: {field} contains a line break" in result.stdout, result.stdout
+    assert [path.name for path in tmp_path.iterdir()] == []
+
+
+@pytest.mark.parametrize(
+    ("answer", "complaint"),
+    [
+        ('project_slug=my"service', "project_slug 'my\"service' is not valid"),
+        ('package_name=my"pkg', "package_name 'my\"pkg' is not a valid Python package name"),
+        ("package_name=my\\pkg", "is not a valid Python package name"),
+    ],
+)
+def test_quote_in_a_name_gets_the_short_message(
+    tmp_path: Path, answer: str, complaint: str
+) -> None:
+    result = render(tmp_path, answer)
+    assert result.returncode != 0
+    assert complaint in result.stdout, result.stdout
+    assert "SyntaxError" not in result.stdout
+    assert [path.name for path in tmp_path.iterdir()] == []
+
+
+@pytest.mark.parametrize("package", ["alembic", "tests", "sqlalchemy", "sqlmodel", "pydantic"])
+def test_package_shadowing_a_dependency_or_folder_is_refused(tmp_path: Path, package: str) -> None:
+    result = render(tmp_path, f"package_name={package}")
+    assert result.returncode != 0
+    assert f"package_name {package!r} would shadow a dependency or a folder" in result.stdout
+    assert [path.name for path in tmp_path.iterdir()] == []
+
+
+def test_next_steps_name_the_folder_from_where_cookiecutter_ran(tmp_path: Path) -> None:
+    output = must(render(tmp_path, "--output-dir", "build/demo"))
+    assert "cd build/demo/my-service\n" in output, output
+
+
+def test_bench_args_do_not_reach_the_rendered_projects_make(tmp_path: Path) -> None:
+    # `make bench` runs benchmarks/run.py, which runs `make test` in a rendered project. A
+    # stand-in python records the environment it gets: the project's make would read `args`
+    # from it, or from MAKEFLAGS.
+    (tmp_path / "python").write_text(f"#!/bin/sh\nenv > {tmp_path}/env\n", encoding="utf-8")
+    (tmp_path / "python").chmod(0o755)
+    result = subprocess.run(
+        ["make", "-o", ".venv/.installed", "bench", f"BIN={tmp_path}", "args=--leaked"],
+        cwd=TEMPLATE,
+        env={k: v for k, v in os.environ.items() if not k.startswith("MAKE")},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    environment = (tmp_path / "env").read_text(encoding="utf-8")
+    assert "--leaked" not in environment
+
+
+def test_readme_render_commands_name_a_local_clone_and_where_cookiecutter_comes_from() -> None:
+    readme = (TEMPLATE / "README.md").read_text(encoding="utf-8")
+    block = readme.split("To render a project of your own", 1)[1].split("```bash", 1)[1]
+    commands = block.split("```", 1)[0].strip().splitlines()
+    assert "<owner>" not in readme
+    runners = [line.split("cookiecutter ")[0] for line in commands]
+    assert runners[:2] == ["uvx ", "pipx run "] and runners[2] == ".venv/bin/"
+    # The local form, run as written from this folder, renders.
+    folder = commands[2].split("#")[0].split()[1]
+    assert (TEMPLATE / folder / "cookiecutter.json").is_file()
