@@ -21,6 +21,37 @@ COMBINATIONS = [
 ]
 # What only the FastAPI option renders (pruned by hooks/post_gen_project.py otherwise).
 WEB_ONLY = ("src/my_service/app", "tests/test_app.py", "deploy/deployment.yaml")
+# What `make help` lists in every project (with FastAPI, `run` too).
+MAKE_TARGETS = (
+    "help",
+    "install",
+    "pre-commit",
+    "db-up",
+    "db-down",
+    "db-reset",
+    "migrate",
+    "migration",
+    "migration-empty",
+    "rollback",
+    "stamp",
+    "current",
+    "history",
+    "heads",
+    "merge",
+    "check",
+    "sql",
+    "backup",
+    "restore",
+    "psql",
+    "test",
+    "lint-migrations",
+    "lint",
+    "format",
+    "clean",
+    "migration-current",
+    "migration-history",
+    "migration-stamp",
+)
 LEFTOVER = re.compile(r"{{|}}|{%|%}|cookiecutter\.")
 
 
@@ -72,6 +103,10 @@ def test_every_combination_renders_clean_and_type_checks(
     assert f'requires-python = ">={answers["python_version"]}"' in pyproject
     assert ('"fastapi>=' in pyproject) == web
     assert ("\nrun: " in (project / "Makefile").read_text(encoding="utf-8")) == web
+    # Every target of the Makefile parses and is listed, whatever the answers cut out of it.
+    listed = set(re.findall(r"^  ([a-z-]+) ", must(run(project, "make", "help")), re.M))
+    expected = {*MAKE_TARGETS, *(("run",) if web else ())}
+    assert listed == expected, listed ^ expected
     ruff = [sys.executable, "-m", "ruff"]
     must(run(project, *ruff, "check", "."))
     must(run(project, *ruff, "format", "--check", "."))
