@@ -58,9 +58,18 @@ class Settings(BaseSettings):
     db_connect_timeout: float = Field(default=10.0, gt=0)
     # Seconds a migration run waits for another one to finish (advisory lock) before giving up.
     migration_lock_wait: float = Field(default=60.0, gt=0)
-    # PostgreSQL timeouts applied to migration statements once the lock is held ("0" = none).
-    migration_lock_timeout: str = "10s"
+    # How long one attempt of a migration statement may wait for a table lock (PostgreSQL
+    # units, "0" = no limit). App queries queue behind a waiting ALTER, so this is their worst
+    # stall; attempts start at a quarter of it and double up to it.
+    migration_lock_timeout: str = "1s"
     migration_statement_timeout: str = "0"
+    # A revision whose statement hit the lock timeout is rolled back and tried again, at most
+    # this many times and for at most this many seconds in all.
+    migration_lock_retries: int = Field(default=30, ge=1)
+    migration_lock_retry_total: float = Field(default=300.0, gt=0)
+    # The URL migrations use when the app's goes through a transaction pooler (PgBouncer's
+    # transaction mode), which loses session state: a direct or session-pooled connection.
+    migration_database_url: SecretStr | None = None
 
     @field_validator("database_url", mode="before")
     @classmethod
@@ -73,6 +82,25 @@ class Settings(BaseSettings):
         if value is not None:
             parse_database_url(value.get_secret_value())
         return value
+
+    @field_validator("migration_database_url", mode="before")
+    @classmethod
+    def _empty_migration_url_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("migration_database_url")
+    @classmethod
+    def _migration_url_must_parse(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            parse_database_url(value.get_secret_value())
+        return value
+
+    @property
+    def migration_url(self) -> URL:
+        """The asyncpg URL migrations connect with: MIGRATION_DATABASE_URL, else the app's."""
+        if self.migration_database_url is not None:
+            return parse_database_url(self.migration_database_url.get_secret_value())
+        return self.sqlalchemy_url
 
     @property
     def sqlalchemy_url(self) -> URL:

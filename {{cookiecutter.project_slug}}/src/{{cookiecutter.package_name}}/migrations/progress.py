@@ -1,0 +1,49 @@
+"""Where a migration run stands, so every way it can stop says what was applied and what not."""
+
+from dataclasses import dataclass, field
+
+from alembic.runtime.migration import MigrationInfo
+
+
+@dataclass
+class Progress:
+    # The revisions the database was at when the current revision started (() = base).
+    at: tuple[str, ...] = ()
+    # The revision being applied, e.g. "0b1c2d3e4f50 (create item)"; None between revisions.
+    revision: str | None = None
+    # SQL the current revision ran; the first `committed` of them were committed outside a
+    # transaction (an autocommit_block() commits what came before it, then runs on its own).
+    statements: list[str] = field(default_factory=list)
+    committed: int = 0
+
+    def start(self, at: tuple[str, ...], revision: str) -> None:
+        self.at, self.revision, self.statements, self.committed = at, revision, [], 0
+
+    def finish(self, info: MigrationInfo) -> None:
+        self.at = tuple(sorted(info.destination_revision_ids))
+        self.revision, self.statements, self.committed = None, [], 0
+
+    def where(self) -> str:
+        """'the database stays at <rev>' in words."""
+        return f"the database's version stays at {', '.join(self.at) or 'base'}"
+
+    def interrupted(self) -> str:
+        """Where an interrupted run leaves the database, as a sentence."""
+        if self.revision is None:
+            return f"no revision was running; {self.where()}."
+        committed = self.committed_part()
+        if committed:
+            return (
+                f"revision {self.revision} was stopped part way; its steps outside a "
+                f"transaction were committed ({committed}), the rest rolled back; {self.where()}."
+            )
+        return f"revision {self.revision} was rolled back; {self.where()}."
+
+    def committed_part(self) -> str:
+        """The statements of the current revision already committed, for a message."""
+        return "; ".join(_short(sql) for sql in self.statements[: self.committed])
+
+
+def _short(sql: str) -> str:
+    flat = " ".join(sql.split())
+    return flat if len(flat) <= 120 else flat[:117] + "..."
