@@ -113,9 +113,10 @@ def do_run_migrations(connection: Connection, *, own_session: bool = True) -> No
             context.run_migrations,
             in_transaction=True,
         )
-        connection.commit()
         if steps.offered is None:
+            connection.commit()
             return
+        progress.applied(context.get_context().get_current_heads())
 
 
 async def run_async_migrations(engine: AsyncEngine | None = None) -> None:

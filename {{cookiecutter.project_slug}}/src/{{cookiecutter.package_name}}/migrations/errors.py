@@ -94,16 +94,28 @@ def _lost_connection(exc: BaseException) -> bool:
 
 
 def _where(progress: Progress) -> str:
-    """Where the database stands after the current revision stopped part way."""
+    """Where the database stands after the current revision stopped part way, as sentences."""
     committed = progress.committed_part()
+    leftover = (
+        f" The failed CREATE INDEX CONCURRENTLY left the INVALID index {progress.leftover}; "
+        "the next run drops it and builds it again."
+        if progress.leftover
+        else ""
+    )
     if committed:
         return (
-            f"the revision's transaction was rolled back, but these steps of it were already "
-            f"committed outside a transaction: {committed}. {progress.where().capitalize()}; "
-            "the next run starts the revision again, so keep those steps rerun-safe (an "
-            "INVALID index left behind is dropped and built again; use IF NOT EXISTS elsewhere)"
+            "The revision's transaction was rolled back, but these steps of it were already "
+            f"committed outside a transaction: {committed}. {_cap(progress.where())}, so the "
+            "next run starts the revision again: keep those steps rerun-safe (IF NOT EXISTS)."
+            + leftover
         )
-    return f"nothing of it was applied and {progress.where()}"
+    if leftover:
+        return f"Its transaction was rolled back; {progress.where()}.{leftover}"
+    return f"Nothing of it was applied; {progress.where()}."
+
+
+def _cap(sentence: str) -> str:
+    return sentence[:1].upper() + sentence[1:]
 
 
 def _revision(progress: Progress, exc: BaseException) -> str:
@@ -128,16 +140,16 @@ def clear_errors(settings: Settings, progress: Progress) -> Iterator[None]:
         raise
     except LockLost as exc:
         raise CommandError(
-            f"The migration lock is no longer held by this run (before revision "
-            f"{progress.revision or 'the end'}): its session was reset, as a pooler in "
-            f"transaction mode does. Stopped; {progress.where()}. Migrate through a direct or "
+            f"The migration lock is no longer held by this run (found out after revision "
+            f"{progress.last or '(none)'}): its session was reset, as a pooler in transaction "
+            f"mode does. Stopped; {progress.where()}. Migrate through a direct or "
             "session-pooled connection (MIGRATION_DATABASE_URL) and run make migrate again."
         ) from exc
     except LockRetriesExhausted as exc:
         raise CommandError(
             f"Revision {progress.revision} could not get its lock in {exc.attempts} attempts "
             f"over {exc.seconds:.0f}s (lock_timeout up to {settings.migration_lock_timeout}): "
-            f"{exc.blockers}. {_where(progress).capitalize()}. End the blocking transaction "
+            f"{exc.blockers}. {_where(progress)} End the blocking transaction "
             "(or pg_terminate_backend(pid)), or raise MIGRATION_LOCK_RETRIES / "
             "MIGRATION_LOCK_RETRY_TOTAL, and run make migrate again."
         ) from exc
@@ -152,19 +164,19 @@ def clear_errors(settings: Settings, progress: Progress) -> Iterator[None]:
             raise CommandError(
                 f"Lost the connection to PostgreSQL during revision {_revision(progress, exc)}: "
                 f"{_first_line(exc)}. The server ended the session (and the migration lock with "
-                f"it); {_where(progress)}. Check why (server restart, failover, "
+                f"it). {_where(progress)} Check why (server restart, failover, "
                 f"pg_terminate_backend, a pooler) and run make migrate again. {HINT_VERBOSE}"
             ) from exc
         if _sqlstate(exc) == READ_ONLY:
             raise CommandError(
                 f"Revision {_revision(progress, exc)} failed: the database is read-only "
                 f"({_first_line(exc)}). Migrations must run on the primary: point "
-                f"MIGRATION_DATABASE_URL (or DATABASE_URL) at it. {_where(progress).capitalize()}."
+                f"MIGRATION_DATABASE_URL (or DATABASE_URL) at it. {_where(progress)}"
             ) from exc
         if _failed_revision(exc) is not None or progress.revision is not None:
             raise CommandError(
                 f"Revision {_revision(progress, exc)} failed: {_first_line(exc)}. "
-                f"{_where(progress).capitalize()} (make current). Fix the cause and run make "
-                f"migrate again. {HINT_VERBOSE}"
+                f"{_where(progress)} Fix the cause and run make migrate again (make current "
+                f"shows the version). {HINT_VERBOSE}"
             ) from exc
         raise CommandError(f"Migration run failed: {_first_line(exc)}. {HINT_VERBOSE}") from exc

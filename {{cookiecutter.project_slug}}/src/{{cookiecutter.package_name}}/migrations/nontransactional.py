@@ -54,14 +54,19 @@ def instrument(context: MigrationContext, policy: RetryPolicy, progress: Progres
         index = _concurrent_index(sql)
         if index is not None:
             _drop_invalid_leftover(connection, *index)
-        result = with_retries(
-            connection,
-            policy,
-            progress,
-            f"Revision {progress.revision}, outside a transaction",
-            lambda: run(construct, *args, **kwargs),
-            in_transaction=False,
-        )
+        try:
+            result = with_retries(
+                connection,
+                policy,
+                progress,
+                f"Revision {progress.revision}, outside a transaction",
+                lambda: run(construct, *args, **kwargs),
+                in_transaction=False,
+            )
+        except Exception:
+            if index is not None:
+                _note_leftover(connection, *index, progress)
+            raise
         progress.committed = len(progress.statements)
         if index is not None:
             _require_valid(connection, *index)
@@ -97,6 +102,16 @@ def _drop_invalid_leftover(connection: Connection, index: str, table: str) -> No
             found[1],
         )
         connection.exec_driver_sql(f"DROP INDEX CONCURRENTLY IF EXISTS {found[1]}")
+
+
+def _note_leftover(connection: Connection, index: str, table: str, progress: Progress) -> None:
+    """Remember an INVALID index the failed build left, for the failure message."""
+    try:
+        found = _lookup(connection, index, table)
+    except Exception:  # the connection is gone: the message says so already
+        return
+    if found is not None and not found[0]:
+        progress.leftover = found[1]
 
 
 def _require_valid(connection: Connection, index: str, table: str) -> None:

@@ -2,8 +2,6 @@
 
 from dataclasses import dataclass, field
 
-from alembic.runtime.migration import MigrationInfo
-
 
 @dataclass
 class Progress:
@@ -15,13 +13,20 @@ class Progress:
     # transaction (an autocommit_block() commits what came before it, then runs on its own).
     statements: list[str] = field(default_factory=list)
     committed: int = 0
+    # An INVALID index a failed CREATE INDEX CONCURRENTLY of this revision left behind.
+    leftover: str | None = None
+    # The last revision this run applied.
+    last: str | None = None
 
     def start(self, at: tuple[str, ...], revision: str) -> None:
         self.at, self.revision, self.statements, self.committed = at, revision, [], 0
+        self.leftover = None
 
-    def finish(self, info: MigrationInfo) -> None:
-        self.at = tuple(sorted(info.destination_revision_ids))
-        self.revision, self.statements, self.committed = None, [], 0
+    def applied(self, heads: tuple[str, ...]) -> None:
+        """The current revision committed; the database is now at `heads`."""
+        self.last = self.revision
+        self.at = tuple(sorted(heads))
+        self.revision, self.statements, self.committed, self.leftover = None, [], 0, None
 
     def where(self) -> str:
         """'the database stays at <rev>' in words."""
