@@ -144,11 +144,12 @@ async def migrate_while_blocked(
     to: str,
     hold: float,
     blocking_query: str = "SELECT count(*) FROM item",
+    begin: str = "BEGIN",
 ) -> tuple[int, str, float, int]:
     """`make migrate rev=to` while an app transaction holds a lock for `hold` seconds and an app
     reader loop reads `item`: (exit status, output, the reader's worst stall, blocker pid)."""
     async with session(server, database) as blocker, session(server, database, "reader") as reader:
-        await blocker.execute("BEGIN")
+        await blocker.execute(begin)
         await blocker.fetch(blocking_query)
         pid = blocker.get_server_pid()
         process = await asyncio.create_subprocess_exec(
@@ -162,19 +163,22 @@ async def migrate_while_blocked(
             stderr=subprocess.STDOUT,
         )
         finished = asyncio.ensure_future(process.communicate())
-        release_at = time.monotonic() + hold
+
+        async def release() -> None:
+            # On its own task: the reader may be queued behind the migration meanwhile.
+            await asyncio.sleep(hold)
+            await blocker.execute("COMMIT")
+
+        releasing = asyncio.ensure_future(release())
         worst = 0.0
-        blocked = True
         while not finished.done():
             started = time.monotonic()
             await asyncio.wait_for(reader.fetchval("SELECT count(*) FROM item"), 120)
             worst = max(worst, time.monotonic() - started)
-            if blocked and time.monotonic() >= release_at:
-                await blocker.execute("COMMIT")
-                blocked = False
             await asyncio.sleep(0.05)
         output = (await finished)[0].decode()
-        if blocked:
+        if not releasing.done():
+            releasing.cancel()
             await blocker.execute("ROLLBACK")
     assert process.returncode is not None
     return process.returncode, output, worst, pid
@@ -231,6 +235,34 @@ def test_blocked_alter_retries_without_stalling_the_app(
         f"table item held by pid {pid} (application_name '{APP}', idle in transaction"
         in (retries[0])
     ), output
+
+
+def test_concurrent_index_waiting_for_an_old_snapshot_is_retried(
+    project: Path, env: dict[str, str], server: Server, database: str
+) -> None:
+    # CREATE INDEX CONCURRENTLY waits for every older snapshot, here an app's repeatable-read
+    # transaction: the wait is cut at the lock timeout, which leaves an INVALID index; the step
+    # is retried on its own (the revision's earlier part is committed), the leftover dropped.
+    migrate(project, env, "big")
+    status, output, _, pid = asyncio.run(
+        migrate_while_blocked(
+            project,
+            env,
+            server,
+            database,
+            "cic",
+            hold=3,
+            begin="BEGIN ISOLATION LEVEL REPEATABLE READ",
+        )
+    )
+    assert status == 0, output
+    assert "outside a transaction: attempt 1 waited" in output, output
+    # No table lock in its way: the transactions it waits for are named instead.
+    assert f"older transactions: pid {pid} (application_name '{APP}'" in output, output
+    assert "INVALID, left by an earlier build" in output, output
+    valid = "SELECT indisvalid FROM pg_index WHERE indexrelid = 'ix_big_k'::regclass"
+    assert server.fetch(database, valid) == [(True,)]
+    assert version(server, database) == {REV["cic"]}
 
 
 def test_idle_session_timeout_does_not_take_the_lock(
@@ -413,6 +445,10 @@ def test_read_only_target_is_named(
     result = make(project, "migrate", env=env)
     assert_short_failure(result, "read-only", "primary", "MIGRATION_DATABASE_URL")
     assert "Fix the revision" not in result.stdout
+    # The traceback for those who ask, with the same exit status.
+    verbose = make(project, "migrate", "VERBOSE=1", env=env)
+    assert "Traceback" in verbose.stdout and "read-only" in verbose.stdout
+    assert verbose.returncode == result.returncode
 
 
 def test_too_many_connections_is_named(project: Path, server: Server, database: str) -> None:

@@ -52,15 +52,20 @@ def instrument(context: MigrationContext, policy: RetryPolicy, progress: Progres
         # Entering autocommit_block() committed everything the revision ran before.
         progress.committed = len(progress.statements) - 1
         index = _concurrent_index(sql)
-        if index is not None:
-            _drop_invalid_leftover(connection, *index)
+
+        def attempt() -> Any:
+            # Also before each retry: a build cut short by the lock timeout leaves one too.
+            if index is not None:
+                _drop_invalid_leftover(connection, *index)
+            return run(construct, *args, **kwargs)
+
         try:
             result = with_retries(
                 connection,
                 policy,
                 progress,
                 f"Revision {progress.revision}, outside a transaction",
-                lambda: run(construct, *args, **kwargs),
+                attempt,
                 in_transaction=False,
             )
         except Exception:

@@ -40,6 +40,13 @@ _BLOCKERS = text(
     "ORDER BY a.pid, a.xact_start LIMIT 3"
 )
 
+_OLDEST = text(
+    "SELECT pid, coalesce(application_name, ''), coalesce(state, ''), "
+    "extract(epoch FROM now() - xact_start)::numeric(10,1) FROM pg_stat_activity "
+    "WHERE xact_start IS NOT NULL AND pid <> pg_backend_pid() "
+    "AND datname = current_database() ORDER BY xact_start LIMIT 3"
+)
+
 
 @dataclass(frozen=True)
 class RetryPolicy:
@@ -95,14 +102,23 @@ def describe_blockers(connection: Connection, statement: str) -> str:
     sessions holding locks on the tables it names are the ones that were in its way."""
     names = sorted({quoted or bare for quoted, bare in _WORDS.findall(statement)})
     rows = connection.execute(_BLOCKERS, {"names": names}).all() if names else []
-    if not rows:
-        return "a lock held by another session (none seen holding it any more)"
-    where = "the version row (alembic_version)" if rows[0][4] == "alembic_version" else None
-    return "; ".join(
-        f"{where or 'table ' + relname} held by pid {pid} (application_name {app!r}, "
-        f"{state or 'unknown state'}, transaction open {age}s)"
-        for pid, app, state, age, relname in rows
-    )
+    if rows:
+        where = "the version row (alembic_version)" if rows[0][4] == "alembic_version" else None
+        return "; ".join(
+            f"{where or 'table ' + relname} held by pid {pid} ({_session(app, state, age)})"
+            for pid, app, state, age, relname in rows
+        )
+    # No table lock in the way: CREATE INDEX CONCURRENTLY waits for older snapshots instead.
+    rows = connection.execute(_OLDEST).all()
+    if rows:
+        return "older transactions: " + "; ".join(
+            f"pid {pid} ({_session(app, state, age)})" for pid, app, state, age in rows
+        )
+    return "a lock held by another session (none seen holding it any more)"
+
+
+def _session(app: str, state: str, age: object) -> str:
+    return f"application_name {app!r}, {state or 'unknown state'}, transaction open {age}s"
 
 
 def pause(attempt: int) -> float:
