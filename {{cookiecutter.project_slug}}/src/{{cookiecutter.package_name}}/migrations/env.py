@@ -60,6 +60,8 @@ def configure(**kwargs: Any) -> None:
 
         target_metadata = metadata
         kwargs.update(autogen.configure_options(writing_revision=command == "revision"))
+        if command == "check":
+            kwargs["process_revision_directives"] = guards.explain_model_drift
     context.configure(
         target_metadata=target_metadata,
         # Each revision commits on its own: a failure in the fifth keeps the first four applied,
@@ -157,7 +159,7 @@ def run_migrations_online() -> None:
     # such as pytest-alembic do) in config.attributes["connection"].
     injected = config.attributes.get("connection")
     try:
-        with clear_errors(settings, progress):
+        with clear_errors(settings, progress, command):
             if isinstance(injected, Connection):
                 # Run inside the caller's transaction; the caller commits.
                 lock.acquire_transaction_lock(injected, settings)

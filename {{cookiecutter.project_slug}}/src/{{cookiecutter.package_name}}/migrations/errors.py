@@ -2,6 +2,7 @@
 the fix, without printing a secret. Alembic prints a `CommandError` as `FAILED: ...` and exits 1
 (also with --raiseerr, which adds the traceback); the original exception stays chained."""
 
+import re
 import traceback
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -125,12 +126,43 @@ def _revision(progress: Progress, exc: BaseException) -> str:
     return progress.revision or where or "(none yet)"
 
 
+_RELATIVE = re.compile(r"Relative revision ([+-]?)(\d+) didn't produce")
+
+
+def _explain_alembic(exc: CommandError, command: str | None) -> str | None:
+    """A clearer line for Alembic's own answers that users of the Make targets meet."""
+    text = str(exc)
+    if text.startswith("Multiple head revisions are present"):
+        return (
+            "There is more than one head (make heads lists them): run `make merge` to join them "
+            "into one, then make migrate."
+        )
+    relative = _RELATIVE.match(text)
+    if relative is not None:
+        steps = relative.group(2)
+        if command == "downgrade":
+            return (
+                f"Cannot roll back {steps} revisions: fewer are applied (make current, make "
+                "history). `make rollback rev=base` rolls back all of them."
+            )
+        return (
+            f"Cannot go {steps} revisions up: fewer are left to apply (make current, make "
+            "history). `make migrate` goes to head."
+        )
+    return None
+
+
 @contextmanager
-def clear_errors(settings: Settings, progress: Progress) -> Iterator[None]:
+def clear_errors(
+    settings: Settings, progress: Progress, command: str | None = None
+) -> Iterator[None]:
     """Turn the failures users meet into a few lines that name the cause and the fix."""
     try:
         yield
     except CommandError as exc:
+        explained = _explain_alembic(exc, command)
+        if explained is not None:
+            raise CommandError(explained) from exc
         # Alembic names the revision it cannot find, but not where the known ones are listed.
         if isinstance(exc.__cause__, ResolutionError):
             raise CommandError(

@@ -1,8 +1,11 @@
 """Refusals before anything runs: production guards, revision sanity checks, a writable target."""
 
 import os
+from collections.abc import Iterable
 
 from alembic.config import Config
+from alembic.operations.ops import MigrationScript
+from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy import Connection, text
@@ -65,6 +68,12 @@ def refuse_upgrade_below_current(
     current: tuple[str, ...], script: ScriptDirectory, destination: object
 ) -> None:
     """`alembic upgrade <older revision>` silently does nothing; say how to go down instead."""
+    if isinstance(destination, str) and destination.startswith("-"):
+        raise CommandError(
+            f"rev={destination} would go down, and make migrate only goes up. To go back, run "
+            f"`make rollback steps={destination[1:]}` (in production with CONFIRM=yes, after "
+            "make backup)."
+        )
     if not current or not isinstance(destination, str | None):
         return
     if destination is None:  # Alembic's name for base
@@ -103,3 +112,17 @@ def require_writable(connection: Connection) -> None:
             "migrate as a role or database where it is off, or point MIGRATION_DATABASE_URL at "
             "the primary."
         )
+
+
+def explain_model_drift(
+    context: MigrationContext, revision: object, directives: Iterable[MigrationScript]
+) -> None:
+    """`alembic check` found model changes no revision has: say how to write one."""
+    for script in directives:
+        upgrade_ops = script.upgrade_ops
+        diffs = upgrade_ops.as_diffs() if upgrade_ops is not None else []
+        if diffs:
+            raise CommandError(
+                f"New upgrade operations detected: {diffs}. The models differ from the "
+                'migrations: write a revision for the change with make migration msg="...".'
+            )
