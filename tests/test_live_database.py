@@ -230,7 +230,9 @@ def test_blocked_alter_retries_without_stalling_the_app(
     # Each attempt waits for the lock at most MIGRATION_LOCK_TIMEOUT (1s): so does the app.
     assert worst < 1.5, f"an app read stalled {worst:.2f}s\n{output}"
     retries = [line for line in output.splitlines() if "waited" in line and "Retrying" in line]
-    assert retries, output
+    assert retries and retries[0].count(f"Revision {REV['alter']} (alter): attempt 1 waited"), (
+        output
+    )
     assert (
         f"table item held by pid {pid} (application_name '{APP}', idle in transaction"
         in (retries[0])

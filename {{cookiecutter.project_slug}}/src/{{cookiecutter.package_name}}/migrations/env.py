@@ -111,7 +111,7 @@ def do_run_migrations(connection: Connection, *, own_session: bool = True) -> No
             connection,
             policy,
             progress,
-            f"Revision {progress.revision or '(next)'}",
+            lambda: f"Revision {progress.revision}",
             context.run_migrations,
             in_transaction=True,
         )
@@ -175,8 +175,7 @@ def run_migrations_online() -> None:
     except Interrupted as stop:
         # One line, the same with VERBOSE=1: the stop was asked for, there is no bug to trace.
         print(
-            f"Interrupted by {stop}: {progress.interrupted()} The statement was cancelled on "
-            "the server and the migration lock released. Run make migrate again.",
+            f"Interrupted by {stop}: {progress.interrupted()} Run make migrate again.",
             file=sys.stderr,
         )
         sys.exit(128 + stop.signum)

@@ -96,6 +96,8 @@ def _lost_connection(exc: BaseException) -> bool:
 
 def _where(progress: Progress) -> str:
     """Where the database stands after the current revision stopped part way, as sentences."""
+    if progress.revision is None:
+        return f"{_cap(progress.where())}."
     committed = progress.committed_part()
     leftover = (
         f" The failed CREATE INDEX CONCURRENTLY left the INVALID index {progress.leftover}; "

@@ -64,7 +64,7 @@ def instrument(context: MigrationContext, policy: RetryPolicy, progress: Progres
                 connection,
                 policy,
                 progress,
-                f"Revision {progress.revision}, outside a transaction",
+                lambda: f"Revision {progress.revision}, outside a transaction",
                 attempt,
                 in_transaction=False,
             )

@@ -5,8 +5,9 @@ from dataclasses import dataclass, field
 
 @dataclass
 class Progress:
-    # The revisions the database was at when the current revision started (() = base).
-    at: tuple[str, ...] = ()
+    # The revisions the database was at when the current revision started (() = base); None
+    # until this run starts its first revision.
+    at: tuple[str, ...] | None = None
     # The revision being applied, e.g. "0b1c2d3e4f50 (create item)"; None between revisions.
     revision: str | None = None
     # SQL the current revision ran; the first `committed` of them were committed outside a
@@ -30,19 +31,24 @@ class Progress:
 
     def where(self) -> str:
         """'the database stays at <rev>' in words."""
+        if self.at is None:
+            return "this run changed nothing"
         return f"the database's version stays at {', '.join(self.at) or 'base'}"
 
     def interrupted(self) -> str:
-        """Where an interrupted run leaves the database, as a sentence."""
-        if self.revision is None:
+        """Where an interrupted run leaves the database, as sentences."""
+        if self.revision is None:  # e.g. while waiting for the lock
             return f"no revision was running; {self.where()}."
         committed = self.committed_part()
-        if committed:
-            return (
-                f"revision {self.revision} was stopped part way; its steps outside a "
-                f"transaction were committed ({committed}), the rest rolled back; {self.where()}."
-            )
-        return f"revision {self.revision} was rolled back; {self.where()}."
+        stopped = (
+            f"its steps outside a transaction were committed ({committed}), the rest rolled back"
+            if committed
+            else "rolled back"
+        )
+        return (
+            f"revision {self.revision} was {stopped}; {self.where()}. Its statement was "
+            "cancelled on the server and the migration lock released."
+        )
 
     def committed_part(self) -> str:
         """The statements of the current revision already committed, for a message."""

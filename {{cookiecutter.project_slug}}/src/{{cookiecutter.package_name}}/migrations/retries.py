@@ -13,7 +13,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, TypeGuard, TypeVar
+from typing import Any, TypeGuard
 
 from alembic.runtime.migration import MigrationContext, RevisionStep
 from sqlalchemy import Connection, text
@@ -25,7 +25,6 @@ from .progress import Progress
 from .settings_loading import duration_ms
 
 log = logging.getLogger(__name__.rsplit(".", 1)[0])
-T = TypeVar("T")
 LOCK_NOT_AVAILABLE = "55P03"
 _FIRST_PAUSE, _LONGEST_PAUSE = 0.2, 5.0
 _WORDS = re.compile(r'"([^"]+)"|\b([A-Za-z_][\w$]*)\b')
@@ -138,10 +137,10 @@ def with_retries(
     connection: Connection,
     policy: RetryPolicy,
     progress: Progress,
-    what: str,
-    attempt_once: Callable[[], T],
+    what: Callable[[], str],
+    attempt_once: Callable[[], Any],
     in_transaction: bool,
-) -> T:
+) -> Any:
     """Run `attempt_once` under escalating lock timeouts until it gets its locks or the policy
     gives up (LockRetriesExhausted). In a transaction, a failed attempt is rolled back and the
     pause is taken with none open."""
@@ -165,7 +164,7 @@ def with_retries(
             wait = pause(attempt)
             log.warning(
                 "%s: attempt %d waited %dms for a lock: %s. Retrying in %.1fs.",
-                what,
+                what(),
                 attempt,
                 policy.timeout_ms(attempt),
                 blockers,
