@@ -484,3 +484,26 @@ def test_migration_database_url_is_used_for_migrations(
     )
     must(make(project, "migrate", f"rev={template_head}", env=env))
     assert version(server, database) == {template_head}
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("MIGRATION_LOCK_TIMEOUT", "soon", "is not a duration"),
+        ("MIGRATION_LOCK_RETRIES", "0", "greater than or equal to 1"),
+        ("MIGRATION_DATABASE_URL", "mysql://root:s3cr3t-pw@localhost/db", "unsupported scheme"),
+    ],
+)
+def test_bad_runner_settings_are_named(
+    project: Path,
+    env: dict[str, str],
+    server: Server,
+    database: str,
+    variable: str,
+    value: str,
+    expected: str,
+) -> None:
+    result = make(project, "migrate", env={**env, variable: value})
+    assert_short_failure(result, variable, expected)
+    assert "s3cr3t-pw" not in result.stdout
+    assert server.tables(database) == set()
