@@ -94,7 +94,11 @@ def do_run_migrations(connection: Connection, *, own_session: bool = True) -> No
             guards.refuse_upgrade_below_current(current, context.script, destination)
     fn = context.get_context().opts.get("fn")
     if not own_session or not retries.wraps_alembic_command(fn):
-        # A caller's transaction, or a caller's own `fn` (a test walk): run as given.
+        # A caller's transaction, or a caller's own `fn` (a test walk): run as given, each
+        # statement waiting for locks at most MIGRATION_LOCK_TIMEOUT, without retries.
+        if own_session:
+            retries.set_lock_timeout(connection, policy.lock_timeout_ms)
+            connection.commit()
         with context.begin_transaction():
             context.run_migrations()
         return
