@@ -145,10 +145,13 @@ async def run_async_migrations(engine: AsyncEngine | None = None) -> None:
                     if command in ("upgrade", "downgrade", "stamp"):
                         await connection.run_sync(guards.require_writable)
                     await lock.acquire(connection, settings)
-                    await connection.run_sync(retries.set_statement_timeout, settings)
-                    await connection.run_sync(do_run_migrations)
-                    await connection.run_sync(lock.verify_held)
-                    await connection.commit()
+                    try:
+                        await connection.run_sync(retries.set_statement_timeout, settings)
+                        await connection.run_sync(do_run_migrations)
+                        await connection.run_sync(lock.verify_held)
+                        await connection.commit()
+                    finally:
+                        await lock.release(connection)
             except asyncio.CancelledError:
                 if received:
                     raise Interrupted(received[0]) from None

@@ -26,6 +26,19 @@ READ_ONLY = "25006"
 # admin_shutdown (pg_terminate_backend), crash_shutdown, cannot_connect_now; class 08 is
 # "connection exception".
 CONNECTION_LOST = ("57P01", "57P02", "57P03")
+# duplicate_prepared_statement, invalid_sql_statement_name: what a transaction-mode pooler does
+# to asyncpg's prepared statements.
+POOLER = ("42P05", "26000")
+
+POOLER_HINT = (
+    "the connection goes through a pooler in transaction mode (PgBouncer's "
+    "pool_mode=transaction), which shares server sessions between clients. Migrations need a "
+    "direct or session-pooled connection: set MIGRATION_DATABASE_URL to one."
+)
+
+
+def _through_pooler(exc: BaseException) -> bool:
+    return _sqlstate(exc) in POOLER and "prepared statement" in str(exc)
 
 
 def _describe_target(url: URL) -> str:
@@ -63,6 +76,8 @@ async def connect(engine: AsyncEngine, settings: Settings) -> AsyncIterator[Asyn
                 "waiting for the migration lock hold one each). Free connections or raise "
                 "max_connections, then run again."
             ) from exc
+        if _through_pooler(exc):
+            raise CommandError(f"{_first_line(exc)} ({target}): {POOLER_HINT}") from exc
         timeout = settings.db_connect_timeout
         reason = _first_line(exc) if str(exc) else f"no answer within {timeout:g}s"
         raise CommandError(
@@ -201,6 +216,8 @@ def clear_errors(
                 f"it). {_where(progress)} Check why (server restart, failover, "
                 f"pg_terminate_backend, a pooler) and run make migrate again. {HINT_VERBOSE}"
             ) from exc
+        if _through_pooler(exc):
+            raise CommandError(f"{_first_line(exc)}: {POOLER_HINT} {_where(progress)}") from exc
         if _sqlstate(exc) == READ_ONLY:
             raise CommandError(
                 f"Revision {_revision(progress, exc)} failed: the database is read-only "

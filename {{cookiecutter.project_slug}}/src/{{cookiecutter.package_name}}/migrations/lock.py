@@ -76,11 +76,29 @@ async def acquire(connection: AsyncConnection, settings: Settings) -> None:
         pause = min(pause * 2, _LONGEST_POLL)
 
 
+async def release(connection: AsyncConnection) -> None:
+    """Unlock before the connection closes. Closing alone releases it on a direct connection,
+    but a pooler keeps the server session, and the lock with it, for its next client."""
+    try:
+        await connection.rollback()
+        await connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": LOCK_KEY})
+        await connection.commit()
+    except Exception:  # the connection is gone, and with it the lock
+        return
+
+
 def describe_holders(connection: Connection) -> str:
     """Who holds the lock, e.g. " (pid 123, application_name 'x', active, connected 40s)"."""
     rows = connection.execute(_HOLDERS, {"classid": _CLASSID, "objid": _OBJID}).all()
     return "".join(
-        f" (pid {pid}, application_name {name!r}, {state or 'unknown state'}, connected {age}s)"
+        f" (pid {pid}, application_name {name!r}, {state or 'unknown state'}, connected {age}s"
+        + (
+            "; an idle holder is often a session a transaction-mode pooler kept after a run "
+            f"through it: end it with pg_terminate_backend({pid}) if no migration runs"
+            if state == "idle"
+            else ""
+        )
+        + ")"
         for pid, name, state, age in rows[:1]
     )
 
