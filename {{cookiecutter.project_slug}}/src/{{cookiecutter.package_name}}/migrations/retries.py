@@ -17,7 +17,7 @@ from typing import Any, TypeGuard
 
 from alembic.runtime.migration import MigrationContext, RevisionStep
 from sqlalchemy import Connection, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, MissingGreenlet
 from sqlalchemy.util import await_only
 
 from ..settings import Settings
@@ -127,9 +127,11 @@ def pause(attempt: int) -> float:
 
 def sleep(seconds: float) -> None:
     """Sleep on the event loop when there is one, so a signal is handled meanwhile."""
+    pause = asyncio.sleep(seconds)
     try:
-        await_only(asyncio.sleep(seconds))
-    except Exception:  # not inside SQLAlchemy's greenlet: a caller's sync connection
+        await_only(pause)
+    except MissingGreenlet:  # a caller's sync connection, no event loop of ours
+        pause.close()
         time.sleep(seconds)
 
 
