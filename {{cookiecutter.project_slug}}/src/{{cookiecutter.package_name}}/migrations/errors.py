@@ -123,7 +123,8 @@ def _where(progress: Progress) -> str:
     if committed:
         return (
             "The revision's transaction was rolled back, but these steps of it were already "
-            f"committed outside a transaction: {committed}. {_cap(progress.where())}, so the "
+            "committed (autocommit_block() commits what ran before it and what runs in it): "
+            f"{committed}. {_cap(progress.where())}, so the "
             "next run starts the revision again: keep those steps rerun-safe (IF NOT EXISTS)."
             + leftover
         )

@@ -41,7 +41,8 @@ class Progress:
             return f"no revision was running; {self.where()}."
         committed = self.committed_part()
         stopped = (
-            f"its steps outside a transaction were committed ({committed}), the rest rolled back"
+            f"stopped part way: its steps up to an autocommit_block() were committed "
+            f"({committed}), the rest rolled back"
             if committed
             else "rolled back"
         )
