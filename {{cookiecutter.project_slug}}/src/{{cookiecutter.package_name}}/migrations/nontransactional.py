@@ -36,7 +36,11 @@ class InvalidIndex(Exception):
 
 
 def instrument(context: MigrationContext, policy: RetryPolicy, progress: Progress) -> None:
-    """Route every statement a revision runs through `op` past the checks of this module."""
+    """Route every statement a revision runs through `op` past the checks of this module.
+
+    Alembic offers no public hook around one statement; `impl._exec` is where every `op.*`
+    operation and `op.execute()` land. Statements run on `op.get_bind()` directly bypass it.
+    """
     impl = context.impl
     run = impl._exec
 
