@@ -25,7 +25,15 @@ from cookiecutter.main import cookiecutter
 
 TEMPLATE = Path(__file__).resolve().parent.parent
 # Variables of the caller's shell that would point a rendered project at another database.
-DATABASE_VARIABLES = ("DATABASE_URL", "DB_HOST", "DB_PORT", "DB_USER", "DB_PASSWORD", "DB_NAME")
+DATABASE_VARIABLES = (
+    "DATABASE_URL",
+    "MIGRATION_DATABASE_URL",
+    "DB_HOST",
+    "DB_PORT",
+    "DB_USER",
+    "DB_PASSWORD",
+    "DB_NAME",
+)
 
 
 def bake(output_dir: Path, **context: str) -> Path:

@@ -76,9 +76,16 @@ def test_a_database_setting_in_the_environment_replaces_all_of_env_file(
         assert line.startswith(f"Database '{chosen}' on {server.host}")
         assert "(settings from the environment)" in line
         # The case: `DB_HOST=... DB_NAME=x make migrate` migrates x, never .env's database.
-        must(make(project, "migrate", env=env))
+        migrated = must(make(project, "migrate", env=env))
+        assert f"Database '{chosen}' on {server.host}" in migrated, migrated
+        assert "(settings from the environment)" in migrated
         assert server.tables(chosen) == {"item"}
         assert server.tables(in_env_file) == set()
+        # A MIGRATION_DATABASE_URL left in .env is a database setting of .env like the others.
+        write_env_file(project, MIGRATION_DATABASE_URL=server.url(in_env_file))
+        must(make(project, "rollback", env=env))
+        assert server.tables(chosen) == set() and server.tables(in_env_file) == set()
+        write_env_file(project, DATABASE_URL=server.url(in_env_file))
         # With nothing in the environment, .env's URL counts again.
         line, reached = connected_database(project, clean_env())
         assert reached == in_env_file and str(project / ".env") in line

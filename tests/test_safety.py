@@ -53,7 +53,7 @@ def head(project: Path) -> str:
 @pytest.fixture(scope="module")
 def lock_key(project: Path) -> int:
     # Read from the project itself, so the test holds the very lock `make migrate` asks for.
-    code = "from my_service.migrations.safety import LOCK_KEY; print(LOCK_KEY)"
+    code = "from my_service.migrations.lock import LOCK_KEY; print(LOCK_KEY)"
     key = int(must(run(project, ".venv/bin/python", "-c", code)).strip())
     assert key == zlib.crc32(b"alembic:my_service") - 2**31  # one key per project, as documented
     return key
@@ -265,6 +265,51 @@ def test_unknown_revision(
     # The cause (the revision nobody defines) and where to find the real ones.
     assert_short_failure(result, "deadbeef", "make history")
     assert state(server, database) == before
+
+
+def test_wrong_direction_and_counts_name_the_target(
+    project: Path, env: dict[str, str], server: Server, database: str, head: str
+) -> None:
+    must(make(project, "migrate", env=env))
+    before = state(server, database)
+    assert_short_failure(make(project, "migrate", "rev=-1", env=env), "make rollback steps=1")
+    assert_short_failure(
+        make(project, "rollback", "steps=5", env=env),
+        "Cannot roll back 5 revisions",
+        "make rollback rev=base",
+    )
+    assert_short_failure(
+        make(project, "rollback", "steps=abc", env=env), "steps=abc is not a number"
+    )
+    assert state(server, database) == before
+
+
+def test_two_heads_and_model_drift_name_the_make_target(
+    project: Path, env: dict[str, str], server: Server, database: str, head: str
+) -> None:
+    must(make(project, "migrate", env=env))
+    (only,) = versions(project)
+    second = only.with_name("20260101_0001_second_root.py")
+    second.write_text(
+        only.read_text(encoding="utf-8").replace(head, "0000000000ff"), encoding="utf-8"
+    )
+    try:
+        assert_short_failure(make(project, "migrate", env=env), "more than one head", "make merge")
+    finally:
+        second.unlink()
+    model = project / "src" / "my_service" / "models" / "zz_drift.py"
+    model.write_text(
+        "from sqlmodel import Field, SQLModel\n\n\nclass Drift(SQLModel, table=True):\n"
+        "    id: int | None = Field(default=None, primary_key=True)\n",
+        encoding="utf-8",
+    )
+    try:
+        drift = make(project, "check", env=env)
+    finally:
+        model.unlink()
+    assert_short_failure(drift, "add_table")
+    failed = [line for line in drift.stdout.splitlines() if line.startswith("FAILED")]
+    assert failed and failed[-1].endswith('make migration msg="...".'), drift.stdout
 
 
 def test_unreachable_database(project: Path, server: Server, database: str) -> None:

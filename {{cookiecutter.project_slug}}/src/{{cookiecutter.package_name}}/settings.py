@@ -5,8 +5,8 @@ current directory; an installed wheel, which has no project root, reads `./.env`
 
 The database is named either by `DATABASE_URL` or by its `DB_*` parts, and the rule is:
 
-1. Database settings come from ONE place. If the environment sets `DATABASE_URL` or any `DB_*`
-   variable, the database settings of `.env` are ignored, all of them: `DB_NAME=x make migrate`
+1. Database settings come from ONE place. If the environment sets `DATABASE_URL`,
+   `MIGRATION_DATABASE_URL` or any `DB_*` variable, the database settings of `.env` are ignored, all of them: `DB_NAME=x make migrate`
    reaches database `x` with the other parts from the environment or their defaults, never the
    database that a `DATABASE_URL` in `.env` names. Otherwise they all come from `.env`.
 2. Within that place, `DATABASE_URL` wins over the `DB_*` parts.
@@ -45,7 +45,15 @@ def _project_root() -> Path | None:
 PROJECT_ROOT = _project_root()
 ENV_FILE = (PROJECT_ROOT or Path.cwd()) / ".env"
 # The settings that name the database, as environment variables; see rule 1 above.
-DATABASE_VARIABLES = ("DATABASE_URL", "DB_HOST", "DB_PORT", "DB_USER", "DB_PASSWORD", "DB_NAME")
+DATABASE_VARIABLES = (
+    "DATABASE_URL",
+    "MIGRATION_DATABASE_URL",
+    "DB_HOST",
+    "DB_PORT",
+    "DB_USER",
+    "DB_PASSWORD",
+    "DB_NAME",
+)
 DATABASE_FIELDS = frozenset(name.lower() for name in DATABASE_VARIABLES)
 
 # Every scheme users paste from hosting providers, all driven through asyncpg.
@@ -156,23 +164,39 @@ class Settings(BaseSettings):
     db_connect_timeout: float = Field(default=10.0, gt=0)
     # Seconds a migration run waits for another one to finish (advisory lock) before giving up.
     migration_lock_wait: float = Field(default=60.0, gt=0)
-    # PostgreSQL timeouts applied to migration statements once the lock is held ("0" = none).
-    migration_lock_timeout: str = "10s"
+    # How long one attempt of a migration statement may wait for a table lock (PostgreSQL
+    # units, "0" = no limit). App queries queue behind a waiting ALTER, so this is their worst
+    # stall; attempts start at a quarter of it and double up to it.
+    migration_lock_timeout: str = "1s"
     migration_statement_timeout: str = "0"
     # How long `make backup` (pg_dump --lock-wait-timeout) waits for its table locks.
     backup_lock_wait: str = "30s"
+    # A revision whose statement hit the lock timeout is rolled back and tried again, at most
+    # this many times and for at most this many seconds in all.
+    migration_lock_retries: int = Field(default=30, ge=1)
+    migration_lock_retry_total: float = Field(default=300.0, gt=0)
+    # The URL migrations use when the app's goes through a transaction pooler (PgBouncer's
+    # transaction mode), which loses session state: a direct or session-pooled connection.
+    migration_database_url: SecretStr | None = None
 
-    @field_validator("database_url", mode="before")
+    @field_validator("database_url", "migration_database_url", mode="before")
     @classmethod
     def _empty_url_is_unset(cls, value: object) -> object:
         return None if value == "" else value
 
-    @field_validator("database_url")
+    @field_validator("database_url", "migration_database_url")
     @classmethod
     def _url_must_parse(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None:
             parse_database_url(value.get_secret_value())
         return value
+
+    @property
+    def migration_url(self) -> URL:
+        """The asyncpg URL migrations connect with: MIGRATION_DATABASE_URL, else the app's."""
+        if self.migration_database_url is not None:
+            return parse_database_url(self.migration_database_url.get_secret_value())
+        return self.sqlalchemy_url
 
     @property
     def sqlalchemy_url(self) -> URL:

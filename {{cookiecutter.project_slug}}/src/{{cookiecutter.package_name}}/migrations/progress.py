@@ -1,0 +1,61 @@
+"""Where a migration run stands, so every way it can stop says what was applied and what not."""
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Progress:
+    # The revisions the database was at when the current revision started (() = base); None
+    # until this run starts its first revision.
+    at: tuple[str, ...] | None = None
+    # The revision being applied, e.g. "0b1c2d3e4f50 (create item)"; None between revisions.
+    revision: str | None = None
+    # SQL the current revision ran; the first `committed` of them were committed outside a
+    # transaction (an autocommit_block() commits what came before it, then runs on its own).
+    statements: list[str] = field(default_factory=list)
+    committed: int = 0
+    # An INVALID index a failed CREATE INDEX CONCURRENTLY of this revision left behind.
+    leftover: str | None = None
+    # The last revision this run applied.
+    last: str | None = None
+
+    def start(self, at: tuple[str, ...], revision: str) -> None:
+        self.at, self.revision, self.statements, self.committed = at, revision, [], 0
+        self.leftover = None
+
+    def applied(self, heads: tuple[str, ...]) -> None:
+        """The current revision committed; the database is now at `heads`."""
+        self.last = self.revision
+        self.at = tuple(sorted(heads))
+        self.revision, self.statements, self.committed, self.leftover = None, [], 0, None
+
+    def where(self) -> str:
+        """'the database stays at <rev>' in words."""
+        if self.at is None:
+            return "this run changed nothing"
+        return f"the database's version stays at {', '.join(self.at) or 'base'}"
+
+    def interrupted(self) -> str:
+        """Where an interrupted run leaves the database, as sentences."""
+        if self.revision is None:  # e.g. while waiting for the lock
+            return f"no revision was running; {self.where()}."
+        committed = self.committed_part()
+        stopped = (
+            f"stopped part way: its steps up to an autocommit_block() were committed "
+            f"({committed}), the rest rolled back"
+            if committed
+            else "rolled back"
+        )
+        return (
+            f"revision {self.revision} was {stopped}; {self.where()}. Its statement was "
+            "cancelled on the server and the migration lock released."
+        )
+
+    def committed_part(self) -> str:
+        """The statements of the current revision already committed, for a message."""
+        return "; ".join(_short(sql) for sql in self.statements[: self.committed])
+
+
+def _short(sql: str) -> str:
+    flat = " ".join(sql.split())
+    return flat if len(flat) <= 120 else flat[:117] + "..."
