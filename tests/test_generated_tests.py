@@ -122,7 +122,7 @@ def test_enum_round_trip_and_a_planted_bad_downgrade(
         output = generated_tests(project)
     assert re.search(r"test_stairway\S* FAILED", output)
     assert f"revision {revision} " in output
-    assert "('type', 'status open,closed')" in output
+    assert "('type', 'public.status open,closed')" in output
 
 
 def test_planted_bad_downgrade_is_named_without_a_superuser(
@@ -146,7 +146,7 @@ def test_planted_bad_downgrade_is_named_without_a_superuser(
         server.execute("postgres", f'DROP ROLE "{role}"')
     assert re.search(r"test_stairway\S* FAILED", output), output
     assert f"revision {revision} " in output
-    assert "('type', 'status open,closed')" in output
+    assert "('type', 'public.status open,closed')" in output
     for test in ("test_upgrade_base_to_head", "test_models_match_head_schema"):
         assert re.search(rf"{test}\S* PASSED", output), test
 
