@@ -27,7 +27,7 @@ from .data_checks import DATA_CHECKS
 
 Row = tuple[str, str]  # (what, description), e.g. ("column", "public.item.name text not null")
 Rows = tuple[Row, ...]
-# ("r", pg_class oid), ("t", pg_type oid), ("f", pg_proc oid), ("s", schema oid), ("e", extension oid)
+# (kind, oid): "r" pg_class, "t" pg_type, "f" pg_proc, "s" pg_namespace, "e" pg_extension
 Key = tuple[str, int]
 
 # The project's schemas: every one but PostgreSQL's own and the tests' probe.
@@ -63,7 +63,8 @@ rel AS (
 """.replace("@schemas@", _SCHEMAS)
 _ROWS = """
 SELECT 'r', rel.oid, 'relation', rel.relkind::text || ' ' || rel.name
-       || CASE WHEN rel.relpersistence <> 'p' THEN ' persistence ' || rel.relpersistence::text ELSE '' END
+       || CASE WHEN rel.relpersistence <> 'p' THEN ' unlogged/temp ' || rel.relpersistence::text
+               ELSE '' END
        || CASE WHEN rel.relrowsecurity THEN ' row security' ELSE '' END
        || CASE WHEN rel.relforcerowsecurity THEN ' forced' ELSE '' END
        || coalesce(' grants ' || rel.relacl::text, '')
@@ -151,9 +152,7 @@ def _objects(**filters: str) -> str:
 
 
 SNAPSHOT_ALL = (
-    "WITH "
-    + _objects(relations="TRUE", types="TRUE", functions="TRUE", full="TRUE")
-    + _ROWS
+    "WITH " + _objects(relations="TRUE", types="TRUE", functions="TRUE", full="TRUE") + _ROWS
 )
 # One round trip per step: take the objects the event triggers noted, clear the notes, and read
 # those objects again by oid, so the cost depends on what the step touched, not on the size of
