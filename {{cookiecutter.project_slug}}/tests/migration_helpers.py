@@ -35,27 +35,33 @@ _SCHEMAS = r"nspname NOT LIKE 'pg\_%' AND nspname NOT IN ('information_schema', 
 # What a revision can create, per object: each relation (table, index, sequence, view, ...) with
 # its columns, constraints, index or view definition, sequence options, triggers, policies, rules,
 # grants and comments; each enum, domain or range type; each function, procedure or aggregate;
-# each schema and extension. Owners are left out: they depend on who runs the tests.
+# each schema and extension. Grants are printed when they differ from PostgreSQL's defaults (a
+# REVOKE of what a GRANT gave leaves explicit defaults behind). Owners are left out: they depend on
+# who runs the tests.
 _OBJECTS = """
 ns AS (SELECT oid, nspname FROM pg_namespace WHERE @schemas@),
 rel AS (
-  SELECT c.oid, c.relkind, c.relacl, c.relrowsecurity, c.relforcerowsecurity, c.relpersistence,
+  SELECT c.oid, c.relkind, c.relrowsecurity, c.relforcerowsecurity, c.relpersistence,
+         nullif(c.relacl, acldefault(CASE c.relkind WHEN 'S' THEN 's'::"char" ELSE 'r' END,
+                                     c.relowner)) AS grants,
          quote_ident(ns.nspname) || '.' || quote_ident(c.relname) AS name
     FROM pg_class c JOIN ns ON ns.oid = c.relnamespace
    WHERE c.relname NOT LIKE 'alembic_version%' AND c.relkind <> 't' AND @relations@
 ), typ AS (
-  SELECT t.oid, t.typtype, t.typacl, t.typbasetype, t.typtypmod, t.typnotnull, t.typdefault,
+  SELECT t.oid, t.typtype, nullif(t.typacl, acldefault('T', t.typowner)) AS grants,
+         t.typbasetype, t.typtypmod, t.typnotnull, t.typdefault,
          quote_ident(ns.nspname) || '.' || quote_ident(t.typname) AS name
     FROM pg_type t JOIN ns ON ns.oid = t.typnamespace
    WHERE t.typtype IN ('e', 'd', 'r', 'm') AND @types@
 ), fun AS (
-  SELECT p.oid, p.prokind, p.proacl,
+  SELECT p.oid, p.prokind, nullif(p.proacl, acldefault('f', p.proowner)) AS grants,
          quote_ident(ns.nspname) || '.' || quote_ident(p.proname)
          || '(' || pg_get_function_identity_arguments(p.oid) || ')' AS name
     FROM pg_proc p JOIN ns ON ns.oid = p.pronamespace
    WHERE @functions@
 ), sch AS (
-  SELECT n.oid, n.nspname, n.nspacl FROM pg_namespace n WHERE @full@ AND @schemas@
+  SELECT n.oid, n.nspname, nullif(n.nspacl, acldefault('n', n.nspowner)) AS grants
+    FROM pg_namespace n WHERE @full@ AND @schemas@
 ), ext AS (
   SELECT e.oid, e.extname, e.extversion, e.extnamespace::regnamespace::text AS schema
     FROM pg_extension e WHERE @full@
@@ -67,7 +73,7 @@ SELECT 'r', rel.oid, 'relation', rel.relkind::text || ' ' || rel.name
                ELSE '' END
        || CASE WHEN rel.relrowsecurity THEN ' row security' ELSE '' END
        || CASE WHEN rel.relforcerowsecurity THEN ' forced' ELSE '' END
-       || coalesce(' grants ' || rel.relacl::text, '')
+       || coalesce(' grants ' || rel.grants::text, '')
        || coalesce(' comment ' || obj_description(rel.oid, 'pg_class'), '')
   FROM rel
 UNION ALL
@@ -77,7 +83,7 @@ SELECT 'r', rel.oid, 'column', rel.name || '.' || quote_ident(a.attname) || ' '
        || coalesce(' default ' || pg_get_expr(d.adbin, d.adrelid), '')
        || CASE WHEN a.attidentity <> '' THEN ' identity ' || a.attidentity::text ELSE '' END
        || CASE WHEN a.attgenerated <> '' THEN ' generated ' || a.attgenerated::text ELSE '' END
-       || coalesce(' grants ' || a.attacl::text, '')
+       || coalesce(' grants ' || nullif(a.attacl, '{}')::text, '')
        || coalesce(' comment ' || col_description(rel.oid, a.attnum), '')
   FROM rel JOIN pg_attribute a ON a.attrelid = rel.oid
   LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
@@ -119,7 +125,7 @@ SELECT 't', typ.oid, 'type', typ.name || ' ' || coalesce(
          typ.typtype::text || ' ' || format_type(typ.typbasetype, typ.typtypmod))
        || CASE WHEN typ.typnotnull THEN ' not null' ELSE '' END
        || coalesce(' default ' || typ.typdefault, '')
-       || coalesce(' grants ' || typ.typacl::text, '')
+       || coalesce(' grants ' || typ.grants::text, '')
        || coalesce(' comment ' || obj_description(typ.oid, 'pg_type'), '')
   FROM typ
 UNION ALL
@@ -129,12 +135,12 @@ SELECT 't', typ.oid, 'constraint', typ.name || ' ' || quote_ident(k.conname) || 
 UNION ALL
 SELECT 'f', fun.oid, 'function', fun.prokind::text || ' ' || fun.name || ' '
        || CASE WHEN fun.prokind = 'a' THEN '' ELSE pg_get_functiondef(fun.oid) END
-       || coalesce(' grants ' || fun.proacl::text, '')
+       || coalesce(' grants ' || fun.grants::text, '')
        || coalesce(' comment ' || obj_description(fun.oid, 'pg_proc'), '')
   FROM fun
 UNION ALL
 SELECT 's', sch.oid, 'schema', quote_ident(sch.nspname)
-       || coalesce(' grants ' || sch.nspacl::text, '')
+       || coalesce(' grants ' || sch.grants::text, '')
        || coalesce(' comment ' || obj_description(sch.oid, 'pg_namespace'), '')
   FROM sch
 UNION ALL
