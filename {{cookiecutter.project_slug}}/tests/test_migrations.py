@@ -6,6 +6,7 @@ one walk from base to head serves the upgrade, data and model tests, and the sta
 only the schema objects each step touched, so the cost per revision stays flat as the chain grows.
 """
 
+import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -116,15 +117,26 @@ def downgrade() -> None:
 """
 
 
-def test_a_failure_part_way_keeps_the_good_revisions(database_url: URL, tmp_path: Path) -> None:
+@pytest.fixture
+def planted_folder() -> Iterator[Path]:
+    # Not pytest's tmp_path: creating its base folder makes pytest reset /tmp/pytest-of-<user> to
+    # mode 0700, which locks out an embedded server whose binaries live below it (a project
+    # rendered and tested under pytest, as the template's own tests do).
+    with tempfile.TemporaryDirectory(prefix="planted-") as folder:
+        yield Path(folder)
+
+
+def test_a_failure_part_way_keeps_the_good_revisions(
+    database_url: URL, planted_folder: Path
+) -> None:
     """From base, every good revision commits on its own: when a later one fails, the database
     stays at the last good revision, as the error message of `make migrate` says."""
     chain = script_directory()
     (head,) = chain.get_heads()
-    (tmp_path / "f00000000bad_fails.py").write_text(
+    (planted_folder / "f00000000bad_fails.py").write_text(
         FAILING_REVISION.replace("@head@", head), encoding="utf-8"
     )
-    planted = ScriptDirectory(chain.dir, version_locations=[chain.versions, str(tmp_path)])
+    planted = ScriptDirectory(chain.dir, version_locations=[chain.versions, str(planted_folder)])
     plan = [
         RevisionStep(planted.revision_map, revision, True)
         for revision in revisions_base_to_head(planted)
