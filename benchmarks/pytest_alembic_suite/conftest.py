@@ -6,7 +6,7 @@ once per mode. Environment: BENCH_PACKAGE (the project's package), BENCH_ADMIN_U
 postgresql:// URL of the shared server's `postgres` database), BENCH_PA_MODE:
 
 - `engine` (as pytest-alembic documents it): `alembic_engine` is an AsyncEngine (asyncpg, the
-  project's driver) on a fresh database. pytest-alembic hands it to env.py as
+  project's driver) on an empty database. pytest-alembic hands it to env.py as
   `config.attributes["connection"]`, and the generated env.py migrates on it under its usual
   lock, so every command pays what a user's would: env.py, a lock connection and a migration
   connection.
@@ -14,7 +14,10 @@ postgresql:// URL of the shared server's `postgres` database), BENCH_PA_MODE:
   Connection shared by every command of the test, committed after each command (env.py runs an
   injected Connection inside the caller's transaction). No command opens a connection.
 
-Both use the project's own code-built Alembic config (`<package>.migrations.alembic_config()`).
+Both use the project's own code-built Alembic config (`<package>.migrations.alembic_config()`),
+and the generated suite's database set-up: one database for the session (CREATE DATABASE once),
+emptied before each test by dropping every schema, rather than a CREATE DATABASE per test.
+Neither side changes a server setting: `synchronous_commit` is the server's default (on).
 """
 
 import functools
@@ -41,9 +44,9 @@ def _url(database: str, driver: str) -> Any:
     return make_url(os.environ["BENCH_ADMIN_URL"]).set(drivername=driver, database=database)
 
 
-def _admin(statement: str) -> None:
+def _admin(statement: str, database: str = "postgres") -> None:
     engine = create_engine(
-        _url("postgres", "postgresql+psycopg"),
+        _url(database, "postgresql+psycopg"),
         poolclass=pool.NullPool,
         isolation_level="AUTOCOMMIT",
     )
@@ -59,24 +62,45 @@ def alembic_config() -> Config:
     return Config(alembic_config=_package_module("migrations").alembic_config())
 
 
-@pytest.fixture
-def alembic_engine() -> Iterator[Any]:
+# The generated project's conftest empties a database the same way.
+EMPTY_DATABASE = r"""
+DO $$
+DECLARE schema_name name;
+BEGIN
+  FOR schema_name IN SELECT nspname FROM pg_namespace
+                      WHERE nspname NOT LIKE 'pg\_%' AND nspname <> 'information_schema' LOOP
+    EXECUTE format('DROP SCHEMA %I CASCADE', schema_name);
+  END LOOP;
+  CREATE SCHEMA public;
+END $$
+"""
+
+
+@pytest.fixture(scope="session")
+def session_database() -> Iterator[str]:
     name = f"pa_{uuid.uuid4().hex[:12]}"
     _admin(f'CREATE DATABASE "{name}"')
     try:
-        if MODE == "engine":
-            async_engine = create_async_engine(
-                _url(name, "postgresql+asyncpg"), poolclass=pool.NullPool
-            )
-            yield async_engine
-            # NullPool: no connection outlives its command, so there is nothing to dispose.
-        else:
-            engine = create_engine(_url(name, "postgresql+psycopg"), poolclass=pool.NullPool)
-            with engine.connect() as connection:
-                yield connection
-            engine.dispose()
+        yield name
     finally:
         _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def alembic_engine(session_database: str) -> Iterator[Any]:
+    name = session_database
+    _admin(EMPTY_DATABASE, name)
+    if MODE == "engine":
+        async_engine = create_async_engine(
+            _url(name, "postgresql+asyncpg"), poolclass=pool.NullPool
+        )
+        yield async_engine
+        # NullPool: no connection outlives its command, so there is nothing to dispose.
+    else:
+        engine = create_engine(_url(name, "postgresql+psycopg"), poolclass=pool.NullPool)
+        with engine.connect() as connection:
+            yield connection
+        engine.dispose()
 
 
 def _committing(method: Callable[..., Any]) -> Callable[..., Any]:

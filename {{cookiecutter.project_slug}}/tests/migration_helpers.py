@@ -1,9 +1,11 @@
-"""Helpers for the migration tests: the revisions loaded once, every step on one connection, and
-schema snapshots that cost the same whatever the length of the chain.
+"""Helpers for the migration tests: the revisions loaded once, every walk run by env.py itself,
+and schema snapshots that cost the same whatever the length of the chain.
 
-A walk is a single Alembic `run_migrations()` whose steps are produced one at a time, so Alembic
-still runs each revision in its own transaction and keeps the version table, while the checks run
-between steps without a new migration context, version-table lookup or script load per step.
+A walk is one run of the project's env.py, as `make migrate` runs it (the same lock, timeouts,
+`transaction_per_migration` and error messages), whose steps are produced one at a time: Alembic
+runs each revision in its own transaction and keeps the version table, while the checks run
+between steps on env.py's own connection, without a new migration context, version-table lookup
+or script load per step.
 """
 
 import asyncio
@@ -12,7 +14,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
-from alembic.operations import Operations
+from alembic.runtime.environment import EnvironmentContext
 from alembic.runtime.migration import MigrationContext, RevisionStep
 from alembic.script import Script, ScriptDirectory
 from sqlalchemy import Connection, pool, text
@@ -23,71 +25,190 @@ from {{ cookiecutter.package_name }}.migrations import alembic_config
 
 from .data_checks import DATA_CHECKS
 
-Row = tuple[str, str]  # (what, description), e.g. ("column", "item.name text not null")
+Row = tuple[str, str]  # (what, description), e.g. ("column", "public.item.name text not null")
 Rows = tuple[Row, ...]
-Key = tuple[str, int]  # ("r", pg_class oid) or ("t", pg_type oid)
+# (kind, oid): "r" pg_class, "t" pg_type, "f" pg_proc, "s" pg_namespace, "e" pg_extension
+Key = tuple[str, int]
 
-# What a revision can create in the public schema, per object: each relation with its columns,
-# constraints and index definition, each enum, domain or range type.
+# The project's schemas: every one but PostgreSQL's own and the tests' probe.
+_SCHEMAS = r"nspname NOT LIKE 'pg\_%' AND nspname NOT IN ('information_schema', 'test_probe')"
+# What a revision can create, per object: each relation (table, index, sequence, view, ...) with
+# its columns, constraints, index or view definition, sequence options, triggers, policies, rules,
+# grants and comments; each enum, domain or range type; each function, procedure or aggregate;
+# each schema and extension. Grants are printed when they differ from PostgreSQL's defaults (a
+# REVOKE of what a GRANT gave leaves explicit defaults behind). Owners are left out: they depend on
+# who runs the tests.
 _OBJECTS = """
+ns AS (SELECT oid, nspname FROM pg_namespace WHERE @schemas@),
 rel AS (
-  SELECT c.oid, c.relname, c.relkind FROM pg_class c
-   WHERE c.relnamespace = 'public'::regnamespace AND c.relname NOT LIKE 'alembic_version%'
-     AND {relations}
+  SELECT c.oid, c.relkind, c.relrowsecurity, c.relforcerowsecurity, c.relpersistence,
+         nullif(c.relacl, acldefault(CASE c.relkind WHEN 'S' THEN 's'::"char" ELSE 'r' END,
+                                     c.relowner)) AS grants,
+         quote_ident(ns.nspname) || '.' || quote_ident(c.relname) AS name
+    FROM pg_class c JOIN ns ON ns.oid = c.relnamespace
+   WHERE c.relname NOT LIKE 'alembic_version%' AND c.relkind <> 't' AND @relations@
 ), typ AS (
-  SELECT t.oid, t.typname, t.typtype FROM pg_type t
-   WHERE t.typnamespace = 'public'::regnamespace AND t.typtype IN ('e', 'd', 'r', 'm')
-     AND {types}
+  SELECT t.oid, t.typtype, nullif(t.typacl, acldefault('T', t.typowner)) AS grants,
+         t.typbasetype, t.typtypmod, t.typnotnull, t.typdefault,
+         quote_ident(ns.nspname) || '.' || quote_ident(t.typname) AS name
+    FROM pg_type t JOIN ns ON ns.oid = t.typnamespace
+   WHERE t.typtype IN ('e', 'd', 'r', 'm') AND @types@
+), fun AS (
+  SELECT p.oid, p.prokind, nullif(p.proacl, acldefault('f', p.proowner)) AS grants,
+         quote_ident(ns.nspname) || '.' || quote_ident(p.proname)
+         || '(' || pg_get_function_identity_arguments(p.oid) || ')' AS name
+    FROM pg_proc p JOIN ns ON ns.oid = p.pronamespace
+   WHERE @functions@
+), sch AS (
+  SELECT n.oid, n.nspname, nullif(n.nspacl, acldefault('n', n.nspowner)) AS grants
+    FROM pg_namespace n WHERE @full@ AND @schemas@
+), ext AS (
+  SELECT e.oid, e.extname, e.extversion, e.extnamespace::regnamespace::text AS schema
+    FROM pg_extension e WHERE @full@
 )
-"""
+""".replace("@schemas@", _SCHEMAS)
 _ROWS = """
-SELECT 'r', rel.oid, 'relation', rel.relkind::text || ' ' || rel.relname FROM rel
+SELECT 'r', rel.oid, 'relation', rel.relkind::text || ' ' || rel.name
+       || CASE WHEN rel.relpersistence <> 'p' THEN ' unlogged/temp ' || rel.relpersistence::text
+               ELSE '' END
+       || CASE WHEN rel.relrowsecurity THEN ' row security' ELSE '' END
+       || CASE WHEN rel.relforcerowsecurity THEN ' forced' ELSE '' END
+       || coalesce(' grants ' || rel.grants::text, '')
+       || coalesce(' comment ' || obj_description(rel.oid, 'pg_class'), '')
+  FROM rel
 UNION ALL
-SELECT 'r', rel.oid, 'column', rel.relname || '.' || a.attname || ' '
+SELECT 'r', rel.oid, 'column', rel.name || '.' || quote_ident(a.attname) || ' '
        || format_type(a.atttypid, a.atttypmod)
        || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END
        || coalesce(' default ' || pg_get_expr(d.adbin, d.adrelid), '')
        || CASE WHEN a.attidentity <> '' THEN ' identity ' || a.attidentity::text ELSE '' END
+       || CASE WHEN a.attgenerated <> '' THEN ' generated ' || a.attgenerated::text ELSE '' END
+       || coalesce(' grants ' || nullif(a.attacl, '{}')::text, '')
+       || coalesce(' comment ' || col_description(rel.oid, a.attnum), '')
   FROM rel JOIN pg_attribute a ON a.attrelid = rel.oid
   LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
- WHERE a.attnum > 0 AND NOT a.attisdropped AND rel.relkind IN ('r', 'p', 'v', 'm', 'f')
+ WHERE a.attnum > 0 AND NOT a.attisdropped
 UNION ALL
-SELECT 'r', rel.oid, 'constraint',
-       rel.relname || ' ' || k.conname || ' ' || pg_get_constraintdef(k.oid)
+SELECT 'r', rel.oid, 'constraint', rel.name || ' ' || quote_ident(k.conname) || ' '
+       || pg_get_constraintdef(k.oid)
+       || coalesce(' comment ' || obj_description(k.oid, 'pg_constraint'), '')
   FROM rel JOIN pg_constraint k ON k.conrelid = rel.oid
 UNION ALL
 SELECT 'r', rel.oid, 'index', pg_get_indexdef(rel.oid) FROM rel WHERE rel.relkind IN ('i', 'I')
 UNION ALL
-SELECT 't', typ.oid, 'type', typ.typname || ' ' || coalesce(
+SELECT 'r', rel.oid, 'view', rel.name || ' AS ' || pg_get_viewdef(rel.oid)
+  FROM rel WHERE rel.relkind IN ('v', 'm')
+UNION ALL
+SELECT 'r', rel.oid, 'sequence', rel.name || ' ' || format_type(s.seqtypid, NULL)
+       || concat_ws(' ', ' start', s.seqstart, 'increment', s.seqincrement, 'min', s.seqmin,
+                    'max', s.seqmax, 'cache', s.seqcache)
+       || CASE WHEN s.seqcycle THEN ' cycle' ELSE '' END
+  FROM rel JOIN pg_sequence s ON s.seqrelid = rel.oid
+UNION ALL
+SELECT 'r', rel.oid, 'trigger', pg_get_triggerdef(g.oid) || ' enabled ' || g.tgenabled::text
+       || coalesce(' comment ' || obj_description(g.oid, 'pg_trigger'), '')
+  FROM rel JOIN pg_trigger g ON g.tgrelid = rel.oid WHERE NOT g.tgisinternal
+UNION ALL
+SELECT 'r', rel.oid, 'policy', rel.name || ' ' || quote_ident(p.polname) || ' '
+       || p.polcmd::text || CASE WHEN p.polpermissive THEN ' permissive' ELSE ' restrictive' END
+       || ' to ' || p.polroles::regrole[]::text
+       || coalesce(' using ' || pg_get_expr(p.polqual, p.polrelid), '')
+       || coalesce(' check ' || pg_get_expr(p.polwithcheck, p.polrelid), '')
+  FROM rel JOIN pg_policy p ON p.polrelid = rel.oid
+UNION ALL
+SELECT 'r', rel.oid, 'rule', pg_get_ruledef(w.oid)
+  FROM rel JOIN pg_rewrite w ON w.ev_class = rel.oid WHERE w.rulename <> '_RETURN'
+UNION ALL
+SELECT 't', typ.oid, 'type', typ.name || ' ' || coalesce(
          (SELECT string_agg(e.enumlabel, ',' ORDER BY e.enumsortorder)
-            FROM pg_enum e WHERE e.enumtypid = typ.oid), typ.typtype::text)
+            FROM pg_enum e WHERE e.enumtypid = typ.oid),
+         typ.typtype::text || ' ' || format_type(typ.typbasetype, typ.typtypmod))
+       || CASE WHEN typ.typnotnull THEN ' not null' ELSE '' END
+       || coalesce(' default ' || typ.typdefault, '')
+       || coalesce(' grants ' || typ.grants::text, '')
+       || coalesce(' comment ' || obj_description(typ.oid, 'pg_type'), '')
   FROM typ
 UNION ALL
-SELECT 't', typ.oid, 'constraint',
-       typ.typname || ' ' || k.conname || ' ' || pg_get_constraintdef(k.oid)
+SELECT 't', typ.oid, 'constraint', typ.name || ' ' || quote_ident(k.conname) || ' '
+       || pg_get_constraintdef(k.oid)
   FROM typ JOIN pg_constraint k ON k.contypid = typ.oid
+UNION ALL
+SELECT 'f', fun.oid, 'function', fun.prokind::text || ' ' || fun.name || ' '
+       || CASE WHEN fun.prokind = 'a' THEN '' ELSE pg_get_functiondef(fun.oid) END
+       || coalesce(' grants ' || fun.grants::text, '')
+       || coalesce(' comment ' || obj_description(fun.oid, 'pg_proc'), '')
+  FROM fun
+UNION ALL
+SELECT 's', sch.oid, 'schema', quote_ident(sch.nspname)
+       || coalesce(' grants ' || sch.grants::text, '')
+       || coalesce(' comment ' || obj_description(sch.oid, 'pg_namespace'), '')
+  FROM sch
+UNION ALL
+SELECT 'e', ext.oid, 'extension', ext.extname || ' ' || ext.extversion || ' in ' || ext.schema
+  FROM ext
 """
-SNAPSHOT_ALL = "WITH " + _OBJECTS.format(relations="TRUE", types="TRUE") + _ROWS
-# One round trip per step: take the objects the event triggers noted (a column, constraint or
-# default counts for its table), clear the notes, and read those objects again by oid, so the
-# cost depends on what the step touched, not on the size of the schema. Rows of kind 'k' list
-# every touched object, also those now gone; a row of kind 'x' asks for a full read.
+
+
+def _objects(**filters: str) -> str:
+    """_OBJECTS with each @name@ filled in (this file is a Jinja template: no brace pairs)."""
+    text = _OBJECTS
+    for name, condition in filters.items():
+        text = text.replace(f"@{name}@", condition)
+    return text
+
+
+SNAPSHOT_ALL = (
+    "WITH " + _objects(relations="TRUE", types="TRUE", functions="TRUE", full="TRUE") + _ROWS
+)
+# One round trip per step: take the objects the event triggers noted, clear the notes, and read
+# those objects again by oid, so the cost depends on what the step touched, not on the size of
+# the schema. A relation is read again with what its rows print and can change under it without
+# an event of its own: its indexes, the foreign keys and views that refer to it, and the tables
+# whose columns use a touched type or whose triggers call a touched function. Rows of kind 'k'
+# list every touched object, also those now gone; a row of kind 'x' asks for a full read.
 # It runs inside a PL/pgSQL function (see PROBE_SQL), which plans it once per connection: sent as a
 # statement, it would be planned again after every step, since the driver drops its prepared
 # statements whenever a migration runs DDL.
 _TOUCHED_ROWS = (
     """
 WITH events AS (DELETE FROM test_probe.touched RETURNING kind::text AS kind, oid, name),
-touched AS (
-  SELECT kind, oid FROM events WHERE kind IN ('r', 't')
+direct AS (
+  SELECT kind, oid FROM events WHERE kind IN ('r', 't', 'f')
   UNION
-  SELECT 'r', c.oid FROM events JOIN pg_class c
-      ON c.relname = events.name AND c.relnamespace = 'public'::regnamespace
-   WHERE events.kind = 'n'
+  SELECT 'r', to_regclass(name)::oid FROM events WHERE kind = 'l'
+  UNION
+  SELECT 'r', g.tgrelid FROM events JOIN pg_trigger g ON g.oid = events.oid WHERE kind = 'g'
+  UNION
+  SELECT 'r', p.polrelid FROM events JOIN pg_policy p ON p.oid = events.oid WHERE kind = 'p'
+  UNION
+  SELECT 'r', w.ev_class FROM events JOIN pg_rewrite w ON w.oid = events.oid WHERE kind = 'w'
+),
+touched AS (
+  SELECT kind, oid FROM direct WHERE oid IS NOT NULL
+  UNION
+  SELECT 'r', i.indexrelid FROM direct JOIN pg_index i ON i.indrelid = direct.oid
+   WHERE direct.kind = 'r'
+  UNION
+  SELECT 'r', k.conrelid FROM direct JOIN pg_constraint k ON k.confrelid = direct.oid
+   WHERE direct.kind = 'r'
+  UNION
+  SELECT 'r', w.ev_class FROM direct
+    JOIN pg_depend d ON d.refobjid = direct.oid AND d.refclassid = 'pg_class'::regclass
+                    AND d.classid = 'pg_rewrite'::regclass
+    JOIN pg_rewrite w ON w.oid = d.objid
+   WHERE direct.kind = 'r'
+  UNION
+  SELECT 'r', a.attrelid FROM direct JOIN pg_attribute a ON a.atttypid = direct.oid
+   WHERE direct.kind = 't'
+  UNION
+  SELECT 'r', g.tgrelid FROM direct JOIN pg_trigger g ON g.tgfoid = direct.oid
+   WHERE direct.kind = 'f'
 ),"""
-    + _OBJECTS.format(
+    + _objects(
         relations="c.oid IN (SELECT oid FROM touched WHERE kind = 'r')",
         types="t.oid IN (SELECT oid FROM touched WHERE kind = 't')",
+        functions="p.oid IN (SELECT oid FROM touched WHERE kind = 'f')",
+        full="FALSE",
     )
     + """
 SELECT 'k'::text, oid, kind, ''::text FROM touched
@@ -99,36 +220,42 @@ UNION ALL"""
 SNAPSHOT_TOUCHED = "SELECT * FROM test_probe.touched_rows()"
 
 # Event triggers note every object a DDL statement creates, alters or drops, so a snapshot only
-# re-reads those. Anything they cannot pin to a relation or type of `public` (kind 'x') makes the
-# next snapshot read everything again, which is always correct, only slower.
+# re-reads those. What they cannot pin to a relation, type or function (a schema, an extension,
+# a GRANT, an operator, ...) is noted as kind 'x', which makes the next snapshot read everything
+# again: always correct, only slower.
 PROBE_SQL = (
     "CREATE SCHEMA test_probe",
     'CREATE TABLE test_probe.touched (kind "char", oid oid, name text)',
-    """\
+    r"""
 CREATE FUNCTION test_probe.on_ddl() RETURNS event_trigger LANGUAGE plpgsql AS $$
 BEGIN
   INSERT INTO test_probe.touched
-  SELECT CASE WHEN c.classid = 'pg_class'::regclass THEN 'r'
-              WHEN c.classid = 'pg_type'::regclass THEN 't'
-              ELSE 'n' END,
-         c.objid, (pg_identify_object_as_address(c.classid, c.objid, 0)).object_names[2]
-    FROM pg_event_trigger_ddl_commands() c WHERE c.schema_name = 'public';
+  SELECT CASE c.classid WHEN 'pg_class'::regclass THEN 'r' WHEN 'pg_type'::regclass THEN 't'
+                        WHEN 'pg_proc'::regclass THEN 'f' WHEN 'pg_trigger'::regclass THEN 'g'
+                        WHEN 'pg_policy'::regclass THEN 'p' WHEN 'pg_rewrite'::regclass THEN 'w'
+                        ELSE 'x' END,
+         c.objid, NULL
+    FROM pg_event_trigger_ddl_commands() c
+   WHERE c.schema_name IS NULL OR c.schema_name NOT LIKE 'pg\_%' AND c.schema_name <> 'test_probe';
 END $$
 """,
-    """\
+    # A dropped trigger, policy, rule, constraint or default names its table (schema, table,
+    # name): that table is read again by name, if it still exists.
+    r"""
 CREATE FUNCTION test_probe.on_drop() RETURNS event_trigger LANGUAGE plpgsql AS $$
 BEGIN
   INSERT INTO test_probe.touched
-  SELECT CASE WHEN d.classid = 'pg_type'::regclass THEN 't'
-              WHEN d.object_type IN ('table', 'index', 'sequence', 'view', 'materialized view',
-                                     'foreign table', 'partitioned table', 'partitioned index')
-                   THEN 'r'
-              WHEN d.object_type IN ('table column', 'table constraint', 'default value',
-                                     'trigger', 'rule', 'policy') THEN 'n'
+  SELECT CASE WHEN d.classid = 'pg_class'::regclass THEN 'r'
+              WHEN d.classid = 'pg_type'::regclass THEN 't'
+              WHEN d.classid = 'pg_proc'::regclass THEN 'f'
+              WHEN d.classid IN ('pg_trigger'::regclass, 'pg_policy'::regclass,
+                                 'pg_rewrite'::regclass, 'pg_constraint'::regclass,
+                                 'pg_attrdef'::regclass)
+                   AND cardinality(d.address_names) = 3 THEN 'l'
               ELSE 'x' END,
-         d.objid, d.address_names[2]
+         d.objid, quote_ident(d.address_names[1]) || '.' || quote_ident(d.address_names[2])
     FROM pg_event_trigger_dropped_objects() d
-   WHERE d.schema_name = 'public' OR d.address_names[1] = 'public';
+   WHERE d.schema_name IS NULL OR d.schema_name NOT LIKE 'pg\_%' AND d.schema_name <> 'test_probe';
 END $$
 """,
     # OUT columns named apart from the query's own, so that PL/pgSQL reads the query as written.
@@ -141,7 +268,7 @@ END $$
 
 
 class SchemaTracker:
-    """The public schema, object by object, kept current after each step.
+    """The project's schemas, object by object, kept current after each step.
 
     With event triggers (they need a superuser, which the test servers have), a refresh re-reads
     only the objects the step touched; without them, every refresh reads the whole schema.
@@ -191,8 +318,9 @@ def script_directory() -> ScriptDirectory:
     return ScriptDirectory.from_config(alembic_config())
 
 
-def revisions_base_to_head() -> list[Script]:
-    return list(reversed(list(script_directory().walk_revisions("base", "heads"))))
+def revisions_base_to_head(script: ScriptDirectory | None = None) -> list[Script]:
+    script = script or script_directory()
+    return list(reversed(list(script.walk_revisions("base", "heads"))))
 
 
 def up(revision: Script) -> RevisionStep:
@@ -203,16 +331,25 @@ def down(revision: Script) -> RevisionStep:
     return RevisionStep(script_directory().revision_map, revision, False)
 
 
-def run_steps(connection: Connection, steps: Callable[[], Iterator[RevisionStep]]) -> None:
-    """Run the steps `steps()` yields, each revision in a transaction of its own, as `alembic
-    upgrade` and `downgrade` do; code between the yields runs between the steps."""
-    connection.commit()  # Alembic opens a transaction per step only on an idle connection
-    context = MigrationContext.configure(
-        connection,
-        opts={"fn": lambda heads, context: steps(), "transaction_per_migration": True},
-    )
-    with Operations.context(context):
-        context.run_migrations()
+StepsFn = Callable[[tuple[str, ...], MigrationContext], Iterable[RevisionStep]]
+
+
+def run_env(
+    url: URL, steps: StepsFn, *, command: str = "upgrade", script: ScriptDirectory | None = None
+) -> None:
+    """Run the project's env.py on `url` as `alembic <command>` would, with `steps(heads,
+    context)` in place of the command's own list of revisions.
+
+    env.py configures the migration context itself (its lock, timeouts, transaction per revision
+    and error messages); `steps` may yield the revisions one at a time and run checks on
+    `context.connection` between them. The script directory is the cached one, so nothing is
+    loaded again.
+    """
+    config = alembic_config(url=url)
+    config.attributes["command"] = command
+    script = script or script_directory()
+    with EnvironmentContext(config, script, fn=steps, destination_rev="heads"):
+        script.run_env()
 
 
 @dataclass
@@ -229,7 +366,7 @@ class _Stop(Exception):
     """Ends a walk once its outcome records why."""
 
 
-def walk_base_to_head(connection: Connection, outcome: Walk, *, stairway: bool) -> None:
+def walk_base_to_head(url: URL, outcome: Walk, *, stairway: bool) -> None:
     """Upgrade base -> head one revision at a time; with `stairway`, also downgrade each revision
     and check that it restores exactly the schema before it, then upgrade it again.
 
@@ -237,11 +374,13 @@ def walk_base_to_head(connection: Connection, outcome: Walk, *, stairway: bool) 
     checks them at head. The outcome records the first failure of each kind instead of raising,
     so one walk answers the upgrade, stairway, data and model tests.
     """
-    schema = SchemaTracker(connection) if stairway else None
-    written: list[str] = []
     phase = ["upgrade", "base"]
 
-    def steps() -> Iterator[RevisionStep]:
+    def steps(heads: tuple[str, ...], context: MigrationContext) -> Iterator[RevisionStep]:
+        connection = context.connection
+        assert connection is not None
+        schema = SchemaTracker(connection) if stairway else None
+        written: list[str] = []
         for revision in revisions_base_to_head():
             where = f"revision {revision.revision} ({revision.path})"
             phase[:] = ["upgrade", where]
@@ -264,23 +403,20 @@ def walk_base_to_head(connection: Connection, outcome: Walk, *, stairway: bool) 
             check = DATA_CHECKS.get(revision.revision)
             if check and _guarded(connection, outcome, revision.revision, check.before):
                 written.append(revision.revision)
+        # At head, every revision committed: the rows written on the way must have come through.
+        for revision_id in written:
+            _guarded(connection, outcome, revision_id, DATA_CHECKS[revision_id].after)
 
     try:
-        run_steps(connection, steps)
+        run_env(url, steps)
     except _Stop:
-        connection.rollback()
         return
     except Exception as exc:
-        connection.rollback()
         what, where = phase
         if what == "upgrade":
             outcome.upgrade_failure = f"upgrade to {where} failed: {exc}"
         else:
             outcome.stairway_failure = f"{where}: {what} failed: {exc}"
-        return
-    for revision in written:
-        _guarded(connection, outcome, revision, DATA_CHECKS[revision].after)
-    connection.commit()
 
 
 def _guarded(
@@ -307,11 +443,7 @@ def on_connection(url: URL, work: Callable[[Connection], Any]) -> Any:
     """Run `work` on one connection to `url`, commit, and return what it returns."""
 
     async def run() -> Any:
-        # Test databases are thrown away: no need to wait for each commit to reach the disk.
-        server_settings = {"synchronous_commit": "off"}
-        engine = create_async_engine(
-            url, poolclass=pool.NullPool, connect_args={"server_settings": server_settings}
-        )
+        engine = create_async_engine(url, poolclass=pool.NullPool)
         try:
             async with engine.connect() as connection:
                 result = await connection.run_sync(work)

@@ -1,28 +1,71 @@
-"""The models package registers every table model in the metadata Alembic compares against."""
+"""The models package registers every table model in the metadata Alembic compares against, with
+constraint names from the naming convention."""
 
-import importlib
-import inspect
+import json
+import subprocess
 import sys
-from pathlib import Path
 
-from sqlmodel import SQLModel
+from sqlalchemy import (
+    CheckConstraint,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+)
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.schema import CreateIndex, CreateTable
 
 import {{ cookiecutter.package_name }}.models as models
 
+# Run in a fresh interpreter: in this one, other tests may already have imported model modules.
+# It imports the package alone, as env.py does, notes its tables, then imports every module of the
+# package by hand: anything that only the second step registers is a model autogenerate misses.
+IMPORT_PACKAGE_ONLY = """
+import importlib, json, pkgutil, sys
+import {{ cookiecutter.package_name }}.models as models
+before = sorted(models.metadata.tables)
+imported = sorted(name for name in sys.modules if name.startswith(models.__name__ + "."))
+for module in pkgutil.iter_modules(models.__path__):
+    importlib.import_module(models.__name__ + "." + module.name)
+print(json.dumps([before, imported, sorted(models.metadata.tables)]))
+"""
 
-def test_every_model_module_is_imported_by_the_package() -> None:
-    files = {path.stem for path in Path(models.__file__).parent.glob("*.py")} - {"__init__"}
-    assert files, "the models package holds no model module"
-    missing = {name for name in files if f"{models.__name__}.{name}" not in sys.modules}
-    assert not missing, f"model modules not imported by the models package: {missing}"
+
+def test_importing_the_package_registers_every_table_model() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", IMPORT_PACKAGE_ONLY], capture_output=True, text=True, check=True
+    )
+    before, imported, everything = json.loads(result.stdout)
+    assert everything, "the models package holds no table model"
+    missing = sorted(set(everything) - set(before))
+    assert not missing, (
+        f"tables registered only when their module is imported by hand: {missing}; "
+        f"the models package imported {imported}"
+    )
 
 
-def test_every_table_model_is_in_the_metadata() -> None:
-    tables = set()
-    for path in Path(models.__file__).parent.glob("[!_]*.py"):
-        module = importlib.import_module(f"{models.__name__}.{path.stem}")
-        for _, cls in inspect.getmembers(module, inspect.isclass):
-            if issubclass(cls, SQLModel) and hasattr(cls, "__table__"):
-                tables.add(cls.__table__.name)
-    assert tables
-    assert tables <= set(models.metadata.tables), tables - set(models.metadata.tables)
+def test_constraints_are_named_by_the_convention() -> None:
+    # A table with one constraint of each kind, on a metadata with the project's convention: the
+    # names PostgreSQL gets are the ones `make migration` writes and later revisions can drop.
+    probe = MetaData(naming_convention=models.metadata.naming_convention)
+    Table("parent", probe, Column("id", Integer, primary_key=True))
+    child = Table(
+        "child",
+        probe,
+        Column("id", Integer, primary_key=True),
+        Column("parent_id", ForeignKey("parent.id")),
+        Column("code", String, unique=True),
+        CheckConstraint("id > 0", name="positive"),
+    )
+    index = Index(None, child.c.code)
+    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
+    ddl = str(CreateTable(child).compile(dialect=dialect))
+    for name in ("pk_child", "fk_child_parent_id_parent", "uq_child_code", "ck_child_positive"):
+        assert f"CONSTRAINT {name} " in ddl, f"{name} missing from:\n{ddl}"
+    assert "INDEX ix_child_code " in str(CreateIndex(index).compile(dialect=dialect))
+    # And the models themselves use it: every primary key is pk_<table>.
+    for table in models.metadata.sorted_tables:
+        assert f"CONSTRAINT pk_{table.name} " in str(CreateTable(table).compile(dialect=dialect))

@@ -1,16 +1,21 @@
 """`upgrade()` from sync code, inside a running event loop, and on a caller's connection; env.py
-on an engine that a test tool injects.
+on an engine that a test tool injects. Each way in waits for the same migration lock, and on a
+caller's connection the upgrade stays inside the caller's transaction.
 
 Each test upgrades to the first revision only: the API's plumbing is the same for any target,
 and test_migrations.py already walks the whole chain, so these stay fast as the chain grows.
 """
 
 import asyncio
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import pytest
 from alembic import command
-from sqlalchemy import Connection
+from alembic.util import CommandError
+from sqlalchemy import Connection, pool, text
 from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from {{ cookiecutter.package_name }}.db import create_engine
 from {{ cookiecutter.package_name }}.migrations import (
@@ -19,6 +24,8 @@ from {{ cookiecutter.package_name }}.migrations import (
     upgrade,
     upgrade_async,
 )
+from {{ cookiecutter.package_name }}.migrations.safety import LOCK_KEY
+from {{ cookiecutter.package_name }}.settings import get_settings
 
 from .migration_helpers import on_connection, revisions_base_to_head
 
@@ -82,3 +89,79 @@ def test_env_runs_on_an_injected_async_engine(database_url: URL) -> None:
     command.upgrade(config, FIRST)
     asyncio.run(engine.dispose())
     assert_at_first(database_url)
+
+
+def test_upgrade_on_an_injected_connection_stays_in_the_callers_transaction(
+    database_url: URL,
+) -> None:
+    # The caller decides: rolled back, the upgrade leaves nothing behind.
+    async def migrate_then_roll_back() -> None:
+        engine = create_engine(url=database_url)
+        async with engine.connect() as connection:
+            await connection.run_sync(lambda sync: upgrade(FIRST, connection=sync))
+            await connection.rollback()
+        await engine.dispose()
+
+    asyncio.run(migrate_then_roll_back())
+    assert_at(database_url, set())
+
+
+@contextmanager
+def migration_lock_held(url: URL) -> Iterator[None]:
+    """The project's migration lock, held by another session as a running replica holds it."""
+    loop = asyncio.new_event_loop()
+    engine = create_async_engine(url, poolclass=pool.NullPool)
+    connection = loop.run_until_complete(engine.connect())
+    try:
+        lock = text("SELECT pg_advisory_lock(:key)")
+        loop.run_until_complete(connection.execute(lock, {"key": LOCK_KEY}))
+        yield
+    finally:
+        loop.run_until_complete(connection.close())
+        loop.run_until_complete(engine.dispose())
+        loop.close()
+
+
+def _on_injected_connection(url: URL) -> None:
+    async def migrate() -> None:
+        engine = create_engine(url=url)
+        async with engine.begin() as connection:
+            await connection.run_sync(lambda sync: upgrade(FIRST, connection=sync))
+        await engine.dispose()
+
+    asyncio.run(migrate())
+
+
+def _on_injected_engine(url: URL) -> None:
+    engine = create_engine(url=url)
+    config = alembic_config()
+    config.attributes["connection"] = engine
+    try:
+        command.upgrade(config, FIRST)
+    finally:
+        asyncio.run(engine.dispose())
+
+
+@pytest.mark.parametrize(
+    "migrate",
+    [
+        lambda url: upgrade(FIRST, url=url),
+        _on_injected_connection,
+        _on_injected_engine,
+    ],
+    ids=["upgrade", "injected connection", "injected async engine"],
+)
+def test_every_way_in_waits_for_the_migration_lock(
+    database_url: URL, monkeypatch: pytest.MonkeyPatch, migrate: Callable[[URL], None]
+) -> None:
+    # Another replica holds the lock: each way of migrating from code waits for it (briefly
+    # here), gives up with a message about the lock, and applies nothing.
+    monkeypatch.setenv("MIGRATION_LOCK_WAIT", "0.2")
+    get_settings.cache_clear()
+    try:
+        with migration_lock_held(database_url), pytest.raises(CommandError, match="lock"):
+            migrate(database_url)
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+    assert_at(database_url, set())

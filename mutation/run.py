@@ -1,0 +1,218 @@
+"""Break each promise of the READMEs once and check that a test notices: `make mutate`.
+
+    .venv/bin/python mutation/run.py [--only TEXT] [--keep]
+
+For every mutation in mutation/mutations.toml (one exact text replacement in a template file):
+apply it, run the tests named in its `caught_by`, restore the file, and report which of them
+failed. The run fails when a mutation's `old` text is not found exactly once (the list must move
+with the code), when the unmutated generated suite is not green, or when no test catches a
+mutation.
+
+The working tree is never touched: the template is copied to a temporary folder, and one project
+is rendered from the copy and installed once. A mutation of a `{{cookiecutter.project_slug}}/`
+file is applied to both, so the rendered project's `make test` ("generated") and the template's
+own tests (node ids, run in the copy, which render from it) both see it.
+"""
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+TEMPLATE = Path(__file__).resolve().parent.parent
+MUTATIONS = Path(__file__).resolve().parent / "mutations.toml"
+TOOLS_BIN = TEMPLATE / ".venv" / "bin"
+SLUG_DIR = "{{cookiecutter.project_slug}}"
+PACKAGE_DIR = "{{cookiecutter.package_name}}"
+PACKAGE = "my_service"  # the package of a project rendered with the default answers
+# Not copied: tools, caches, earlier renders.
+IGNORED = shutil.ignore_patterns(".venv", ".git", "build", "__pycache__", ".pytest_cache")
+# Variables of the caller's shell that would point a project or its tests at another database.
+LEAKY = ("DATABASE_URL", "DB_HOST", "DB_PORT", "DB_USER", "DB_PASSWORD", "DB_NAME", "VIRTUAL_ENV")
+GENERATED = "generated"
+
+
+@dataclass
+class Mutation:
+    name: str
+    file: str
+    old: str
+    new: str
+    caught_by: list[str]
+    failed: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+class ListOutOfDate(Exception):
+    """A mutation's `old` text does not occur exactly once: the list no longer fits the code."""
+
+
+def log(message: str) -> None:
+    print(f"[mutate] {message}", file=sys.stderr, flush=True)
+
+
+def environment(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in LEAKY and k != "TEST_DATABASE_URL"}
+    env["PATH"] = f"{TOOLS_BIN}{os.pathsep}{env.get('PATH', '')}"
+    env["UV_PYTHON_DOWNLOADS"] = "never"
+    env.update(extra)
+    return env
+
+
+def run(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        args,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+
+
+def failed_tests(output: str) -> list[str]:
+    """Node ids pytest's short summary (-rfE) lists as FAILED or ERROR."""
+    # A parametrised id may hold spaces ("[injected connection]"); " - " starts pytest's reason.
+    return re.findall(r"^(?:FAILED|ERROR) (.+?::.+?)(?: - .*)?$", output, re.M)
+
+
+def rendered(mutation: Mutation, project: Path) -> tuple[Path, str, str] | None:
+    """The rendered project's counterpart of a template file and the mutation's texts."""
+    if not mutation.file.startswith(SLUG_DIR + "/"):
+        return None
+    relative = mutation.file.removeprefix(SLUG_DIR + "/").replace(PACKAGE_DIR, PACKAGE)
+    return project / relative, _render(mutation.old), _render(mutation.new)
+
+
+def _render(text: str) -> str:
+    return text.replace("{{ cookiecutter.package_name }}", PACKAGE)
+
+
+def anchored(path: Path, old: str, name: str) -> str:
+    """The text of `path`, in which `old` must occur exactly once."""
+    text = path.read_text(encoding="utf-8") if path.is_file() else ""
+    count = text.count(old)
+    if count != 1:
+        raise ListOutOfDate(
+            f"mutation {name!r}: {old!r} occurs {count} times in {path}, not once. Update "
+            "mutation/mutations.toml to the code as it is now."
+        )
+    return text
+
+
+def apply(path: Path, old: str, new: str, name: str) -> str:
+    """Replace `old` by `new` in `path`; return the original text."""
+    text = anchored(path, old, name)
+    path.write_text(text.replace(old, new), encoding="utf-8")
+    return text
+
+
+def check(mutation: Mutation, copy: Path, project: Path, generated_env: dict[str, str]) -> None:
+    """Apply `mutation`, run the tests meant to catch it, restore; record what failed."""
+    targets = [(copy / mutation.file, mutation.old, mutation.new)]
+    if (in_project := rendered(mutation, project)) is not None:
+        targets.append(in_project)
+    originals: list[tuple[Path, str]] = []
+    started = time.perf_counter()
+    try:
+        for path, old, new in targets:
+            originals.append((path, apply(path, old, new, mutation.name)))
+        template_tests = [test for test in mutation.caught_by if test != GENERATED]
+        if GENERATED in mutation.caught_by:
+            args = "args=-q -p no:cacheprovider -rfE"
+            result = run(["make", "--no-print-directory", "test", args], project, generated_env)
+            mutation.failed += [f"generated {test}" for test in failed_tests(result.stdout)]
+        if template_tests:
+            pytest = [str(TOOLS_BIN / "pytest"), "-q", "-p", "no:cacheprovider", "-rfE"]
+            basetemp = f"--basetemp={copy.parent / 'pytest-tmp'}"
+            result = run([*pytest, basetemp, *template_tests], copy, environment())
+            mutation.failed += failed_tests(result.stdout)
+    finally:
+        for path, text in originals:
+            path.write_text(text, encoding="utf-8")
+    mutation.seconds = time.perf_counter() - started
+
+
+def load(only: str | None) -> list[Mutation]:
+    with MUTATIONS.open("rb") as handle:
+        entries = tomllib.load(handle)["mutation"]
+    mutations = [Mutation(**entry) for entry in entries]
+    return [m for m in mutations if only is None or only.lower() in m.name.lower()]
+
+
+def table(mutations: list[Mutation]) -> str:
+    lines = ["| mutation | caught by | s |", "|---|---|---:|"]
+    for mutation in mutations:
+        caught = "<br>".join(mutation.failed) or "**NOT CAUGHT**"
+        lines.append(f"| {mutation.name} | {caught} | {mutation.seconds:.0f} |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", help="run only the mutations whose name contains this text")
+    parser.add_argument("--keep", action="store_true", help="keep the work folder")
+    args = parser.parse_args()
+    mutations = load(args.only)
+    started = time.perf_counter()
+    work = Path(tempfile.mkdtemp(prefix="mutate-"))
+    sys.path.insert(0, str(TEMPLATE))
+    from tests.conftest import embedded_server  # the template tests' own throwaway server
+
+    try:
+        copy = work / "template"
+        shutil.copytree(TEMPLATE, copy, ignore=IGNORED)
+        # Every anchor is checked before anything runs, so a stale list fails in seconds.
+        for mutation in mutations:
+            anchored(copy / mutation.file, mutation.old, mutation.name)
+        log(f"rendering and installing one project in {work}")
+        cookiecutter = [str(TOOLS_BIN / "cookiecutter"), "--no-input", "--output-dir", str(work)]
+        render = run([*cookiecutter, str(copy)], work, environment())
+        assert render.returncode == 0, render.stdout
+        project = work / "my-service"
+        for mutation in mutations:
+            if (in_project := rendered(mutation, project)) is not None:
+                anchored(in_project[0], in_project[1], mutation.name)
+        install = run(["make", "--no-print-directory", "install"], project, environment())
+        assert install.returncode == 0, install.stdout
+        with embedded_server() as server:
+            generated_env = environment(TEST_DATABASE_URL=server.url("postgres"))
+            baseline = run(["make", "--no-print-directory", "test"], project, generated_env)
+            if baseline.returncode != 0:
+                print(baseline.stdout)
+                log("the unmutated generated suite is not green: no mutation can be judged")
+                return 1
+            for index, mutation in enumerate(mutations, 1):
+                check(mutation, copy, project, generated_env)
+                verdict = "caught" if mutation.failed else "NOT CAUGHT"
+                seconds = f"{mutation.seconds:.0f}s"
+                log(f"{index}/{len(mutations)} {verdict} in {seconds}: {mutation.name}")
+    except ListOutOfDate as exc:
+        log(str(exc))
+        return 1
+    finally:
+        if args.keep:
+            log(f"work folder kept: {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    print(table(mutations))
+    missed = [mutation.name for mutation in mutations if not mutation.failed]
+    print(f"\n{len(mutations) - len(missed)}/{len(mutations)} mutations caught", end="")
+    print(f" in {time.perf_counter() - started:.0f}s.")
+    for name in missed:
+        print(f"NOT CAUGHT: {name}")
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
