@@ -24,7 +24,7 @@ from {{ cookiecutter.package_name }}.migrations import (
     upgrade,
     upgrade_async,
 )
-from {{ cookiecutter.package_name }}.migrations.safety import LOCK_KEY
+from {{ cookiecutter.package_name }}.migrations.lock import LOCK_KEY
 from {{ cookiecutter.package_name }}.settings import get_settings
 
 from .migration_helpers import on_connection, revisions_base_to_head
