@@ -43,8 +43,8 @@ bench: venv ## Benchmark a fresh render: migration tests, upgrade at head, first
 	$(BIN)/python benchmarks/run.py $(args)
 
 lint: venv ## Lint the hooks and tests of the template
-	$(BIN)/ruff check hooks tests benchmarks mutation
-	$(BIN)/ruff format --check hooks tests benchmarks mutation
+	$(BIN)/ruff check hooks tests benchmarks mutation local_extensions.py
+	$(BIN)/ruff format --check hooks tests benchmarks mutation local_extensions.py
 
 clean: ## Remove the venv and rendered projects
 	-[ -d build/demo/my-service/.devdb ] && $(MAKE) -C build/demo/my-service db-down

@@ -6,9 +6,10 @@ current directory; an installed wheel, which has no project root, reads `./.env`
 The database is named either by `DATABASE_URL` or by its `DB_*` parts, and the rule is:
 
 1. Database settings come from ONE place. If the environment sets `DATABASE_URL`,
-   `MIGRATION_DATABASE_URL` or any `DB_*` variable, the database settings of `.env` are ignored, all of them: `DB_NAME=x make migrate`
-   reaches database `x` with the other parts from the environment or their defaults, never the
-   database that a `DATABASE_URL` in `.env` names. Otherwise they all come from `.env`.
+   `MIGRATION_DATABASE_URL` or any `DB_*` variable, the database settings of `.env` are ignored,
+   all of them: `DB_NAME=x make migrate` reaches database `x` with the other parts from the
+   environment or their defaults, never the database that a `DATABASE_URL` in `.env` names.
+   Otherwise they all come from `.env`.
 2. Within that place, `DATABASE_URL` wins over the `DB_*` parts.
 
 Other settings (`ENVIRONMENT`, timeouts) are read one by one, the environment first.

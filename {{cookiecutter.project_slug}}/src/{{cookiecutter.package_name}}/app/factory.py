@@ -28,7 +28,7 @@ def create_app(url: URL | None = None) -> FastAPI:
         finally:
             await engine.dispose()
 
-    app = FastAPI(title="{{ cookiecutter.project_name }}", lifespan=lifespan)
+    app = FastAPI(title={{ cookiecutter.project_name | python_string }}, lifespan=lifespan)
     app.include_router(health.router)
     app.include_router(items.router)
     return app
