@@ -14,6 +14,7 @@ from alembic.util import CommandError
 from sqlalchemy import Connection, MetaData, pool
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+import {{ cookiecutter.package_name }}.migrations.ops  # noqa: F401  registers the op.* of ops.py
 from {{ cookiecutter.package_name }}.migrations import safety
 
 config = context.config
