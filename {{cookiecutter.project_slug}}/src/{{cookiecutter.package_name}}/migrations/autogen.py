@@ -116,8 +116,16 @@ def _int_bytes(type_: Any) -> int | None:
     return None
 
 
+def _stored(type_: Any) -> Any:
+    """The type PostgreSQL stores: SQLModel's AutoString and other decorators wrap a plain one."""
+    while isinstance(type_, sa.TypeDecorator):
+        type_ = type_.impl_instance
+    return type_
+
+
 def _widens(old: Any, new: Any) -> bool | None:
     """True when every `old` value fits `new`, False when some may not, None when unrelated."""
+    old, new = _stored(old), _stored(new)
     if isinstance(old, sa.Enum) or isinstance(new, sa.Enum):
         return None
     if isinstance(old, sa.String) and isinstance(new, sa.String):
@@ -137,6 +145,7 @@ def _widens(old: Any, new: Any) -> bool | None:
 
 def _catalog_only(old: Any, new: Any) -> bool:
     """Changes PostgreSQL makes in the catalog without rewriting the table (binary coercible)."""
+    old, new = _stored(old), _stored(new)
     if isinstance(old, sa.String) and isinstance(new, sa.String):
         return bool(_widens(old, new))
     if isinstance(old, sa.Numeric) and isinstance(new, sa.Numeric) and not _int_bytes(old):
@@ -238,8 +247,7 @@ def _safe_forms(fresh: set[str]) -> Rewriter:
         result: list[ops.MigrateOperation] = [
             ReviewNote(
                 f"{column} becomes NOT NULL: existing NULLs make this fail. Backfill them first, "
-                f'in an earlier revision: op.backfill("{op.table_name}", '
-                f'{{"{op.column_name}": "<value>"}}, where="{op.column_name} IS NULL")'
+                f"in an earlier revision: {safe.backfill_hint(op.table_name, op.column_name)}"
             )
         ]
         op.modify_nullable = None

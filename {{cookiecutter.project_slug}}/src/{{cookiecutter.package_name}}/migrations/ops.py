@@ -39,6 +39,12 @@ def not_null_check_name(table_name: str, column_name: str) -> str:
     return f"ck_{table_name}_{column_name}_not_null"[:IDENTIFIER_MAX]
 
 
+def backfill_hint(table_name: str, column_name: str) -> str:
+    """The revision line that fills a column's NULLs, for messages and review notes."""
+    values = "{" + f'"{column_name}": "<value>"' + "}"
+    return f'op.backfill("{table_name}", {values}, where="{column_name} IS NULL")'
+
+
 def _quote(operations: Operations, name: str) -> str:
     return str(operations.impl.dialect.identifier_preparer.quote(name))
 
@@ -331,9 +337,8 @@ def _set_not_null(operations: Operations, op: SetNotNullOp) -> None:
                 check,
                 op.table_name,
                 op.schema,
-                f"{op.table_name}.{op.column_name} still has NULLs: backfill them first "
-                f'(op.backfill("{op.table_name}", {{"{op.column_name}": ...}}, '
-                f'where="{op.column_name} IS NULL")) in an earlier revision',
+                f"{op.table_name}.{op.column_name} still has NULLs: backfill them first, in an "
+                f"earlier revision: {backfill_hint(op.table_name, op.column_name)}",
             )
         else:
             operations.execute(
