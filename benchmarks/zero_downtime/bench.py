@@ -5,16 +5,20 @@ to the table, with the template's safe operations and with stock Alembic operati
 
 A project is rendered from the working tree and installed. A table `account` of `--rows` rows
 (built once, kept in build/zero_downtime/pgdata on an embedded PostgreSQL, or on the server of
-`--database-url`) gets a new column in five revisions, run one `alembic upgrade +1` at a time
-while an app loop (one connection; an INSERT and an UPDATE of a random row, every 2 ms) writes to
-it. Each variant's five revisions are written into the project's versions folder:
+`--database-url`) gets a new required, indexed, column and a foreign key in five revisions, run
+one `alembic upgrade +1` at a time while an app loop (one connection; an INSERT and an UPDATE of
+a random row, every 2 ms) writes to it.
 
-    phase          stock Alembic                         template (migrations/ops.py)
-    add column     op.add_column(nullable)               op.add_column(nullable)
-    backfill       op.execute("UPDATE ... WHERE NULL")   op.backfill(..., where="... IS NULL")
-    NOT NULL       op.alter_column(nullable=False)       op.set_not_null
-    index          op.create_index                       op.create_index_concurrently
-    foreign key    op.create_foreign_key                 op.create_foreign_key_validated
+    phase          stock Alembic (hand-written,              template (written by `make migration`
+                   as stock autogenerate writes them)         from model edits, except the backfill)
+    add column     op.add_column(nullable)                   op.add_column(nullable)
+    backfill       op.execute("UPDATE ... WHERE NULL")       op.backfill(..., where="... IS NULL")
+    NOT NULL       op.alter_column(nullable=False)           op.set_not_null
+    index          op.create_index                           op.create_index_concurrently
+    foreign key    op.create_foreign_key                     op.create_foreign_key_validated
+
+The template variant is what a user does: edit the model, `make migration`, migrate; the
+benchmark checks that each generated revision holds the expected operation.
 
 Printed per phase: its wall time (the alembic command, start-up included), the writer's
 operations in it, and their worst and p99 latency. Between variants the table is put back
@@ -50,13 +54,48 @@ STOCK = (
     'op.create_index("ix_account_email", "account", ["email"])',
     'op.create_foreign_key("fk_account_org_id_org", "account", "org", ["org_id"], ["id"])',
 )
-TEMPLATE_OPS = (
-    STOCK[0],
-    f'op.backfill("account", {{"email": "{FILL}"}}, where="email IS NULL")',
-    'op.set_not_null("account", "email")',
-    'op.create_index_concurrently("ix_account_email", "account", ["email"])',
-    'op.create_foreign_key_validated("fk_account_org_id_org", "account", "org", ["org_id"], '
-    '["id"])',
+BACKFILL = f'op.backfill("account", {{"email": "{FILL}"}}, where="email IS NULL")'
+# The models matching the table the benchmark builds; each phase edits them, then `make migration`.
+MODELS = '''"""The benchmark's tables."""
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+
+class Org(SQLModel, table=True):
+    id: int | None = Field(
+        default=None, sa_column=sa.Column(sa.BigInteger, primary_key=True, autoincrement=False)
+    )
+    name: str = Field(sa_type=sa.Text)
+
+
+class Account(SQLModel, table=True):
+    id: int | None = Field(
+        default=None, sa_column=sa.Column(sa.BigInteger, sa.Identity(), primary_key=True)
+    )
+    name: str = Field(sa_type=sa.Text)
+    org_id: int | None = Field(default=None, sa_type=sa.BigInteger)
+    balance: int | None = Field(default=None, sa_type=sa.BigInteger)
+'''
+ORG_ID = "    org_id: int | None = Field(default=None, sa_type=sa.BigInteger)\n"
+# (model after the phase, operation the generated revision must hold); None: a blank revision.
+MODEL_STEPS = (
+    (MODELS + "    email: str | None = Field(default=None, sa_type=sa.Text)\n", "op.add_column("),
+    (None, "op.backfill("),
+    (MODELS + "    email: str = Field(sa_type=sa.Text)\n", "op.set_not_null("),
+    (
+        MODELS + "    email: str = Field(sa_type=sa.Text, index=True)\n",
+        "op.create_index_concurrently(",
+    ),
+    (
+        MODELS.replace(
+            ORG_ID,
+            "    org_id: int | None = Field("
+            '\n        default=None, sa_type=sa.BigInteger, foreign_key="org.id"\n    )\n',
+        )
+        + "    email: str = Field(sa_type=sa.Text, index=True)\n",
+        "op.create_foreign_key_validated(",
+    ),
 )
 REVISION = '''"""{variant} phase {n}: {phase}"""
 
@@ -125,7 +164,8 @@ async def build_table(connect: dict[str, object], rows: int) -> None:
         have = await connection.fetchval(
             "SELECT reltuples::bigint FROM pg_class WHERE relname = 'account'"
         )
-        if have is not None and have >= rows:
+        current = await connection.fetchval("SELECT to_regclass('pk_account') IS NOT NULL")
+        if current and have is not None and have >= rows:
             log(f"account: {have} rows, reused")
             return
         log(f"building account with {rows} rows ...")
@@ -133,13 +173,13 @@ async def build_table(connect: dict[str, object], rows: int) -> None:
         await connection.execute(
             """
             DROP TABLE IF EXISTS account, org;
-            CREATE TABLE org (id bigint PRIMARY KEY, name text NOT NULL);
+            CREATE TABLE org (id bigint CONSTRAINT pk_org PRIMARY KEY, name text NOT NULL);
             INSERT INTO org SELECT g, 'org ' || g FROM generate_series(1, 100) g;
             CREATE TABLE account (
-                id bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+                id bigint GENERATED BY DEFAULT AS IDENTITY CONSTRAINT pk_account PRIMARY KEY,
                 name text NOT NULL,
                 org_id bigint,
-                balance bigint NOT NULL DEFAULT 0
+                balance bigint
             );
             """
         )
@@ -199,7 +239,7 @@ class Writer:
                     )
                 await self._timed(
                     connection,
-                    "UPDATE account SET balance = balance + 1 WHERE id = $1",
+                    "UPDATE account SET balance = coalesce(balance, 0) + 1 WHERE id = $1",
                     random.randint(1, self.rows),
                 )
                 await asyncio.sleep(0.002)
@@ -222,58 +262,82 @@ class PhaseResult:
     p99: float
 
 
+def run(project: Path, env: dict[str, str], *args: str) -> str:
+    result = subprocess.run(list(args), cwd=project, env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result.stdout + result.stderr
+
+
+def write_revision(versions: Path, variant: str, n: int, down: str, body: str) -> str:
+    revision = f"zd{variant}{n}"
+    (versions / f"zd_{variant}_{n}.py").write_text(
+        REVISION.format(variant=variant, n=n, phase=PHASES[n - 1], down=down, body=body),
+        encoding="utf-8",
+    )
+    return revision
+
+
+def prepare_phase(project: Path, env: dict[str, str], variant: str, n: int, down: str) -> str:
+    """Write the revision of phase `n`; return its id."""
+    versions = project / "src" / "my_service" / "migrations" / "versions"
+    if variant == "stock":
+        return write_revision(versions, variant, n, down, STOCK[n - 1])
+    model, expected = MODEL_STEPS[n - 1]
+    if model is None:
+        return write_revision(versions, variant, n, down, BACKFILL)
+    (project / "src" / "my_service" / "models" / "account.py").write_text(model, encoding="utf-8")
+    before = set(versions.glob("*.py"))
+    run(project, env, "make", "migration", f"msg=zd template {n}")
+    (new,) = set(versions.glob("*.py")) - before
+    text = new.read_text(encoding="utf-8")
+    if expected not in text:
+        raise RuntimeError(f"make migration wrote no {expected} for phase {n}:\n{text}")
+    new.rename(versions / f"zd_{variant}_{n}.py")
+    return run(project, env, ".venv/bin/alembic", "heads").split()[0]
+
+
 async def run_variant(
-    variant: str,
-    body: tuple[str, ...],
-    project: Path,
-    url: str,
-    connect: dict[str, object],
-    rows: int,
+    variant: str, project: Path, url: str, connect: dict[str, object], rows: int
 ) -> list[PhaseResult]:
     versions = project / "src" / "my_service" / "migrations" / "versions"
+    models = project / "src" / "my_service" / "models" / "account.py"
     for old in versions.glob("zd_*.py"):
         old.unlink()
-    base = subprocess.run(
-        [".venv/bin/alembic", "heads"],
-        cwd=project,
-        env=env_for(url),
-        capture_output=True,
-        text=True,
-    ).stdout.split()[0]
-    down = base
-    for n, (phase, line) in enumerate(zip(PHASES, body, strict=True), start=1):
-        (versions / f"zd_{variant}_{n}.py").write_text(
-            REVISION.format(variant=variant, n=n, phase=phase, down=down, body=line),
-            encoding="utf-8",
-        )
-        down = f"zd{variant}{n}"
-    await reset_table(connect)
+    models.write_text(MODELS, encoding="utf-8")
     env = env_for(url)
-    subprocess.run([".venv/bin/alembic", "upgrade", base], cwd=project, env=env, check=True,
-                   capture_output=True)  # fmt: skip
+    await reset_table(connect)
+    run(project, env, ".venv/bin/alembic", "upgrade", "head")
+    # The models match the table the benchmark built: nothing to generate before phase 1.
+    run(project, env, "make", "check")
+    down = run(project, env, ".venv/bin/alembic", "heads").split()[0]
     writer = Writer(connect, rows)
     task = asyncio.create_task(writer.run())
-    await asyncio.sleep(1.0)  # the writer is warm before the first phase
     windows: list[tuple[str, float, float]] = []
-    for phase in PHASES:
-        start = time.perf_counter()
-        process = await asyncio.create_subprocess_exec(
-            ".venv/bin/alembic", "upgrade", "+1", cwd=project, env=env,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-        )  # fmt: skip
-        output, _ = await process.communicate()
-        end = time.perf_counter()
-        if process.returncode != 0:
-            writer.stop = True
-            await task
-            raise RuntimeError(f"{variant} {phase} failed:\n{output.decode()[-3000:]}")
-        windows.append((phase, start, end))
-        log(f"{variant:8} {phase:12} {end - start:7.2f}s")
-        if phase == "add column":
-            writer.with_email = True  # the app deployed after phase 1 writes the new column
-    await asyncio.sleep(0.5)
-    writer.stop = True
-    await task
+    try:
+        for n, phase in enumerate(PHASES, start=1):
+            down = await asyncio.to_thread(prepare_phase, project, env, variant, n, down)
+            await asyncio.sleep(0.5)  # the writer runs alone for a moment before each phase
+            start = time.perf_counter()
+            process = await asyncio.create_subprocess_exec(
+                ".venv/bin/alembic", "upgrade", "+1", cwd=project, env=env,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            )  # fmt: skip
+            output, _ = await process.communicate()
+            end = time.perf_counter()
+            if process.returncode != 0:
+                raise RuntimeError(f"{variant} {phase} failed:\n{output.decode()[-3000:]}")
+            windows.append((phase, start, end))
+            log(f"{variant:8} {phase:12} {end - start:7.2f}s")
+            if phase == "add column":
+                writer.with_email = True  # the app deployed after phase 1 writes the new column
+        await asyncio.sleep(0.5)
+    finally:
+        writer.stop = True
+        await task
+        for old in versions.glob("zd_*.py"):
+            old.unlink()
+        models.unlink()
     results = []
     for phase, start, end in windows:
         latencies = sorted(s for t, s in writer.samples if start <= t < end)
@@ -281,8 +345,6 @@ async def run_variant(
         results.append(
             PhaseResult(variant, phase, end - start, len(latencies), max(latencies, default=0), p99)
         )
-    for old in versions.glob("zd_*.py"):
-        old.unlink()
     return results
 
 
@@ -297,11 +359,11 @@ def embedded(folder: Path) -> tuple[str, object]:
     return handle.get_uri().split("host=", 1)[1], handle
 
 
-async def ensure_database(admin: dict[str, object]) -> None:
+async def ensure_database(admin: dict[str, object], name: str) -> None:
     connection = await asyncpg.connect(**admin)
     try:
-        if not await connection.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", DATABASE):
-            await connection.execute(f'CREATE DATABASE "{DATABASE}"')
+        if not await connection.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            await connection.execute(f'CREATE DATABASE "{name}"')
     finally:
         await connection.close()
 
@@ -312,6 +374,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1, help="runs of both variants")
     parser.add_argument("--database-url", help="postgresql://user@host:port (a server of yours)")
     parser.add_argument("--build-only", action="store_true", help="build the table and stop")
+    parser.add_argument("--database", default=DATABASE, help="database holding the table")
     args = parser.parse_args()
 
     handle = None
@@ -322,14 +385,14 @@ def main() -> None:
         admin = {"host": parts.hostname, "port": parts.port or 5432, "user": parts.username,
                  "password": parts.password, "database": "postgres"}  # fmt: skip
         auth = parts.username + (f":{parts.password}" if parts.password else "")
-        url = f"postgresql://{auth}@{parts.hostname}:{parts.port or 5432}/{DATABASE}"
+        url = f"postgresql://{auth}@{parts.hostname}:{parts.port or 5432}/{args.database}"
     else:
         socket_dir, handle = embedded(BUILD / "pgdata")
         admin = {"host": socket_dir, "user": "postgres", "database": "postgres"}
-        url = f"postgresql://postgres@/{DATABASE}?host={socket_dir}"
-    connect = {**admin, "database": DATABASE}
+        url = f"postgresql://postgres@/{args.database}?host={socket_dir}"
+    connect = {**admin, "database": args.database}
     try:
-        asyncio.run(ensure_database(admin))
+        asyncio.run(ensure_database(admin, args.database))
         asyncio.run(build_table(connect, args.rows))
         if args.build_only:
             return
@@ -337,11 +400,9 @@ def main() -> None:
         project = render_and_install()
         results: list[PhaseResult] = []
         for round_ in range(args.rounds):
-            order = [("stock", STOCK), ("template", TEMPLATE_OPS)]
-            if round_ % 2:
-                order.reverse()
-            for variant, body in order:
-                results += asyncio.run(run_variant(variant, body, project, url, connect, args.rows))
+            order = ["stock", "template"] if round_ % 2 == 0 else ["template", "stock"]
+            for variant in order:
+                results += asyncio.run(run_variant(variant, project, url, connect, args.rows))
         report(results, args.rows)
     finally:
         if handle is not None:
