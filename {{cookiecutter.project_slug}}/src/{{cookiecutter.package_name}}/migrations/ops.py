@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from alembic.operations import MigrateOperation, Operations
+from alembic.operations import ops as alembic_ops
 from alembic.util import CommandError
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import DBAPIError
@@ -423,9 +424,7 @@ class CreateForeignKeyValidatedOp(MigrateOperation):
         )
 
     def reverse(self) -> MigrateOperation:
-        from alembic.operations import ops
-
-        return ops.DropConstraintOp(
+        return alembic_ops.DropConstraintOp(
             self.constraint_name,
             self.source_table,
             type_="foreignkey",
