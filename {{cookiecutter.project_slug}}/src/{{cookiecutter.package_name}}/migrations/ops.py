@@ -18,9 +18,10 @@ every step is safe to run again, so a revision interrupted half way can simply b
 These names are part of the revisions you commit: keep them (and their arguments) stable.
 """
 
+import random
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from alembic.operations import MigrateOperation, Operations
@@ -29,9 +30,15 @@ from alembic.util import CommandError
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import DBAPIError
 
-# PostgreSQL's SQLSTATEs for a CHECK and a foreign key that existing rows violate.
+# PostgreSQL's SQLSTATEs for a CHECK and a foreign key that existing rows violate, and for a
+# lock not granted within lock_timeout.
 CHECK_VIOLATION = "23514"
 FOREIGN_KEY_VIOLATION = "23503"
+LOCK_NOT_AVAILABLE = "55P03"
+# A step that needs a strong lock for a moment waits at most this long for it per attempt: while it
+# waits in the lock queue, the application's writes queue behind it.
+BRIEF_LOCK_WAIT = "100ms"
+BRIEF_LOCK_ATTEMPTS = 20
 IDENTIFIER_MAX = 63  # PostgreSQL truncates longer names silently; we do it visibly
 
 
@@ -62,6 +69,39 @@ def _online(operations: Operations) -> bool:
 
 def _scalar(operations: Operations, sql: str, **params: Any) -> Any:
     return operations.get_bind().execute(text(sql), params).scalar()
+
+
+def _set_lock_timeout(operations: Operations, value: str) -> None:
+    operations.get_bind().execute(
+        text("SELECT set_config('lock_timeout', :value, false)"), {"value": value}
+    )
+
+
+def _briefly(operations: Operations, step: Callable[[], None]) -> None:
+    """Run a step that holds an ACCESS EXCLUSIVE (or SHARE ROW EXCLUSIVE) lock for a moment.
+
+    Waiting for that lock behind a long transaction, or behind autovacuum (which PostgreSQL only
+    cancels after deadlock_timeout, 1 s), would stall every write queued behind the request. So
+    each attempt waits at most BRIEF_LOCK_WAIT, then gives way and tries again after a growing
+    pause; the last attempt waits as long as the migration's own lock_timeout allows.
+    """
+    if not _online(operations):
+        step()
+        return
+    configured = str(_scalar(operations, "SELECT current_setting('lock_timeout')"))
+    try:
+        for attempt in range(BRIEF_LOCK_ATTEMPTS):
+            last = attempt == BRIEF_LOCK_ATTEMPTS - 1
+            _set_lock_timeout(operations, configured if last else BRIEF_LOCK_WAIT)
+            try:
+                step()
+                return
+            except DBAPIError as exc:
+                if last or getattr(exc.orig, "sqlstate", None) != LOCK_NOT_AVAILABLE:
+                    raise
+            time.sleep(min(0.05 * 2**attempt, 2.0) * random.uniform(0.5, 1.0))
+    finally:
+        _set_lock_timeout(operations, configured)
 
 
 # --- indexes ----------------------------------------------------------------------------------
@@ -325,12 +365,15 @@ def _set_not_null(operations: Operations, op: SetNotNullOp) -> None:
         if online and _column_not_null(operations, op):
             return  # done by an earlier run
         if not online or _constraint_state(operations, check, op.table_name, op.schema) is None:
-            operations.create_check_constraint(
-                operations.f(check),
-                op.table_name,
-                text(f"{column} IS NOT NULL"),
-                schema=op.schema,
-                postgresql_not_valid=True,
+            _briefly(
+                operations,
+                lambda: operations.create_check_constraint(
+                    operations.f(check),
+                    op.table_name,
+                    text(f"{column} IS NOT NULL"),
+                    schema=op.schema,
+                    postgresql_not_valid=True,
+                ),
             )
         if online:
             _validate(
@@ -345,16 +388,31 @@ def _set_not_null(operations: Operations, op: SetNotNullOp) -> None:
             operations.execute(
                 f"ALTER TABLE {table} VALIDATE CONSTRAINT {_quote(operations, check)}"
             )
-        operations.execute(f"ALTER TABLE {table} ALTER COLUMN {column} SET NOT NULL")
+        # The valid CHECK proves there is no NULL: PostgreSQL skips its scan here.
+        _briefly(
+            operations,
+            lambda: operations.execute(f"ALTER TABLE {table} ALTER COLUMN {column} SET NOT NULL"),
+        )
         drop = f"ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {_quote(operations, check)}"
         # The CHECK only ever lived inside this operation: dropping it removes no guarantee, which
         # the printed SQL tells squawk (its ignore comment must sit right above the statement).
-        operations.execute(drop if online else f"-- squawk-ignore ban-drop-constraint\n{drop}")
+        _briefly(
+            operations,
+            lambda: operations.execute(
+                drop if online else f"-- squawk-ignore ban-drop-constraint\n{drop}"
+            ),
+        )
 
 
 @Operations.implementation_for(DropNotNullOp)
 def _drop_not_null(operations: Operations, op: DropNotNullOp) -> None:
-    operations.alter_column(op.table_name, op.column_name, nullable=True, schema=op.schema)
+    with operations.get_context().autocommit_block():
+        _briefly(
+            operations,
+            lambda: operations.alter_column(
+                op.table_name, op.column_name, nullable=True, schema=op.schema
+            ),
+        )
 
 
 # --- foreign keys -----------------------------------------------------------------------------
@@ -464,16 +522,19 @@ def _create_foreign_key_validated(operations: Operations, op: CreateForeignKeyVa
             else None
         )
         if state is None:
-            operations.create_foreign_key(
-                operations.f(op.constraint_name),
-                op.source_table,
-                op.referent_table,
-                op.local_cols,
-                op.remote_cols,
-                source_schema=op.source_schema,
-                referent_schema=op.referent_schema,
-                postgresql_not_valid=True,
-                **op.kw,
+            _briefly(
+                operations,
+                lambda: operations.create_foreign_key(
+                    operations.f(op.constraint_name),
+                    op.source_table,
+                    op.referent_table,
+                    op.local_cols,
+                    op.remote_cols,
+                    source_schema=op.source_schema,
+                    referent_schema=op.referent_schema,
+                    postgresql_not_valid=True,
+                    **op.kw,
+                ),
             )
         if not op.validate or state:
             return
