@@ -260,6 +260,7 @@ class PhaseResult:
     ops: int
     worst: float
     p99: float
+    worst_at: float  # seconds into the phase when the slowest write started
 
 
 def run(project: Path, env: dict[str, str], *args: str) -> str:
@@ -328,7 +329,7 @@ async def run_variant(
             if process.returncode != 0:
                 raise RuntimeError(f"{variant} {phase} failed:\n{output.decode()[-3000:]}")
             windows.append((phase, start, end))
-            log(f"{variant:8} {phase:12} {end - start:7.2f}s")
+            log(f"{variant:8} {phase:12} {end - start:7.2f}s  {output.decode().strip()[-200:]}")
             if phase == "add column":
                 writer.with_email = True  # the app deployed after phase 1 writes the new column
         await asyncio.sleep(0.5)
@@ -340,10 +341,12 @@ async def run_variant(
         models.unlink()
     results = []
     for phase, start, end in windows:
-        latencies = sorted(s for t, s in writer.samples if start <= t < end)
+        inside = [(s, t) for t, s in writer.samples if start <= t < end]
+        latencies = sorted(s for s, _ in inside)
         p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] if latencies else 0.0
+        worst, at = max(inside, default=(0.0, start))
         results.append(
-            PhaseResult(variant, phase, end - start, len(latencies), max(latencies, default=0), p99)
+            PhaseResult(variant, phase, end - start, len(latencies), worst, p99, at - start)
         )
     return results
 
@@ -431,6 +434,9 @@ def report(results: list[PhaseResult], rows: int) -> None:
             f"\ntotal migration time, {name}: {', '.join(f'{t:.1f} s' for t in totals)} "
             f"({ops} writer operations timed)"
         )
+    print("\nslowest write, seconds into its phase (stock / template):")
+    for s, t in zip(stock, safe, strict=True):
+        print(f"  {s.phase:12} {s.worst_at:6.2f} / {t.worst_at:6.2f}")
     worst = max(r.worst for r in safe)
     print(
         f"\nworst writer stall in any phase with the template's operations: {worst * 1000:.0f} ms"
