@@ -329,7 +329,7 @@ async def run_variant(
             if process.returncode != 0:
                 raise RuntimeError(f"{variant} {phase} failed:\n{output.decode()[-3000:]}")
             windows.append((phase, start, end))
-            log(f"{variant:8} {phase:12} {end - start:7.2f}s  {output.decode().strip()[-200:]}")
+            log(f"{variant:8} {phase:12} {end - start:7.2f}s")
             if phase == "add column":
                 writer.with_email = True  # the app deployed after phase 1 writes the new column
         await asyncio.sleep(0.5)
@@ -402,18 +402,20 @@ def main() -> None:
         log("rendering and installing the project ...")
         project = render_and_install()
         results: list[PhaseResult] = []
+        load_at_start = os.getloadavg()[0]
         for round_ in range(args.rounds):
             order = ["stock", "template"] if round_ % 2 == 0 else ["template", "stock"]
             for variant in order:
                 results += asyncio.run(run_variant(variant, project, url, connect, args.rows))
-        report(results, args.rows)
+        report(results, args.rows, (load_at_start, os.getloadavg()[0]))
     finally:
         if handle is not None:
             handle.cleanup()  # type: ignore[attr-defined]
 
 
-def report(results: list[PhaseResult], rows: int) -> None:
-    print(f"\n{rows} rows; writer: INSERT + UPDATE of a random row every 2 ms, one connection\n")
+def report(results: list[PhaseResult], rows: int, loads: tuple[float, float]) -> None:
+    print(f"\n{rows} rows; writer: INSERT + UPDATE of a random row every 2 ms, one connection")
+    print(f"load average (1 min) at start and end: {loads[0]:.1f}, {loads[1]:.1f}\n")
     print("| round | phase | stock: time | worst | p99 | template: time | worst | p99 |")
     print("|---:|---|---:|---:|---:|---:|---:|---:|")
     stock = [r for r in results if r.variant == "stock"]

@@ -37,7 +37,7 @@ FOREIGN_KEY_VIOLATION = "23503"
 LOCK_NOT_AVAILABLE = "55P03"
 # A step that needs a strong lock for a moment waits at most this long for it per attempt: while it
 # waits in the lock queue, the application's writes queue behind it.
-BRIEF_LOCK_WAIT = "100ms"
+BRIEF_LOCK_WAIT = "50ms"
 BRIEF_LOCK_ATTEMPTS = 20
 IDENTIFIER_MAX = 63  # PostgreSQL truncates longer names silently; we do it visibly
 
