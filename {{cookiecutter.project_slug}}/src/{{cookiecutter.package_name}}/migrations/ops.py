@@ -39,6 +39,11 @@ LOCK_NOT_AVAILABLE = "55P03"
 # waits in the lock queue, the application's writes queue behind it.
 BRIEF_LOCK_WAIT = "50ms"
 BRIEF_LOCK_ATTEMPTS = 20
+# A backfill batch keeps its rows locked until it commits: an application updating one of them
+# waits that long. 2000 rows take some tens of milliseconds; the pause leaves the application
+# (and replicas) room between batches.
+BATCH_SIZE = 2000
+BATCH_PAUSE = 0.02
 IDENTIFIER_MAX = 63  # PostgreSQL truncates longer names silently; we do it visibly
 
 
@@ -602,8 +607,8 @@ def backfill(
     *,
     where: str,
     key: str = "id",
-    batch_size: int = 5000,
-    pause: float = 0.05,
+    batch_size: int = BATCH_SIZE,
+    pause: float = BATCH_PAUSE,
     schema: str | None = None,
     commit: bool = True,
 ) -> int:
@@ -670,8 +675,8 @@ class BackfillOp(MigrateOperation):
         *,
         where: str,
         key: str = "id",
-        batch_size: int = 5000,
-        pause: float = 0.05,
+        batch_size: int = BATCH_SIZE,
+        pause: float = BATCH_PAUSE,
         schema: str | None = None,
     ) -> None:
         self.table_name = table_name
@@ -691,8 +696,8 @@ class BackfillOp(MigrateOperation):
         *,
         where: str,
         key: str = "id",
-        batch_size: int = 5000,
-        pause: float = 0.05,
+        batch_size: int = BATCH_SIZE,
+        pause: float = BATCH_PAUSE,
         schema: str | None = None,
     ) -> None:
         """Update `table_name` in short batches: `values` maps columns to SQL expressions."""
