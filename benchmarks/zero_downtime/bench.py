@@ -220,10 +220,12 @@ class Writer:
     rows: int
     with_email: bool = False
     samples: list[tuple[float, float]] = field(default_factory=list)  # (start, seconds)
+    lock_waits: list[float] = field(default_factory=list)  # times it was seen waiting for a lock
     stop: bool = False
 
     async def run(self) -> None:
         connection = await asyncpg.connect(**self.connect)
+        watcher = asyncio.create_task(self.watch(connection.get_server_pid()))
         try:
             while not self.stop:
                 name = f"new {random.randrange(10**9)}"
@@ -244,6 +246,22 @@ class Writer:
                 )
                 await asyncio.sleep(0.002)
         finally:
+            await watcher
+            await connection.close()
+
+    async def watch(self, pid: int) -> None:
+        """Sample the writer's wait event every 5 ms from a second connection, to tell a wait
+        for a lock (what a migration causes) from a slow disk or a busy CPU (what it does not)."""
+        connection = await asyncpg.connect(**self.connect)
+        try:
+            while not self.stop:
+                waiting = await connection.fetchval(
+                    "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1", pid
+                )
+                if waiting:
+                    self.lock_waits.append(time.perf_counter())
+                await asyncio.sleep(0.005)
+        finally:
             await connection.close()
 
     async def _timed(self, connection: asyncpg.Connection, sql: str, arg: object) -> None:
@@ -261,6 +279,7 @@ class PhaseResult:
     worst: float
     p99: float
     worst_at: float  # seconds into the phase when the slowest write started
+    lock_wait: float  # longest stretch the writer was seen waiting for a lock (5 ms samples)
 
 
 def run(project: Path, env: dict[str, str], *args: str) -> str:
@@ -346,9 +365,29 @@ async def run_variant(
         p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] if latencies else 0.0
         worst, at = max(inside, default=(0.0, start))
         results.append(
-            PhaseResult(variant, phase, end - start, len(latencies), worst, p99, at - start)
+            PhaseResult(
+                variant,
+                phase,
+                end - start,
+                len(latencies),
+                worst,
+                p99,
+                at - start,
+                longest_stretch([t for t in writer.lock_waits if start <= t < end]),
+            )
         )
     return results
+
+
+def longest_stretch(times: list[float], gap: float = 0.03) -> float:
+    """The longest run of samples no more than `gap` apart, in seconds (one sample: 5 ms)."""
+    longest, first, previous = 0.0, None, None
+    for t in times:
+        if first is None or previous is None or t - previous > gap:
+            first = t
+        previous = t
+        longest = max(longest, t - first + 0.005)
+    return longest
 
 
 def embedded(folder: Path) -> tuple[str, object]:
@@ -416,15 +455,18 @@ def main() -> None:
 def report(results: list[PhaseResult], rows: int, loads: tuple[float, float]) -> None:
     print(f"\n{rows} rows; writer: INSERT + UPDATE of a random row every 2 ms, one connection")
     print(f"load average (1 min) at start and end: {loads[0]:.1f}, {loads[1]:.1f}\n")
-    print("| round | phase | stock: time | worst | p99 | template: time | worst | p99 |")
-    print("|---:|---|---:|---:|---:|---:|---:|---:|")
+    print(
+        "| round | phase | stock: time | worst write | p99 | lock wait "
+        "| template: time | worst write | p99 | lock wait |"
+    )
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     stock = [r for r in results if r.variant == "stock"]
     safe = [r for r in results if r.variant == "template"]
     for i, (s, t) in enumerate(zip(stock, safe, strict=True)):
         print(
             f"| {i // len(PHASES) + 1} | {s.phase} | {s.seconds:.2f} s | {s.worst * 1000:.0f} ms "
-            f"| {s.p99 * 1000:.1f} ms | {t.seconds:.2f} s | {t.worst * 1000:.0f} ms "
-            f"| {t.p99 * 1000:.1f} ms |"
+            f"| {s.p99 * 1000:.1f} ms | {s.lock_wait * 1000:.0f} ms | {t.seconds:.2f} s "
+            f"| {t.worst * 1000:.0f} ms | {t.p99 * 1000:.1f} ms | {t.lock_wait * 1000:.0f} ms |"
         )
     for name, rounds in (("stock", stock), ("template", safe)):
         totals = [
@@ -436,7 +478,10 @@ def report(results: list[PhaseResult], rows: int, loads: tuple[float, float]) ->
             f"\ntotal migration time, {name}: {', '.join(f'{t:.1f} s' for t in totals)} "
             f"({ops} writer operations timed)"
         )
-    print("\nslowest write, seconds into its phase (stock / template):")
+    print(
+        "\nlock wait: the longest stretch the writer was seen waiting for a lock (pg_stat_activity"
+    )
+    print("sampled every 5 ms). Slowest write started, seconds into its phase (stock / template):")
     for s, t in zip(stock, safe, strict=True):
         print(f"  {s.phase:12} {s.worst_at:6.2f} / {t.worst_at:6.2f}")
     worst = max(r.worst for r in safe)
