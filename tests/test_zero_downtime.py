@@ -442,6 +442,48 @@ def test_backfill_runs_from_code(
         server.execute(db, "DROP TABLE IF EXISTS ledger")
 
 
+UPGRADE_IN_CALLERS_TRANSACTION = """
+import asyncio
+from sqlalchemy.ext.asyncio import create_async_engine
+from my_service.migrations import upgrade
+from my_service.settings import get_settings
+
+async def main() -> None:
+    engine = create_async_engine(get_settings().sqlalchemy_url)
+    async with engine.connect() as conn:
+        await conn.run_sync(lambda c: upgrade(connection=c))
+        await conn.commit()
+    await engine.dispose()
+
+asyncio.run(main())
+"""
+
+
+def test_safe_operation_inside_a_callers_transaction_is_refused_clearly(
+    project: Path, env: dict[str, str], server: Server, db: str
+) -> None:
+    at = server.version(db)
+    path = empty_revision(
+        project,
+        env,
+        "index description",
+        '    op.create_index_concurrently("ix_item_description", "item", ["description"])',
+    )
+    try:
+        result = subprocess.run(
+            [".venv/bin/python", "-c", UPGRADE_IN_CALLERS_TRANSACTION],
+            cwd=project, env=env, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert result.returncode != 0
+        last = result.stderr.strip().splitlines()[-1]
+        assert "commit step by step, outside any transaction" in last
+        assert "`make migrate` or upgrade() without a connection" in last
+        assert server.version(db) == at
+        assert server.fetch(db, "SELECT to_regclass('ix_item_description') IS NULL") == [(True,)]
+    finally:
+        path.unlink()
+
+
 def test_lint_reads_every_ignore_line_and_names_the_revision(
     project: Path, env: dict[str, str]
 ) -> None:

@@ -22,6 +22,7 @@ import random
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 from alembic.operations import MigrateOperation, Operations
@@ -74,6 +75,24 @@ def _online(operations: Operations) -> bool:
 
 def _scalar(operations: Operations, sql: str, **params: Any) -> Any:
     return operations.get_bind().execute(text(sql), params).scalar()
+
+
+def _step_by_step(operations: Operations) -> AbstractContextManager[None]:
+    """Alembic's autocommit block: each statement inside commits on its own.
+
+    It needs a transaction Alembic began itself (one per revision): on a connection whose caller
+    holds a transaction open (`upgrade(connection=...)`), Alembic cannot commit it, so say so.
+    """
+    context = operations.get_context()
+    bind = None if context.as_sql else operations.get_bind()
+    if bind is not None and bind.in_transaction() and getattr(context, "_transaction", 1) is None:
+        raise CommandError(
+            "This revision's safe operations commit step by step, outside any transaction, but "
+            "it runs inside your own transaction (upgrade(connection=...)). Run it with "
+            "`make migrate` or upgrade() without a connection: each revision then gets a "
+            "transaction of its own."
+        )
+    return context.autocommit_block()
 
 
 def _set_lock_timeout(operations: Operations, value: str) -> None:
@@ -210,7 +229,7 @@ def _invalid_index(operations: Operations, name: str, schema: str | None) -> boo
 
 @Operations.implementation_for(CreateIndexConcurrentlyOp)
 def _create_index_concurrently(operations: Operations, op: CreateIndexConcurrentlyOp) -> None:
-    with operations.get_context().autocommit_block():
+    with _step_by_step(operations):
         if _online(operations) and _invalid_index(operations, op.index_name, op.schema):
             # Left by an earlier build that failed or was interrupted: start over.
             operations.drop_index(
@@ -240,7 +259,7 @@ def _create_index_concurrently(operations: Operations, op: CreateIndexConcurrent
 
 @Operations.implementation_for(DropIndexConcurrentlyOp)
 def _drop_index_concurrently(operations: Operations, op: DropIndexConcurrentlyOp) -> None:
-    with operations.get_context().autocommit_block():
+    with _step_by_step(operations):
         operations.drop_index(
             operations.f(op.index_name),
             op.table_name,
@@ -365,7 +384,7 @@ def _set_not_null(operations: Operations, op: SetNotNullOp) -> None:
     check = not_null_check_name(op.table_name, op.column_name)
     table = _table(operations, op.table_name, op.schema)
     column = _quote(operations, op.column_name)
-    with operations.get_context().autocommit_block():
+    with _step_by_step(operations):
         online = _online(operations)
         if online and _column_not_null(operations, op):
             return  # done by an earlier run
@@ -411,7 +430,7 @@ def _set_not_null(operations: Operations, op: SetNotNullOp) -> None:
 
 @Operations.implementation_for(DropNotNullOp)
 def _drop_not_null(operations: Operations, op: DropNotNullOp) -> None:
-    with operations.get_context().autocommit_block():
+    with _step_by_step(operations):
         _briefly(
             operations,
             lambda: operations.alter_column(
@@ -519,7 +538,7 @@ class ValidateConstraintOp(MigrateOperation):
 
 @Operations.implementation_for(CreateForeignKeyValidatedOp)
 def _create_foreign_key_validated(operations: Operations, op: CreateForeignKeyValidatedOp) -> None:
-    with operations.get_context().autocommit_block():
+    with _step_by_step(operations):
         online = _online(operations)
         state = (
             _constraint_state(operations, op.constraint_name, op.source_table, op.source_schema)
@@ -560,7 +579,7 @@ def _create_foreign_key_validated(operations: Operations, op: CreateForeignKeyVa
 
 @Operations.implementation_for(ValidateConstraintOp)
 def _validate_constraint(operations: Operations, op: ValidateConstraintOp) -> None:
-    with operations.get_context().autocommit_block():
+    with _step_by_step(operations):
         table = _table(operations, op.table_name, op.schema)
         name = _quote(operations, op.constraint_name)
         operations.execute(f"ALTER TABLE {table} VALIDATE CONSTRAINT {name}")
@@ -727,7 +746,7 @@ class BackfillOp(MigrateOperation):
 @Operations.implementation_for(BackfillOp)
 def _backfill(operations: Operations, op: BackfillOp) -> None:
     table = _table(operations, op.table_name, op.schema)
-    with operations.get_context().autocommit_block():
+    with _step_by_step(operations):
         if _online(operations):
             # Autocommit: each batch statement is its own transaction.
             backfill(
