@@ -32,6 +32,7 @@ class Owner(SQLModel, table=True):
 ITEM_FIELDS = """    sku: str | None = Field(default=None, index=True)
     owner_id: int | None = Field(default=None, foreign_key="owner.id")
     ref: uuid.UUID | None = None
+    code: str | None = Field(default=None, unique=True)
 """
 ROWS = 3000
 
@@ -103,6 +104,9 @@ def test_autogenerate_writes_concurrent_index_and_validated_foreign_key(
         r'op\.create_foreign_key_validated\(\s*op\.f\("fk_item_owner_id_owner"\)', text
     )
     assert 'op.drop_index_concurrently(op.f("ix_item_sku"), table_name="item")' in text
+    assert (
+        'op.create_unique_constraint_concurrently(op.f("uq_item_code"), "item", ["code"])' in text
+    )
     assert 'op.create_index(op.f("ix_item_sku")' not in text
     # The concurrent steps commit what precedes them, so a rerun must skip the columns added.
     assert 'sa.Column("sku", sa.String(), nullable=True), if_not_exists=True' in text
@@ -119,6 +123,9 @@ def test_autogenerate_writes_concurrent_index_and_validated_foreign_key(
     assert server.fetch(
         db, "SELECT convalidated FROM pg_constraint WHERE conname = 'fk_item_owner_id_owner'"
     ) == [(True,)]
+    assert server.fetch(
+        db, "SELECT contype::text FROM pg_constraint WHERE conname = 'uq_item_code'"
+    ) == [("u",)]
     assert "No new upgrade operations detected" in must(make(project, "check", env=env))
     # Both directions, as seed 4 asks: down through drop_index_concurrently, and up again.
     must(make(project, "rollback", env=env))

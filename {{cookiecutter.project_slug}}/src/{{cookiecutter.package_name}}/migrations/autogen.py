@@ -86,6 +86,18 @@ def _render_foreign_key(
     return _renamed(text, "create_foreign_key", "create_foreign_key_validated")
 
 
+@renderers.dispatch_for(safe.CreateUniqueConstraintConcurrentlyOp)
+def _render_unique(
+    autogen_context: AutogenContext, op: safe.CreateUniqueConstraintConcurrentlyOp
+) -> str:
+    plain = ops.CreateUniqueConstraintOp(
+        op.constraint_name, op.table_name, op.columns, schema=op.schema
+    )
+    rendered = renderers.dispatch(plain)(autogen_context, plain)
+    text = rendered[0] if isinstance(rendered, list) else rendered
+    return _renamed(text, "create_unique_constraint", "create_unique_constraint_concurrently")
+
+
 @renderers.dispatch_for(safe.SetNotNullOp)
 def _render_set_not_null(autogen_context: AutogenContext, op: safe.SetNotNullOp) -> str:
     schema = f", schema={op.schema!r}" if op.schema else ""
@@ -226,6 +238,15 @@ def _safe_forms(fresh: set[str]) -> Rewriter:
             return op
         return safe.DropIndexConcurrentlyOp(op.index_name, op.table_name, schema=op.schema)
 
+    @writer.rewrites(ops.CreateUniqueConstraintOp)
+    def _unique(context: Any, revision: Any, op: ops.CreateUniqueConstraintOp) -> Any:
+        # DEFERRABLE and other options stay with the plain form, which knows them all.
+        if op.table_name in fresh or not isinstance(op.constraint_name, str) or op.kw:
+            return op
+        return safe.CreateUniqueConstraintConcurrentlyOp(
+            op.constraint_name, op.table_name, op.columns, schema=op.schema
+        )
+
     @writer.rewrites(ops.CreateForeignKeyOp)
     def _foreign_key(context: Any, revision: Any, op: ops.CreateForeignKeyOp) -> Any:
         if op.source_table in fresh or not isinstance(op.constraint_name, str):
@@ -311,6 +332,7 @@ def _warnings(script: ops.MigrationScript, fresh: set[str]) -> list[tuple[str, s
 # Operations that commit step by step outside the revision's transaction.
 NON_TRANSACTIONAL = (
     safe.CreateIndexConcurrentlyOp,
+    safe.CreateUniqueConstraintConcurrentlyOp,
     safe.DropIndexConcurrentlyOp,
     safe.SetNotNullOp,
     safe.CreateForeignKeyValidatedOp,

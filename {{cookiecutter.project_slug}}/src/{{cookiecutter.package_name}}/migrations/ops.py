@@ -4,6 +4,7 @@ Imported by env.py, which registers them with Alembic, so a revision calls them 
 
     op.create_index_concurrently("ix_item_sku", "item", ["sku"])   # builds without blocking writes
     op.drop_index_concurrently("ix_item_sku", table_name="item")
+    op.create_unique_constraint_concurrently("uq_item_sku", "item", ["sku"])
     op.set_not_null("item", "sku")                 # CHECK NOT VALID, VALIDATE, SET NOT NULL
     op.drop_not_null("item", "sku")
     op.create_foreign_key_validated("fk_item_owner_id_owner", "item", "owner", ["owner_id"], ["id"])
@@ -267,6 +268,73 @@ def _drop_index_concurrently(operations: Operations, op: DropIndexConcurrentlyOp
             if_exists=True,
             postgresql_concurrently=True,
         )
+
+
+@Operations.register_operation("create_unique_constraint_concurrently")
+class CreateUniqueConstraintConcurrentlyOp(MigrateOperation):
+    """A UNIQUE constraint without building its index under an exclusive lock.
+
+    The unique index is built CONCURRENTLY (as `create_index_concurrently`, rerun-safe), then
+    `ADD CONSTRAINT ... UNIQUE USING INDEX` turns it into the constraint in a moment.
+    """
+
+    def __init__(
+        self,
+        constraint_name: str,
+        table_name: str,
+        columns: Sequence[str],
+        *,
+        schema: str | None = None,
+    ) -> None:
+        self.constraint_name = constraint_name
+        self.table_name = table_name
+        self.columns = list(columns)
+        self.schema = schema
+
+    @classmethod
+    def create_unique_constraint_concurrently(
+        cls,
+        operations: Operations,
+        constraint_name: str,
+        table_name: str,
+        columns: Sequence[str],
+        *,
+        schema: str | None = None,
+    ) -> None:
+        """Add a UNIQUE constraint on a live table (same arguments as
+        `op.create_unique_constraint`)."""
+        operations.invoke(cls(constraint_name, table_name, columns, schema=schema))
+
+    def reverse(self) -> MigrateOperation:
+        return alembic_ops.DropConstraintOp(
+            self.constraint_name, self.table_name, type_="unique", schema=self.schema
+        )
+
+
+@Operations.implementation_for(CreateUniqueConstraintConcurrentlyOp)
+def _create_unique_constraint_concurrently(
+    operations: Operations, op: CreateUniqueConstraintConcurrentlyOp
+) -> None:
+    if _online(operations) and _constraint_exists(operations, op):
+        return  # done by an earlier run
+    operations.invoke(
+        CreateIndexConcurrentlyOp(
+            op.constraint_name, op.table_name, op.columns, schema=op.schema, unique=True
+        )
+    )
+    table = _table(operations, op.table_name, op.schema)
+    name = _quote(operations, op.constraint_name)
+    with _step_by_step(operations):
+        _briefly(
+            operations,
+            lambda: operations.execute(
+                f"ALTER TABLE {table} ADD CONSTRAINT {name} UNIQUE USING INDEX {name}"
+            ),
+        )
+
+
+def _constraint_exists(operations: Operations, op: CreateUniqueConstraintConcurrentlyOp) -> bool:
+    return _constraint_state(operations, op.constraint_name, op.table_name, op.schema) is not None
 
 
 # --- NOT NULL ---------------------------------------------------------------------------------
