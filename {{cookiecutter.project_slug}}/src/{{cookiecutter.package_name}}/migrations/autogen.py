@@ -1,14 +1,24 @@
-"""Autogenerate hooks: loaded only by `make migration` and `make check`, never by upgrades."""
+"""Autogenerate hooks: loaded only by `make migration` and `make check`, never by upgrades.
+
+They render SQLModel's types as plain SQLAlchemy, write the non-blocking forms of operations on
+tables that already exist (see ops.py), and flag what a reviewer must look at.
+"""
 
 import sys
-from collections.abc import Iterable
 from typing import Any
 
+import sqlalchemy as sa
 from alembic.autogenerate import renderers
 from alembic.autogenerate.api import AutogenContext
+from alembic.autogenerate.rewriter import Rewriter
 from alembic.operations import ops
 from alembic.runtime.migration import MigrationContext
+from sqlalchemy.dialects.postgresql.base import PGDialect
 from sqlmodel.sql.sqltypes import AutoString
+
+from . import ops as safe
+
+POSTGRESQL = PGDialect()  # type: ignore[no-untyped-call]  # SQLAlchemy leaves it untyped
 
 
 def render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str | bool:
@@ -34,37 +44,345 @@ def _render_review_note(autogen_context: AutogenContext, op: ReviewNote) -> str:
     return f"# REVIEW: {op.text}"
 
 
-def _destructive(upgrade_ops: ops.UpgradeOps) -> Iterable[str]:
-    """Describe each operation in `upgrade_ops` that can lose data."""
-    for op in upgrade_ops.ops:
-        if isinstance(op, ops.DropTableOp):
-            yield f"drops table {op.table_name}"
-        elif isinstance(op, ops.ModifyTableOps):
+# The safe operations are written as Alembic writes their plain forms, under their own names
+# (`op.create_index(...)` becomes `op.create_index_concurrently(...)` with the same arguments).
+def _renamed(text: str, plain: str, safe_name: str) -> str:
+    return text.replace(f"op.{plain}(", f"op.{safe_name}(", 1)
+
+
+@renderers.dispatch_for(safe.CreateIndexConcurrentlyOp)
+def _render_create_index(
+    autogen_context: AutogenContext, op: safe.CreateIndexConcurrentlyOp
+) -> str:
+    plain = ops.CreateIndexOp(
+        op.index_name, op.table_name, op.columns, schema=op.schema, unique=op.unique, **op.kw
+    )
+    text = renderers.dispatch(plain)(autogen_context, plain)
+    return _renamed(text, "create_index", "create_index_concurrently")
+
+
+@renderers.dispatch_for(safe.DropIndexConcurrentlyOp)
+def _render_drop_index(autogen_context: AutogenContext, op: safe.DropIndexConcurrentlyOp) -> str:
+    plain = ops.DropIndexOp(op.index_name, table_name=op.table_name, schema=op.schema)
+    text = renderers.dispatch(plain)(autogen_context, plain)
+    return _renamed(text, "drop_index", "drop_index_concurrently")
+
+
+@renderers.dispatch_for(safe.CreateForeignKeyValidatedOp)
+def _render_foreign_key(
+    autogen_context: AutogenContext, op: safe.CreateForeignKeyValidatedOp
+) -> str:
+    plain = ops.CreateForeignKeyOp(
+        op.constraint_name,
+        op.source_table,
+        op.referent_table,
+        op.local_cols,
+        op.remote_cols,
+        source_schema=op.source_schema,
+        referent_schema=op.referent_schema,
+        **op.kw,
+    )
+    text = renderers.dispatch(plain)(autogen_context, plain)
+    return _renamed(text, "create_foreign_key", "create_foreign_key_validated")
+
+
+@renderers.dispatch_for(safe.CreateUniqueConstraintConcurrentlyOp)
+def _render_unique(
+    autogen_context: AutogenContext, op: safe.CreateUniqueConstraintConcurrentlyOp
+) -> str:
+    plain = ops.CreateUniqueConstraintOp(
+        op.constraint_name, op.table_name, op.columns, schema=op.schema
+    )
+    rendered = renderers.dispatch(plain)(autogen_context, plain)
+    text = rendered[0] if isinstance(rendered, list) else rendered
+    return _renamed(text, "create_unique_constraint", "create_unique_constraint_concurrently")
+
+
+@renderers.dispatch_for(safe.SetNotNullOp)
+def _render_set_not_null(autogen_context: AutogenContext, op: safe.SetNotNullOp) -> str:
+    schema = f", schema={op.schema!r}" if op.schema else ""
+    return f"op.set_not_null({op.table_name!r}, {op.column_name!r}{schema})"
+
+
+@renderers.dispatch_for(safe.DropNotNullOp)
+def _render_drop_not_null(autogen_context: AutogenContext, op: safe.DropNotNullOp) -> str:
+    schema = f", schema={op.schema!r}" if op.schema else ""
+    return f"op.drop_not_null({op.table_name!r}, {op.column_name!r}{schema})"
+
+
+def _pg(type_: Any) -> str:
+    """A type as PostgreSQL writes it (`UUID`, not `CHAR(32)`; `VARCHAR(80)`; `BIGINT`)."""
+    try:
+        return str(type_.compile(dialect=POSTGRESQL))
+    except Exception:  # a type PostgreSQL cannot spell: say what SQLAlchemy calls it
+        return repr(type_)
+
+
+def _int_bytes(type_: Any) -> int | None:
+    if isinstance(type_, sa.BigInteger):
+        return 8
+    if isinstance(type_, sa.SmallInteger):
+        return 2
+    if isinstance(type_, sa.Integer):
+        return 4
+    return None
+
+
+def _stored(type_: Any) -> Any:
+    """The type PostgreSQL stores: SQLModel's AutoString and other decorators wrap a plain one."""
+    while isinstance(type_, sa.TypeDecorator):
+        type_ = type_.impl_instance
+    return type_
+
+
+def _widens(old: Any, new: Any) -> bool | None:
+    """True when every `old` value fits `new`, False when some may not, None when unrelated."""
+    old, new = _stored(old), _stored(new)
+    if isinstance(old, sa.Enum) or isinstance(new, sa.Enum):
+        return None
+    if isinstance(old, sa.String) and isinstance(new, sa.String):
+        return new.length is None or (old.length is not None and new.length >= old.length)
+    old_bytes, new_bytes = _int_bytes(old), _int_bytes(new)
+    if old_bytes and new_bytes:
+        return new_bytes >= old_bytes
+    if isinstance(old, sa.Numeric) and isinstance(new, sa.Numeric) and not old_bytes:
+        if new.precision is None:
+            return True
+        if old.precision is None:
+            return False
+        old_scale, new_scale = old.scale or 0, new.scale or 0
+        return new_scale >= old_scale and new.precision - new_scale >= old.precision - old_scale
+    return None
+
+
+def _catalog_only(old: Any, new: Any) -> bool:
+    """Changes PostgreSQL makes in the catalog without rewriting the table (binary coercible)."""
+    old, new = _stored(old), _stored(new)
+    if isinstance(old, sa.String) and isinstance(new, sa.String):
+        return bool(_widens(old, new))
+    if isinstance(old, sa.Numeric) and isinstance(new, sa.Numeric) and not _int_bytes(old):
+        return (old.scale or 0) == (new.scale or 0) and bool(_widens(old, new))
+    return False
+
+
+def _type_change(table: str, op: ops.AlterColumnOp) -> str:
+    """What changing a column's type does to a live table, and to the data, both ways."""
+    old, new = op.existing_type, op.modify_type
+    change = f"{table}.{op.column_name} from {_pg(old)} to {_pg(new)}"
+    widens = _widens(old, new)
+    if widens and _catalog_only(old, new):
+        effect = (
+            f"widens {change}: a catalog change under a brief ACCESS EXCLUSIVE lock, no rewrite"
+        )
+    elif widens:
+        effect = (
+            f"widens {change}: rewrites the table and its indexes under an ACCESS EXCLUSIVE lock "
+            "(reads and writes wait until it ends); on a large table add a new column, "
+            "backfill it and switch over instead"
+        )
+    elif widens is False:
+        effect = (
+            f"narrows {change}: can lose data (values that do not fit fail the upgrade, or are "
+            "cut if you add a USING clause); the table is scanned and rewritten under an "
+            "ACCESS EXCLUSIVE lock"
+        )
+    else:
+        effect = (
+            f"converts {change}: can lose data or fail on values that do not convert; the table "
+            "is rewritten under an ACCESS EXCLUSIVE lock"
+        )
+    if widens:
+        effect += f"; its downgrade narrows it back to {_pg(old)} and can lose data written since"
+    return effect
+
+
+def _fresh_tables(script: ops.MigrationScript) -> set[str]:
+    """Tables this revision creates or drops: they have no rows or readers to protect."""
+    fresh: set[str] = set()
+    for op_list in (*script.upgrade_ops_list, *script.downgrade_ops_list):
+        for op in op_list.ops:
+            if isinstance(op, ops.CreateTableOp | ops.DropTableOp):
+                fresh.add(op.table_name)
+    return fresh
+
+
+def _added_not_null_without_default(op: ops.AddColumnOp) -> bool:
+    column = op.column
+    return (
+        not column.nullable
+        and column.server_default is None
+        and column.identity is None
+        and column.computed is None
+    )
+
+
+def _safe_forms(fresh: set[str]) -> Rewriter:
+    """Rewrites blocking operations on existing tables into their non-blocking forms.
+
+    A table created (or dropped) in the same revision keeps the plain forms: it has no rows, and
+    its CREATE TABLE runs in the revision's transaction with them.
+    """
+    writer = Rewriter()
+
+    @writer.rewrites(ops.CreateIndexOp)
+    def _index(context: Any, revision: Any, op: ops.CreateIndexOp) -> Any:
+        if op.table_name in fresh or op.index_name is None:
+            return op
+        return safe.CreateIndexConcurrentlyOp(
+            op.index_name, op.table_name, op.columns, schema=op.schema, unique=op.unique, **op.kw
+        )
+
+    @writer.rewrites(ops.DropIndexOp)
+    def _drop_index(context: Any, revision: Any, op: ops.DropIndexOp) -> Any:
+        if op.table_name is None or op.table_name in fresh:
+            return op
+        return safe.DropIndexConcurrentlyOp(op.index_name, op.table_name, schema=op.schema)
+
+    @writer.rewrites(ops.CreateUniqueConstraintOp)
+    def _unique(context: Any, revision: Any, op: ops.CreateUniqueConstraintOp) -> Any:
+        # DEFERRABLE and other options stay with the plain form, which knows them all.
+        if op.table_name in fresh or not isinstance(op.constraint_name, str) or op.kw:
+            return op
+        return safe.CreateUniqueConstraintConcurrentlyOp(
+            op.constraint_name, op.table_name, op.columns, schema=op.schema
+        )
+
+    @writer.rewrites(ops.CreateForeignKeyOp)
+    def _foreign_key(context: Any, revision: Any, op: ops.CreateForeignKeyOp) -> Any:
+        if op.source_table in fresh or not isinstance(op.constraint_name, str):
+            return op
+        return safe.CreateForeignKeyValidatedOp(
+            op.constraint_name,
+            op.source_table,
+            op.referent_table,
+            op.local_cols,
+            op.remote_cols,
+            **op.kw,
+        )
+
+    @writer.rewrites(ops.AlterColumnOp)
+    def _not_null(context: Any, revision: Any, op: ops.AlterColumnOp) -> Any:
+        if op.modify_nullable is not False or op.table_name in fresh:
+            return op
+        column = f"{op.table_name}.{op.column_name}"
+        result: list[ops.MigrateOperation] = [
+            ReviewNote(
+                f"{column} becomes NOT NULL: existing NULLs make this fail. Backfill them first, "
+                f"in an earlier revision: {safe.backfill_hint(op.table_name, op.column_name)}"
+            )
+        ]
+        op.modify_nullable = None
+        op.existing_nullable = True
+        if op.has_changes():
+            result.append(op)
+        result.append(safe.SetNotNullOp(op.table_name, op.column_name, schema=op.schema))
+        return result
+
+    @writer.rewrites(ops.AddColumnOp)
+    def _add_column(context: Any, revision: Any, op: ops.AddColumnOp) -> Any:
+        if op.table_name in fresh or not _added_not_null_without_default(op):
+            return op
+        return [ReviewNote(_not_null_column(op.table_name, op.column.name)), op]
+
+    return writer
+
+
+def _not_null_column(table: str, column: str) -> str:
+    return (
+        f"adds NOT NULL column {table}.{column} without a server default: fails on a table "
+        "with rows. Add it nullable, backfill it, then make it NOT NULL (three revisions), "
+        "or give it a server_default"
+    )
+
+
+def _warnings(script: ops.MigrationScript, fresh: set[str]) -> list[tuple[str, str]]:
+    """(warning, review note) for each operation of the upgrade a reviewer must look at."""
+    found: list[tuple[str, str]] = []
+    for upgrade_ops in script.upgrade_ops_list:
+        for op in upgrade_ops.ops:
+            if isinstance(op, ops.DropTableOp):
+                text = f"drops table {op.table_name}"
+                found.append((text, f"{text}: existing data is lost"))
+            if not isinstance(op, ops.ModifyTableOps):
+                continue
             for sub in op.ops:
                 if isinstance(sub, ops.DropColumnOp):
-                    yield f"drops column {op.table_name}.{sub.column_name}"
+                    text = f"drops column {op.table_name}.{sub.column_name}"
+                    found.append((text, f"{text}: existing data is lost"))
                 elif isinstance(sub, ops.AlterColumnOp) and sub.modify_type is not None:
-                    yield (
-                        f"changes the type of {op.table_name}.{sub.column_name} "
-                        f"from {sub.existing_type} to {sub.modify_type}"
+                    text = _type_change(op.table_name, sub)
+                    found.append((text, text))
+                elif isinstance(sub, safe.SetNotNullOp):
+                    found.append(
+                        (
+                            f"makes {op.table_name}.{sub.column_name} NOT NULL: backfill its "
+                            "NULLs first",
+                            "",
+                        )
                     )
+                elif (
+                    isinstance(sub, ops.AddColumnOp)
+                    and op.table_name not in fresh
+                    and _added_not_null_without_default(sub)
+                ):
+                    found.append((_not_null_column(op.table_name, sub.column.name), ""))
+    return found
+
+
+# Operations that commit step by step outside the revision's transaction.
+NON_TRANSACTIONAL = (
+    safe.CreateIndexConcurrentlyOp,
+    safe.CreateUniqueConstraintConcurrentlyOp,
+    safe.DropIndexConcurrentlyOp,
+    safe.SetNotNullOp,
+    safe.CreateForeignKeyValidatedOp,
+)
+
+
+def _flatten(op_list: ops.OpContainer) -> list[ops.MigrateOperation]:
+    flat: list[ops.MigrateOperation] = []
+    for op in op_list.ops:
+        flat.extend(_flatten(op) if isinstance(op, ops.OpContainer) else [op])
+    return flat
+
+
+def _make_rerunnable(op_list: ops.OpContainer) -> None:
+    """A non-transactional operation commits whatever ran before it in the revision; if a later
+    step fails, the revision is not recorded and runs again. So the plain operations of such a
+    revision say IF NOT EXISTS / IF EXISTS, and the rerun skips what is already done."""
+    flat = _flatten(op_list)
+    if not any(isinstance(op, NON_TRANSACTIONAL) for op in flat):
+        return
+    for op in flat:
+        if isinstance(op, ops.CreateTableOp | ops.AddColumnOp | ops.CreateIndexOp):
+            op.if_not_exists = True
+        elif isinstance(
+            op, ops.DropTableOp | ops.DropColumnOp | ops.DropIndexOp | ops.DropConstraintOp
+        ):
+            op.if_exists = True
 
 
 def process_revision_directives(
     context: MigrationContext, revision: Any, directives: list[ops.MigrationScript]
 ) -> None:
-    """Write no file when nothing changed; flag operations that can lose data."""
+    """Write no file when nothing changed; write the non-blocking forms on existing tables;
+    flag operations that can lose data, fail on existing rows, or block the table."""
     script = directives[0]
     upgrade_ops = script.upgrade_ops
     if upgrade_ops is None or upgrade_ops.is_empty():
         directives[:] = []
         print("No changes between the models and the database: no revision written.")
         return
-    warnings = list(_destructive(upgrade_ops))
-    for warning in warnings:
+    fresh = _fresh_tables(script)
+    _safe_forms(fresh).process_revision_directives(context, revision, directives)
+    for op_list in (*script.upgrade_ops_list, *script.downgrade_ops_list):
+        _make_rerunnable(op_list)
+    warnings = _warnings(script, fresh)
+    for warning, _ in warnings:
         print(f"WARNING: this revision {warning}; review it before applying.", file=sys.stderr)
-    # The reviewer sees the same list in the revision, above the operations.
-    notes = [ReviewNote(f"{warning}: existing data is lost") for warning in warnings]
+    # The reviewer sees the same list in the revision, above the operations (notes on NOT NULL
+    # changes sit next to the operation they are about).
+    notes = [ReviewNote(note) for _, note in warnings if note]
     upgrade_ops.ops[:0] = notes
 
 

@@ -15,6 +15,7 @@ from alembic.util import CommandError
 from sqlalchemy import Connection, MetaData, pool
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+import {{ cookiecutter.package_name }}.migrations.ops  # noqa: F401  registers the op.* of ops.py
 from {{ cookiecutter.package_name }}.migrations import guards, lock, nontransactional, retries
 from {{ cookiecutter.package_name }}.migrations.errors import clear_errors, connect
 from {{ cookiecutter.package_name }}.migrations.progress import Progress

@@ -1,10 +1,12 @@
 """Lint each revision's own SQL with squawk: `make lint-migrations`.
 
 Each revision is rendered offline on its own (`alembic upgrade <down>:<rev> --sql`), so a finding
-points at the revision that causes it rather than at the whole chain. A reviewed finding is
-accepted for one revision with a comment line in its file:
+points at the revision that causes it rather than at the whole chain. The rule set is the project's
+`.squawk.toml` (style preferences left out, blocking operations kept). A reviewed finding is
+accepted for one revision with comment lines in its file (every such line counts):
 
-    # squawk-ignore: prefer-robust-stmts, require-concurrent-index-creation
+    # squawk-ignore: require-concurrent-index-creation
+    # squawk-ignore: ban-drop-column
 """
 
 import io
@@ -13,13 +15,19 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import tomllib
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from alembic.script import Script, ScriptDirectory
 
-IGNORE_LINE = re.compile(r"^#\s*squawk-ignore:\s*(.+)$", re.M)
+IGNORE_LINE = re.compile(r"^\s*#\s*squawk-ignore:\s*(.+)$", re.M)
+CONFIG = Path(".squawk.toml")
+ACCEPT_HINT = (
+    "Make the change in a non-blocking way (see README, zero-downtime changes), or accept a "
+    "reviewed finding with a `# squawk-ignore: <rule>` line in that revision's file."
+)
 # Alembic's own bookkeeping table is not the revision's doing: leave it out of the findings.
 VERSION_TABLE = re.compile(r"^CREATE TABLE alembic_version \(.*?\);\n", re.M | re.S)
 
@@ -33,6 +41,26 @@ def revision_sql(config: Config, revision: Script) -> str:
     return VERSION_TABLE.sub("", buffer.getvalue())
 
 
+def project_excluded_rules() -> list[str]:
+    """The rules `.squawk.toml` leaves out. squawk drops its config's exclusions when `--exclude`
+    is given on the command line, so they are passed along with each revision's own."""
+    if not CONFIG.is_file():
+        return []
+    with CONFIG.open("rb") as file:
+        return [str(rule) for rule in tomllib.load(file).get("excluded_rules", [])]
+
+
+def accepted_rules(revision_file: Path) -> list[str]:
+    """Every rule named on the `# squawk-ignore:` lines of a revision."""
+    text = revision_file.read_text(encoding="utf-8")
+    return [
+        rule.strip()
+        for line in IGNORE_LINE.findall(text)
+        for rule in line.split(",")
+        if rule.strip()
+    ]
+
+
 def main() -> int:
     squawk = shutil.which("squawk", path=str(Path(sys.executable).parent)) or shutil.which("squawk")
     if squawk is None:
@@ -40,26 +68,36 @@ def main() -> int:
         return 1
     config = Config("alembic.ini")
     config.attributes["configure_logger"] = False  # findings only, no Alembic INFO lines
+    # Rendered as `make sql` renders it: env.py then skips importing the models.
+    config.attributes["command"] = "upgrade"
     script = ScriptDirectory.from_config(config)
-    failed = 0
+    project_rules = project_excluded_rules()
+    flagged: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
         for revision in reversed(list(script.walk_revisions())):
             if isinstance(revision.down_revision, tuple):
                 continue  # a merge point runs no SQL of its own
             sql_file = Path(tmp) / f"{Path(revision.path).stem}.sql"
             sql_file.write_text(revision_sql(config, revision), encoding="utf-8")
-            ignored = IGNORE_LINE.search(Path(revision.path).read_text(encoding="utf-8"))
             args = [squawk, str(sql_file)]
             if not sys.stdout.isatty():
                 # squawk colours its report regardless (and ignores NO_COLOR): plain lines in
                 # logs and CI instead, one finding per line.
                 args += ["--reporter", "gcc"]
-            if ignored:
-                args += ["--exclude", ",".join(rule.strip() for rule in ignored[1].split(","))]
+            excluded = project_rules + accepted_rules(Path(revision.path))
+            if excluded:
+                args += ["--exclude", ",".join(excluded)]
             result = subprocess.run(args, check=False)
-            failed += result.returncode != 0
-    print(f"squawk: {failed} revision(s) with findings." if failed else "squawk: no findings.")
-    return 1 if failed else 0
+            if result.returncode != 0:
+                flagged.append(Path(revision.path).name)
+    if not flagged:
+        print("squawk: no findings.")
+        return 0
+    print(f"squawk: {len(flagged)} revision(s) with findings:")
+    for name in flagged:
+        print(f"  {name}")
+    print(ACCEPT_HINT)
+    return 1
 
 
 if __name__ == "__main__":
