@@ -149,6 +149,10 @@ async def migrate_while_blocked(
     """`make migrate rev=to` while an app transaction holds a lock for `hold` seconds and an app
     reader loop reads `item`: (exit status, output, the reader's worst stall, blocker pid)."""
     async with session(server, database) as blocker, session(server, database, "reader") as reader:
+        # The app's own sessions are not under test: a database-wide idle_session_timeout (see
+        # test_idle_session_timeout_does_not_take_the_lock) must not close them between reads.
+        for connection in (blocker, reader):
+            await connection.execute("SET idle_session_timeout = 0")
         await blocker.execute(begin)
         await blocker.fetch(blocking_query)
         pid = blocker.get_server_pid()
