@@ -10,6 +10,8 @@ from alembic.operations import ops
 from alembic.runtime.migration import MigrationContext
 from sqlmodel.sql.sqltypes import AutoString
 
+from . import compare
+
 
 def render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str | bool:
     """Render SQLModel's `AutoString` as plain `sa.String`.
@@ -78,6 +80,8 @@ def configure_options(*, writing_revision: bool) -> dict[str, Any]:
         "compare_type": True,
         "compare_server_default": True,
         "render_item": render_item,
+        # Named CHECKs, partial-index predicates and primary-key sequences (compare.py).
+        "autogenerate_plugins": compare.PLUGINS,
     }
     if writing_revision:
         options["process_revision_directives"] = process_revision_directives
