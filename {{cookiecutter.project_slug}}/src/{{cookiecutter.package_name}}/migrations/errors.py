@@ -225,6 +225,14 @@ def clear_errors(
                 f"({_first_line(exc)}). Migrations must run on the primary: point "
                 f"MIGRATION_DATABASE_URL (or DATABASE_URL) at it. {_where(progress)}"
             ) from exc
+        if command == "downgrade" and (_failed_revision(exc) or progress.revision):
+            # Its own advice: the upgrade's would send the user to make migrate.
+            raise CommandError(
+                f"The downgrade of revision {_revision(progress, exc)} failed: "
+                f"{_first_line(exc)}. {_where(progress)} Fix that revision's downgrade() (data "
+                "the upgrade changed may not fit the old schema: move it back first), then run "
+                f"make rollback again; make current shows the version. {HINT_VERBOSE}"
+            ) from exc
         if _failed_revision(exc) is not None or progress.revision is not None:
             raise CommandError(
                 f"Revision {_revision(progress, exc)} failed: {_first_line(exc)}. "
