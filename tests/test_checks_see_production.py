@@ -108,7 +108,7 @@ def test_a_changed_partial_index_predicate_is_seen(drift: tuple[str, str]) -> No
 def test_a_serial_key_made_bigint_widens_its_sequence(
     project: Path, drift: tuple[str, str], env: dict[str, str], server: Server
 ) -> None:
-    check, revision = drift
+    check, _ = drift
     assert "counter_id_seq" in check
     database = urlsplit(env["DATABASE_URL"]).path.lstrip("/")
 
@@ -147,7 +147,7 @@ def test_the_generated_models_test_sees_the_drift(
         assert name in output, name
 
 
-NOT_NULL_REVISION = '''"""A NOT NULL column without a default: fine on empty tables, fails on data."""
+NOT_NULL_REVISION = '''"""A NOT NULL column without a default: passes on empty tables only."""
 
 import sqlalchemy as sa
 from alembic import op
@@ -191,7 +191,10 @@ def test_a_failed_downgrade_gets_the_downgrade_advice(
     kept = revision.read_text(encoding="utf-8")
     must(make(project, "migrate", env=env))
     revision.write_text(
-        kept.replace("def downgrade() -> None:\n", 'def downgrade() -> None:\n    op.execute("SELECT 1 / 0")\n'),
+        kept.replace(
+            "def downgrade() -> None:\n",
+            'def downgrade() -> None:\n    op.execute("SELECT 1 / 0")\n',
+        ),
         encoding="utf-8",
     )
     try:
