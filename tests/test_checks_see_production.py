@@ -205,3 +205,91 @@ def test_a_failed_downgrade_gets_the_downgrade_advice(
     assert f"The downgrade of revision {revision_id(revision)}" in result.stdout, result.stdout
     assert "make rollback again" in result.stdout
     assert "run make migrate again" not in result.stdout
+
+
+SEED_REVISION = '''"""Seed settings: JSONB values of op.bulk_insert, as data migrations write them."""
+
+import sqlalchemy as sa
+from alembic import op
+from sqlalchemy.dialects import postgresql
+
+revision: str = "0000seedjson"
+down_revision: str | None = "@down@"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    table = op.create_table(
+        "setting",
+        sa.Column("id", sa.Integer(), primary_key=True),
+        sa.Column("value", postgresql.JSONB(), nullable=False),
+    )
+    rows = [{"id": 1, "value": {"tags": ["it's", 2]}}, {"id": 2, "value": []}]
+    op.bulk_insert(table, rows)
+
+
+def downgrade() -> None:
+    op.drop_table("setting")
+'''
+READS_DATA_REVISION = '''"""Reads rows through op.get_bind(): there are none offline."""
+
+from alembic import op
+
+revision: str = "0000readsdata"
+down_revision: str | None = "0000seedjson"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    count = op.get_bind().exec_driver_sql("SELECT count(*) FROM item").scalar()
+    op.execute(f"COMMENT ON TABLE item IS '{count} items'")
+
+
+def downgrade() -> None:
+    op.execute("COMMENT ON TABLE item IS NULL")
+'''
+AFTER_REVISION = '''"""An index without CONCURRENTLY: squawk finds it, after the unrenderable one."""
+
+from alembic import op
+
+revision: str = "0000afterall"
+down_revision: str | None = "0000readsdata"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_index("ix_setting_value", "setting", ["value"])
+
+
+def downgrade() -> None:
+    op.drop_index("ix_setting_value", table_name="setting")
+'''
+
+
+def test_sql_and_lint_render_json_and_name_what_cannot_render(
+    project: Path, drift: tuple[str, str], env: dict[str, str]
+) -> None:
+    head = revision_id(next(versions_dir(project).glob("*_drift.py")))
+    planted = {
+        "20990102_0000_0000seedjson_seed.py": SEED_REVISION.replace("@down@", head),
+        "20990103_0000_0000readsdata_count.py": READS_DATA_REVISION,
+        "20990104_0000_0000afterall_index.py": AFTER_REVISION,
+    }
+    for name, body in planted.items():
+        (versions_dir(project) / name).write_text(body, encoding="utf-8")
+    try:
+        sql = must(make(project, "sql", "rev=" + head + ":0000seedjson", env=env))
+        lint = make(project, "lint-migrations", env=env)
+    finally:
+        for name in planted:
+            (versions_dir(project) / name).unlink()
+    assert "INSERT INTO setting (id, value) VALUES (1, '{\"tags\": [\"it''s\", 2]}')" in sql
+    assert "Traceback" not in lint.stdout, lint.stdout
+    assert "20990103_0000_0000readsdata_count.py: cannot be rendered offline" in lint.stdout
+    # The revisions around it were rendered and linted.
+    assert "0000seedjson_seed.sql" in lint.stdout
+    assert "0000afterall_index.sql" in lint.stdout and "require-concurrent-index" in lint.stdout
+    assert lint.returncode != 0

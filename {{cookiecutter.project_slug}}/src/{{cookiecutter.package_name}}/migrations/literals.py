@@ -34,4 +34,4 @@ def render_json_literals(dialect: Dialect) -> None:
     colspecs: dict[Any, Any] = {**getattr(dialect, "colspecs", {})}
     colspecs[types.JSON] = _LiteralJSON
     colspecs[postgresql.JSONB] = _LiteralJSONB
-    dialect.colspecs = colspecs  # type: ignore[attr-defined]
+    dialect.colspecs = colspecs
