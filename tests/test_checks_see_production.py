@@ -207,7 +207,7 @@ def test_a_failed_downgrade_gets_the_downgrade_advice(
     assert "run make migrate again" not in result.stdout
 
 
-SEED_REVISION = '''"""Seed settings: JSONB values of op.bulk_insert, as data migrations write them."""
+SEED_REVISION = '''"""Seed settings: JSONB values of op.bulk_insert (a data migration)."""
 
 import sqlalchemy as sa
 from alembic import op
@@ -250,7 +250,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.execute("COMMENT ON TABLE item IS NULL")
 '''
-AFTER_REVISION = '''"""An index without CONCURRENTLY: squawk finds it, after the unrenderable one."""
+AFTER_REVISION = '''"""An index without CONCURRENTLY: squawk finds it, after the unrendered one."""
 
 from alembic import op
 
