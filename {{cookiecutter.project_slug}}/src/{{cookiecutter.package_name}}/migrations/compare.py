@@ -89,6 +89,8 @@ def _model_definitions(
     temporary copy of `table` in a savepoint that is rolled back."""
     found_checks: dict[str, str] = {}
     found_predicates: dict[str, str] = {}
+    if not checks and not predicates:
+        return found_checks, found_predicates  # most tables: no scratch copy to make
     savepoint = connection.begin_nested()
     try:
         connection.execute(text(f"CREATE TEMPORARY TABLE autogen_scratch (LIKE {table})"))
