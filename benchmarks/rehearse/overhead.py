@@ -7,7 +7,8 @@ database holds `--rows` items and is dumped once with `make backup`; one pending
 column with a default and builds an index on it (the usual shape of a schema change on a big
 table). Each round times, side by side, in alternating order:
 
-- plain: CREATE DATABASE + `make restore file=<dump>` into it + `make migrate` there;
+- plain: CREATE DATABASE + pg_restore of the dump into it (the same pg_restore and options as
+  rehearse's) + `make migrate` there;
 - rehearse: `make rehearse file=<dump>` (scratch database, restore, the revision with its locks
   and rows watched, then down and up again with a schema comparison, drop).
 
@@ -86,6 +87,17 @@ def main() -> int:
         (versions / "20990101_0000_0000benchnote_note.py").write_text(
             PENDING.replace("@down@", down), encoding="utf-8"
         )
+        # The pg_restore make restore and make rehearse pick (the lowest at least the server's).
+        pg_restore = must(
+            [
+                str(project / ".venv" / "bin" / "python"),
+                "-c",
+                "from my_service.pgclient import matching_program; "
+                f"print(matching_program('pg_restore', {server.version.split('.')[0]})[1])",
+            ],
+            project,
+            clean_env(),
+        ).strip()
         plain: list[float] = []
         rehearse: list[float] = []
         for round_ in range(options.rounds):
@@ -96,7 +108,12 @@ def main() -> int:
                     env = clean_env(DATABASE_URL=server.url(name))
                     start = time.perf_counter()
                     server.create_database(name)
-                    restore = timed(["make", "restore", f"file={dump}"], project, env)
+                    restore = timed(
+                        [pg_restore, "--no-owner", "--no-acl", "--exit-on-error"]
+                        + [f"--dbname={name}", str(dump)],
+                        project,
+                        clean_env(PGHOST=server.socket_dir, PGUSER="postgres"),
+                    )
                     migrate = timed(["make", "migrate"], project, env)
                     plain.append(time.perf_counter() - start)
                     server.drop_database(name)
@@ -113,7 +130,7 @@ def main() -> int:
         f"Rehearse overhead, {options.rows} rows, PostgreSQL {server.version} (embedded), "
         f"{options.rounds} rounds, median wall time\n\n"
         "| | seconds | rounds |\n|---|---:|---|\n"
-        f"| plain: createdb + make restore + make migrate | {statistics.median(plain):.2f} | "
+        f"| plain: createdb + pg_restore + make migrate | {statistics.median(plain):.2f} | "
         f"{', '.join(f'{s:.2f}' for s in plain)} |\n"
         f"| make rehearse file=... | {statistics.median(rehearse):.2f} | "
         f"{', '.join(f'{s:.2f}' for s in rehearse)} |\n"

@@ -228,27 +228,35 @@ def schema(connection: Connection) -> set[str]:
     return {row for (row,) in connection.execute(text(SCHEMA))}
 
 
+def _first_line(exc: BaseException) -> str:
+    message = str(exc).strip()
+    return message.splitlines()[0].split(" Fix the cause")[0] if message else type(exc).__name__
+
+
 def round_trip(connection: Connection, revisions: list[Script]) -> str | None:
     """Each revision, from the last, down one and up again: the schema must come back."""
+    config = alembic_config(connection=connection)
     for revision in reversed(revisions):
         before = schema(connection)
-        config = alembic_config(connection=connection)
-        config.attributes["command"] = "downgrade"
-        command.downgrade(config, "-1")
-        connection.commit()
-        config.attributes["command"] = "upgrade"
-        command.upgrade(config, revision.revision)
-        connection.commit()
+        for step, target in (("downgrade", "-1"), ("upgrade", revision.revision)):
+            config.attributes["command"] = step
+            try:
+                getattr(command, step)(config, target)
+                connection.commit()
+            except Exception as exc:
+                connection.rollback()
+                return f"the {step} of revision {revision.revision} failed: {_first_line(exc)}"
         after = schema(connection)
         if after != before:
             return (
                 f"revision {revision.revision} does not go down and up again on this data: "
                 f"the schema gains {sorted(after - before)}, loses {sorted(before - after)}"
             )
-        # Down to the revision before it, for the next one's round trip.
-        config.attributes["command"] = "downgrade"
-        command.downgrade(config, "-1")
-        connection.commit()
+        if revision is not revisions[0]:
+            # Down to the revision before it, for the next one's round trip.
+            config.attributes["command"] = "downgrade"
+            command.downgrade(config, "-1")
+            connection.commit()
     return None
 
 
@@ -261,24 +269,26 @@ async def rehearse(scratch: URL, settings: Settings) -> int:
                 print("No pending revisions: the copy is at head already.")
                 return 0
             print(f"{len(revisions)} pending revision(s), run on the copy:")
+            started = time.perf_counter()
             for revision in revisions:
                 try:
                     report = await connection.run_sync(upgrade_one, revision)
                 except Exception as exc:
                     await connection.rollback()
-                    text_ = str(exc).strip()
-                    message = text_.splitlines()[0].split(" Fix the cause")[0] if text_ else ""
                     print(
                         f"Revision {revision.revision} ({revision.doc}) FAILED on this data: "
-                        f"{message or type(exc).__name__} Fix it before make migrate in "
+                        f"{_first_line(exc)} Fix it before make migrate in "
                         "production (e.g. a server_default or a backfill for a new NOT NULL "
                         "column).",
                         file=sys.stderr,
                     )
                     return 1
                 print("\n".join(report.lines()))
+            print(f"Pending revisions applied in {time.perf_counter() - started:.2f} s.")
+            started = time.perf_counter()
             print("Each pending revision down and up again:")
             problem = await connection.run_sync(round_trip, revisions)
+            print(f"Round trips done in {time.perf_counter() - started:.2f} s.")
             if problem:
                 print(f"Stairway FAILED: {problem}.", file=sys.stderr)
                 return 1
