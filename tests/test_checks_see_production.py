@@ -34,7 +34,11 @@ ITEM_CHECK = '\n    __table_args__ = (sa.CheckConstraint("length(name) > 0", nam
 @pytest.fixture(scope="module")
 def env(server: Server) -> Iterator[dict[str, str]]:
     with server.new_database("tmpl_seen") as name:
-        yield clean_env(DATABASE_URL=server.url(name), CI="true")
+        # The generated tests use the same server: an embedded one of their own would live below
+        # /tmp/pytest-of-<user>, which any pytest run starting meanwhile resets to mode 0700.
+        yield clean_env(
+            DATABASE_URL=server.url(name), TEST_DATABASE_URL=server.url("postgres"), CI="true"
+        )
 
 
 @pytest.fixture(scope="module")
