@@ -39,7 +39,7 @@ from .settings import Settings, get_settings
 USAGE = "make rehearse file=backups/<name>-<timestamp>.dump, or from=postgresql://user@host/db"
 # The relations a backend holds locks on, with the mode: read after each statement.
 LOCKS = """
-SELECT coalesce(to_regclass(relation::text)::text, relation::text), mode FROM pg_locks
+SELECT relation::regclass::text, mode FROM pg_locks
  WHERE pid = :pid AND locktype = 'relation' AND granted
    AND relation IN (SELECT oid FROM pg_class
                      WHERE relkind IN ('r', 'p', 'm', 'S') AND relname NOT LIKE 'alembic_version%'
