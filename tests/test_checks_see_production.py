@@ -286,13 +286,18 @@ def test_sql_and_lint_render_json_and_name_what_cannot_render(
         (versions_dir(project) / name).write_text(body, encoding="utf-8")
     try:
         sql = must(make(project, "sql", "rev=" + head + ":0000seedjson", env=env))
+        sql_through = make(project, "sql", "rev=" + head + ":head", env=env)
         lint = make(project, "lint-migrations", env=env)
     finally:
         for name in planted:
             (versions_dir(project) / name).unlink()
     assert "INSERT INTO setting (id, value) VALUES (1, '{\"tags\": [\"it''s\", 2]}')" in sql
     assert "Traceback" not in lint.stdout, lint.stdout
-    assert "20990103_0000_0000readsdata_count.py: cannot be rendered offline" in lint.stdout
+    # make sql names the revision it cannot render, and why, without a traceback.
+    assert sql_through.returncode != 0
+    assert re.search(r"0000readsdata_count\.py, line \d+ cannot be rendered", sql_through.stdout)
+    assert "op.get_bind()" in sql_through.stdout and "Traceback" not in sql_through.stdout
+    assert "20990103_0000_0000readsdata_count.py: not linted: " in lint.stdout
     # The revisions around it were rendered and linted.
     assert "0000seedjson_seed.sql" in lint.stdout
     assert "0000afterall_index.sql" in lint.stdout and "require-concurrent-index" in lint.stdout

@@ -22,7 +22,11 @@ from {{ cookiecutter.package_name }}.migrations import (
     nontransactional,
     retries,
 )
-from {{ cookiecutter.package_name }}.migrations.errors import clear_errors, connect
+from {{ cookiecutter.package_name }}.migrations.errors import (
+    clear_errors,
+    connect,
+    offline_failure,
+)
 from {{ cookiecutter.package_name }}.migrations.progress import Progress
 from {{ cookiecutter.package_name }}.migrations.settings_loading import load_settings
 from {{ cookiecutter.package_name }}.migrations.signals import Interrupted, cancel_on_signals
@@ -86,7 +90,10 @@ def run_migrations_offline() -> None:
     context.execute(f"SET lock_timeout = '{settings.migration_lock_timeout}'")
     context.execute(f"SET statement_timeout = '{settings.migration_statement_timeout}'")
     with context.begin_transaction():
-        context.run_migrations()
+        try:
+            context.run_migrations()
+        except Exception as exc:
+            raise offline_failure(exc) from exc
 
 
 def do_run_migrations(connection: Connection, *, own_session: bool = True) -> None:

@@ -240,3 +240,13 @@ def clear_errors(
                 f"shows the version). {HINT_VERBOSE}"
             ) from exc
         raise CommandError(f"Migration run failed: {_first_line(exc)}. {HINT_VERBOSE}") from exc
+
+
+def offline_failure(exc: BaseException) -> CommandError:
+    """`make sql`: the revision that cannot be rendered as SQL without a database, and why."""
+    where = _failed_revision(exc) or "a revision"
+    return CommandError(
+        f"{where} cannot be rendered as SQL offline: {_first_line(exc)}. It needs a database "
+        "(op.get_bind(), or data it reads): render the revisions before and after it apart "
+        f"(make sql rev=from:to) and review this one by hand. {HINT_VERBOSE}"
+    )

@@ -18,6 +18,7 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from alembic.script import Script, ScriptDirectory
+from alembic.util import CommandError
 
 IGNORE_LINE = re.compile(r"^#\s*squawk-ignore:\s*(.+)$", re.M)
 # Alembic's own bookkeeping table is not the revision's doing: leave it out of the findings.
@@ -53,10 +54,9 @@ def main() -> int:
                 # Named, and the other revisions still linted (e.g. one that reads data through
                 # op.get_bind(), which an offline run has not got).
                 reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-                print(
-                    f"{Path(revision.path).name}: cannot be rendered offline, not linted: "
-                    f"{type(exc).__name__}: {reason}"
-                )
+                if not isinstance(exc, CommandError):  # env.py's answer names the cause itself
+                    reason = f"{type(exc).__name__}: {reason}"
+                print(f"{Path(revision.path).name}: not linted: {reason}")
                 unrendered += 1
                 continue
             sql_file.write_text(sql, encoding="utf-8")
