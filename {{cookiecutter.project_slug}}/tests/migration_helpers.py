@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from {{ cookiecutter.package_name }}.migrations import alembic_config
 
 from .data_checks import DATA_CHECKS
+from .populated_tables import TableFiller
 
 Row = tuple[str, str]  # (what, description), e.g. ("column", "public.item.name text not null")
 Rows = tuple[Row, ...]
@@ -284,7 +285,17 @@ class SchemaTracker:
             for statement in PROBE_SQL:
                 connection.exec_driver_sql(statement)
         self.objects: dict[Key, Rows] = self._read(SNAPSHOT_ALL)
+        # Each relation's key by its name row: ALTER COLUMN TYPE rebuilds the table's indexes
+        # under new oids without an event for the old ones, which would otherwise stay behind.
+        self.by_name: dict[Row, Key] = {}
+        self._index_names(self.objects)
         connection.commit()
+
+    def _index_names(self, objects: dict[Key, Rows]) -> None:
+        for key, rows in objects.items():
+            for row in rows:
+                if row[0] == "relation":
+                    self.by_name[row] = key
 
     def refresh(self) -> tuple[set[Row], set[Row]]:
         """Re-read what changed since the last refresh: the rows of the changed objects as they
@@ -295,7 +306,14 @@ class SchemaTracker:
             if ("x", 0) not in touched:
                 # `fresh` holds the touched objects that still exist; the others are gone.
                 old = [self.objects.pop(key) for key in touched if key in self.objects]
+                # A new object under the name of an untouched one replaced it (a rebuilt index).
+                for key, rows in fresh.items():
+                    for row in rows:
+                        replaced = self.by_name.get(row) if row[0] == "relation" else None
+                        if replaced not in (None, key) and replaced in self.objects:
+                            old.append(self.objects.pop(replaced))
                 self.objects.update(fresh)
+                self._index_names(fresh)
                 return _rows(old), _rows(fresh.values())
         old_objects, self.objects = self.objects, self._read(SNAPSHOT_ALL)
         return _rows(old_objects.values()), _rows(self.objects.values())
@@ -367,23 +385,29 @@ class _Stop(Exception):
 
 
 def walk_base_to_head(url: URL, outcome: Walk, *, stairway: bool) -> None:
-    """Upgrade base -> head one revision at a time; with `stairway`, also downgrade each revision
-    and check that it restores exactly the schema before it, then upgrade it again.
+    """Upgrade base -> head one revision at a time, every table holding a few generated rows
+    (populated_tables.py); with `stairway`, also downgrade each revision and check that it
+    restores exactly the schema before it, then upgrade it again.
 
     Each revision's data check (data_checks.py) writes its rows once the revision is applied, and
     checks them at head. The outcome records the first failure of each kind instead of raising,
     so one walk answers the upgrade, stairway, data and model tests.
     """
     phase = ["upgrade", "base"]
+    filled: list[str] = []  # the tables holding generated rows when a step failed
 
     def steps(heads: tuple[str, ...], context: MigrationContext) -> Iterator[RevisionStep]:
         connection = context.connection
         assert connection is not None
         schema = SchemaTracker(connection) if stairway else None
+        filler = TableFiller(connection)
         written: list[str] = []
         for revision in revisions_base_to_head():
             where = f"revision {revision.revision} ({revision.path})"
             phase[:] = ["upgrade", where]
+            # Every table holds rows, as in production (populated_tables.py).
+            filler.fill_new_tables()
+            filled[:] = filler.filled
             yield up(revision)
             if schema:
                 # Read once after the round trip: whatever the upgrade or the downgrade touched
@@ -398,6 +422,8 @@ def walk_base_to_head(url: URL, outcome: Walk, *, stairway: bool) -> None:
                     )
                     raise _Stop
                 phase[0] = "second upgrade"
+                filler.fill_new_tables()
+                filled[:] = filler.filled
                 yield up(revision)
                 schema.refresh()
             check = DATA_CHECKS.get(revision.revision)
@@ -413,10 +439,18 @@ def walk_base_to_head(url: URL, outcome: Walk, *, stairway: bool) -> None:
         return
     except Exception as exc:
         what, where = phase
+        # Empty tables would not have failed the way a populated database does: say so.
+        rows = (
+            f" (the tables {', '.join(filled)} held generated rows, as a populated database "
+            "does: a new NOT NULL column needs a server_default or a backfill first, a narrower "
+            "type or a new unique constraint needs the data checked first)"
+            if filled
+            else ""
+        )
         if what == "upgrade":
-            outcome.upgrade_failure = f"upgrade to {where} failed: {exc}"
+            outcome.upgrade_failure = f"upgrade to {where} failed: {exc}{rows}"
         else:
-            outcome.stairway_failure = f"{where}: {what} failed: {exc}"
+            outcome.stairway_failure = f"{where}: {what} failed: {exc}{rows}"
 
 
 def _guarded(

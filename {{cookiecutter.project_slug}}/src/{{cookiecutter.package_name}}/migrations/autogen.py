@@ -16,6 +16,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy.dialects.postgresql.base import PGDialect
 from sqlmodel.sql.sqltypes import AutoString
 
+from . import compare
 from . import ops as safe
 
 POSTGRESQL = PGDialect()  # type: ignore[no-untyped-call]  # SQLAlchemy leaves it untyped
@@ -396,6 +397,8 @@ def configure_options(*, writing_revision: bool) -> dict[str, Any]:
         "compare_type": True,
         "compare_server_default": True,
         "render_item": render_item,
+        # Named CHECKs, partial-index predicates and primary-key sequences (compare.py).
+        "autogenerate_plugins": compare.PLUGINS,
     }
     if writing_revision:
         options["process_revision_directives"] = process_revision_directives

@@ -16,8 +16,18 @@ from sqlalchemy import Connection, MetaData, pool
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 import {{ cookiecutter.package_name }}.migrations.ops  # noqa: F401  registers the op.* of ops.py
-from {{ cookiecutter.package_name }}.migrations import guards, lock, nontransactional, retries
-from {{ cookiecutter.package_name }}.migrations.errors import clear_errors, connect
+from {{ cookiecutter.package_name }}.migrations import (
+    guards,
+    literals,
+    lock,
+    nontransactional,
+    retries,
+)
+from {{ cookiecutter.package_name }}.migrations.errors import (
+    clear_errors,
+    connect,
+    offline_failure,
+)
 from {{ cookiecutter.package_name }}.migrations.progress import Progress
 from {{ cookiecutter.package_name }}.migrations.settings_loading import load_settings
 from {{ cookiecutter.package_name }}.migrations.signals import Interrupted, cancel_on_signals
@@ -76,11 +86,15 @@ def configure(**kwargs: Any) -> None:
 def run_migrations_offline() -> None:
     """`--sql`: print the SQL for a DBA to review; no database is needed."""
     configure(url=url, literal_binds=True, dialect_opts={"paramstyle": "named"})
+    literals.render_json_literals(context.get_context().dialect)  # bulk_insert of JSON values
     # The script carries the same timeouts an online run sets, for whoever runs it by hand.
     context.execute(f"SET lock_timeout = '{settings.migration_lock_timeout}'")
     context.execute(f"SET statement_timeout = '{settings.migration_statement_timeout}'")
     with context.begin_transaction():
-        context.run_migrations()
+        try:
+            context.run_migrations()
+        except Exception as exc:
+            raise offline_failure(exc) from exc
 
 
 def do_run_migrations(connection: Connection, *, own_session: bool = True) -> None:

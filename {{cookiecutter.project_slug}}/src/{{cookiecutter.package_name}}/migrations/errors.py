@@ -225,6 +225,14 @@ def clear_errors(
                 f"({_first_line(exc)}). Migrations must run on the primary: point "
                 f"MIGRATION_DATABASE_URL (or DATABASE_URL) at it. {_where(progress)}"
             ) from exc
+        if command == "downgrade" and (_failed_revision(exc) or progress.revision):
+            # Its own advice: the upgrade's would send the user to make migrate.
+            raise CommandError(
+                f"The downgrade of revision {_revision(progress, exc)} failed: "
+                f"{_first_line(exc)}. {_where(progress)} Fix that revision's downgrade() (data "
+                "the upgrade changed may not fit the old schema: move it back first), then run "
+                f"make rollback again; make current shows the version. {HINT_VERBOSE}"
+            ) from exc
         if _failed_revision(exc) is not None or progress.revision is not None:
             raise CommandError(
                 f"Revision {_revision(progress, exc)} failed: {_first_line(exc)}. "
@@ -232,3 +240,13 @@ def clear_errors(
                 f"shows the version). {HINT_VERBOSE}"
             ) from exc
         raise CommandError(f"Migration run failed: {_first_line(exc)}. {HINT_VERBOSE}") from exc
+
+
+def offline_failure(exc: BaseException) -> CommandError:
+    """`make sql`: the revision that cannot be rendered as SQL without a database, and why."""
+    where = _failed_revision(exc) or "a revision"
+    return CommandError(
+        f"{where} cannot be rendered as SQL offline: {_first_line(exc)}. It needs a database "
+        "(op.get_bind(), or data it reads): render the revisions before and after it apart "
+        f"(make sql rev=from:to) and review this one by hand. {HINT_VERBOSE}"
+    )

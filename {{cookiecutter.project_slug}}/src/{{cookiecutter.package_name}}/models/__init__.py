@@ -11,9 +11,10 @@ import pkgutil
 from sqlalchemy import MetaData
 from sqlmodel import SQLModel
 
-# Named constraints can be altered and dropped portably, and Alembic only compares named CHECK
-# constraints. Set before any model module defines a table. CHECK constraints must be given a
-# name (`sa.CheckConstraint(..., name="...")`), which this convention then prefixes.
+# Named constraints can be altered and dropped portably, and only named CHECK constraints are
+# compared (by migrations/compare.py, as PostgreSQL prints them). Set before any model module
+# defines a table. CHECK constraints must be given a name (`sa.CheckConstraint(..., name="...")`),
+# which this convention then prefixes.
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",

@@ -1,0 +1,335 @@
+"""`make rehearse`: run the pending migrations on a copy of real data, and say what they did.
+
+    python -m {{ cookiecutter.package_name }}.rehearse file=backups/<name>-<timestamp>.dump
+    python -m {{ cookiecutter.package_name }}.rehearse from=postgresql://reader@prod-replica/app
+
+The copy (a `make backup` dump, or a dump read from `from=` with pg_dump in a read-only session:
+the source is never written to) is restored into a scratch database on the configured
+development/test server. Each pending revision then runs there, as `make migrate` runs it, and
+prints its wall time, the locks it took (relation, mode) and how long it held them (a lock taken
+in a transaction is held until it commits), and the rows it changed. Then each pending revision
+goes down and up again, and the schema must come back the same. The scratch database is dropped
+at the end, whatever happened.
+"""
+
+import asyncio
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.script import Script, ScriptDirectory
+from sqlalchemy import Connection, event, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+from .db import create_engine
+from .migrations import alembic_config, current_heads
+from .pgclient import ClientError, libpq_environment, matching_program, server_major_version
+from .restore import check_dump, readable_by
+from .settings import Settings, get_settings
+
+USAGE = "make rehearse file=backups/<name>-<timestamp>.dump, or from=postgresql://user@host/db"
+# The relations a backend holds locks on, with the mode: read after each statement.
+LOCKS = """
+SELECT relation::regclass::text, mode FROM pg_locks
+ WHERE pid = :pid AND locktype = 'relation' AND granted
+   AND relation IN (SELECT oid FROM pg_class
+                     WHERE relkind IN ('r', 'p', 'm', 'S') AND relname NOT LIKE 'alembic_version%'
+                       AND relnamespace <> 'pg_catalog'::regnamespace)
+"""
+# What a down-and-up round trip must restore: columns, constraints, indexes, sequences.
+SCHEMA = r"""
+WITH rel AS (
+  SELECT c.oid, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+   WHERE n.nspname NOT LIKE 'pg\_%' AND n.nspname <> 'information_schema'
+)
+SELECT format('%s.%s %s%s', rel.oid::regclass, a.attname, format_type(a.atttypid, a.atttypmod),
+              CASE WHEN a.attnotnull THEN ' not null' ELSE '' END)
+  FROM pg_attribute a JOIN rel ON rel.oid = a.attrelid
+ WHERE a.attnum > 0 AND NOT a.attisdropped AND rel.relkind IN ('r', 'p', 'v', 'm')
+UNION ALL
+SELECT k.conrelid::regclass || ' ' || k.conname || ' ' || pg_get_constraintdef(k.oid)
+  FROM pg_constraint k JOIN rel ON rel.oid = k.conrelid
+UNION ALL
+SELECT pg_get_indexdef(i.indexrelid) FROM pg_index i JOIN rel ON rel.oid = i.indrelid
+UNION ALL
+SELECT s.seqrelid::regclass || ' ' || format_type(s.seqtypid, NULL)
+  FROM pg_sequence s JOIN rel ON rel.oid = s.seqrelid
+"""
+
+
+class RehearsalError(Exception):
+    """A short message for the user: what is wrong and what to do."""
+
+
+@dataclass
+class StepReport:
+    revision: str
+    seconds: float = 0.0
+    rows: int = 0
+    # (relation, mode) -> when the statement that took it started; how long it was held
+    locks: dict[tuple[str, str], float] = field(default_factory=dict)
+    held: dict[tuple[str, str], float] = field(default_factory=dict)
+
+    def lines(self) -> list[str]:
+        lines = [f"{self.revision}: {self.seconds:.2f} s, {self.rows} row(s) changed"]
+        for (relation, mode), seconds in sorted(self.held.items(), key=lambda item: -item[1]):
+            lines.append(f"    {mode} on {relation}, held {seconds:.2f} s")
+        return lines
+
+
+def parse(argv: list[str]) -> tuple[Path | None, URL | None]:
+    given = dict(arg.split("=", 1) for arg in argv if "=" in arg)
+    file, source = given.get("file") or None, given.get("from") or None
+    if bool(file) == bool(source):
+        raise RehearsalError(f"give one of file=... or from=...: {USAGE}")
+    if source:
+        try:
+            return None, make_url(source.replace("+asyncpg", ""))
+        except ArgumentError:
+            raise RehearsalError(f"from=... is not a database URL: {USAGE}") from None
+    return Path(str(file)), None
+
+
+def dump_source(source: URL, settings: Settings, folder: Path) -> Path:
+    """Read `source` into a dump with pg_dump, in a read-only session."""
+    env = libpq_environment(source, settings)
+    # Every transaction of the session is read-only: pg_dump cannot write to the source.
+    env["PGOPTIONS"] = "-c default_transaction_read_only=on"
+    try:
+        server = server_major_version(source.set(drivername="postgresql+asyncpg"), settings)
+    except ClientError:
+        where = f"{source.host or 'local socket'}/{source.database or ''}"
+        raise RehearsalError(
+            f"cannot reach the source database {where} as {source.username or '(default)'}: "
+            "check from=... (host, port, user, password) and that it accepts connections"
+        ) from None
+    _, pg_dump = matching_program("pg_dump", server)
+    target = folder / "source.dump"
+    result = subprocess.run(
+        [str(pg_dump), "--format=custom", f"--file={target}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RehearsalError(f"pg_dump could not read the source: {result.stderr.strip()}")
+    return target
+
+
+async def _admin(url: URL, settings: Settings, statement: str) -> None:
+    engine = create_engine(settings, url=url)
+    try:
+        async with engine.connect() as connection:
+            await connection.execution_options(isolation_level="AUTOCOMMIT")
+            await connection.execute(text(statement))
+    finally:
+        await engine.dispose()
+
+
+@contextmanager
+def scratch_database(url: URL, settings: Settings) -> Iterator[URL]:
+    name = f"{url.database or 'db'}_rehearse_{uuid.uuid4().hex[:8]}"
+    asyncio.run(_admin(url, settings, f'CREATE DATABASE "{name}"'))
+    try:
+        yield url.set(database=name)
+    finally:
+        asyncio.run(_admin(url, settings, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def restore(dump: Path, scratch: URL, settings: Settings) -> None:
+    env = libpq_environment(scratch, settings)
+    server = server_major_version(scratch, settings)
+    _, pg_restore = matching_program(
+        "pg_restore", server, lambda path: readable_by(path, dump, env)
+    )
+    args = [
+        str(pg_restore),
+        "--no-owner",
+        "--no-acl",
+        "--exit-on-error",
+        f"--dbname={scratch.database}",
+    ]
+    result = subprocess.run(
+        [*args, str(dump)], env=env, capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        reason = result.stderr.strip()
+        raise RehearsalError(f"pg_restore failed on the scratch copy: {reason}")
+
+
+def pending(connection: Connection) -> list[Script]:
+    script = ScriptDirectory.from_config(alembic_config())
+    at = current_heads(connection)
+    steps = script.iterate_revisions("heads", tuple(at) or "base")
+    return list(reversed([step for step in steps if step.revision not in at]))
+
+
+def _watch(connection: Connection, report: StepReport) -> list[Any]:
+    """After each statement of the revision, note the relations its transaction now locks, as
+    taken when that statement started, and the rows it changed."""
+    pid = connection.execute(text("SELECT pg_backend_pid()")).scalar_one()
+    reading = [False]
+    started = [time.perf_counter()]
+
+    def before(conn: Connection, *args: Any) -> None:
+        if not reading[0]:
+            started[0] = time.perf_counter()
+
+    def after(conn: Connection, cursor: Any, statement: str, *args: Any) -> None:
+        if reading[0]:
+            return
+        # Rows of the revision's own statements; Alembic's version bookkeeping is not counted.
+        verb = statement.lstrip()[:6].upper()
+        own = "alembic_version" not in statement
+        if own and verb in ("INSERT", "UPDATE", "DELETE") and cursor.rowcount > 0:
+            report.rows += cursor.rowcount
+        reading[0] = True
+        try:
+            for relation, mode in conn.execute(text(LOCKS), {"pid": pid}):
+                report.locks.setdefault((relation, mode), started[0])
+        finally:
+            reading[0] = False
+
+    event.listen(connection, "before_cursor_execute", before)
+    event.listen(connection, "after_cursor_execute", after)
+    return [("before_cursor_execute", before), ("after_cursor_execute", after)]
+
+
+def upgrade_one(connection: Connection, revision: Script) -> StepReport:
+    """Run `revision` in its own transaction on `connection`, noting its locks and rows."""
+    report = StepReport(f"{revision.revision} ({revision.doc})")
+    started = time.perf_counter()
+    listeners = _watch(connection, report)
+    try:
+        config = alembic_config(connection=connection)
+        config.attributes["command"] = "upgrade"
+        command.upgrade(config, revision.revision)
+        connection.commit()
+    finally:
+        for name, listener in listeners:
+            event.remove(connection, name, listener)
+    done = time.perf_counter()
+    report.seconds = done - started
+    report.held = {key: done - first for key, first in report.locks.items()}
+    return report
+
+
+def schema(connection: Connection) -> set[str]:
+    return {row for (row,) in connection.execute(text(SCHEMA))}
+
+
+def _first_line(exc: BaseException) -> str:
+    message = str(exc).strip()
+    return message.splitlines()[0].split(" Fix the cause")[0] if message else type(exc).__name__
+
+
+def round_trip(connection: Connection, revisions: list[Script]) -> str | None:
+    """Each revision, from the last, down one and up again: the schema must come back."""
+    config = alembic_config(connection=connection)
+    for revision in reversed(revisions):
+        before = schema(connection)
+        for step, target in (("downgrade", "-1"), ("upgrade", revision.revision)):
+            config.attributes["command"] = step
+            try:
+                getattr(command, step)(config, target)
+                connection.commit()
+            except Exception as exc:
+                connection.rollback()
+                return f"the {step} of revision {revision.revision} failed: {_first_line(exc)}"
+        after = schema(connection)
+        if after != before:
+            return (
+                f"revision {revision.revision} does not go down and up again on this data: "
+                f"the schema gains {sorted(after - before)}, loses {sorted(before - after)}"
+            )
+        if revision is not revisions[0]:
+            # Down to the revision before it, for the next one's round trip.
+            config.attributes["command"] = "downgrade"
+            command.downgrade(config, "-1")
+            connection.commit()
+    return None
+
+
+async def rehearse(scratch: URL, settings: Settings) -> int:
+    engine = create_engine(settings, url=scratch)
+    try:
+        async with engine.connect() as connection:
+            revisions = await connection.run_sync(pending)
+            if not revisions:
+                print("No pending revisions: the copy is at head already.")
+                return 0
+            print(f"{len(revisions)} pending revision(s), run on the copy:")
+            started = time.perf_counter()
+            for revision in revisions:
+                try:
+                    report = await connection.run_sync(upgrade_one, revision)
+                except Exception as exc:
+                    await connection.rollback()
+                    print(
+                        f"Revision {revision.revision} ({revision.doc}) FAILED on this data: "
+                        f"{_first_line(exc)} Fix it before make migrate in "
+                        "production (e.g. a server_default or a backfill for a new NOT NULL "
+                        "column).",
+                        file=sys.stderr,
+                    )
+                    return 1
+                print("\n".join(report.lines()))
+            print(f"Pending revisions applied in {time.perf_counter() - started:.2f} s.")
+            started = time.perf_counter()
+            print("Each pending revision down and up again:")
+            problem = await connection.run_sync(round_trip, revisions)
+            print(f"Round trips done in {time.perf_counter() - started:.2f} s.")
+            if problem:
+                print(f"Stairway FAILED: {problem}.", file=sys.stderr)
+                return 1
+            print("OK: every pending revision went down and up again with the same schema.")
+            return 0
+    finally:
+        await engine.dispose()
+
+
+def main(argv: list[str]) -> int:
+    settings = get_settings()
+    if settings.environment == "production":
+        print(
+            "make rehearse restores a copy into a scratch database: run it against a "
+            "development or test server, not production (ENVIRONMENT=production).",
+            file=sys.stderr,
+        )
+        return 1
+    try:
+        file, source = parse(argv)
+        with tempfile.TemporaryDirectory(prefix="rehearse-") as folder:
+            if source is not None:
+                dump = dump_source(source, settings, Path(folder))
+            else:
+                assert file is not None
+                if problem := check_dump(file):
+                    raise RehearsalError(problem.replace("make restore", "make rehearse"))
+                dump = file
+            url = settings.sqlalchemy_url
+            with scratch_database(url, settings) as scratch:
+                started = time.perf_counter()
+                restore(dump, scratch, settings)
+                print(
+                    f"Copy restored into scratch database {scratch.database} in "
+                    f"{time.perf_counter() - started:.2f} s."
+                )
+                return asyncio.run(rehearse(scratch, settings))
+    except (RehearsalError, ClientError) as exc:
+        print(f"Nothing rehearsed: {exc}.", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

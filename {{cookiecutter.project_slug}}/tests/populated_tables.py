@@ -1,0 +1,170 @@
+"""A few generated rows in every table, so the migration walk runs on tables that hold data.
+
+A revision that adds a NOT NULL column without a default, narrows a type, makes a column NOT NULL
+or adds a unique constraint passes on empty tables and fails on the first populated database.
+Before each upgrade step, the walk gives every table that appeared since the last step three rows
+made from its column types, defaults and foreign keys (no code per model):
+
+- the first two rows are alike in every column that is not unique, so a new unique constraint
+  meets a duplicate; the third leaves each nullable column NULL, so a new NOT NULL meets a NULL;
+- integers sit above the range of the next narrower type, strings fill their declared length, so
+  a narrowing type change meets a value that does not fit;
+- columns with a default (identity, SERIAL, server_default) get their default; a foreign key
+  refers to a row of its table.
+
+Each row goes in inside its own savepoint: one that a CHECK or a composite key rejects is left
+out, the others stay. Only tables new since the last step are read, so the cost per step stays
+flat as the chain grows. Hand-written data checks (data_checks.py) stay for data a revision moves.
+"""
+
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, text
+
+ROWS = 3
+_SCHEMAS = r"n.nspname NOT LIKE 'pg\_%' AND n.nspname NOT IN ('information_schema', 'test_probe')"
+NEW_TABLES = f"""
+SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND {_SCHEMAS}
+   AND c.relname NOT LIKE 'alembic_version%' AND NOT c.oid = ANY(CAST(:seen AS oid[]))
+"""
+# Per column of the new tables: what it holds, whether it fills itself, is unique, refers to.
+COLUMNS = """
+SELECT a.attrelid, a.attrelid::regclass::text, quote_ident(a.attname),
+       format_type(a.atttypid, a.atttypmod), t.typcategory, t.typtype, a.atttypid::regtype::text,
+       a.atttypmod, a.attnotnull,
+       a.atthasdef OR a.attidentity <> '' OR a.attgenerated <> '',
+       EXISTS (SELECT 1 FROM pg_index i
+                WHERE i.indrelid = a.attrelid AND i.indisunique AND a.attnum = ANY(i.indkey)),
+       (SELECT k.confrelid::regclass::text || ' ' || quote_ident(r.attname)
+          FROM pg_constraint k
+          JOIN pg_attribute r ON r.attrelid = k.confrelid AND r.attnum = k.confkey[1]
+         WHERE k.conrelid = a.attrelid AND k.contype = 'f' AND k.conkey = ARRAY[a.attnum]
+         LIMIT 1)
+  FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+ WHERE a.attrelid = ANY(CAST(:tables AS oid[])) AND a.attnum > 0 AND NOT a.attisdropped
+ ORDER BY a.attrelid, a.attnum
+"""
+# Above the next narrower type: 2**14, 2**30, 2**40.
+INTEGER_BASE = {"smallint": 16384, "integer": 1073741824, "bigint": 1099511627776}
+TIMES = ("date", "time", "timestamp", "timetz", "timestamptz", "interval")
+
+
+@dataclass
+class _Column:
+    name: str
+    type: str  # as format_type prints it, e.g. character varying(20)
+    category: str  # pg_type.typcategory
+    typtype: str  # 'e' for an enum
+    base: str  # the type without modifiers, e.g. character varying
+    typmod: int
+    not_null: bool
+    fills_itself: bool
+    unique: bool
+    refers: str | None  # "referenced_table column"
+
+    def value(self, row: int) -> str | None:
+        """SQL for this column in row `row`, or None when nothing fits."""
+        if self.refers:
+            table, column = self.refers.rsplit(" ", 1)
+            return f"(SELECT {column} FROM {table} ORDER BY 1 LIMIT 1)"
+        # Non-unique columns hold the same value in every row: a new unique constraint fails.
+        n = row if self.unique else 0
+        cast = f"CAST(%s AS {self.type})"
+        if self.base in INTEGER_BASE:
+            return str(INTEGER_BASE[self.base] + n)
+        if self.category == "N":
+            return cast % f"{n + 1}"
+        if self.category == "S":
+            # Declared length filled: a shorter varchar no longer holds it.
+            length = self.typmod - 4 if self.typmod > 4 else 40
+            return cast % ("'" + f"{n}".ljust(length, "x")[:length] + "'")
+        if self.category == "B":
+            return "true"
+        if self.category == "D" or self.base in TIMES:
+            return cast % ("'1 day'" if self.base == "interval" else "now()")
+        if self.typtype == "e":
+            return f"(enum_range(NULL::{self.type}))[1]"
+        if self.base == "uuid":
+            return "gen_random_uuid()"
+        if self.base in ("json", "jsonb"):
+            return cast % ('\'{"row": ' + str(n) + "}'")
+        if self.category == "A":
+            return "'{}'"
+        if self.base == "bytea":
+            return f"'\\x0{n}'"
+        return None
+
+
+class TableFiller:
+    """Puts generated rows in each table that appears during a walk."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self.seen: list[int] = []
+        self.filled: list[str] = []
+
+    def fill_new_tables(self) -> None:
+        new = [oid for (oid,) in self.connection.execute(text(NEW_TABLES), {"seen": self.seen})]
+        if not new:
+            return
+        self.seen.extend(new)
+        tables: dict[int, tuple[str, list[_Column]]] = {}
+        for oid, table, *fields in self.connection.execute(text(COLUMNS), {"tables": new}):
+            tables.setdefault(oid, (table, []))[1].append(_Column(*fields))
+        # Referenced tables first, so a foreign key finds a row.
+        for table, columns in _referenced_first(list(tables.values())):
+            if any(self._insert(table, columns, row) for row in range(ROWS)):
+                self.filled.append(table)
+
+    def _insert(self, table: str, columns: list[_Column], row: int) -> bool:
+        names: list[str] = []
+        values: list[str] = []
+        for column in columns:
+            if column.fills_itself:
+                continue
+            # The last row leaves every nullable column NULL: a later NOT NULL meets one.
+            value = None if row == ROWS - 1 and not column.not_null else column.value(row)
+            if value is None and column.not_null:
+                return False
+            names.append(column.name)
+            values.append(value or "NULL")
+        statement = (
+            f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join(values)})"
+            if names
+            else f"INSERT INTO {table} DEFAULT VALUES"
+        )
+        savepoint = self.connection.begin_nested()
+        try:
+            self.connection.exec_driver_sql(statement)
+        except Exception:
+            savepoint.rollback()
+            return False
+        savepoint.commit()
+        return True
+
+
+def _referenced_first(
+    tables: list[tuple[str, list[_Column]]],
+) -> list[tuple[str, list[_Column]]]:
+    names = {table for table, _ in tables}
+    ordered: list[tuple[str, list[_Column]]] = []
+    placed: set[str] = set()
+    pending = list(tables)
+    while pending:
+        ready = [
+            entry
+            for entry in pending
+            if all(
+                column.refers is None
+                or column.refers.rsplit(" ", 1)[0] in placed
+                or column.refers.rsplit(" ", 1)[0] not in names
+                or column.refers.rsplit(" ", 1)[0] == entry[0]
+                for column in entry[1]
+            )
+        ] or pending[:1]  # a cycle: start anywhere, its foreign keys may stay NULL
+        for entry in ready:
+            pending.remove(entry)
+            placed.add(entry[0])
+            ordered.append(entry)
+    return ordered
