@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from harness import TEMPLATE, TOOLS_BIN, clean_env, embedded_server, timed  # noqa: E402
+from harness import TEMPLATE, TOOLS_BIN, clean_env, embedded_server, timed
 
 PENDING = '''"""Add a note to every item, indexed."""
 
@@ -78,7 +78,7 @@ def main() -> int:
             "INSERT INTO item (name, description) SELECT 'item ' || g, 'about ' || g "
             f"FROM generate_series(1, {options.rows}) g"
         )
-        must(["make", "--no-print-directory", "psql", f"args=-c \"{insert}\""], project, source)
+        must(["make", "--no-print-directory", "psql", f'args=-c "{insert}"'], project, source)
         must(["make", "--no-print-directory", "backup"], project, source)
         (dump,) = (project / "backups").glob("*.dump")
         versions = project / "src" / "my_service" / "migrations" / "versions"
@@ -109,8 +109,14 @@ def main() -> int:
                     start = time.perf_counter()
                     server.create_database(name)
                     restore = timed(
-                        [pg_restore, "--no-owner", "--no-acl", "--exit-on-error"]
-                        + [f"--dbname={name}", str(dump)],
+                        [
+                            pg_restore,
+                            "--no-owner",
+                            "--no-acl",
+                            "--exit-on-error",
+                            f"--dbname={name}",
+                            str(dump),
+                        ],
                         project,
                         clean_env(PGHOST=server.socket_dir, PGUSER="postgres"),
                     )
