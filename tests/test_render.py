@@ -43,6 +43,7 @@ MAKE_TARGETS = (
     "backup",
     "restore",
     "psql",
+    "rehearse",
     "test",
     "lint-migrations",
     "lint",
