@@ -53,7 +53,7 @@ def _errno(exc: BaseException) -> int | None:
 
 def _first_line(exc: BaseException) -> str:
     orig = getattr(exc, "orig", None)
-    args = getattr(orig, "args", ())
+    args: tuple[object, ...] = getattr(orig, "args", ())
     if len(args) == 2 and isinstance(args[0], int):  # PyMySQL's (errno, message)
         return f"{type(orig).__name__} {args[0]}: {args[1]}"
     message = str(orig or exc).strip().splitlines()

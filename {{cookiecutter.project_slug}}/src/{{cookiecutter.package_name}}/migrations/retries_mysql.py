@@ -63,7 +63,8 @@ class RetryPolicy:
         if self.lock_timeout_ms <= 0:
             return _NO_LIMIT
         limit = self.lock_timeout_ms / 1000
-        return max(1, math.ceil(min(limit, limit / 4 * 2 ** (attempt - 1))))
+        seconds: float = min(limit, limit / 4 * 2 ** (attempt - 1))
+        return max(1, math.ceil(seconds))
 
     def attempts_left(self, attempt: int, started: float) -> bool:
         return (
