@@ -110,18 +110,12 @@ def test_upgrade_on_an_injected_connection_stays_in_the_callers_transaction(
     assert_at(database_url, set())
 {%- if cookiecutter.database == "mysql" %}
     # MySQL commits DDL on its own: the caller's rollback undid the version row, not the table.
-    tables = on_connection(
-        database_url,
-        lambda sync: sync.execute(
-            text(
-                "SELECT TABLE_NAME FROM information_schema.TABLES "
-                "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME <> 'alembic_version'"
-            )
-        )
-        .scalars()
-        .all(),
+    tables = text(
+        "SELECT TABLE_NAME FROM information_schema.TABLES "
+        "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME <> 'alembic_version'"
     )
-    assert tables == ["item"]
+    listed = on_connection(database_url, lambda sync: sync.execute(tables).scalars().all())
+    assert listed == ["item"]
 {%- endif %}
 
 
