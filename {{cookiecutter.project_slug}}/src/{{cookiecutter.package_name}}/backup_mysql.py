@@ -4,19 +4,17 @@
 
 `--single-transaction` dumps a consistent snapshot of InnoDB tables without locking them; the
 password reaches mysqldump in a private option file, never its command line. The folder is made
-0700 and the dump 0600: a dump holds every row. mysqldump's metadata-lock waits are bounded by
-BACKUP_LOCK_WAIT (lock_wait_timeout), so a migration holding one makes the backup fail with a
-message instead of hanging.
+0700 and the dump 0600: a dump holds every row. mysqldump has no option to bound its metadata-lock
+waits (BACKUP_LOCK_WAIT applies to PostgreSQL's pg_dump only): a backup started while a migration
+alters a table waits for it.
 """
 
-import math
 import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
 from .dbclient import ClientError, option_file, program
-from .migrations.settings_loading import duration_ms
 from .settings import PROJECT_ROOT, get_settings
 
 PRIVATE_FILE = 0o077  # umask: files 0600, folders 0700
@@ -36,24 +34,17 @@ def main(argv: list[str]) -> int:
     folder.chmod(0o700)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     target = folder / f"{url.database}-{stamp}.sql"
-    wait = max(1, math.ceil(duration_ms("backup_lock_wait", settings.backup_lock_wait) / 1000))
     with option_file(url) as options:
         args = [mysqldump, f"--defaults-extra-file={options}", "--single-transaction"]
         args += ["--routines", "--triggers", "--events", "--hex-blob", f"--result-file={target}"]
-        args += [f"--init-command=SET SESSION lock_wait_timeout = {wait}", str(url.database)]
+        args += [str(url.database)]
         result = subprocess.run(
             args, umask=PRIVATE_FILE, stderr=subprocess.PIPE, text=True, check=False
         )
     sys.stderr.write(result.stderr)
     if result.returncode != 0:
         target.unlink(missing_ok=True)
-        reason = (
-            f"a metadata lock was not granted within {wait}s (BACKUP_LOCK_WAIT): a migration "
-            "or long transaction holds one; run make backup again once it is done"
-            if "Lock wait timeout" in result.stderr
-            else "see its message above"
-        )
-        print(f"mysqldump failed: {reason}. No backup written.", file=sys.stderr)
+        print("mysqldump failed: see its message above. No backup written.", file=sys.stderr)
         return 1
     target.chmod(0o600)
     print(f"Backup written to {target} (mysqldump). Restore it with: make restore file={target}")

@@ -205,7 +205,8 @@ class Settings(BaseSettings):
 {%- endif %}
     migration_lock_timeout: str = "1s"
     migration_statement_timeout: str = "0"
-    # How long `make backup` ({% if cookiecutter.database == "mysql" %}mysqldump's lock_wait_timeout{% else %}pg_dump --lock-wait-timeout{% endif %}) waits for its table locks.
+    # How long `make backup` (pg_dump --lock-wait-timeout) waits for its table locks{% if cookiecutter.database == "mysql" %} (unused
+    # on MySQL: mysqldump has no such bound){% endif %}.
     backup_lock_wait: str = "30s"
     # A revision whose statement hit the lock timeout is rolled back and tried again, at most
     # this many times and for at most this many seconds in all.
