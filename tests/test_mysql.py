@@ -10,6 +10,7 @@ whole module is skipped, and the skip reason says so in the summary: there is no
 import os
 import re
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -305,6 +306,15 @@ def test_db_up_without_docker(project: Path, env: dict[str, str]) -> None:
     nowhere = make(project, "db-up", env=clean_env(DATABASE_URL="mysql://root@127.0.0.1:9/x"))
     assert nowhere.returncode != 0
     assert "there is no embedded MySQL" in nowhere.stdout and "DATABASE_URL=" in nowhere.stdout
+
+
+def test_ci_workflow_runs_against_a_mysql_service(project: Path) -> None:
+    workflow = project / ".github" / "workflows" / "ci.yml"
+    schema = [sys.executable, "-m", "check_jsonschema", "--builtin-schema"]
+    must(run(project, *schema, "vendor.github-workflows", str(workflow)))
+    text = workflow.read_text(encoding="utf-8")
+    assert "image: mysql:8.4" in text and "TEST_DATABASE_URL: mysql://" in text
+    assert "make db-up" not in text  # the service is the database; compose would clash on 3306
 
 
 def test_generated_tests_pass(project: Path) -> None:
