@@ -59,7 +59,7 @@ depends_on = None
 def upgrade() -> None:
     op.create_table("gadget", sa.Column("id", sa.Integer(), primary_key=True))
     op.create_index("ix_gadget_id", "gadget", ["id"])
-    op.add_column("no_such_table", sa.Column("x", sa.Integer()))
+@failing@
 
 
 def downgrade() -> None:
@@ -193,9 +193,39 @@ def test_seed_one_workflow(project: Path, env: dict[str, str], db: str) -> None:
     assert "(head)" in must(make(project, "current", env=env))
 
 
+SLOW = '''"""slow
+
+Revision ID: ab00000000aa
+Revises: @down@
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "ab00000000aa"
+down_revision = "@down@"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    # Longer than one GET_LOCK wait (1 s): waiters must keep waiting, not go ahead.
+    op.execute("SELECT SLEEP(2)")
+    op.create_table("slow", sa.Column("id", sa.Integer(), primary_key=True))
+
+
+def downgrade() -> None:
+    op.drop_table("slow")
+'''
+
+
+@pytest.mark.usefixtures("clean_versions")
 def test_eight_concurrent_migrates_leave_one_version_row(
     project: Path, env: dict[str, str], db: str
 ) -> None:
+    head = re.findall(r'^revision: str = "(\w+)"', versions(project)[-1].read_text(), re.M)[0]
+    planted = versions(project)[-1].with_name("20990101_0000_ab00000000aa_slow.py")
+    planted.write_text(SLOW.replace("@down@", head), encoding="utf-8")
     started = time.monotonic()
     racers = [
         subprocess.Popen(
@@ -213,21 +243,41 @@ def test_eight_concurrent_migrates_leave_one_version_row(
     codes = [racer.returncode for racer in racers]
     print(f"8 concurrent make migrate on MySQL: exit codes {codes}, {elapsed:.1f}s in all")
     assert codes == [0] * 8, "\n".join(outputs)
-    assert len(version(db)) == 1
-    assert sum("Running upgrade" in output for output in outputs) == 1
+    assert version(db) == ["ab00000000aa"]
+    # Each revision ran once, in whichever runner got the lock first.
+    assert sum(output.count("Running upgrade") for output in outputs) == 2
 
 
 @pytest.mark.usefixtures("clean_versions")
+@pytest.mark.parametrize(
+    ("failing", "committed"),
+    [
+        # A data statement, then a DDL statement that fails: MySQL committed the INSERT too
+        # (DDL commits what came before it, even when it fails itself).
+        (
+            '    op.execute("INSERT INTO gadget (id) VALUES (1)")\n'
+            '    op.add_column("no_such_table", sa.Column("x", sa.Integer()))',
+            "CREATE TABLE gadget; CREATE INDEX ix_gadget_id ON gadget; INSERT INTO gadget.",
+        ),
+        # A data statement failing after the DDL: the DDL stays committed.
+        (
+            '    op.execute("INSERT INTO no_such_table (id) VALUES (1)")',
+            "CREATE TABLE gadget; CREATE INDEX ix_gadget_id ON gadget.",
+        ),
+    ],
+    ids=["ddl fails", "dml fails"],
+)
 def test_revision_failing_half_way_names_what_was_committed(
-    project: Path, env: dict[str, str], db: str
+    project: Path, env: dict[str, str], db: str, failing: str, committed: str
 ) -> None:
     must(make(project, "migrate", env=env))
     before = version(db)
     planted = versions(project)[-1].with_name("20990101_0000_ab00000000ff_half_failing.py")
-    planted.write_text(HALF_FAILING.replace("@down@", before[0]), encoding="utf-8")
+    body = HALF_FAILING.replace("@down@", before[0]).replace("@failing@", failing)
+    planted.write_text(body, encoding="utf-8")
     failed = make(project, "migrate", env=env)
     assert failed.returncode != 0
-    assert "CREATE TABLE gadget; CREATE INDEX ix_gadget_id ON gadget" in failed.stdout
+    assert f"already committed: {committed}" in failed.stdout
     assert "version row was NOT advanced" in failed.stdout and before[0] in failed.stdout
     assert "make stamp rev=ab00000000ff" in failed.stdout
     assert version(db) == before
