@@ -193,6 +193,53 @@ def test_seed_one_workflow(project: Path, env: dict[str, str], db: str) -> None:
     assert "(head)" in must(make(project, "current", env=env))
 
 
+ORDER = """import enum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+
+class Status(enum.Enum):
+    open = "open"
+    shipped = "shipped"
+
+
+class Order(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    status: Status = Field(sa_column=sa.Column(sa.Enum(Status), nullable=False))
+    data: dict[str, Any] | None = Field(default=None, sa_column=sa.Column(sa.JSON))
+"""
+
+
+@pytest.mark.usefixtures("clean_versions")
+def test_native_enum_and_json_columns(project: Path, env: dict[str, str], db: str) -> None:
+    model = project / "src" / "my_service" / "models" / "widget.py"  # removed after the test
+    model.write_text(ORDER, encoding="utf-8")
+    must(make(project, "migrate", env=env))
+    must(make(project, "migration", "msg=add order", env=env))
+    must(make(project, "migrate", env=env))
+    assert "No new upgrade operations detected" in must(make(project, "check", env=env))
+    columns = sql(
+        db,
+        "SELECT COLUMN_NAME, COLUMN_TYPE FROM information_schema.COLUMNS "
+        "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'order' ORDER BY ORDINAL_POSITION",
+    )
+    assert ("status", "enum('open','shipped')") in columns
+    sql(db, """INSERT INTO `order` (status, data) VALUES ('open', '{"k": [1, 2]}')""")
+    # A new enum value is a change `make check` sees and `make migration` writes.
+    model.write_text(
+        ORDER.replace('    shipped = "shipped"\n', '    shipped = "shipped"\n    lost = "lost"\n'),
+        encoding="utf-8",
+    )
+    assert make(project, "check", env=env).returncode != 0
+    must(make(project, "migration", "msg=order lost", env=env))
+    must(make(project, "migrate", env=env))
+    assert "No new upgrade operations detected" in must(make(project, "check", env=env))
+    must(make(project, "rollback", "steps=2", env=env))
+    assert "order" not in tables(db)
+
+
 SLOW = '''"""slow
 
 Revision ID: ab00000000aa
