@@ -419,3 +419,76 @@ def test_generated_tests_pass(project: Path) -> None:
     assert result.returncode == 0, result.stdout
     assert "MySQL used:" in result.stdout and " passed" in result.stdout
     assert " skipped" not in result.stdout
+
+
+ALTER_ITEM = '''"""alter item
+
+Revision ID: ab00000000bb
+Revises: @down@
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "ab00000000bb"
+down_revision = "@down@"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    @body@
+
+
+def downgrade() -> None:
+    pass
+'''
+
+
+def plant(project: Path, body: str) -> None:
+    head = re.findall(r'^revision: str = "(\w+)"', versions(project)[-1].read_text(), re.M)[0]
+    planted = versions(project)[-1].with_name("20990101_0000_ab00000000bb_alter_item.py")
+    planted.write_text(ALTER_ITEM.replace("@down@", head).replace("@body@", body), "utf-8")
+
+
+@pytest.mark.usefixtures("clean_versions")
+def test_lock_wait_timeout_is_retried_then_explained(
+    project: Path, env: dict[str, str], db: str
+) -> None:
+    must(make(project, "migrate", env=env))
+    before = version(db)
+    plant(project, 'op.add_column("item", sa.Column("price", sa.Integer()))')
+    # Another session reads the table in an open transaction: it holds a metadata lock that the
+    # ALTER waits for.
+    blocker = pymysql.connect(host=HOST, port=PORT, user=USER, password=PASSWORD, database=db)
+    with blocker.cursor() as cursor:
+        cursor.execute("BEGIN")
+        cursor.execute("SELECT * FROM item")
+        cursor.execute("SELECT CONNECTION_ID()")
+        (blocker_id,) = cursor.fetchone() or (None,)
+    bounded = {**env, "MIGRATION_LOCK_TIMEOUT": "1s", "MIGRATION_LOCK_RETRIES": "2"}
+    try:
+        failed = make(project, "migrate", env=bounded)
+    finally:
+        blocker.close()
+    assert failed.returncode != 0
+    assert "could not get its lock in 2 attempts" in failed.stdout, failed.stdout
+    assert f"connection {blocker_id}" in failed.stdout
+    assert "Nothing of it was applied" in failed.stdout
+    assert version(db) == before
+    # The blocker gone, the same command goes through.
+    must(make(project, "migrate", env=bounded))
+    assert version(db) == ["ab00000000bb"]
+
+
+@pytest.mark.usefixtures("clean_versions")
+def test_statement_timeout_bounds_a_statement(project: Path, env: dict[str, str], db: str) -> None:
+    must(make(project, "migrate", env=env))
+    before = version(db)
+    plant(project, 'op.execute("SELECT SLEEP(5)")')
+    started = time.monotonic()
+    failed = make(project, "migrate", env={**env, "MIGRATION_STATEMENT_TIMEOUT": "1s"})
+    assert failed.returncode != 0
+    assert time.monotonic() - started < 4.5
+    assert "Revision ab00000000bb" in failed.stdout and "failed" in failed.stdout
+    assert version(db) == before
