@@ -9,6 +9,7 @@ whole module is skipped, and the skip reason says so in the summary: there is no
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -492,3 +493,17 @@ def test_statement_timeout_bounds_a_statement(project: Path, env: dict[str, str]
     assert time.monotonic() - started < 4.5
     assert "Revision ab00000000bb" in failed.stdout and "failed" in failed.stdout
     assert version(db) == before
+
+
+def test_generated_tests_fail_without_a_server(project: Path) -> None:
+    docker = shutil.which("docker")
+    if (
+        docker
+        and subprocess.run([docker, "info"], capture_output=True, check=False).returncode == 0
+    ):
+        pytest.skip("a Docker engine answers here: the generated tests would start MySQL in it")
+    result = make(project, "test", env=clean_env())
+    assert result.returncode != 0
+    assert "set TEST_DATABASE_URL=mysql://" in result.stdout
+    assert "start a Docker engine" in result.stdout
+    assert " skipped" not in result.stdout

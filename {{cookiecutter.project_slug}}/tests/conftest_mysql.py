@@ -51,7 +51,10 @@ def server_url() -> Iterator[URL]:
         SERVER_USED.append(f"{_version(url)} at {url.host}:{url.port or 3306} (TEST_DATABASE_URL)")
         yield url
     elif _docker_answers():
-        from testcontainers.mysql import MySqlContainer
+        try:
+            from testcontainers.community.mysql import MySqlContainer
+        except ImportError:  # testcontainers before its modules moved to `community`
+            from testcontainers.mysql import MySqlContainer
 
         with MySqlContainer("mysql:8.4", username="root", password="test") as container:
             url = parse_database_url(container.get_connection_url())
