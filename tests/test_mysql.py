@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 import pymysql
 import pytest
+import yaml
 
 from .conftest import bake, clean_env, install, make, must, run, versions
 
@@ -507,3 +508,41 @@ def test_generated_tests_fail_without_a_server(project: Path) -> None:
     assert "set TEST_DATABASE_URL=mysql://" in result.stdout
     assert "start a Docker engine" in result.stdout
     assert " skipped" not in result.stdout
+
+
+# No Docker engine runs here: a `docker` on PATH answers `docker info` and records every call.
+DOCKER_SHIM = """#!/bin/sh
+echo "$*" >> "$DOCKER_CALLS"
+exit 0
+"""
+
+
+def test_db_up_uses_docker_compose_mysql_when_docker_answers(project: Path, tmp_path: Path) -> None:
+    shim = tmp_path / "bin"
+    shim.mkdir()
+    (shim / "docker").write_text(DOCKER_SHIM, encoding="utf-8")
+    (shim / "docker").chmod(0o755)
+    calls = tmp_path / "calls"
+    env = clean_env(PATH=f"{shim}{os.pathsep}{os.environ['PATH']}", DOCKER_CALLS=str(calls))
+    dotenv = project / ".env"
+    try:
+        up = must(make(project, "db-up", env=env))
+        assert "MySQL running in Docker" in up
+        assert calls.read_text().splitlines() == ["info", "compose up --detach --wait db"]
+        # compose.yaml's server is the one .env (copied from .env.example) names.
+        compose = yaml.safe_load((project / "compose.yaml").read_text(encoding="utf-8"))
+        database = compose["services"]["db"]
+        settings = dict(
+            line.split("=", 1)
+            for line in dotenv.read_text(encoding="utf-8").splitlines()
+            if line and not line.startswith("#")
+        )
+        assert database["image"].startswith("mysql:")
+        assert database["environment"]["MYSQL_ROOT_PASSWORD"] == settings["DB_PASSWORD"]
+        assert database["environment"]["MYSQL_DATABASE"] == settings["DB_NAME"]
+        assert settings["DB_USER"] == "root" and settings["DB_PORT"] == "3306"
+        calls.unlink()
+        must(make(project, "db-down", env=env))
+        assert calls.read_text().splitlines() == ["info", "compose down"]
+    finally:
+        dotenv.unlink(missing_ok=True)
