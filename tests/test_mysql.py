@@ -546,3 +546,21 @@ def test_db_up_uses_docker_compose_mysql_when_docker_answers(project: Path, tmp_
         assert calls.read_text().splitlines() == ["info", "compose down"]
     finally:
         dotenv.unlink(missing_ok=True)
+
+
+def test_db_reset_sql_heads_and_aliases(project: Path, env: dict[str, str], db: str) -> None:
+    must(make(project, "migrate", env=env))
+    assert "Rev:" in must(make(project, "heads", env=env))
+    assert "(head)" in must(make(project, "migration-current", env=env))
+    assert "Rev:" in must(make(project, "migration-history", env=env))
+    # The SQL for review needs no database (nothing listens on port 9).
+    offline = clean_env(DATABASE_URL="mysql://root@127.0.0.1:9/nowhere")
+    script = must(make(project, "sql", env=offline))
+    assert "SET SESSION lock_wait_timeout" in script
+    assert "CREATE TABLE item" in script and "AUTO_INCREMENT" in script
+    refused = make(project, "db-reset", env={**env, "ENVIRONMENT": "production"})
+    assert refused.returncode != 0 and "ENVIRONMENT is production" in refused.stdout
+    assert tables(db) == {"item"}
+    must(make(project, "db-reset", env=env))
+    assert tables(db) == set() and sql(db, "SELECT 1") == [(1,)]
+    must(make(project, "migration-stamp", "rev=base", env=env))
