@@ -7,6 +7,25 @@ from pathlib import Path
 if "{{ cookiecutter.github_actions }}" != "yes":
     shutil.rmtree(Path(".github"))
 
+# Files of the MySQL option are written `<name>_mysql.<ext>` next to the PostgreSQL file they
+# replace: the chosen database keeps its own, under the common name.
+MYSQL = "{{ cookiecutter.database }}" == "mysql"
+for variant in sorted(Path(".").rglob("*_mysql.*")):
+    if MYSQL:
+        variant.replace(variant.with_name(variant.name.replace("_mysql.", ".", 1)))
+    else:
+        variant.unlink()
+if MYSQL:
+    # PostgreSQL-only: concurrent index builds outside a transaction, psql/pg_dump discovery,
+    # squawk (`make lint-migrations` says so on MySQL), rehearsal on a pg_restore'd copy.
+    for name in (
+        "migrations/nontransactional.py",
+        "pgclient.py",
+        "migrations/lint.py",
+        "rehearse.py",
+    ):
+        Path("src/{{ cookiecutter.package_name }}", name).unlink()
+
 if "{{ cookiecutter.web_framework }}" == "none":
     shutil.rmtree(Path("src/{{ cookiecutter.package_name }}/app"))
     Path("tests/test_app.py").unlink()
@@ -18,13 +37,18 @@ project = Path.cwd()
 caller = Path(os.environ.get("PWD") or project.parent)
 where = project.relative_to(caller) if project.is_relative_to(caller) else project
 
+database = (
+    "a development MySQL in Docker, or how to point the project at a server"
+    if MYSQL
+    else "a development PostgreSQL (Docker if it answers, else embedded)"
+)
 print(
     f"""
 Created {project.name}. Next:
 
     cd {where}
     make install    # .venv with the service and its dev tools
-    make db-up      # a development PostgreSQL (Docker if it answers, else embedded)
+    make db-up      # {database}
     make migrate    # apply the migrations
 
 `make help` lists every target.

@@ -18,6 +18,7 @@ PACKAGE_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 # shadow them, e.g. `alembic` breaks every migration command) and its own top-level folders.
 TAKEN = {
     "alembic",
+    "aiomysql",
     "alembic_postgresql_enum",
     "asyncpg",
     "docker",
@@ -26,6 +27,7 @@ TAKEN = {
     "greenlet",
     "hatchling",
     "mypy",
+    "pymysql",
     "pydantic",
     "pydantic_core",
     "pydantic_settings",

@@ -14,7 +14,7 @@ from cookiecutter.exceptions import FailedHookException
 from .conftest import TEMPLATE, bake, clean_env, must, run
 
 OPTIONS = json.loads((TEMPLATE / "cookiecutter.json").read_text(encoding="utf-8"))
-CHOICES = ("web_framework", "python_version", "github_actions")
+CHOICES = ("database", "web_framework", "python_version", "github_actions")
 COMBINATIONS = [
     dict(zip(CHOICES, values, strict=True))
     for values in itertools.product(*(OPTIONS[choice] for choice in CHOICES))
@@ -98,15 +98,19 @@ def test_every_combination_renders_clean_and_type_checks(
             assert not LEFTOVER.search(text), f"unrendered template text in {path}"
     assert (project / ".github").exists() == (answers["github_actions"] == "yes")
     web = answers["web_framework"] == "fastapi"
+    mysql = answers["database"] == "mysql"
     for path in WEB_ONLY:
         assert (project / path).exists() == web, path
     pyproject = (project / "pyproject.toml").read_text(encoding="utf-8")
     assert f'requires-python = ">={answers["python_version"]}"' in pyproject
     assert ('"fastapi>=' in pyproject) == web
+    assert ('"aiomysql>=' in pyproject, '"asyncpg>=' in pyproject) == (mysql, not mysql)
+    assert not list(project.rglob("*_mysql.*")), "a MySQL variant left under its own name"
     assert ("\nrun: " in (project / "Makefile").read_text(encoding="utf-8")) == web
     # Every target of the Makefile parses and is listed, whatever the answers cut out of it.
     listed = set(re.findall(r"^  ([a-z-]+) ", must(run(project, "make", "help")), re.M))
-    expected = {*MAKE_TARGETS, *(("run",) if web else ())}
+    expected = {*MAKE_TARGETS, *(("run",) if web else ()), *(("dbshell",) if mysql else ())}
+    expected -= {"rehearse"} if mysql else set()  # it restores with pg_restore: PostgreSQL only
     assert listed == expected, listed ^ expected
     ruff = [sys.executable, "-m", "ruff"]
     must(run(project, *ruff, "check", "."))

@@ -20,7 +20,7 @@ def client(database_url: URL) -> Iterator[TestClient]:
 
 def test_live_answers_without_the_database() -> None:
     # Nothing listens on port 1: the process is alive, the service is not ready.
-    nowhere = URL.create("postgresql+asyncpg", "app", "pw", "127.0.0.1", 1, "app")
+    nowhere = URL.create("{% if cookiecutter.database == "mysql" %}mysql+aiomysql{% else %}postgresql+asyncpg{% endif %}", "app", "pw", "127.0.0.1", 1, "app")
     with TestClient(create_app(url=nowhere)) as client:
         assert client.get("/health/live").status_code == 200
         ready = client.get("/health/ready")

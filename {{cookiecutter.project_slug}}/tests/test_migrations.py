@@ -1,4 +1,4 @@
-"""The migrations, run for real against PostgreSQL through the project's env.py, as `make migrate`
+"""The migrations, run for real against {% if cookiecutter.database == "mysql" %}MySQL{% else %}PostgreSQL{% endif %} through the project's env.py, as `make migrate`
 and `make check` run them. Each failure names the revision at fault.
 
 Fast by design: the revisions are loaded once, each walk is one env.py run on one connection,
@@ -110,7 +110,11 @@ depends_on = None
 
 def upgrade() -> None:
     op.execute("CREATE TABLE planted_before_failure (id int)")
+{%- if cookiecutter.database == "mysql" %}
+    op.execute("SELECT * FROM no_such_table_before_failure")
+{%- else %}
     op.execute("SELECT 1 / 0")
+{%- endif %}
 
 
 def downgrade() -> None:
@@ -130,8 +134,15 @@ def planted_folder() -> Iterator[Path]:
 def test_a_failure_part_way_keeps_the_good_revisions(
     database_url: URL, planted_folder: Path
 ) -> None:
+{%- if cookiecutter.database == "mysql" %}
+    """From base, every good revision commits on its own: when a later one fails, the database
+    stays at the last good revision, as the error message of `make migrate` says. MySQL commits
+    the failing revision's DDL statement before the failure (it commits each on its own), while
+    its version row is not written."""
+{%- else %}
     """From base, every good revision commits on its own: when a later one fails, the database
     stays at the last good revision, as the error message of `make migrate` says."""
+{%- endif %}
     chain = script_directory()
     first = revisions_base_to_head()[0].revision
     (planted_folder / "f00000000bad_fails.py").write_text(
@@ -146,6 +157,25 @@ def test_a_failure_part_way_keeps_the_good_revisions(
 
     def steps(heads: tuple[str, ...], context: MigrationContext) -> Iterable[RevisionStep]:
         return plan
+{%- if cookiecutter.database == "mysql" %}
+
+    with pytest.raises(CommandError, match="no_such_table_before_failure"):
+        run_env(database_url, steps, script=planted)
+
+    def state(connection: Connection) -> tuple[set[str], object]:
+        planted_table = connection.execute(
+            text(
+                "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
+                "AND TABLE_NAME = 'planted_before_failure'"
+            )
+        )
+        return current_heads(connection), planted_table.scalar()
+
+    assert on_connection(database_url, state) == ({first}, 1), (
+        "expected the good revisions applied, the version row at the last good one, and the "
+        "failing revision's CREATE TABLE committed (MySQL commits DDL on its own)"
+    )
+{%- else %}
 
     with pytest.raises(CommandError, match="division by zero"):
         run_env(database_url, steps, script=planted)
@@ -157,3 +187,4 @@ def test_a_failure_part_way_keeps_the_good_revisions(
     assert on_connection(database_url, state) == ({first}, None), (
         "the good revisions were rolled back with the failing one"
     )
+{%- endif %}

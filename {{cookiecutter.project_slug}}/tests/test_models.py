@@ -15,7 +15,7 @@ from sqlalchemy import (
     String,
     Table,
 )
-from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import {% if cookiecutter.database == "mysql" %}mysql{% else %}postgresql{% endif %}
 from sqlalchemy.schema import CreateIndex, CreateTable
 
 import {{ cookiecutter.package_name }}.models as models
@@ -57,11 +57,15 @@ def test_constraints_are_named_by_the_convention() -> None:
         probe,
         Column("id", Integer, primary_key=True),
         Column("parent_id", ForeignKey("parent.id")),
-        Column("code", String, unique=True),
+        Column("code", String{% if cookiecutter.database == "mysql" %}(32){% endif %}, unique=True),
         CheckConstraint("id > 0", name="positive"),
     )
     index = Index(None, child.c.code)
+{%- if cookiecutter.database == "mysql" %}
+    dialect = mysql.dialect()
+{%- else %}
     dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
+{%- endif %}
     ddl = str(CreateTable(child).compile(dialect=dialect))
     for name in ("pk_child", "fk_child_parent_id_parent", "uq_child_code", "ck_child_positive"):
         assert f"CONSTRAINT {name} " in ddl, f"{name} missing from:\n{ddl}"
@@ -69,3 +73,23 @@ def test_constraints_are_named_by_the_convention() -> None:
     # And the models themselves use it: every primary key is pk_<table>.
     for table in models.metadata.sorted_tables:
         assert f"CONSTRAINT pk_{table.name} " in str(CreateTable(table).compile(dialect=dialect))
+{%- if cookiecutter.database == "mysql" %}
+
+
+def test_convention_names_fit_mysql_identifier_limit() -> None:
+    # MySQL refuses identifiers over 64 characters; long table and column names make the
+    # convention's names longer than that, and SQLAlchemy shortens them (with a hash suffix).
+    probe = MetaData(naming_convention=models.metadata.naming_convention)
+    parent = "customer_loyalty_programme_memberships"
+    Table(parent, probe, Column("id", Integer, primary_key=True))
+    child = Table(
+        "customer_loyalty_programme_membership_events",
+        probe,
+        Column("id", Integer, primary_key=True),
+        Column("customer_loyalty_programme_membership_id", ForeignKey(f"{parent}.id")),
+    )
+    ddl = str(CreateTable(child).compile(dialect=mysql.dialect()))
+    names = [line.split()[1] for line in ddl.splitlines() if "CONSTRAINT " in line]
+    assert names, ddl
+    assert all(len(name) <= 64 for name in names), names
+{%- endif %}

@@ -24,7 +24,11 @@ from {{ cookiecutter.package_name }}.migrations import (
     upgrade,
     upgrade_async,
 )
+{%- if cookiecutter.database == "mysql" %}
+from {{ cookiecutter.package_name }}.migrations.lock import lock_name
+{%- else %}
 from {{ cookiecutter.package_name }}.migrations.lock import LOCK_KEY
+{%- endif %}
 from {{ cookiecutter.package_name }}.settings import get_settings
 
 from .migration_helpers import on_connection, revisions_base_to_head
@@ -104,6 +108,15 @@ def test_upgrade_on_an_injected_connection_stays_in_the_callers_transaction(
 
     asyncio.run(migrate_then_roll_back())
     assert_at(database_url, set())
+{%- if cookiecutter.database == "mysql" %}
+    # MySQL commits DDL on its own: the caller's rollback undid the version row, not the table.
+    tables = text(
+        "SELECT TABLE_NAME FROM information_schema.TABLES "
+        "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME <> 'alembic_version'"
+    )
+    listed = on_connection(database_url, lambda sync: sync.execute(tables).scalars().all())
+    assert listed == ["item"]
+{%- endif %}
 
 
 @contextmanager
@@ -113,8 +126,13 @@ def migration_lock_held(url: URL) -> Iterator[None]:
     engine = create_async_engine(url, poolclass=pool.NullPool)
     connection = loop.run_until_complete(engine.connect())
     try:
+{%- if cookiecutter.database == "mysql" %}
+        lock = text("SELECT GET_LOCK(:name, 5)")
+        loop.run_until_complete(connection.execute(lock, {"name": lock_name(url.database)}))
+{%- else %}
         lock = text("SELECT pg_advisory_lock(:key)")
         loop.run_until_complete(connection.execute(lock, {"key": LOCK_KEY}))
+{%- endif %}
         yield
     finally:
         loop.run_until_complete(connection.close())
@@ -125,9 +143,11 @@ def migration_lock_held(url: URL) -> Iterator[None]:
 def _on_injected_connection(url: URL) -> None:
     async def migrate() -> None:
         engine = create_engine(url=url)
-        async with engine.begin() as connection:
-            await connection.run_sync(lambda sync: upgrade(FIRST, connection=sync))
-        await engine.dispose()
+        try:
+            async with engine.begin() as connection:
+                await connection.run_sync(lambda sync: upgrade(FIRST, connection=sync))
+        finally:
+            await engine.dispose()
 
     asyncio.run(migrate())
 

@@ -14,7 +14,7 @@ The database is named either by `DATABASE_URL` or by its `DB_*` parts, and the r
 
 Other settings (`ENVIRONMENT`, timeouts) are read one by one, the environment first.
 
-Either way the result is a SQLAlchemy `URL` object for asyncpg; it is handed to the engine as an
+Either way the result is a SQLAlchemy `URL` object for {% if cookiecutter.database == "mysql" %}aiomysql{% else %}asyncpg{% endif %}; it is handed to the engine as an
 object and never rendered back into a string (SQLAlchemy 2 masks the password when it does) or into
 `alembic.ini` (whose ConfigParser chokes on `%`). `describe()` names a database in one line for
 commands to print: database, host and user, never the password.
@@ -56,20 +56,47 @@ DATABASE_VARIABLES = (
     "DB_NAME",
 )
 DATABASE_FIELDS = frozenset(name.lower() for name in DATABASE_VARIABLES)
+{%- if cookiecutter.database == "mysql" %}
+
+# Every scheme users paste (PyMySQL's included, as sync code writes it), all driven through
+# aiomysql: PyMySQL's protocol and error codes on asyncio (see the README for why not asyncmy).
+ACCEPTED_SCHEMES = (
+    "mysql",
+    "mysql+pymysql",
+    "mysql+aiomysql",
+    "mariadb",
+    "mariadb+pymysql",
+    "mariadb+aiomysql",
+)
+ASYNC_DRIVER = "mysql+aiomysql"
+EXPECTED_URL = "mysql://USER:PASSWORD@HOST:PORT/NAME"
+SCHEMES_HINT = "use mysql:// (or mysql+pymysql://, mariadb://, mysql+aiomysql://)"
+{%- else %}
 
 # Every scheme users paste from hosting providers, all driven through asyncpg.
 ACCEPTED_SCHEMES = ("postgresql", "postgres", "postgresql+asyncpg")
 ASYNC_DRIVER = "postgresql+asyncpg"
+{%- endif %}
 
 
 def parse_database_url(raw: str) -> URL:
-    """Parse a PostgreSQL URL and switch it to asyncpg, keeping its query parameters.
+    """Parse a {% if cookiecutter.database == "mysql" %}MySQL URL and switch it to aiomysql{% else %}PostgreSQL URL and switch it to asyncpg{% endif %}, keeping its query parameters.
 
     Errors name the variable and never echo the value, which holds the password.
     """
     try:
         url = make_url(raw)
     except (ArgumentError, ValueError):
+{%- if cookiecutter.database == "mysql" %}
+        raise ValueError(
+            f"DATABASE_URL is not a valid URL; expected {EXPECTED_URL} "
+            "(percent-encode special characters)"
+        ) from None
+    if url.drivername not in ACCEPTED_SCHEMES:
+        raise ValueError(
+            f"DATABASE_URL uses the unsupported scheme {url.drivername!r}; {SCHEMES_HINT}"
+        )
+{%- else %}
         raise ValueError(
             "DATABASE_URL is not a valid URL; expected "
             "postgresql://USER:PASSWORD@HOST:PORT/NAME (percent-encode special characters)"
@@ -79,6 +106,7 @@ def parse_database_url(raw: str) -> URL:
             f"DATABASE_URL uses the unsupported scheme {url.drivername!r}; "
             "use postgresql:// (or postgres://, postgresql+asyncpg://)"
         )
+{%- endif %}
     return url.set(drivername=ASYNC_DRIVER)
 
 
@@ -156,21 +184,29 @@ class Settings(BaseSettings):
     # SecretStr keeps it out of reprs and logs.
     database_url: SecretStr | None = None
     db_host: str = "localhost"
-    db_port: int = Field(default=5432, ge=1, le=65535)
-    db_user: str = "postgres"
+    db_port: int = Field(default={% if cookiecutter.database == "mysql" %}3306{% else %}5432{% endif %}, ge=1, le=65535)
+    db_user: str = "{% if cookiecutter.database == "mysql" %}root{% else %}postgres{% endif %}"
     db_password: SecretStr = SecretStr("")
     db_name: str = "{{ cookiecutter.package_name }}"
 
     # Seconds to wait for a connection before giving up with a clear message.
     db_connect_timeout: float = Field(default=10.0, gt=0)
-    # Seconds a migration run waits for another one to finish (advisory lock) before giving up.
+    # Seconds a migration run waits for another one to finish ({% if cookiecutter.database == "mysql" %}GET_LOCK{% else %}advisory lock{% endif %}) before giving up.
     migration_lock_wait: float = Field(default=60.0, gt=0)
+{%- if cookiecutter.database == "mysql" %}
+    # How long one attempt of a migration statement may wait for a metadata lock (durations as
+    # "1s", "2min"; MySQL's lock_wait_timeout counts whole seconds, so rounded up to at least 1s;
+    # "0" = no limit). App queries queue behind a waiting ALTER, so this is their worst stall.
+    # The statement bound is max_statement_time (MariaDB) or max_execution_time (MySQL).
+{%- else %}
     # How long one attempt of a migration statement may wait for a table lock (PostgreSQL
     # units, "0" = no limit). App queries queue behind a waiting ALTER, so this is their worst
     # stall; attempts start at a quarter of it and double up to it.
+{%- endif %}
     migration_lock_timeout: str = "1s"
     migration_statement_timeout: str = "0"
-    # How long `make backup` (pg_dump --lock-wait-timeout) waits for its table locks.
+    # How long `make backup` (pg_dump --lock-wait-timeout) waits for its table locks{% if cookiecutter.database == "mysql" %} (unused
+    # on MySQL: mysqldump has no such bound){% endif %}.
     backup_lock_wait: str = "30s"
     # A revision whose statement hit the lock timeout is rolled back and tried again, at most
     # this many times and for at most this many seconds in all.
@@ -194,14 +230,14 @@ class Settings(BaseSettings):
 
     @property
     def migration_url(self) -> URL:
-        """The asyncpg URL migrations connect with: MIGRATION_DATABASE_URL, else the app's."""
+        """The {% if cookiecutter.database == "mysql" %}aiomysql{% else %}asyncpg{% endif %} URL migrations connect with: MIGRATION_DATABASE_URL, else the app's."""
         if self.migration_database_url is not None:
             return parse_database_url(self.migration_database_url.get_secret_value())
         return self.sqlalchemy_url
 
     @property
     def sqlalchemy_url(self) -> URL:
-        """The asyncpg URL to connect with; every part escaped by `URL.create`."""
+        """The {% if cookiecutter.database == "mysql" %}aiomysql{% else %}asyncpg{% endif %} URL to connect with; every part escaped by `URL.create`."""
         if self.database_url is not None:
             return parse_database_url(self.database_url.get_secret_value())
         return URL.create(

@@ -375,9 +375,11 @@ def process_revision_directives(
         print("No changes between the models and the database: no revision written.")
         return
     fresh = _fresh_tables(script)
-    _safe_forms(fresh).process_revision_directives(context, revision, directives)
-    for op_list in (*script.upgrade_ops_list, *script.downgrade_ops_list):
-        _make_rerunnable(op_list)
+    # The safe forms (ops.py) are PostgreSQL's: CONCURRENTLY, NOT VALID and VALIDATE.
+    if context.dialect.name == "postgresql":
+        _safe_forms(fresh).process_revision_directives(context, revision, directives)
+        for op_list in (*script.upgrade_ops_list, *script.downgrade_ops_list):
+            _make_rerunnable(op_list)
     warnings = _warnings(script, fresh)
     for warning, _ in warnings:
         print(f"WARNING: this revision {warning}; review it before applying.", file=sys.stderr)

@@ -97,6 +97,15 @@ def refuse_upgrade_below_current(
 
 def require_writable(connection: Connection) -> None:
     """A standby or a read-only default would fail on the first write, named as something else."""
+{%- if cookiecutter.database == "mysql" %}
+    read_only = connection.execute(text("SELECT @@global.read_only")).scalar_one()
+    connection.commit()
+    if read_only:
+        raise CommandError(
+            "The server is read-only (read_only = ON, as a replica is): migrations must run on "
+            "the primary. Point MIGRATION_DATABASE_URL (or DATABASE_URL) at it."
+        )
+{%- else %}
     standby, read_only = connection.execute(
         text("SELECT pg_is_in_recovery(), current_setting('default_transaction_read_only')")
     ).one()
@@ -112,6 +121,7 @@ def require_writable(connection: Connection) -> None:
             "migrate as a role or database where it is off, or point MIGRATION_DATABASE_URL at "
             "the primary."
         )
+{%- endif %}
 
 
 def explain_model_drift(

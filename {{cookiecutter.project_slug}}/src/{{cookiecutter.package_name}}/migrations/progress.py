@@ -41,7 +41,11 @@ class Progress:
             return f"no revision was running; {self.where()}."
         committed = self.committed_part()
         stopped = (
+{%- if cookiecutter.database == "mysql" %}
+            f"stopped part way: its DDL statements so far were committed "
+{%- else %}
             f"stopped part way: its steps up to an autocommit_block() were committed "
+{%- endif %}
             f"({committed}), the rest rolled back"
             if committed
             else "rolled back"
