@@ -10,12 +10,24 @@ from sqlalchemy.engine import URL
 from {{ cookiecutter.package_name }}.app import create_app
 from {{ cookiecutter.package_name }}.migrations import script_heads, upgrade
 
+from .conftest import new_database
+
 
 @pytest.fixture
 def client(database_url: URL) -> Iterator[TestClient]:
     """A client of the app on an empty database; the lifespan runs (engine created, disposed)."""
     with TestClient(create_app(url=database_url)) as client:
         yield client
+
+
+@pytest.fixture(scope="module")
+def migrated_client(server_url: URL) -> Iterator[TestClient]:
+    """A client of the app on a database migrated to head once for this module's CRUD tests, so
+    their cost does not grow with the chain of revisions (each test leaves no rows behind)."""
+    with new_database(server_url) as url:
+        upgrade(url=url)
+        with TestClient(create_app(url=url)) as client:
+            yield client
 
 
 def test_live_answers_without_the_database() -> None:
@@ -41,8 +53,8 @@ def test_ready_follows_the_migrations(client: TestClient, database_url: URL) -> 
     assert after.json()["revision"] == sorted(script_heads())
 
 
-def test_items_round_trip(client: TestClient, database_url: URL) -> None:
-    upgrade(url=database_url)
+def test_items_round_trip(migrated_client: TestClient) -> None:
+    client = migrated_client
     created = client.post("/items", json={"name": "first", "description": "one"})
     assert created.status_code == 201, created.json()
     item = created.json()
@@ -59,7 +71,7 @@ def test_items_round_trip(client: TestClient, database_url: URL) -> None:
     assert client.get("/items").json() == []
 
 
-def test_invalid_item_is_refused(client: TestClient, database_url: URL) -> None:
-    upgrade(url=database_url)
+def test_invalid_item_is_refused(migrated_client: TestClient) -> None:
+    client = migrated_client
     assert client.post("/items", json={"description": "no name"}).status_code == 422
     assert client.get("/items").json() == []
