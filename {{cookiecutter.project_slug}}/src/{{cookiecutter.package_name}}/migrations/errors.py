@@ -2,25 +2,27 @@
 the fix, without printing a secret. Alembic prints a `CommandError` as `FAILED: ...` and exits 1
 (also with --raiseerr, which adds the traceback); the original exception stays chained."""
 
-import re
-import traceback
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from pathlib import Path
 
 from alembic.script.revision import ResolutionError
 from alembic.util import CommandError
-from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..settings import Settings
 from .lock import LockLost
+from .messages import (
+    HINT_VERBOSE,
+    cap,
+    describe_target,
+    explain_alembic,
+    failed_revision,
+    failing_revision,
+)
 from .progress import Progress
 from .retries import LockRetriesExhausted
 
-VERSIONS_DIR = Path(__file__).parent / "versions"
-HINT_VERBOSE = "Run with VERBOSE=1 (alembic --raiseerr) for the full traceback."
 TOO_MANY_CONNECTIONS = "53300"
 READ_ONLY = "25006"
 # admin_shutdown (pg_terminate_backend), crash_shutdown, cannot_connect_now; class 08 is
@@ -39,11 +41,6 @@ POOLER_HINT = (
 
 def _through_pooler(exc: BaseException) -> bool:
     return _sqlstate(exc) in POOLER and "prepared statement" in str(exc)
-
-
-def _describe_target(url: URL) -> str:
-    where = f"{url.host or 'local socket'}" + (f":{url.port}" if url.port else "")
-    return f"database {url.database or '(default)'} on {where} as {url.username or '(default)'}"
 
 
 def _sqlstate(exc: BaseException) -> str | None:
@@ -68,7 +65,7 @@ async def connect(engine: AsyncEngine, settings: Settings) -> AsyncIterator[Asyn
     try:
         connection = await engine.connect()
     except Exception as exc:
-        target = _describe_target(engine.url)
+        target = describe_target(engine.url)
         if _sqlstate(exc) == TOO_MANY_CONNECTIONS:
             raise CommandError(
                 f"PostgreSQL ({target}) refused the connection: {_first_line(exc)}. Its "
@@ -91,15 +88,6 @@ async def connect(engine: AsyncEngine, settings: Settings) -> AsyncIterator[Asyn
         await connection.close()
 
 
-def _failed_revision(exc: BaseException) -> str | None:
-    """The revision file (and line) whose code raised, found in the traceback."""
-    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
-        path = Path(frame.filename)
-        if path.parent == VERSIONS_DIR:
-            return f"{path.name}, line {frame.lineno}"
-    return None
-
-
 def _lost_connection(exc: BaseException) -> bool:
     state = _sqlstate(exc)
     if state is not None and (state in CONNECTION_LOST or state.startswith("08")):
@@ -112,7 +100,7 @@ def _lost_connection(exc: BaseException) -> bool:
 def _where(progress: Progress) -> str:
     """Where the database stands after the current revision stopped part way, as sentences."""
     if progress.revision is None:
-        return f"{_cap(progress.where())}."
+        return f"{cap(progress.where())}."
     committed = progress.committed_part()
     leftover = (
         f" The failed CREATE INDEX CONCURRENTLY left the INVALID index {progress.leftover}; "
@@ -124,50 +112,13 @@ def _where(progress: Progress) -> str:
         return (
             "The revision's transaction was rolled back, but these steps of it were already "
             "committed (autocommit_block() commits what ran before it and what runs in it): "
-            f"{committed}. {_cap(progress.where())}, so the "
+            f"{committed}. {cap(progress.where())}, so the "
             "next run starts the revision again: keep those steps rerun-safe (IF NOT EXISTS)."
             + leftover
         )
     if leftover:
         return f"Its transaction was rolled back; {progress.where()}.{leftover}"
     return f"Nothing of it was applied; {progress.where()}."
-
-
-def _cap(sentence: str) -> str:
-    return sentence[:1].upper() + sentence[1:]
-
-
-def _revision(progress: Progress, exc: BaseException) -> str:
-    where = _failed_revision(exc)
-    if progress.revision and where:
-        return f"{progress.revision}, {where}"
-    return progress.revision or where or "(none yet)"
-
-
-_RELATIVE = re.compile(r"Relative revision ([+-]?)(\d+) didn't produce")
-
-
-def _explain_alembic(exc: CommandError, command: str | None) -> str | None:
-    """A clearer line for Alembic's own answers that users of the Make targets meet."""
-    text = str(exc)
-    if text.startswith("Multiple head revisions are present"):
-        return (
-            "There is more than one head (make heads lists them): run `make merge` to join them "
-            "into one, then make migrate."
-        )
-    relative = _RELATIVE.match(text)
-    if relative is not None:
-        steps = relative.group(2)
-        if command == "downgrade":
-            return (
-                f"Cannot roll back {steps} revisions: fewer are applied (make current, make "
-                "history). `make rollback rev=base` rolls back all of them."
-            )
-        return (
-            f"Cannot go {steps} revisions up: fewer are left to apply (make current, make "
-            "history). `make migrate` goes to head."
-        )
-    return None
 
 
 @contextmanager
@@ -178,7 +129,7 @@ def clear_errors(
     try:
         yield
     except CommandError as exc:
-        explained = _explain_alembic(exc, command)
+        explained = explain_alembic(exc, command)
         if explained is not None:
             raise CommandError(explained) from exc
         # Alembic names the revision it cannot find, but not where the known ones are listed.
@@ -204,7 +155,7 @@ def clear_errors(
             "MIGRATION_LOCK_RETRY_TOTAL, and run make migrate again."
         ) from exc
     except Exception as exc:
-        if not isinstance(exc, SQLAlchemyError | OSError | RuntimeError) and not _failed_revision(
+        if not isinstance(exc, SQLAlchemyError | OSError | RuntimeError) and not failed_revision(
             exc
         ):
             # A bug worth its traceback, or a caller's own control flow (test tools stop
@@ -212,7 +163,8 @@ def clear_errors(
             raise
         if _lost_connection(exc):
             raise CommandError(
-                f"Lost the connection to PostgreSQL during revision {_revision(progress, exc)}: "
+                "Lost the connection to PostgreSQL during revision "
+                f"{failing_revision(progress, exc)}: "
                 f"{_first_line(exc)}. The server ended the session (and the migration lock with "
                 f"it). {_where(progress)} Check why (server restart, failover, "
                 f"pg_terminate_backend, a pooler) and run make migrate again. {HINT_VERBOSE}"
@@ -221,21 +173,21 @@ def clear_errors(
             raise CommandError(f"{_first_line(exc)}: {POOLER_HINT} {_where(progress)}") from exc
         if _sqlstate(exc) == READ_ONLY:
             raise CommandError(
-                f"Revision {_revision(progress, exc)} failed: the database is read-only "
+                f"Revision {failing_revision(progress, exc)} failed: the database is read-only "
                 f"({_first_line(exc)}). Migrations must run on the primary: point "
                 f"MIGRATION_DATABASE_URL (or DATABASE_URL) at it. {_where(progress)}"
             ) from exc
-        if command == "downgrade" and (_failed_revision(exc) or progress.revision):
+        if command == "downgrade" and (failed_revision(exc) or progress.revision):
             # Its own advice: the upgrade's would send the user to make migrate.
             raise CommandError(
-                f"The downgrade of revision {_revision(progress, exc)} failed: "
+                f"The downgrade of revision {failing_revision(progress, exc)} failed: "
                 f"{_first_line(exc)}. {_where(progress)} Fix that revision's downgrade() (data "
                 "the upgrade changed may not fit the old schema: move it back first), then run "
                 f"make rollback again; make current shows the version. {HINT_VERBOSE}"
             ) from exc
-        if _failed_revision(exc) is not None or progress.revision is not None:
+        if failed_revision(exc) is not None or progress.revision is not None:
             raise CommandError(
-                f"Revision {_revision(progress, exc)} failed: {_first_line(exc)}. "
+                f"Revision {failing_revision(progress, exc)} failed: {_first_line(exc)}. "
                 f"{_where(progress)} Fix the cause and run make migrate again (make current "
                 f"shows the version). {HINT_VERBOSE}"
             ) from exc
@@ -244,7 +196,7 @@ def clear_errors(
 
 def offline_failure(exc: BaseException) -> CommandError:
     """`make sql`: the revision that cannot be rendered as SQL without a database, and why."""
-    where = _failed_revision(exc) or "a revision"
+    where = failed_revision(exc) or "a revision"
     return CommandError(
         f"{where} cannot be rendered as SQL offline: {_first_line(exc)}. It needs a database "
         "(op.get_bind(), or data it reads): render the revisions before and after it apart "

@@ -7,26 +7,28 @@ before the failure, while its version row is not advanced. The message names tho
 the two ways back to a consistent database.
 """
 
-import re
-import traceback
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from pathlib import Path
 
 from alembic.script.revision import ResolutionError
 from alembic.util import CommandError
-from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..settings import Settings
 from .implicit_commits import committed_objects
 from .lock import LockLost
+from .messages import (
+    HINT_VERBOSE,
+    cap,
+    describe_target,
+    explain_alembic,
+    failed_revision,
+    failing_revision,
+)
 from .progress import Progress
 from .retries import LockRetriesExhausted, errno
 
-VERSIONS_DIR = Path(__file__).parent / "versions"
-HINT_VERBOSE = "Run with VERBOSE=1 (alembic --raiseerr) for the full traceback."
 ACCESS_DENIED = 1045
 UNKNOWN_DATABASE = 1049
 TOO_MANY_CONNECTIONS = (1040, 1203)
@@ -34,11 +36,6 @@ TOO_MANY_CONNECTIONS = (1040, 1203)
 READ_ONLY = (1290, 1792)
 # Server gone away, lost during a query, killed (KILL), shutting down; 2002/2003: cannot connect.
 CONNECTION_LOST = (2006, 2013, 1927, 1053, 2002, 2003)
-
-
-def _describe_target(url: URL) -> str:
-    where = f"{url.host or 'local socket'}" + (f":{url.port}" if url.port else "")
-    return f"database {url.database or '(default)'} on {where} as {url.username or '(default)'}"
 
 
 def _errno(exc: BaseException) -> int | None:
@@ -66,7 +63,7 @@ async def connect(engine: AsyncEngine, settings: Settings) -> AsyncIterator[Asyn
     try:
         connection = await engine.connect()
     except Exception as exc:
-        target = _describe_target(engine.url)
+        target = describe_target(engine.url)
         number = _errno(exc)
         if number == ACCESS_DENIED:
             fix = "Check the user and password in DATABASE_URL or DB_USER/DB_PASSWORD"
@@ -96,15 +93,6 @@ async def connect(engine: AsyncEngine, settings: Settings) -> AsyncIterator[Asyn
         await connection.close()
 
 
-def _failed_revision(exc: BaseException) -> str | None:
-    """The revision file (and line) whose code raised, found in the traceback."""
-    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
-        path = Path(frame.filename)
-        if path.parent == VERSIONS_DIR:
-            return f"{path.name}, line {frame.lineno}"
-    return None
-
-
 def _lost_connection(exc: BaseException) -> bool:
     if _errno(exc) in CONNECTION_LOST:
         return True
@@ -116,7 +104,7 @@ def _lost_connection(exc: BaseException) -> bool:
 def _where(progress: Progress) -> str:
     """Where the database stands after the current revision stopped part way, as sentences."""
     if progress.revision is None:
-        return f"{_cap(progress.where())}."
+        return f"{cap(progress.where())}."
     committed = committed_objects(progress)
     if not committed:
         return f"Nothing of it was applied; {progress.where()}."
@@ -131,43 +119,6 @@ def _where(progress: Progress) -> str:
     )
 
 
-def _cap(sentence: str) -> str:
-    return sentence[:1].upper() + sentence[1:]
-
-
-def _revision(progress: Progress, exc: BaseException) -> str:
-    where = _failed_revision(exc)
-    if progress.revision and where:
-        return f"{progress.revision}, {where}"
-    return progress.revision or where or "(none yet)"
-
-
-_RELATIVE = re.compile(r"Relative revision ([+-]?)(\d+) didn't produce")
-
-
-def _explain_alembic(exc: CommandError, command: str | None) -> str | None:
-    """A clearer line for Alembic's own answers that users of the Make targets meet."""
-    text = str(exc)
-    if text.startswith("Multiple head revisions are present"):
-        return (
-            "There is more than one head (make heads lists them): run `make merge` to join them "
-            "into one, then make migrate."
-        )
-    relative = _RELATIVE.match(text)
-    if relative is not None:
-        steps = relative.group(2)
-        if command == "downgrade":
-            return (
-                f"Cannot roll back {steps} revisions: fewer are applied (make current, make "
-                "history). `make rollback rev=base` rolls back all of them."
-            )
-        return (
-            f"Cannot go {steps} revisions up: fewer are left to apply (make current, make "
-            "history). `make migrate` goes to head."
-        )
-    return None
-
-
 @contextmanager
 def clear_errors(
     settings: Settings, progress: Progress, command: str | None = None
@@ -176,7 +127,7 @@ def clear_errors(
     try:
         yield
     except CommandError as exc:
-        explained = _explain_alembic(exc, command)
+        explained = explain_alembic(exc, command)
         if explained is not None:
             raise CommandError(explained) from exc
         # Alembic names the revision it cannot find, but not where the known ones are listed.
@@ -202,7 +153,7 @@ def clear_errors(
             "MIGRATION_LOCK_RETRY_TOTAL, and run make migrate again."
         ) from exc
     except Exception as exc:
-        if not isinstance(exc, SQLAlchemyError | OSError | RuntimeError) and not _failed_revision(
+        if not isinstance(exc, SQLAlchemyError | OSError | RuntimeError) and not failed_revision(
             exc
         ):
             # A bug worth its traceback, or a caller's own control flow (test tools stop
@@ -210,25 +161,25 @@ def clear_errors(
             raise
         if _lost_connection(exc):
             raise CommandError(
-                f"Lost the connection to MySQL during revision {_revision(progress, exc)}: "
+                f"Lost the connection to MySQL during revision {failing_revision(progress, exc)}: "
                 f"{_first_line(exc)}. The server ended the session (and the migration lock with "
                 f"it). {_where(progress)} Check why (server restart, failover, KILL) and run "
                 f"make migrate again. {HINT_VERBOSE}"
             ) from exc
         if _errno(exc) in READ_ONLY:
             raise CommandError(
-                f"Revision {_revision(progress, exc)} failed: the database is read-only "
+                f"Revision {failing_revision(progress, exc)} failed: the database is read-only "
                 f"({_first_line(exc)}). Migrations must run on the primary: point "
                 f"MIGRATION_DATABASE_URL (or DATABASE_URL) at it. {_where(progress)}"
             ) from exc
-        if _failed_revision(exc) is not None or progress.revision is not None:
+        if failed_revision(exc) is not None or progress.revision is not None:
             rerun = (
                 ""
                 if committed_objects(progress)
                 else "Fix the cause and run make migrate again (make current shows the version). "
             )
             raise CommandError(
-                f"Revision {_revision(progress, exc)} failed: {_first_line(exc)}. "
+                f"Revision {failing_revision(progress, exc)} failed: {_first_line(exc)}. "
                 f"{_where(progress)} {rerun}{HINT_VERBOSE}"
             ) from exc
         raise CommandError(f"Migration run failed: {_first_line(exc)}. {HINT_VERBOSE}") from exc
