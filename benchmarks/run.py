@@ -355,7 +355,8 @@ def write_results(report: Report, body: str, command: str, elapsed: float, path:
         + ", ".join(f"{name}={value}" for name, value in report.settings.items())
         + "; neither side changes them)",
         "- CREATE DATABASE per run of benchmark 1: pytest-alembic 1 (one per session, emptied "
-        "per test), generated 3 (the walk's, and one per module that empties one per test)",
+        "per test), generated 2 (the walk's, used at head by the app's tests, and one per run "
+        "emptied per test)",
         f"- PYTHONDONTWRITEBYTECODE={os.environ.get('PYTHONDONTWRITEBYTECODE', '(unset)')}",
         *(f"- {label}: {versions}" for label, versions in report.versions.items()),
         f"- whole run: {elapsed:.0f}s",

@@ -9,6 +9,7 @@ can be had, the tests fail and say why.
 import asyncio
 import gc
 import os
+import sys
 import tempfile
 import uuid
 from collections.abc import Generator, Iterator
@@ -20,7 +21,19 @@ import asyncpg
 import pytest
 from sqlalchemy.engine import URL
 
+from {{ cookiecutter.package_name }} import models
 from {{ cookiecutter.package_name }}.settings import parse_database_url
+
+from .migration_helpers import Walk, walk_base_to_head
+
+# What importing the models package alone registers, as env.py imports it; test_models.py checks it
+# against every module of the package. This module imports the package before any other code of
+# the run can import a model module by hand (pytest autoloads no plugin here: see addopts in
+# pyproject.toml); MODELS_FIRST_IMPORTED_HERE says whether that held.
+_IMPORT_ORDER = list(sys.modules)
+MODELS_FIRST_IMPORTED_HERE = _IMPORT_ORDER.index(__name__) < _IMPORT_ORDER.index(models.__name__)
+TABLES_FROM_THE_PACKAGE = frozenset(models.metadata.tables)
+MODULES_FROM_THE_PACKAGE = sorted(m for m in sys.modules if m.startswith(f"{models.__name__}."))
 
 
 def _docker_answers() -> bool:
@@ -148,19 +161,38 @@ END $$
 """
 
 
-@pytest.fixture(scope="module")
-def module_database(server_url: URL) -> Iterator[URL]:
-    """One database per test module (so per xdist worker too), shared by its tests."""
+@pytest.fixture(scope="session")
+def session_database(server_url: URL) -> Iterator[URL]:
+    """One database per run (so per xdist worker too), shared by the tests that empty it."""
     with new_database(server_url) as url:
         yield url
 
 
 @pytest.fixture
-def database_url(module_database: URL) -> URL:
-    """An empty database for one test: the module's, emptied first. Emptying takes milliseconds,
-    where CREATE DATABASE takes about 0.2 s."""
-    asyncio.run(_admin(module_database, EMPTY_DATABASE))
-    return module_database
+def database_url(session_database: URL) -> URL:
+    """An empty database for one test: the run's, emptied first. Emptying takes milliseconds,
+    where CREATE DATABASE takes tens of them and DROP DATABASE waits for closing sessions."""
+    asyncio.run(_admin(session_database, EMPTY_DATABASE))
+    return session_database
+
+
+@pytest.fixture(scope="session")
+def walk(server_url: URL) -> Iterator[Walk]:
+    """One walk from base to head, every revision up, down and up again on tables holding rows,
+    data checks written on the way. test_migrations.py's tests each read their part of the
+    outcome; a test that needs a database at head uses the one it leaves (`walk.url`), so no test
+    pays for a second walk through the chain."""
+    with new_database(server_url) as url:
+        outcome = Walk(url)
+        walk_base_to_head(url, outcome, stairway=True)
+        if outcome.stairway_failure is None:
+            yield outcome
+            return
+    # The stairway stopped at a bad revision: a plain walk on a fresh database serves the others.
+    with new_database(server_url) as url:
+        plain = Walk(url, stairway_failure=outcome.stairway_failure)
+        walk_base_to_head(url, plain, stairway=False)
+        yield plain
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

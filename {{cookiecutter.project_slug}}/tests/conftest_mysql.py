@@ -9,6 +9,7 @@ is skipped for want of a server.
 import asyncio
 import gc
 import os
+import sys
 import uuid
 from collections.abc import Generator, Iterator
 from contextlib import contextmanager
@@ -19,7 +20,19 @@ from sqlalchemy import pool, text
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from {{ cookiecutter.package_name }} import models
 from {{ cookiecutter.package_name }}.settings import parse_database_url
+
+from .migration_helpers import Walk, walk_base_to_head
+
+# What importing the models package alone registers, as env.py imports it; test_models.py checks it
+# against every module of the package. This module imports the package before any other code of
+# the run can import a model module by hand (pytest autoloads no plugin here: see addopts in
+# pyproject.toml); MODELS_FIRST_IMPORTED_HERE says whether that held.
+_IMPORT_ORDER = list(sys.modules)
+MODELS_FIRST_IMPORTED_HERE = _IMPORT_ORDER.index(__name__) < _IMPORT_ORDER.index(models.__name__)
+TABLES_FROM_THE_PACKAGE = frozenset(models.metadata.tables)
+MODULES_FROM_THE_PACKAGE = sorted(m for m in sys.modules if m.startswith(f"{models.__name__}."))
 
 NO_SERVER = (
     "No MySQL server for the tests: set TEST_DATABASE_URL=mysql://USER:PASSWORD@HOST:3306/mysql "
@@ -126,20 +139,38 @@ def new_database(server_url: URL) -> Iterator[URL]:
         _admin(server_url, f"DROP DATABASE IF EXISTS `{name}`")
 
 
-@pytest.fixture(scope="module")
-def module_database(server_url: URL) -> Iterator[URL]:
-    """One database per test module (so per xdist worker too), shared by its tests."""
+@pytest.fixture(scope="session")
+def session_database(server_url: URL) -> Iterator[URL]:
+    """One database per run (so per xdist worker too), shared by the tests that empty it."""
     with new_database(server_url) as url:
         yield url
 
 
 @pytest.fixture
-def database_url(module_database: URL) -> URL:
-    """An empty database for one test: the module's, dropped and created again (MySQL has no
+def database_url(session_database: URL) -> URL:
+    """An empty database for one test: the run's, dropped and created again (MySQL has no
     schema to empty inside a database; this takes milliseconds)."""
-    name = f"`{module_database.database}`"
-    _admin(module_database, f"DROP DATABASE IF EXISTS {name}", f"CREATE DATABASE {name}")
-    return module_database
+    name = f"`{session_database.database}`"
+    _admin(session_database, f"DROP DATABASE IF EXISTS {name}", f"CREATE DATABASE {name}")
+    return session_database
+
+
+@pytest.fixture(scope="session")
+def walk(server_url: URL) -> Iterator[Walk]:
+    """One walk from base to head, every revision up, down and up again, data checks written on
+    the way. test_migrations.py's tests each read their part of the outcome; a test that needs a
+    database at head uses the one it leaves (`walk.url`), so no test pays for a second walk."""
+    with new_database(server_url) as url:
+        outcome = Walk(url)
+        walk_base_to_head(url, outcome, stairway=True)
+        if outcome.stairway_failure is None:
+            yield outcome
+            return
+    # The stairway stopped at a bad revision: a plain walk on a fresh database serves the others.
+    with new_database(server_url) as url:
+        plain = Walk(url, stairway_failure=outcome.stairway_failure)
+        walk_base_to_head(url, plain, stairway=False)
+        yield plain
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

@@ -12,9 +12,10 @@ made from its column types, defaults and foreign keys (no code per model):
 - columns with a default (identity, SERIAL, server_default) get their default; a foreign key
   refers to a row of its table.
 
-Each row goes in inside its own savepoint: one that a CHECK or a composite key rejects is left
-out, the others stay. Only tables new since the last step are read, so the cost per step stays
-flat as the chain grows. Hand-written data checks (data_checks.py) stay for data a revision moves.
+A table's rows go in with one statement, in a savepoint; when a CHECK or a composite key refuses
+one, each row is tried on its own and the others stay. Only tables new since the last step are
+read, so the cost per step stays flat as the chain grows. Hand-written data checks
+(data_checks.py) stay for data a revision moves.
 """
 
 from dataclasses import dataclass
@@ -23,16 +24,13 @@ from sqlalchemy import Connection, text
 
 ROWS = 3
 _SCHEMAS = r"n.nspname NOT LIKE 'pg\_%' AND n.nspname NOT IN ('information_schema', 'test_probe')"
-NEW_TABLES = f"""
-SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
- WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND {_SCHEMAS}
-   AND c.relname NOT LIKE 'alembic_version%' AND NOT c.oid = ANY(CAST(:seen AS oid[]))
-"""
-# Per column of the new tables: what it holds, whether it fills itself, is unique, refers to.
-COLUMNS = """
+# Per column of the tables not seen before: what it holds, whether it fills itself, is unique,
+# refers to. One round trip per step. "char" columns are cast to text: the driver returns them as
+# bytes, which would compare unequal to every category below.
+NEW_COLUMNS = f"""
 SELECT a.attrelid, a.attrelid::regclass::text, quote_ident(a.attname),
-       format_type(a.atttypid, a.atttypmod), t.typcategory, t.typtype, a.atttypid::regtype::text,
-       a.atttypmod, a.attnotnull,
+       format_type(a.atttypid, a.atttypmod), t.typcategory::text, t.typtype::text,
+       a.atttypid::regtype::text, a.atttypmod, a.attnotnull,
        a.atthasdef OR a.attidentity <> '' OR a.attgenerated <> '',
        EXISTS (SELECT 1 FROM pg_index i
                 WHERE i.indrelid = a.attrelid AND i.indisunique AND a.attnum = ANY(i.indkey)),
@@ -42,7 +40,11 @@ SELECT a.attrelid, a.attrelid::regclass::text, quote_ident(a.attname),
          WHERE k.conrelid = a.attrelid AND k.contype = 'f' AND k.conkey = ARRAY[a.attnum]
          LIMIT 1)
   FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
- WHERE a.attrelid = ANY(CAST(:tables AS oid[])) AND a.attnum > 0 AND NOT a.attisdropped
+ WHERE a.attrelid IN (
+         SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+          WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND {_SCHEMAS}
+            AND c.relname NOT LIKE 'alembic_version%' AND NOT c.oid = ANY(CAST(:seen AS oid[])))
+   AND a.attnum > 0 AND NOT a.attisdropped
  ORDER BY a.attrelid, a.attnum
 """
 # Above the next narrower type: 2**14, 2**30, 2**40.
@@ -105,35 +107,28 @@ class TableFiller:
         self.filled: list[str] = []
 
     def fill_new_tables(self) -> None:
-        new = [oid for (oid,) in self.connection.execute(text(NEW_TABLES), {"seen": self.seen})]
-        if not new:
-            return
-        self.seen.extend(new)
         tables: dict[int, tuple[str, list[_Column]]] = {}
-        for oid, table, *fields in self.connection.execute(text(COLUMNS), {"tables": new}):
+        for oid, table, *fields in self.connection.execute(text(NEW_COLUMNS), {"seen": self.seen}):
             tables.setdefault(oid, (table, []))[1].append(_Column(*fields))
+        self.seen.extend(tables)
         # Referenced tables first, so a foreign key finds a row.
         for table, columns in _referenced_first(list(tables.values())):
-            if any(self._insert(table, columns, row) for row in range(ROWS)):
+            rows = [values for row in range(ROWS) if (values := _row(columns, row)) is not None]
+            # All rows in one statement; if one is refused (a CHECK, a composite key), each goes
+            # in on its own and the others stay.
+            if self._insert(table, columns, rows) or any(
+                [self._insert(table, columns, [values]) for values in rows]
+            ):
                 self.filled.append(table)
 
-    def _insert(self, table: str, columns: list[_Column], row: int) -> bool:
-        names: list[str] = []
-        values: list[str] = []
-        for column in columns:
-            if column.fills_itself:
-                continue
-            # The last row leaves every nullable column NULL: a later NOT NULL meets one.
-            value = None if row == ROWS - 1 and not column.not_null else column.value(row)
-            if value is None and column.not_null:
-                return False
-            names.append(column.name)
-            values.append(value or "NULL")
-        statement = (
-            f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join(values)})"
-            if names
-            else f"INSERT INTO {table} DEFAULT VALUES"
-        )
+    def _insert(self, table: str, columns: list[_Column], rows: list[list[str]]) -> bool:
+        if not rows:
+            return False
+        names = [column.name for column in columns if not column.fills_itself]
+        if not names:  # every column fills itself
+            names, rows = [columns[0].name], [["DEFAULT"]] * len(rows)
+        values = ", ".join(f"({', '.join(row)})" for row in rows)
+        statement = f"INSERT INTO {table} ({', '.join(names)}) VALUES {values}"
         savepoint = self.connection.begin_nested()
         try:
             self.connection.exec_driver_sql(statement)
@@ -142,6 +137,21 @@ class TableFiller:
             return False
         savepoint.commit()
         return True
+
+
+def _row(columns: list[_Column], row: int) -> list[str] | None:
+    """The values of row `row` for the columns that do not fill themselves, or None when a NOT
+    NULL column gets no value. The last row leaves every nullable column NULL: a later NOT NULL
+    meets one."""
+    values: list[str] = []
+    for column in columns:
+        if column.fills_itself:
+            continue
+        value = None if row == ROWS - 1 and not column.not_null else column.value(row)
+        if value is None and column.not_null:
+            return None
+        values.append(value or "NULL")
+    return values
 
 
 def _referenced_first(

@@ -2,8 +2,9 @@
 and `make check` run them. Each failure names the revision at fault.
 
 Fast by design: the revisions are loaded once, each walk is one env.py run on one connection,
-one walk from base to head serves the upgrade, data and model tests, and the stairway re-reads
-only the schema objects each step touched, so the cost per revision stays flat as the chain grows.
+one walk from base to head (conftest.py's `walk`) serves the upgrade, data and model tests, and
+the stairway re-reads only the schema objects each step touched, so the cost per revision stays
+flat as the chain grows.
 """
 
 import tempfile
@@ -20,7 +21,6 @@ from sqlalchemy.engine import URL
 
 from {{ cookiecutter.package_name }}.migrations import current_heads, is_at_head
 
-from .conftest import new_database
 from .data_checks import DATA_CHECKS
 from .migration_helpers import (
     Walk,
@@ -28,25 +28,7 @@ from .migration_helpers import (
     revisions_base_to_head,
     run_env,
     script_directory,
-    walk_base_to_head,
 )
-
-
-@pytest.fixture(scope="module")
-def walk(server_url: URL) -> Iterator[Walk]:
-    """One walk from base to head, every revision up, down and up again, data checks written on
-    the way; the tests below each read their part of the outcome."""
-    with new_database(server_url) as url:
-        outcome = Walk(url)
-        walk_base_to_head(url, outcome, stairway=True)
-        if outcome.stairway_failure is None:
-            yield outcome
-            return
-    # The stairway stopped at a bad revision: a plain walk on a fresh database serves the others.
-    with new_database(server_url) as url:
-        plain = Walk(url, stairway_failure=outcome.stairway_failure)
-        walk_base_to_head(url, plain, stairway=False)
-        yield plain
 
 
 def test_single_head() -> None:

@@ -1,9 +1,8 @@
 """The models package registers every table model in the metadata Alembic compares against, with
 constraint names from the naming convention."""
 
-import json
-import subprocess
-import sys
+import importlib
+import pkgutil
 
 from sqlalchemy import (
     CheckConstraint,
@@ -20,30 +19,24 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 
 import {{ cookiecutter.package_name }}.models as models
 
-# Run in a fresh interpreter: in this one, other tests may already have imported model modules.
-# It imports the package alone, as env.py does, notes its tables, then imports every module of the
-# package by hand: anything that only the second step registers is a model autogenerate misses.
-IMPORT_PACKAGE_ONLY = """
-import importlib, json, pkgutil, sys
-import {{ cookiecutter.package_name }}.models as models
-before = sorted(models.metadata.tables)
-imported = sorted(name for name in sys.modules if name.startswith(models.__name__ + "."))
-for module in pkgutil.iter_modules(models.__path__):
-    importlib.import_module(models.__name__ + "." + module.name)
-print(json.dumps([before, imported, sorted(models.metadata.tables)]))
-"""
+from .conftest import MODELS_FIRST_IMPORTED_HERE, MODULES_FROM_THE_PACKAGE, TABLES_FROM_THE_PACKAGE
 
 
 def test_importing_the_package_registers_every_table_model() -> None:
-    result = subprocess.run(
-        [sys.executable, "-c", IMPORT_PACKAGE_ONLY], capture_output=True, text=True, check=True
+    # conftest.py noted what the package alone registered, before any test could import a model
+    # module by hand; every module imported now, anything new is a model autogenerate misses.
+    assert MODELS_FIRST_IMPORTED_HERE, (
+        "the models package was imported before tests/conftest.py (by a pytest plugin or another "
+        "conftest.py), so what it registers alone cannot be told here"
     )
-    before, imported, everything = json.loads(result.stdout)
+    for module in pkgutil.iter_modules(models.__path__):
+        importlib.import_module(f"{models.__name__}.{module.name}")
+    everything = set(models.metadata.tables)
     assert everything, "the models package holds no table model"
-    missing = sorted(set(everything) - set(before))
+    missing = sorted(everything - TABLES_FROM_THE_PACKAGE)
     assert not missing, (
         f"tables registered only when their module is imported by hand: {missing}; "
-        f"the models package imported {imported}"
+        f"the models package imported {MODULES_FROM_THE_PACKAGE}"
     )
 
 
