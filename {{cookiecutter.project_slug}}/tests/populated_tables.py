@@ -24,10 +24,15 @@ from sqlalchemy import Connection, text
 
 ROWS = 3
 _SCHEMAS = r"n.nspname NOT LIKE 'pg\_%' AND n.nspname NOT IN ('information_schema', 'test_probe')"
-# Per column of the tables not seen before: what it holds, whether it fills itself, is unique,
-# refers to. One round trip per step. "char" columns are cast to text: the driver returns them as
-# bytes, which would compare unequal to every category below.
-NEW_COLUMNS = f"""
+NEW_TABLES = f"""
+SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND {_SCHEMAS}
+   AND c.relname NOT LIKE 'alembic_version%' AND NOT c.oid = ANY(CAST(:seen AS oid[]))
+"""
+# Per column of the new tables: what it holds, whether it fills itself, is unique, refers to. Asked
+# only when NEW_TABLES found some: planning it costs more than the rest of a step's reads. "char"
+# columns are cast to text: the driver returns them as bytes, which match no category below.
+COLUMNS = """
 SELECT a.attrelid, a.attrelid::regclass::text, quote_ident(a.attname),
        format_type(a.atttypid, a.atttypmod), t.typcategory::text, t.typtype::text,
        a.atttypid::regtype::text, a.atttypmod, a.attnotnull,
@@ -40,11 +45,7 @@ SELECT a.attrelid, a.attrelid::regclass::text, quote_ident(a.attname),
          WHERE k.conrelid = a.attrelid AND k.contype = 'f' AND k.conkey = ARRAY[a.attnum]
          LIMIT 1)
   FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
- WHERE a.attrelid IN (
-         SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-          WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND {_SCHEMAS}
-            AND c.relname NOT LIKE 'alembic_version%' AND NOT c.oid = ANY(CAST(:seen AS oid[])))
-   AND a.attnum > 0 AND NOT a.attisdropped
+ WHERE a.attrelid = ANY(CAST(:tables AS oid[])) AND a.attnum > 0 AND NOT a.attisdropped
  ORDER BY a.attrelid, a.attnum
 """
 # Above the next narrower type: 2**14, 2**30, 2**40.
@@ -107,10 +108,13 @@ class TableFiller:
         self.filled: list[str] = []
 
     def fill_new_tables(self) -> None:
+        new = [oid for (oid,) in self.connection.execute(text(NEW_TABLES), {"seen": self.seen})]
+        if not new:
+            return
+        self.seen.extend(new)
         tables: dict[int, tuple[str, list[_Column]]] = {}
-        for oid, table, *fields in self.connection.execute(text(NEW_COLUMNS), {"seen": self.seen}):
+        for oid, table, *fields in self.connection.execute(text(COLUMNS), {"tables": new}):
             tables.setdefault(oid, (table, []))[1].append(_Column(*fields))
-        self.seen.extend(tables)
         # Referenced tables first, so a foreign key finds a row.
         for table, columns in _referenced_first(list(tables.values())):
             rows = [values for row in range(ROWS) if (values := _row(columns, row)) is not None]

@@ -176,7 +176,7 @@ def test_every_way_in_waits_for_the_migration_lock(
 ) -> None:
     # Another replica holds the lock: each way of migrating from code waits for it (briefly
     # here), gives up with a message about the lock, and applies nothing.
-    monkeypatch.setenv("MIGRATION_LOCK_WAIT", "0.05")
+    monkeypatch.setenv("MIGRATION_LOCK_WAIT", "0.02")
     get_settings.cache_clear()
     try:
         with migration_lock_held(database_url), pytest.raises(CommandError, match="lock"):
