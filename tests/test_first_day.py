@@ -193,7 +193,7 @@ def test_check_and_migration_print_no_info_chatter(project: Path, server: Server
     try:
         with server.new_database("tmpl_quiet") as database:
             env = clean_env(DATABASE_URL=server.url(database))
-            must(make(project, "migrate", env=env))
+            migrated = must(make(project, "migrate", env=env))
             output = must(make(project, "migration", "msg=add gadget", env=env))
             must(make(project, "migrate", env=env))
             output += must(make(project, "check", env=env))
@@ -202,6 +202,9 @@ def test_check_and_migration_print_no_info_chatter(project: Path, server: Server
         (models / "gadget.py").unlink()
         for revision in (models.parent / "migrations" / "versions").glob("*_add_gadget.py"):
             revision.unlink()
+    # One run, one set of Alembic's context lines (env.py configures a second context).
+    assert migrated.count("Context impl PostgresqlImpl.") == 1, migrated
+    assert migrated.count("Will assume transactional DDL.") == 1, migrated
     assert "No new upgrade operations detected" in output
     assert "setting up autogenerate plugin" not in output
     assert "assuming SERIAL" not in output

@@ -140,6 +140,7 @@ def test_seed_one_url_and_db_parts(project: Path, db: str) -> None:
         parts["DB_PASSWORD"] = PASSWORD
     output = must(make(project, "migrate", env=parts))
     assert f"Database '{db}' on {HOST}:{PORT} as {USER}" in output
+    assert output.count("Context impl MySQLImpl.") == 1, output  # one run, one set of lines
     assert tables(db) == {"item"}
     for scheme in ("mysql", "mysql+pymysql", "mariadb", "mysql+aiomysql"):
         current = must(make(project, "current", env=clean_env(DATABASE_URL=url(db, scheme))))

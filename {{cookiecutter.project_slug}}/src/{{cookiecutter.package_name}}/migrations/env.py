@@ -6,7 +6,10 @@ Run by every `alembic` command and by `{{ cookiecutter.package_name }}.migration
 import asyncio
 import atexit
 import gc
+import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from logging.config import fileConfig
 from typing import Any
 
@@ -83,6 +86,19 @@ def configure(**kwargs: Any) -> None:
     )
 
 
+@contextmanager
+def quiet(logger_name: str) -> Iterator[None]:
+    """Only warnings from `logger_name` meanwhile: configuring a second context on the same
+    connection would print Alembic's "Context impl" lines again, which reads like a second run."""
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def run_migrations_offline() -> None:
     """`--sql`: print the SQL for a DBA to review; no database is needed."""
     configure(url=url, literal_binds=True, dialect_opts={"paramstyle": "named"})
@@ -123,7 +139,8 @@ def do_run_migrations(connection: Connection, *, own_session: bool = True) -> No
     # so Alembic gives every revision its own.
     connection.commit()
     steps = retries.OneRevisionAtATime(fn, progress)
-    configure(connection=connection, fn=steps)
+    with quiet("alembic.runtime.migration"):  # its dialect lines were logged once above
+        configure(connection=connection, fn=steps)
     nontransactional.instrument(context.get_context(), policy, progress)
     while True:
         lock.verify_held(connection)

@@ -8,7 +8,10 @@ data statements and its version row), and a revision stopped half way says what 
 import asyncio
 import atexit
 import gc
+import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from logging.config import fileConfig
 from typing import Any
 
@@ -71,6 +74,19 @@ def configure(**kwargs: Any) -> None:
     )
 
 
+@contextmanager
+def quiet(logger_name: str) -> Iterator[None]:
+    """Only warnings from `logger_name` meanwhile: configuring a second context on the same
+    connection would print Alembic's "Context impl" lines again, which reads like a second run."""
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def run_migrations_offline() -> None:
     """`--sql`: print the SQL for a DBA to review; no database is needed."""
     configure(url=url, literal_binds=True)
@@ -105,7 +121,8 @@ def do_run_migrations(connection: Connection, *, own_session: bool = True) -> No
     # wait timeout while nothing of it is committed, the lock checked before each and at the end.
     connection.commit()
     steps = retries.OneRevisionAtATime(fn, progress)
-    configure(connection=connection, fn=steps)
+    with quiet("alembic.runtime.migration"):  # its dialect lines were logged once above
+        configure(connection=connection, fn=steps)
     implicit_commits.instrument(context.get_context(), progress)
     while True:
         lock.verify_held(connection)
