@@ -6,10 +6,7 @@ Run by every `alembic` command and by `{{ cookiecutter.package_name }}.migration
 import asyncio
 import atexit
 import gc
-import logging
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from logging.config import fileConfig
 from typing import Any
 
@@ -23,6 +20,7 @@ from {{ cookiecutter.package_name }}.migrations import (
     guards,
     literals,
     lock,
+    logs,
     nontransactional,
     retries,
 )
@@ -86,19 +84,6 @@ def configure(**kwargs: Any) -> None:
     )
 
 
-@contextmanager
-def quiet(logger_name: str) -> Iterator[None]:
-    """Only warnings from `logger_name` meanwhile: configuring a second context on the same
-    connection would print Alembic's "Context impl" lines again, which reads like a second run."""
-    logger = logging.getLogger(logger_name)
-    level = logger.level
-    logger.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
 def run_migrations_offline() -> None:
     """`--sql`: print the SQL for a DBA to review; no database is needed."""
     configure(url=url, literal_binds=True, dialect_opts={"paramstyle": "named"})
@@ -139,7 +124,7 @@ def do_run_migrations(connection: Connection, *, own_session: bool = True) -> No
     # so Alembic gives every revision its own.
     connection.commit()
     steps = retries.OneRevisionAtATime(fn, progress)
-    with quiet("alembic.runtime.migration"):  # its dialect lines were logged once above
+    with logs.quiet("alembic.runtime.migration"):  # its dialect lines were logged once above
         configure(connection=connection, fn=steps)
     nontransactional.instrument(context.get_context(), policy, progress)
     while True:

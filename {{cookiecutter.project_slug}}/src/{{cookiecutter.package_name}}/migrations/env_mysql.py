@@ -8,10 +8,7 @@ data statements and its version row), and a revision stopped half way says what 
 import asyncio
 import atexit
 import gc
-import logging
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from logging.config import fileConfig
 from typing import Any
 
@@ -20,7 +17,7 @@ from alembic.util import CommandError
 from sqlalchemy import Connection, MetaData, pool
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from {{ cookiecutter.package_name }}.migrations import guards, implicit_commits, lock, retries
+from {{ cookiecutter.package_name }}.migrations import guards, implicit_commits, lock, logs, retries
 from {{ cookiecutter.package_name }}.migrations.errors import clear_errors, connect
 from {{ cookiecutter.package_name }}.migrations.progress import Progress
 from {{ cookiecutter.package_name }}.migrations.settings_loading import load_settings
@@ -74,19 +71,6 @@ def configure(**kwargs: Any) -> None:
     )
 
 
-@contextmanager
-def quiet(logger_name: str) -> Iterator[None]:
-    """Only warnings from `logger_name` meanwhile: configuring a second context on the same
-    connection would print Alembic's "Context impl" lines again, which reads like a second run."""
-    logger = logging.getLogger(logger_name)
-    level = logger.level
-    logger.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
 def run_migrations_offline() -> None:
     """`--sql`: print the SQL for a DBA to review; no database is needed."""
     configure(url=url, literal_binds=True)
@@ -121,7 +105,7 @@ def do_run_migrations(connection: Connection, *, own_session: bool = True) -> No
     # wait timeout while nothing of it is committed, the lock checked before each and at the end.
     connection.commit()
     steps = retries.OneRevisionAtATime(fn, progress)
-    with quiet("alembic.runtime.migration"):  # its dialect lines were logged once above
+    with logs.quiet("alembic.runtime.migration"):  # its dialect lines were logged once above
         configure(connection=connection, fn=steps)
     implicit_commits.instrument(context.get_context(), progress)
     while True:
