@@ -9,7 +9,6 @@ can be had, the tests fail and say why.
 import asyncio
 import gc
 import os
-import sys
 import tempfile
 import uuid
 from collections.abc import Generator, Iterator
@@ -21,19 +20,11 @@ import asyncpg
 import pytest
 from sqlalchemy.engine import URL
 
-from {{ cookiecutter.package_name }} import models
 from {{ cookiecutter.package_name }}.settings import parse_database_url
 
+# Imported first of the tests' own modules: see its docstring.
+from . import models_registration  # noqa: F401
 from .migration_helpers import Walk, walk_base_to_head
-
-# What importing the models package alone registers, as env.py imports it; test_models.py checks it
-# against every module of the package. This module imports the package before any other code of
-# the run can import a model module by hand (pytest autoloads no plugin here: see addopts in
-# pyproject.toml); MODELS_FIRST_IMPORTED_HERE says whether that held.
-_IMPORT_ORDER = list(sys.modules)
-MODELS_FIRST_IMPORTED_HERE = _IMPORT_ORDER.index(__name__) < _IMPORT_ORDER.index(models.__name__)
-TABLES_FROM_THE_PACKAGE = frozenset(models.metadata.tables)
-MODULES_FROM_THE_PACKAGE = sorted(m for m in sys.modules if m.startswith(f"{models.__name__}."))
 
 
 def _docker_answers() -> bool:

@@ -19,15 +19,21 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 
 import {{ cookiecutter.package_name }}.models as models
 
-from .conftest import MODELS_FIRST_IMPORTED_HERE, MODULES_FROM_THE_PACKAGE, TABLES_FROM_THE_PACKAGE
+from .models_registration import (
+    MODELS_FIRST_IMPORTED_HERE,
+    MODULES_FROM_THE_PACKAGE,
+    TABLES_FROM_THE_PACKAGE,
+)
 
 
 def test_importing_the_package_registers_every_table_model() -> None:
-    # conftest.py noted what the package alone registered, before any test could import a model
-    # module by hand; every module imported now, anything new is a model autogenerate misses.
+    # models_registration.py noted what the package alone registered, before any test could
+    # import a model module by hand; every module imported now, anything new is a model
+    # autogenerate misses.
     assert MODELS_FIRST_IMPORTED_HERE, (
-        "the models package was imported before tests/conftest.py (by a pytest plugin or another "
-        "conftest.py), so what it registers alone cannot be told here"
+        "the models package was imported before tests/models_registration.py (by a pytest plugin, "
+        "another conftest.py or an import above it in tests/conftest.py), so what it registers "
+        "alone cannot be told here"
     )
     for module in pkgutil.iter_modules(models.__path__):
         importlib.import_module(f"{models.__name__}.{module.name}")
