@@ -4,22 +4,29 @@ import os
 import shutil
 from pathlib import Path
 
+# The toolkit arrives as its source (vendor/alembic-steady is a link to packages/alembic-steady,
+# copied whole): a project needs its code, not its tests or a developer's caches.
+TOOLKIT = Path("vendor/alembic-steady")
+for leftover in ("tests", ".venv", ".pytest_cache", ".mypy_cache", ".ruff_cache"):
+    shutil.rmtree(TOOLKIT / leftover, ignore_errors=True)
+for cache in sorted(TOOLKIT.rglob("__pycache__")):
+    shutil.rmtree(cache)
+
 if "{{ cookiecutter.github_actions }}" != "yes":
     shutil.rmtree(Path(".github"))
 
 # Files of the MySQL option are written `<name>_mysql.<ext>` next to the PostgreSQL file they
 # replace: the chosen database keeps its own, under the common name.
 MYSQL = "{{ cookiecutter.database }}" == "mysql"
-for variant in sorted(Path(".").rglob("*_mysql.*")):
+for variant in sorted(p for p in Path(".").rglob("*_mysql.*") if TOOLKIT not in p.parents):
     if MYSQL:
         variant.replace(variant.with_name(variant.name.replace("_mysql.", ".", 1)))
     else:
         variant.unlink()
 if MYSQL:
-    # PostgreSQL-only: concurrent index builds outside a transaction, psql/pg_dump discovery,
+    # PostgreSQL-only: psql/pg_dump discovery,
     # squawk (`make lint-migrations` says so on MySQL), rehearsal on a pg_restore'd copy.
     for name in (
-        "migrations/nontransactional.py",
         "pgclient.py",
         "migrations/lint.py",
         "rehearse.py",

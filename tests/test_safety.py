@@ -53,7 +53,7 @@ def head(project: Path) -> str:
 @pytest.fixture(scope="module")
 def lock_key(project: Path) -> int:
     # Read from the project itself, so the test holds the very lock `make migrate` asks for.
-    code = "from my_service.migrations.lock import LOCK_KEY; print(LOCK_KEY)"
+    code = "from alembic_steady.dialects.postgresql import lock_key; print(lock_key('my_service'))"
     key = int(must(run(project, ".venv/bin/python", "-c", code)).strip())
     assert key == zlib.crc32(b"alembic:my_service") - 2**31  # one key per project, as documented
     return key

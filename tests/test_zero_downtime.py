@@ -416,7 +416,7 @@ def test_interrupted_backfill_resumes_where_it_stopped(
 BACKFILL_FROM_CODE = """
 import asyncio
 from sqlalchemy.ext.asyncio import create_async_engine
-from my_service.migrations.ops import backfill
+from alembic_steady.authoring.ops import backfill
 from my_service.settings import get_settings
 
 async def main() -> None:

@@ -13,6 +13,11 @@ from contextlib import contextmanager
 import pytest
 from alembic import command
 from alembic.util import CommandError
+{%- if cookiecutter.database == "mysql" %}
+from alembic_steady.dialects.mysql import lock_name
+{%- else %}
+from alembic_steady.dialects.postgresql import lock_key
+{%- endif %}
 from sqlalchemy import Connection, pool, text
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -24,11 +29,6 @@ from {{ cookiecutter.package_name }}.migrations import (
     upgrade,
     upgrade_async,
 )
-{%- if cookiecutter.database == "mysql" %}
-from {{ cookiecutter.package_name }}.migrations.lock import lock_name
-{%- else %}
-from {{ cookiecutter.package_name }}.migrations.lock import LOCK_KEY
-{%- endif %}
 from {{ cookiecutter.package_name }}.settings import get_settings
 
 from .migration_helpers import on_connection, revisions_base_to_head
@@ -128,11 +128,12 @@ def migration_lock_held(url: URL) -> Iterator[None]:
     try:
 {%- if cookiecutter.database == "mysql" %}
         lock = text("SELECT GET_LOCK(:name, 5)")
-        loop.run_until_complete(connection.execute(lock, {"name": lock_name(url.database)}))
+        held = {"name": lock_name("{{ cookiecutter.package_name }}", url.database)}
 {%- else %}
         lock = text("SELECT pg_advisory_lock(:key)")
-        loop.run_until_complete(connection.execute(lock, {"key": LOCK_KEY}))
+        held = {"key": lock_key("{{ cookiecutter.package_name }}")}
 {%- endif %}
+        loop.run_until_complete(connection.execute(lock, held))
         yield
     finally:
         loop.run_until_complete(connection.close())

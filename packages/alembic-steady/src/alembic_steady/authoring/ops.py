@@ -32,6 +32,8 @@ from alembic.util import CommandError
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import DBAPIError
 
+from ..runner.alembic_internals import in_callers_transaction
+
 # PostgreSQL's SQLSTATEs for a CHECK and a foreign key that existing rows violate, and for a
 # lock not granted within lock_timeout.
 CHECK_VIOLATION = "23514"
@@ -86,7 +88,7 @@ def _step_by_step(operations: Operations) -> AbstractContextManager[None]:
     """
     context = operations.get_context()
     bind = None if context.as_sql else operations.get_bind()
-    if bind is not None and bind.in_transaction() and getattr(context, "_transaction", 1) is None:
+    if bind is not None and bind.in_transaction() and in_callers_transaction(context):
         raise CommandError(
             "This revision's safe operations commit step by step, outside any transaction, but "
             "it runs inside your own transaction (upgrade(connection=...)). Run it with "
@@ -656,7 +658,7 @@ def _validate_constraint(operations: Operations, op: ValidateConstraintOp) -> No
 # --- batched backfill -------------------------------------------------------------------------
 
 
-class Progress:
+class BackfillProgress:
     """One line on stderr about once a second: rows done of total, rate, time left."""
 
     def __init__(self, label: str, total: int, interval: float = 1.0) -> None:
@@ -721,7 +723,7 @@ def backfill(
     ).one()
     if commit:
         connection.commit()
-    progress = Progress(f"{table_name}.{', '.join(values)}", int(total))
+    progress = BackfillProgress(f"{table_name}.{', '.join(values)}", int(total))
     if not total:
         progress.update(0, final=True)
         return 0

@@ -5,6 +5,7 @@ tables that already exist (see ops.py), and flag what a reviewer must look at.
 """
 
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -14,7 +15,6 @@ from alembic.autogenerate.rewriter import Rewriter
 from alembic.operations import ops
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy.dialects.postgresql.base import PGDialect
-from sqlmodel.sql.sqltypes import AutoString
 
 from . import compare
 from . import ops as safe
@@ -28,7 +28,7 @@ def render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str | 
     A revision then depends on SQLAlchemy alone: it never imports `sqlmodel` or the application,
     so it keeps working after the models change or SQLModel is upgraded.
     """
-    if type_ == "type" and isinstance(obj, AutoString):
+    if type_ == "type" and type(obj).__name__ == "AutoString":  # sqlmodel.sql.sqltypes
         return f"sa.String(length={obj.length})" if obj.length else "sa.String()"
     return False
 
@@ -405,3 +405,41 @@ def configure_options(*, writing_revision: bool) -> dict[str, Any]:
     if writing_revision:
         options["process_revision_directives"] = process_revision_directives
     return options
+
+
+Directives = Callable[[MigrationContext, Any, list[ops.MigrationScript]], None]
+
+
+def _ddl_statements(upgrade_ops: ops.UpgradeOps) -> int:
+    """How many DDL statements the operations make, about: one per table-level operation."""
+    count = 0
+    for op in upgrade_ops.ops:
+        if isinstance(op, ops.ModifyTableOps):
+            count += len(op.ops)
+        elif isinstance(op, ops.MigrateOperation) and not isinstance(op, ReviewNote):
+            count += 1
+    return count
+
+
+def warn_mixed_ddl(process: Directives) -> Directives:
+    """Autogenerate's hook, plus a warning (on stderr and in the revision) when the revision
+    runs several DDL statements: on MySQL a failure between them leaves it half applied."""
+
+    def hook(
+        context: MigrationContext, revision: Any, directives: list[ops.MigrationScript]
+    ) -> None:
+        process(context, revision, directives)
+        if not directives or directives[0].upgrade_ops is None:
+            return
+        upgrade_ops = directives[0].upgrade_ops
+        statements = _ddl_statements(upgrade_ops)
+        if statements > 1:
+            warning = (
+                f"this revision runs {statements} DDL statements, and MySQL commits each on its "
+                "own: a failure between them leaves it half applied (the error names what was "
+                "committed). Consider one revision per statement"
+            )
+            print(f"WARNING: {warning}.", file=sys.stderr)
+            upgrade_ops.ops.insert(0, ReviewNote(warning))
+
+    return hook

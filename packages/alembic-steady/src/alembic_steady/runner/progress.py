@@ -10,8 +10,8 @@ class Progress:
     at: tuple[str, ...] | None = None
     # The revision being applied, e.g. "0b1c2d3e4f50 (create item)"; None between revisions.
     revision: str | None = None
-    # SQL the current revision ran; the first `committed` of them were committed outside a
-    # transaction (an autocommit_block() commits what came before it, then runs on its own).
+    # SQL the current revision ran; the first `committed` of them were committed outside the
+    # revision's transaction (the dialect says when: an autocommit_block(), a MySQL DDL statement).
     statements: list[str] = field(default_factory=list)
     committed: int = 0
     # An INVALID index a failed CREATE INDEX CONCURRENTLY of this revision left behind.
@@ -35,18 +35,15 @@ class Progress:
             return "this run changed nothing"
         return f"the database's version stays at {', '.join(self.at) or 'base'}"
 
-    def interrupted(self) -> str:
-        """Where an interrupted run leaves the database, as sentences."""
+    def interrupted(self, committed_steps: str) -> str:
+        """Where an interrupted run leaves the database, as sentences. `committed_steps` is the
+        dialect's word for what commits part of a revision."""
         if self.revision is None:  # e.g. while waiting for the lock
             return f"no revision was running; {self.where()}."
         committed = self.committed_part()
         stopped = (
-{%- if cookiecutter.database == "mysql" %}
-            f"stopped part way: its DDL statements so far were committed "
-{%- else %}
-            f"stopped part way: its steps up to an autocommit_block() were committed "
-{%- endif %}
-            f"({committed}), the rest rolled back"
+            f"stopped part way: {committed_steps} were committed ({committed}), the rest rolled "
+            "back"
             if committed
             else "rolled back"
         )

@@ -1,6 +1,6 @@
-"""How failures are worded whatever the database: Alembic's own answers in the Make targets'
-words, the revision file that raised, the target named without its password. errors.py (one per
-database) turns each failure into one line with these."""
+"""How failures are worded whatever the database: Alembic's own answers in the project's command
+words, the revision file that raised, the target named without its password. errors.py turns
+each failure into one line with these."""
 
 import re
 import traceback
@@ -9,9 +9,8 @@ from pathlib import Path
 from alembic.util import CommandError
 from sqlalchemy.engine import URL
 
+from ..project import Commands
 from .progress import Progress
-
-VERSIONS_DIR = Path(__file__).parent / "versions"
 
 HINT_VERBOSE = "Run with VERBOSE=1 (alembic --raiseerr) for the full traceback."
 
@@ -21,11 +20,11 @@ def describe_target(url: URL) -> str:
     return f"database {url.database or '(default)'} on {where} as {url.username or '(default)'}"
 
 
-def failed_revision(exc: BaseException) -> str | None:
+def failed_revision(exc: BaseException, versions: Path) -> str | None:
     """The revision file (and line) whose code raised, found in the traceback."""
     for frame in reversed(traceback.extract_tb(exc.__traceback__)):
         path = Path(frame.filename)
-        if path.parent == VERSIONS_DIR:
+        if path.parent == versions:
             return f"{path.name}, line {frame.lineno}"
     return None
 
@@ -34,8 +33,8 @@ def cap(sentence: str) -> str:
     return sentence[:1].upper() + sentence[1:]
 
 
-def failing_revision(progress: Progress, exc: BaseException) -> str:
-    where = failed_revision(exc)
+def failing_revision(progress: Progress, exc: BaseException, versions: Path) -> str:
+    where = failed_revision(exc, versions)
     if progress.revision and where:
         return f"{progress.revision}, {where}"
     return progress.revision or where or "(none yet)"
@@ -44,24 +43,25 @@ def failing_revision(progress: Progress, exc: BaseException) -> str:
 _RELATIVE = re.compile(r"Relative revision ([+-]?)(\d+) didn't produce")
 
 
-def explain_alembic(exc: CommandError, command: str | None) -> str | None:
-    """A clearer line for Alembic's own answers that users of the Make targets meet."""
+def explain_alembic(exc: CommandError, command: str | None, commands: Commands) -> str | None:
+    """A clearer line for Alembic's own answers that users of the project's commands meet."""
     text = str(exc)
     if text.startswith("Multiple head revisions are present"):
         return (
-            "There is more than one head (make heads lists them): run `make merge` to join them "
-            "into one, then make migrate."
+            f"There is more than one head ({commands.heads} lists them): run `{commands.merge}` "
+            f"to join them into one, then {commands.migrate}."
         )
     relative = _RELATIVE.match(text)
     if relative is not None:
         steps = relative.group(2)
         if command == "downgrade":
             return (
-                f"Cannot roll back {steps} revisions: fewer are applied (make current, make "
-                "history). `make rollback rev=base` rolls back all of them."
+                f"Cannot roll back {steps} revisions: fewer are applied ({commands.current}, "
+                f"{commands.history}). `{commands.rollback_to('rev=base')}` rolls back all of "
+                "them."
             )
         return (
-            f"Cannot go {steps} revisions up: fewer are left to apply (make current, make "
-            "history). `make migrate` goes to head."
+            f"Cannot go {steps} revisions up: fewer are left to apply ({commands.current}, "
+            f"{commands.history}). `{commands.migrate}` goes to head."
         )
     return None

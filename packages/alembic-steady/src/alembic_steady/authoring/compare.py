@@ -19,7 +19,7 @@ from alembic.util import DispatchPriority, PriorityDispatchResult
 from sqlalchemy import CheckConstraint, Column, Connection, MetaData, Table, text
 from sqlalchemy.sql.elements import ClauseElement, conv
 
-PLUGIN = "{{ cookiecutter.package_name }}.compare"
+PLUGIN = "alembic_steady.compare"
 # Alembic's own comparisons, and these.
 PLUGINS = ["alembic.autogenerate.*", PLUGIN]
 SCRATCH = "pg_temp.autogen_scratch"

@@ -1,0 +1,175 @@
+"""The dialect seam: everything a migration run does differently on PostgreSQL and on MySQL.
+
+The runner (runner/) is written once against this interface; dialects/postgresql.py and
+dialects/mysql.py are its only two implementations, and the only modules that name a server's
+catalog, error codes or lock functions.
+"""
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import Any
+
+from alembic.util import CommandError
+from sqlalchemy import Connection
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ..project import Commands, MigrationSettings, Project
+from ..runner.progress import Progress
+from ..runner.retries import RetryPolicy
+
+
+class LockLost(Exception):
+    """The session no longer holds the migration lock (its connection was replaced or reset)."""
+
+
+class Dialect(ABC):
+    name: str  # SQLAlchemy's dialect name: "postgresql", "mysql"
+    server: str  # in messages: "PostgreSQL", "MySQL"
+    # What commits part of a revision before it ends, in a message's words.
+    committed_steps: str
+    # The session setting that bounds a lock wait, and how to end a blocking session.
+    lock_timeout_setting: str
+    end_session: str
+    # Why a lock can be lost, the connection to migrate through instead, why a connection drops.
+    lock_lost_cause: str
+    direct_connection: str
+    lost_connection_causes: str
+    # True where what a revision committed stays when it fails (DDL on MySQL), so a plain rerun
+    # is not the fix; False where a rerun of a rerun-safe revision is.
+    committed_is_final: bool
+
+    # -- connecting --------------------------------------------------------------------------
+    @abstractmethod
+    def connect_args(self, settings: MigrationSettings, session_name: str) -> dict[str, Any]:
+        """The driver's arguments: the connect timeout, and the session's name on the server."""
+
+    @abstractmethod
+    def connect_failure(
+        self, exc: BaseException, url: URL, settings: MigrationSettings, commands: Commands
+    ) -> CommandError:
+        """Which server refused the connection, and what to check."""
+
+    @abstractmethod
+    def require_writable(self, connection: Connection) -> None:
+        """Refuse a standby or a read-only target before the first write fails as something else."""
+
+    # -- the migration lock ------------------------------------------------------------------
+    @abstractmethod
+    async def acquire_lock(
+        self, connection: AsyncConnection, project: Project, settings: MigrationSettings
+    ) -> None:
+        """Wait for the migration lock, holding no snapshot, at most MIGRATION_LOCK_WAIT."""
+
+    @abstractmethod
+    async def release_lock(self, connection: AsyncConnection, project: Project) -> None:
+        """Release it before the connection closes (a pooler would keep the session)."""
+
+    @abstractmethod
+    def verify_lock(self, connection: Connection, project: Project) -> None:
+        """Raise LockLost unless this very session holds the lock."""
+
+    @abstractmethod
+    def acquire_caller_lock(
+        self, connection: Connection, project: Project, settings: MigrationSettings
+    ) -> None:
+        """The same lock on a caller's connection, inside the caller's transaction."""
+
+    def release_caller_lock(  # noqa: B027  (a hook: one dialect needs nothing here)
+        self, connection: Connection, project: Project
+    ) -> None:
+        """Release what acquire_caller_lock took, where the transaction's end does not."""
+
+    # -- timeouts and retries ----------------------------------------------------------------
+    @abstractmethod
+    def set_lock_timeout(self, connection: Connection, policy: RetryPolicy, attempt: int) -> str:
+        """Bound lock waits for this attempt (0: the policy's whole limit); returns the bound in
+        words for a log line ("250ms", "1s")."""
+
+    @abstractmethod
+    def set_statement_timeout(self, connection: Connection, settings: MigrationSettings) -> None:
+        """MIGRATION_STATEMENT_TIMEOUT for every statement of the migration session."""
+
+    @abstractmethod
+    def set_caller_timeouts(
+        self, connection: Connection, settings: MigrationSettings, policy: RetryPolicy
+    ) -> None:
+        """Timeouts on a caller's connection, for its transaction only where the server can."""
+
+    @abstractmethod
+    def offline_preamble(self, settings: MigrationSettings, policy: RetryPolicy) -> list[str]:
+        """The timeouts an online run sets, as statements heading `make sql`'s script."""
+
+    @abstractmethod
+    def is_lock_timeout(self, exc: BaseException) -> bool:
+        """The statement gave up waiting for a lock (and may be tried again)."""
+
+    def may_retry(self, progress: Progress) -> bool:
+        """Whether the current revision can be rolled back and tried again."""
+        return True
+
+    @abstractmethod
+    def describe_blockers(self, connection: Connection, statement: str) -> str:
+        """Who was in the way of `statement`, in a line."""
+
+    # -- statements --------------------------------------------------------------------------
+    @abstractmethod
+    def on_statement(
+        self,
+        connection: Connection | None,
+        sql: str,
+        run: Callable[[], Any],
+        progress: Progress,
+        retry: "Retry",
+    ) -> Any:
+        """Run one statement of a revision (`run`), recording in the progress what it commits."""
+
+    # -- failures ----------------------------------------------------------------------------
+    @abstractmethod
+    def first_line(self, exc: BaseException) -> str:
+        """The driver's error in one line, with its class (and number)."""
+
+    @abstractmethod
+    def lost_connection(self, exc: BaseException) -> bool: ...
+
+    @abstractmethod
+    def read_only(self, exc: BaseException) -> bool: ...
+
+    def through_pooler(self, exc: BaseException) -> str | None:
+        """The fix when `exc` is what a transaction-mode pooler does to the session."""
+        return None
+
+    @abstractmethod
+    def where(self, progress: Progress, commands: Commands) -> str:
+        """Where the database stands after the current revision stopped part way, as sentences."""
+
+    # -- authoring ---------------------------------------------------------------------------
+    def autogenerate_options(  # noqa: B027  (a hook: one dialect needs nothing here)
+        self, options: dict[str, Any], writing_revision: bool
+    ) -> None:
+        """Add the dialect's own hooks to autogenerate's options."""
+
+    def offline_dialect(  # noqa: B027  (a hook: one dialect needs nothing here)
+        self, dialect: Any
+    ) -> None:
+        """Let `make sql` render what the dialect's revisions hold as literals."""
+
+
+# Runs one attempt of a statement under the policy's retries (see runner/retries.py).
+Retry = Callable[[Callable[[], Any], str], Any]
+
+
+def for_url(url: URL) -> Dialect:
+    """The dialect of a database URL."""
+    backend = url.get_backend_name()
+    if backend == "postgresql":
+        from .postgresql import PostgreSQL
+
+        return PostgreSQL()
+    if backend in ("mysql", "mariadb"):
+        from .mysql import MySQL
+
+        return MySQL()
+    raise CommandError(
+        f"{backend} databases are not supported: use a postgresql:// or mysql:// URL."
+    )

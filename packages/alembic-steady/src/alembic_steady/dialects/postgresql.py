@@ -1,0 +1,473 @@
+"""PostgreSQL: the advisory migration lock, lock_timeout retries, blocker reports, SQLSTATE
+classification, and statements run outside a transaction (`autocommit_block()`).
+
+The lock is one session-level advisory lock per project. Waiting for it holds no snapshot: a
+replica that waited inside `pg_advisory_lock()` would keep one open, and `CREATE INDEX
+CONCURRENTLY` on the lock holder waits for every older snapshot, a cycle PostgreSQL does not
+detect. So waiters poll `pg_try_advisory_lock()` between short sleeps with no statement or
+transaction open. The lock survives an `autocommit_block()`, its session is immune to the
+server's idle timeouts, and the runner checks it still holds it before each revision and at the
+end.
+
+A failed or cancelled `CREATE INDEX CONCURRENTLY` leaves an INVALID index behind: the next build
+would fail on its name, and `IF NOT EXISTS` would skip it (a unique one then accepts duplicates).
+So a leftover INVALID index of the same name is dropped before building, and the new index is
+checked to be valid after.
+"""
+
+import asyncio
+import logging
+import random
+import re
+import time
+import zlib
+from collections.abc import Callable
+from typing import Any
+
+from alembic.util import CommandError
+from sqlalchemy import Connection, text
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ..project import Commands, MigrationSettings, Project
+from ..runner.messages import HINT_VERBOSE, cap, describe_target
+from ..runner.progress import Progress
+from ..runner.retries import RetryPolicy
+from .base import Dialect, LockLost, Retry
+
+log = logging.getLogger("alembic_steady")
+
+LOCK_NOT_AVAILABLE = "55P03"
+TOO_MANY_CONNECTIONS = "53300"
+READ_ONLY = "25006"
+# admin_shutdown (pg_terminate_backend), crash_shutdown, cannot_connect_now; class 08 is
+# "connection exception".
+CONNECTION_LOST = ("57P01", "57P02", "57P03")
+# duplicate_prepared_statement, invalid_sql_statement_name: what a transaction-mode pooler does
+# to asyncpg's prepared statements.
+POOLER = ("42P05", "26000")
+POOLER_HINT = (
+    "the connection goes through a pooler in transaction mode (PgBouncer's "
+    "pool_mode=transaction), which shares server sessions between clients. Migrations need a "
+    "direct or session-pooled connection: set MIGRATION_DATABASE_URL to one."
+)
+
+_HOLDERS = text(
+    "SELECT l.pid, coalesce(a.application_name, ''), coalesce(a.state, ''), "
+    "extract(epoch FROM now() - a.backend_start)::int "
+    "FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid "
+    "WHERE l.locktype = 'advisory' AND l.granted AND l.classid = :classid "
+    "AND l.objid = :objid AND l.objsubid = 1 AND l.database = "
+    "(SELECT oid FROM pg_database WHERE datname = current_database())"
+)
+_FIRST_POLL, _LONGEST_POLL = 0.05, 1.0
+
+_WORDS = re.compile(r'"([^"]+)"|\b([A-Za-z_][\w$]*)\b')
+# Sessions holding a lock on a relation the failed statement names: the likely blockers.
+_BLOCKERS = text(
+    "SELECT DISTINCT ON (a.pid) a.pid, coalesce(a.application_name, ''), "
+    "coalesce(a.state, ''), "
+    "extract(epoch FROM now() - coalesce(a.xact_start, a.query_start))::numeric(10,1), "
+    "c.relname FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+    "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'relation' AND l.granted "
+    "AND l.pid <> pg_backend_pid() AND c.relname = ANY(:names) "
+    "ORDER BY a.pid, a.xact_start LIMIT 3"
+)
+_OLDEST = text(
+    "SELECT pid, coalesce(application_name, ''), coalesce(state, ''), "
+    "extract(epoch FROM now() - xact_start)::numeric(10,1) FROM pg_stat_activity "
+    "WHERE xact_start IS NOT NULL AND pid <> pg_backend_pid() "
+    "AND datname = current_database() ORDER BY xact_start LIMIT 3"
+)
+
+_NAME = r'(?:"[^"]+"|[\w$]+)'
+_CONCURRENT_INDEX = re.compile(
+    rf"^\s*CREATE\s+(?:UNIQUE\s+)?INDEX\s+CONCURRENTLY\s+(?:IF\s+NOT\s+EXISTS\s+)?({_NAME})"
+    rf"\s+ON\s+(?:ONLY\s+)?({_NAME}(?:\.{_NAME})?)",
+    re.IGNORECASE,
+)
+_INDEX = text(
+    "SELECT i.indisvalid, format('%I.%I', n.nspname, c.relname) FROM pg_index i "
+    "JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+    "WHERE c.relname = :index AND i.indrelid = to_regclass(:table)"
+)
+
+
+def lock_key(package: str) -> int:
+    """One advisory key per project: replicas of a service serialise, other services do not."""
+    return zlib.crc32(f"alembic:{package}".encode()) - 2**31
+
+
+def _key_parts(package: str) -> dict[str, int]:
+    """pg_locks shows a bigint advisory key as two oids: the high and the low 32 bits."""
+    key = lock_key(package)
+    return {"classid": (key % 2**64) >> 32, "objid": key % 2**32}
+
+
+class InvalidIndex(Exception):
+    """A concurrent index build finished, yet PostgreSQL marks the index INVALID."""
+
+
+def sqlstate(exc: BaseException) -> str | None:
+    seen: BaseException | None = exc
+    while seen is not None:
+        for candidate in (getattr(seen, "orig", None), seen):
+            state = getattr(candidate, "sqlstate", None)
+            if isinstance(state, str):
+                return state
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+class PostgreSQL(Dialect):
+    name = "postgresql"
+    server = "PostgreSQL"
+    committed_steps = "its steps up to an autocommit_block()"
+    lock_timeout_setting = "lock_timeout"
+    end_session = "pg_terminate_backend(pid)"
+    lock_lost_cause = "its session was reset, as a pooler in transaction mode does"
+    direct_connection = "a direct or session-pooled connection"
+    lost_connection_causes = "server restart, failover, pg_terminate_backend, a pooler"
+    committed_is_final = False
+
+    # -- connecting --------------------------------------------------------------------------
+    def connect_args(self, settings: MigrationSettings, session_name: str) -> dict[str, Any]:
+        # Named in pg_stat_activity, and in the blocker lines of other runs.
+        return {
+            "timeout": settings.db_connect_timeout,
+            "server_settings": {"application_name": session_name},
+        }
+
+    def connect_failure(
+        self, exc: BaseException, url: URL, settings: MigrationSettings, commands: Commands
+    ) -> CommandError:
+        target = describe_target(url)
+        if sqlstate(exc) == TOO_MANY_CONNECTIONS:
+            return CommandError(
+                f"PostgreSQL ({target}) refused the connection: {self.first_line(exc)}. Its "
+                "max_connections are used up; a migration run needs one connection (replicas "
+                "waiting for the migration lock hold one each). Free connections or raise "
+                "max_connections, then run again."
+            )
+        pooler = self.through_pooler(exc)
+        if pooler is not None:
+            return CommandError(f"{self.first_line(exc)} ({target}): {pooler}")
+        timeout = settings.db_connect_timeout
+        reason = self.first_line(exc) if str(exc) else f"no answer within {timeout:g}s"
+        return CommandError(
+            f"Cannot connect to PostgreSQL ({target}): {reason}. Check DATABASE_URL or DB_* "
+            "(or MIGRATION_DATABASE_URL; environment or .env) and that the server runs "
+            f"({commands.db_up}). {HINT_VERBOSE}"
+        )
+
+    def require_writable(self, connection: Connection) -> None:
+        standby, read_only = connection.execute(
+            text("SELECT pg_is_in_recovery(), current_setting('default_transaction_read_only')")
+        ).one()
+        connection.commit()
+        if standby:
+            raise CommandError(
+                "The database is a read-only standby (pg_is_in_recovery() is true): migrations "
+                "must run on the primary. Point MIGRATION_DATABASE_URL (or DATABASE_URL) at it."
+            )
+        if read_only == "on":
+            raise CommandError(
+                "The database is read-only for this role (default_transaction_read_only = on): "
+                "migrate as a role or database where it is off, or point MIGRATION_DATABASE_URL "
+                "at the primary."
+            )
+
+    # -- the migration lock ------------------------------------------------------------------
+    async def acquire_lock(
+        self, connection: AsyncConnection, project: Project, settings: MigrationSettings
+    ) -> None:
+        """Poll for the lock with jittered backoff, for at most MIGRATION_LOCK_WAIT seconds."""
+        await connection.run_sync(_protect_session)
+        deadline = time.monotonic() + settings.migration_lock_wait
+        pause = _FIRST_POLL
+        key = lock_key(project.package)
+        while True:
+            result = await connection.execute(
+                text("SELECT pg_try_advisory_lock(:key)"), {"key": key}
+            )
+            held = bool(result.scalar_one())
+            await connection.commit()  # no transaction, hence no snapshot, while waiting
+            if held:
+                return
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                holders = await connection.run_sync(describe_holders, project.package)
+                await connection.commit()
+                raise CommandError(
+                    f"Another migration{holders} still holds the lock after "
+                    f"{settings.migration_lock_wait:g}s. Wait for it to finish, or raise "
+                    "MIGRATION_LOCK_WAIT."
+                )
+            await asyncio.sleep(min(remaining, pause * random.uniform(0.5, 1.0)))
+            pause = min(pause * 2, _LONGEST_POLL)
+
+    async def release_lock(self, connection: AsyncConnection, project: Project) -> None:
+        """Unlock before the connection closes. Closing alone releases it on a direct connection,
+        but a pooler keeps the server session, and the lock with it, for its next client."""
+        try:
+            await connection.rollback()
+            await connection.execute(
+                text("SELECT pg_advisory_unlock(:key)"), {"key": lock_key(project.package)}
+            )
+            await connection.commit()
+        except Exception:  # the connection is gone, and with it the lock
+            return
+
+    def verify_lock(self, connection: Connection, project: Project) -> None:
+        held = connection.execute(
+            text(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                "AND pid = pg_backend_pid() AND classid = :classid AND objid = :objid "
+                "AND objsubid = 1"
+            ),
+            _key_parts(project.package),
+        ).scalar_one()
+        if not held:
+            raise LockLost
+
+    def acquire_caller_lock(
+        self, connection: Connection, project: Project, settings: MigrationSettings
+    ) -> None:
+        """Held until the caller's transaction ends. That transaction is open already, so
+        waiting here holds its snapshot whatever we do; a bounded wait is what is left."""
+        connection.execute(
+            text("SELECT set_config('lock_timeout', :wait, true)"),
+            {"wait": f"{int(settings.migration_lock_wait * 1000)}ms"},
+        )
+        connection.execute(
+            text("SELECT pg_advisory_xact_lock(:key)"), {"key": lock_key(project.package)}
+        )
+
+    # -- timeouts and retries ----------------------------------------------------------------
+    def set_lock_timeout(self, connection: Connection, policy: RetryPolicy, attempt: int) -> str:
+        value = f"{int(policy.timeout_ms(attempt))}ms"
+        connection.execute(
+            text("SELECT set_config('lock_timeout', :value, false)"), {"value": value}
+        )
+        return value
+
+    def set_statement_timeout(self, connection: Connection, settings: MigrationSettings) -> None:
+        connection.execute(
+            text("SELECT set_config('statement_timeout', :value, false)"),
+            {"value": settings.migration_statement_timeout},
+        )
+        connection.commit()
+
+    def set_caller_timeouts(
+        self, connection: Connection, settings: MigrationSettings, policy: RetryPolicy
+    ) -> None:
+        """For the caller's transaction only (no retries there): both limits as SET LOCAL."""
+        for name, value in (
+            ("statement_timeout", settings.migration_statement_timeout),
+            ("lock_timeout", settings.migration_lock_timeout),
+        ):
+            connection.execute(
+                text("SELECT set_config(:name, :value, true)"), {"name": name, "value": value}
+            )
+
+    def offline_preamble(self, settings: MigrationSettings, policy: RetryPolicy) -> list[str]:
+        return [
+            f"SET lock_timeout = '{settings.migration_lock_timeout}'",
+            f"SET statement_timeout = '{settings.migration_statement_timeout}'",
+        ]
+
+    def is_lock_timeout(self, exc: BaseException) -> bool:
+        orig = getattr(exc, "orig", None)
+        return isinstance(exc, DBAPIError) and getattr(orig, "sqlstate", None) == LOCK_NOT_AVAILABLE
+
+    def describe_blockers(self, connection: Connection, statement: str) -> str:
+        """Who holds a lock on a relation `statement` names, e.g. "table item held by pid 123
+        (application_name 'app', idle in transaction, transaction open 3.1s)".
+
+        The timed-out statement no longer waits, so pg_blocking_pids() has nothing left to say;
+        the sessions holding locks on the tables it names are the ones that were in its way."""
+        names = sorted({quoted or bare for quoted, bare in _WORDS.findall(statement)})
+        rows = connection.execute(_BLOCKERS, {"names": names}).all() if names else []
+        if rows:
+            where = "the version row (alembic_version)" if rows[0][4] == "alembic_version" else None
+            return "; ".join(
+                f"{where or 'table ' + relname} held by pid {pid} ({_session(app, state, age)})"
+                for pid, app, state, age, relname in rows
+            )
+        # No table lock in the way: CREATE INDEX CONCURRENTLY waits for older snapshots instead.
+        rows = connection.execute(_OLDEST).all()
+        if rows:
+            return "older transactions: " + "; ".join(
+                f"pid {pid} ({_session(app, state, age)})" for pid, app, state, age in rows
+            )
+        return "a lock held by another session (none seen holding it any more)"
+
+    # -- statements --------------------------------------------------------------------------
+    def on_statement(
+        self,
+        connection: Connection | None,
+        sql: str,
+        run: Callable[[], Any],
+        progress: Progress,
+        retry: Retry,
+    ) -> Any:
+        """Statements in an `autocommit_block()` commit one by one: each is retried on a lock
+        timeout on its own, recorded as committed, and a concurrent index build is made
+        rerun-safe (an INVALID leftover dropped before, validity checked after)."""
+        progress.statements.append(sql)
+        if connection is None or not _autocommit(connection):
+            return run()
+        # Entering autocommit_block() committed everything the revision ran before.
+        progress.committed = len(progress.statements) - 1
+        index = _concurrent_index(sql)
+
+        def attempt() -> Any:
+            # Also before each retry: a build cut short by the lock timeout leaves one too.
+            if index is not None:
+                _drop_invalid_leftover(connection, *index)
+            return run()
+
+        try:
+            result = retry(attempt, "outside a transaction")
+        except Exception:
+            if index is not None:
+                _note_leftover(connection, *index, progress)
+            raise
+        progress.committed = len(progress.statements)
+        if index is not None:
+            _require_valid(connection, *index)
+        return result
+
+    # -- failures ----------------------------------------------------------------------------
+    def first_line(self, exc: BaseException) -> str:
+        message = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        return f"{type(exc).__name__}: {message[0]}" if message else type(exc).__name__
+
+    def lost_connection(self, exc: BaseException) -> bool:
+        state = sqlstate(exc)
+        if state is not None and (state in CONNECTION_LOST or state.startswith("08")):
+            return True
+        if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+            return True
+        return isinstance(exc, ConnectionError) or "connection is closed" in str(exc)
+
+    def read_only(self, exc: BaseException) -> bool:
+        return sqlstate(exc) == READ_ONLY
+
+    def through_pooler(self, exc: BaseException) -> str | None:
+        if sqlstate(exc) in POOLER and "prepared statement" in str(exc):
+            return POOLER_HINT
+        return None
+
+    def where(self, progress: Progress, commands: Commands) -> str:
+        if progress.revision is None:
+            return f"{cap(progress.where())}."
+        committed = progress.committed_part()
+        leftover = (
+            f" The failed CREATE INDEX CONCURRENTLY left the INVALID index {progress.leftover}; "
+            "the next run drops it and builds it again."
+            if progress.leftover
+            else ""
+        )
+        if committed:
+            return (
+                "The revision's transaction was rolled back, but these steps of it were already "
+                "committed (autocommit_block() commits what ran before it and what runs in it): "
+                f"{committed}. {cap(progress.where())}, so the next run starts the revision "
+                "again: keep those steps rerun-safe (IF NOT EXISTS)." + leftover
+            )
+        if leftover:
+            return f"Its transaction was rolled back; {progress.where()}.{leftover}"
+        return f"Nothing of it was applied; {progress.where()}."
+
+    # -- authoring ---------------------------------------------------------------------------
+    def autogenerate_options(self, options: dict[str, Any], writing_revision: bool) -> None:
+        # Imported for its side effect: autogenerate then creates, alters and drops PostgreSQL
+        # enum types along with the columns that use them, so downgrades leave no type behind.
+        import alembic_postgresql_enum  # noqa: F401
+
+    def offline_dialect(self, dialect: Any) -> None:
+        from ..authoring.literals import render_json_literals
+
+        render_json_literals(dialect)  # bulk_insert of JSON values
+
+
+def _protect_session(connection: Connection) -> None:
+    """Keep the server from closing this session while it idles between revisions or retries:
+    the lock would go with it, unnoticed, and a second runner would apply the same revision."""
+    connection.execute(
+        text(
+            "SELECT set_config(name, '0', false) FROM pg_settings "
+            "WHERE name IN ('idle_session_timeout', 'idle_in_transaction_session_timeout')"
+        )
+    )
+    connection.commit()
+
+
+def describe_holders(connection: Connection, package: str) -> str:
+    """Who holds the lock, e.g. " (pid 123, application_name 'x', active, connected 40s)"."""
+    rows = connection.execute(_HOLDERS, _key_parts(package)).all()
+    return "".join(
+        f" (pid {pid}, application_name {name!r}, {state or 'unknown state'}, connected {age}s"
+        + (
+            "; an idle holder is often a session a transaction-mode pooler kept after a run "
+            f"through it: end it with pg_terminate_backend({pid}) if no migration runs"
+            if state == "idle"
+            else ""
+        )
+        + ")"
+        for pid, name, state, age in rows[:1]
+    )
+
+
+def _session(app: str, state: str, age: object) -> str:
+    return f"application_name {app!r}, {state or 'unknown state'}, transaction open {age}s"
+
+
+def _autocommit(connection: Connection) -> bool:
+    return connection.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
+
+
+def _concurrent_index(sql: str) -> tuple[str, str] | None:
+    """(index name as stored, table as written) of a CREATE INDEX CONCURRENTLY statement."""
+    match = _CONCURRENT_INDEX.match(sql)
+    if match is None:
+        return None
+    name, table = match.groups()
+    return (name[1:-1] if name.startswith('"') else name.lower()), table
+
+
+def _lookup(connection: Connection, index: str, table: str) -> tuple[bool, str] | None:
+    row = connection.execute(_INDEX, {"index": index, "table": table}).first()
+    return None if row is None else (bool(row[0]), str(row[1]))
+
+
+def _drop_invalid_leftover(connection: Connection, index: str, table: str) -> None:
+    found = _lookup(connection, index, table)
+    if found is not None and not found[0]:
+        log.warning(
+            "Index %s is INVALID, left by an earlier build that failed or was stopped: "
+            "dropping it and building it again.",
+            found[1],
+        )
+        connection.exec_driver_sql(f"DROP INDEX CONCURRENTLY IF EXISTS {found[1]}")
+
+
+def _note_leftover(connection: Connection, index: str, table: str, progress: Progress) -> None:
+    """Remember an INVALID index the failed build left, for the failure message."""
+    try:
+        found = _lookup(connection, index, table)
+    except Exception:  # the connection is gone: the message says so already
+        return
+    if found is not None and not found[0]:
+        progress.leftover = found[1]
+
+
+def _require_valid(connection: Connection, index: str, table: str) -> None:
+    found = _lookup(connection, index, table)
+    if found is not None and not found[0]:
+        raise InvalidIndex(
+            f"index {found[1]} is INVALID after CREATE INDEX CONCURRENTLY; the next run drops "
+            "and builds it again"
+        )

@@ -1,0 +1,99 @@
+"""What the toolkit needs to know of the project it migrates: its name, where its revisions live,
+how to read its settings, and the commands its messages may suggest."""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Protocol
+
+from sqlalchemy.engine import URL
+
+
+class MigrationSettings(Protocol):
+    """The settings a migration run reads (the template's pydantic-settings class has them all).
+
+    Durations are PostgreSQL-style strings ("500ms", "2s", "0" for no limit); waits are seconds.
+    """
+
+    @property
+    def sqlalchemy_url(self) -> URL: ...
+    @property
+    def migration_url(self) -> URL: ...
+    @property
+    def environment(self) -> str: ...
+    @property
+    def db_connect_timeout(self) -> float: ...
+    @property
+    def migration_lock_wait(self) -> float: ...
+    @property
+    def migration_lock_timeout(self) -> str: ...
+    @property
+    def migration_lock_retries(self) -> int: ...
+    @property
+    def migration_lock_retry_total(self) -> float: ...
+    @property
+    def migration_statement_timeout(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class Commands:
+    """The commands messages tell a user to run next, in the words of the way they came in.
+
+    The Make targets by default; the module CLI of a wheel (`python -m <package>.migrations`)
+    replaces what it can run itself, so a Kubernetes Job is told something it can do.
+    """
+
+    migrate: str = "make migrate"
+    rollback: str = "make rollback"
+    stamp: str = "make stamp"
+    current: str = "make current"
+    history: str = "make history"
+    heads: str = "make heads"
+    merge: str = "make merge"
+    migration: str = 'make migration msg="..."'
+    backup: str = "make backup"
+    db_up: str = "make db-up"
+
+    def rollback_to(self, argument: str) -> str:
+        """`make rollback steps=2`, `make rollback rev=R`: Make takes arguments as variables."""
+        return f"{self.rollback} {argument}"
+
+    def stamp_to(self, revision: str) -> str:
+        return f"{self.stamp} rev={revision}"
+
+
+MAKE = Commands()
+
+
+@dataclass(frozen=True)
+class Project:
+    """One service's migrations.
+
+    `package` names the migration lock (replicas of one service serialise, other services on the
+    server do not) and the migration session (`application_name`); `migrations` is the folder
+    holding env.py and `versions/`; `settings` returns the validated settings; `describe` says
+    in one line which database a command-line run is about to change (never the password).
+    """
+
+    package: str
+    migrations: Path
+    settings: Callable[[], MigrationSettings]
+    describe: Callable[[URL], str] = field(default=lambda url: f"Database: {url.database}")
+    commands: Commands = MAKE
+
+    @property
+    def versions(self) -> Path:
+        return self.migrations / "versions"
+
+    @property
+    def session_name(self) -> str:
+        return f"{self.package} migrations"
+
+    @property
+    def module_commands(self) -> Commands:
+        """The words of the module CLI, for what it runs itself; Make's for the rest."""
+        module = f"python -m {self.package}.migrations"
+        return replace(self.commands, migrate=f"{module} upgrade", current=f"{module} current")
+
+    def with_commands(self, commands: Commands) -> "Project":
+        return replace(self, commands=commands)

@@ -1,0 +1,160 @@
+"""Run the migrations from code: at start-up, in a job, in tests, or from the module CLI.
+
+    api = Migrations(PROJECT)
+    api.upgrade()                                   # sync code, or inside a running event loop
+    await api.upgrade_async()                       # async code
+    await conn.run_sync(lambda c: api.upgrade(connection=c))   # on your own connection
+
+`is_at_head()` tells whether the database is current without taking the migration lock, e.g. for
+a readiness probe of a service that leaves migrating to a separate job; `wait_for_head()` polls
+it until the database is at head (for init containers and start scripts).
+"""
+
+import asyncio
+import concurrent.futures
+import time
+from collections.abc import Callable
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, pool
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from ..dialects.base import for_url
+from ..project import Commands, Project
+
+
+class Migrations:
+    def __init__(self, project: Project) -> None:
+        self.project = project
+
+    def alembic_config(
+        self,
+        url: URL | None = None,
+        connection: Connection | None = None,
+        commands: Commands | None = None,
+    ) -> Config:
+        """An Alembic config built in code: no alembic.ini needed, so it works from a wheel."""
+        config = Config()
+        location = str(self.project.migrations).replace("%", "%%")
+        config.set_main_option("script_location", location)
+        config.set_main_option("path_separator", "os")
+        config.attributes["configure_logger"] = False
+        if url is not None:
+            config.attributes["url"] = url
+        if connection is not None:
+            config.attributes["connection"] = connection
+        if commands is not None:
+            config.attributes["commands"] = commands
+        return config
+
+    def upgrade(
+        self,
+        revision: str = "head",
+        *,
+        url: URL | None = None,
+        connection: Connection | None = None,
+        commands: Commands | None = None,
+    ) -> None:
+        """Upgrade the database to `revision`, under the migration lock.
+
+        On an injected connection it runs inside that connection's transaction (commit it
+        after). Without one, env.py runs its own event loop; inside a running loop that happens
+        in a worker thread, since `asyncio.run()` cannot be nested.
+        """
+        config = self.alembic_config(url, connection, commands)
+        config.attributes["command"] = "upgrade"
+        if connection is not None:
+            command.upgrade(config, revision)
+        else:
+            outside_running_loop(command.upgrade, config, revision)
+
+    async def upgrade_async(self, revision: str = "head", *, url: URL | None = None) -> None:
+        """Upgrade from async code without blocking the event loop."""
+        await asyncio.to_thread(self.upgrade, revision, url=url)
+
+    def current(self, *, commands: Commands | None = None) -> None:
+        """Print the revision the database is at, as `alembic current --verbose` does."""
+        config = self.alembic_config(commands=commands)
+        config.attributes["command"] = "current"
+        command.current(config, verbose=True)
+
+    def script_heads(self) -> set[str]:
+        """The head revisions of the migration scripts."""
+        return set(ScriptDirectory.from_config(self.alembic_config()).get_heads())
+
+    @staticmethod
+    def current_heads(connection: Connection) -> set[str]:
+        """The revisions the database is at (empty at base)."""
+        return set(MigrationContext.configure(connection).get_current_heads())
+
+    def is_at_head(self, connection: Connection) -> bool:
+        """True when the database has every migration applied. Takes no lock."""
+        return self.current_heads(connection) == self.script_heads()
+
+    def wait_for_head(
+        self,
+        timeout: float,
+        *,
+        interval: float = 1.0,
+        url: URL | None = None,
+        commands: Commands | None = None,
+    ) -> None:
+        """Return once the database is at head; raise `TimeoutError` saying why after `timeout`.
+
+        Polls `is_at_head` without the migration lock, so it never delays the job that
+        migrates, and keeps trying while the server is not up yet (a database starting next to
+        the app).
+        """
+        words = commands or self.project.module_commands
+        outside_running_loop(
+            lambda: asyncio.run(self._wait_for_head(timeout, interval, url, words))
+        )
+
+    async def _wait_for_head(
+        self, timeout: float, interval: float, url: URL | None, commands: Commands
+    ) -> None:
+        settings = self.project.settings()
+        target = url or settings.sqlalchemy_url
+        engine = create_async_engine(
+            target,
+            poolclass=pool.NullPool,
+            connect_args=for_url(target).connect_args(settings, self.project.package),
+        )
+        deadline = time.monotonic() + timeout
+        heads = self.script_heads()
+        try:
+            while True:
+                try:
+                    async with engine.connect() as connection:
+                        current = await connection.run_sync(self.current_heads)
+                    if current == heads:
+                        return
+                    at = ", ".join(sorted(current)) or "base (empty)"
+                    why = (
+                        f"the database is at {at}, head is {', '.join(sorted(heads))}: run the "
+                        f"migrations ({commands.migrate})"
+                    )
+                except (SQLAlchemyError, OSError) as exc:
+                    lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+                    why = f"cannot connect ({type(exc).__name__}: {lines[0] if lines else ''})"
+                if time.monotonic() + interval > deadline:
+                    raise TimeoutError(f"Not at head after {timeout:g}s: {why}.")
+                await asyncio.sleep(interval)
+        finally:
+            await engine.dispose()
+
+
+def outside_running_loop(fn: Callable[..., None], *args: object) -> None:
+    """Call `fn` here, or in a worker thread when this thread already runs an event loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        fn(*args)
+        return
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as executor:
+        executor.submit(fn, *args).result()

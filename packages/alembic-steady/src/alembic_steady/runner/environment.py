@@ -1,0 +1,267 @@
+"""What env.py runs: one migration environment for every way in (the Make targets, plain
+`alembic`, the module CLI, `upgrade()` from code, the generated tests) and both databases.
+
+A project's env.py keeps Alembic's four functions and calls these methods from them:
+
+    environment = MigrationEnvironment(context, PROJECT)
+
+    def run_migrations_offline() -> None:
+        environment.run_offline()
+
+    def do_run_migrations(connection: Connection) -> None:
+        environment.run_on(connection)
+
+    async def run_async_migrations() -> None:
+        await environment.run_async(do_run_migrations)
+
+    def run_migrations_online() -> None:
+        environment.run_online(run_async_migrations)
+"""
+
+import asyncio
+import atexit
+import gc
+import sys
+from collections.abc import Callable, Coroutine
+from logging.config import fileConfig
+from typing import Any
+
+from alembic.util import CommandError
+from sqlalchemy import Connection, MetaData, pool
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from ..dialects.base import for_url
+from ..project import Project
+from . import alembic_internals, guards, logs
+from .errors import clear_errors, connect, offline_failure
+from .progress import Progress
+from .retries import RetryPolicy, with_retries
+from .settings import load_settings
+from .signals import Interrupted, cancel_on_signals
+
+# Commands that compare the models with the database; the others never import the models.
+COMPARING = ("revision", "check", None)
+
+
+class MigrationEnvironment:
+    def __init__(
+        self,
+        context: Any,
+        project: Project,
+        metadata: Callable[[], MetaData] | None = None,
+    ) -> None:
+        # `alembic.context`: the module that proxies the running EnvironmentContext.
+        self.context = context
+        config = context.config
+        # A command-line run ends with this script. At exit the interpreter's last garbage
+        # collection walks every object the imports made (SQLAlchemy's, pydantic's): about a
+        # fifth of an upgrade that has nothing to do. Freezing them first skips that walk; the OS
+        # frees the memory anyway. Programmatic callers (no cmd_opts) live on, so their
+        # collector is left alone.
+        self.command_line = config.cmd_opts is not None
+        if self.command_line:
+            atexit.register(gc.freeze)
+        # Command-line runs log as alembic.ini says; programmatic callers keep their own logging.
+        if config.config_file_name is not None and config.attributes.get("configure_logger", True):
+            fileConfig(config.config_file_name, disable_existing_loggers=False)
+        # The module CLI and other callers word the advice in their own commands.
+        commands = config.attributes.get("commands")
+        self.project = project if commands is None else project.with_commands(commands)
+        self.settings = load_settings(project.settings)
+        # The URL is an object from the settings (or injected by a caller). It never passes
+        # through alembic.ini, whose ConfigParser would choke on a `%` in the password.
+        # Migrations use MIGRATION_DATABASE_URL when set: a direct connection where the app's
+        # goes through a pooler.
+        self.url = config.attributes.get("url") or self.settings.migration_url
+        self.dialect = for_url(self.url)
+        self.command = guards.command_name(config)
+        guards.refuse_in_production(self.command, self.settings, self.project.commands)
+        self.metadata = metadata
+        self.policy = RetryPolicy.from_settings(self.settings)
+        self.progress = Progress()
+        if self.dialect.name == "postgresql":
+            from ..authoring import ops  # noqa: F401  registers op.create_index_concurrently & co.
+
+    # -- configuring -------------------------------------------------------------------------
+    def configure(self, **kwargs: Any) -> None:
+        target_metadata: MetaData | None = None
+        if self.command in COMPARING and self.metadata is not None:
+            # Only autogenerate and `check` compare models with the database. Upgrades,
+            # downgrades, stamps and `current` skip importing the models (and SQLModel), which
+            # keeps them quick to start.
+            from ..authoring import autogen
+
+            target_metadata = self.metadata()
+            writing = self.command == "revision"
+            kwargs.update(autogen.configure_options(writing_revision=writing))
+            self.dialect.autogenerate_options(kwargs, writing)
+            if self.command == "check":
+                kwargs["process_revision_directives"] = guards.explain_model_drift(
+                    self.project.commands
+                )
+        self.context.configure(
+            target_metadata=target_metadata,
+            # Each revision commits on its own: a failure in the fifth keeps the first four
+            # applied, and no lock is held across the whole chain.
+            transaction_per_migration=True,
+            **kwargs,
+        )
+
+    # -- offline -----------------------------------------------------------------------------
+    def run_offline(self) -> None:
+        """`--sql`: print the SQL for a DBA to review; no database is needed."""
+        self.configure(url=self.url, literal_binds=True, dialect_opts={"paramstyle": "named"})
+        self.dialect.offline_dialect(self.context.get_context().dialect)
+        # The script carries the same timeouts an online run sets, for whoever runs it by hand.
+        for statement in self.dialect.offline_preamble(self.settings, self.policy):
+            self.context.execute(statement)
+        with self.context.begin_transaction():
+            try:
+                self.context.run_migrations()
+            except Exception as exc:
+                raise offline_failure(exc, self.project) from exc
+
+    # -- online ------------------------------------------------------------------------------
+    def run_on(self, connection: Connection, *, own_session: bool = True) -> None:
+        """Run the command on `connection`: Alembic's upgrade/downgrade a revision at a time,
+        each under the lock and retried on lock timeouts; anything else as given."""
+        context = self.context
+        commands = self.project.commands
+        self.configure(connection=connection)
+        # `stamp` is how a version row nobody defines gets repaired, so it skips these checks.
+        if self.command != "stamp":
+            current = context.get_context().get_current_heads()
+            guards.require_known_revisions(current, context.script)
+            if self.command in ("revision", "check"):
+                guards.require_database_at_head(current, context.script, commands)
+            elif self.command == "upgrade":
+                destination = context.get_revision_argument()
+                guards.refuse_upgrade_below_current(current, context.script, destination, commands)
+        fn = context.get_context().opts.get("fn")
+        if not own_session or not alembic_internals.wraps_alembic_command(fn):
+            # A caller's transaction, or a caller's own `fn` (a test walk): run as given, each
+            # statement waiting for locks at most MIGRATION_LOCK_TIMEOUT, without retries.
+            if own_session:
+                self.dialect.set_lock_timeout(connection, self.policy, 0)
+                connection.commit()
+            with context.begin_transaction():
+                context.run_migrations()
+            return
+        # Alembic's upgrade/downgrade: one revision per run_migrations(), each retried on a lock
+        # timeout, the lock checked before each and at the end. Configured outside a
+        # transaction, so Alembic gives every revision its own.
+        connection.commit()
+        steps = alembic_internals.OneRevisionAtATime(fn, self.progress)
+        with logs.quiet("alembic.runtime.migration"):  # its dialect lines were logged once above
+            self.configure(connection=connection, fn=steps)
+        alembic_internals.hook_statements(context.get_context(), self._on_statement)
+        while True:
+            self.dialect.verify_lock(connection, self.project)
+            with_retries(
+                connection,
+                self.dialect,
+                self.policy,
+                self.progress,
+                f"Revision {self.progress.revision}",
+                context.run_migrations,
+                in_transaction=True,
+            )
+            if steps.offered is None:
+                connection.commit()
+                return
+            self.progress.applied(context.get_context().get_current_heads())
+
+    def _on_statement(self, connection: Connection | None, sql: str, run: Callable[[], Any]) -> Any:
+        def retry(attempt: Callable[[], Any], where: str) -> Any:
+            assert connection is not None
+            return with_retries(
+                connection,
+                self.dialect,
+                self.policy,
+                self.progress,
+                f"Revision {self.progress.revision}, {where}",
+                attempt,
+                in_transaction=False,
+            )
+
+        return self.dialect.on_statement(connection, sql, run, self.progress, retry)
+
+    async def run_async(
+        self,
+        run_on: Callable[[Connection], None],
+        engine: AsyncEngine | None = None,
+    ) -> None:
+        """Migrate under the migration lock, on one connection of `engine` (a caller's) or our
+        own, calling `run_on` (env.py's do_run_migrations) with it."""
+        # NullPool: the connection closes when released, which also releases the lock.
+        own = engine is None
+        engine = engine or create_async_engine(
+            self.url,
+            poolclass=pool.NullPool,
+            connect_args=self.dialect.connect_args(self.settings, self.project.session_name),
+        )
+        dialect, project = self.dialect, self.project
+        try:
+            with cancel_on_signals(self.command_line) as received:
+                try:
+                    async with connect(engine, dialect, self.settings, project) as connection:
+                        if self.command in ("upgrade", "downgrade", "stamp"):
+                            await connection.run_sync(dialect.require_writable)
+                        await dialect.acquire_lock(connection, project, self.settings)
+                        try:
+                            await connection.run_sync(dialect.set_statement_timeout, self.settings)
+                            await connection.run_sync(run_on)
+                            await connection.run_sync(dialect.verify_lock, project)
+                            await connection.commit()
+                        finally:
+                            await dialect.release_lock(connection, project)
+                except asyncio.CancelledError:
+                    if received:
+                        raise Interrupted(received[0]) from None
+                    raise
+        finally:
+            if own:
+                await engine.dispose()
+
+    def run_online(self, run_async: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run on the connection or engine a caller injected (config.attributes["connection"]),
+        else through `run_async` (env.py's run_async_migrations) on an event loop of our own."""
+        injected = self.context.config.attributes.get("connection")
+        if self.command_line:
+            # One line naming the database (never the password), so nobody migrates the wrong
+            # one unawares; on stderr, so scripts that read stdout (`alembic current`) stay clean.
+            print(self.project.describe(self.url), file=sys.stderr)
+        try:
+            with clear_errors(
+                self.dialect, self.settings, self.progress, self.project, self.command
+            ):
+                if isinstance(injected, Connection):
+                    self._run_on_callers_connection(injected)
+                elif injected is None:
+                    asyncio.run(run_async())
+                elif isinstance(injected, AsyncEngine):
+                    asyncio.run(self.run_async(self.run_on, injected))
+                else:
+                    raise CommandError(
+                        f"config.attributes['connection'] is a {type(injected).__name__}; pass a "
+                        f"Connection or an AsyncEngine ({self.url.drivername})."
+                    )
+        except Interrupted as stop:
+            # One line, the same with VERBOSE=1: the stop was asked for, there is no bug to trace.
+            print(
+                f"Interrupted by {stop}: "
+                f"{self.progress.interrupted(self.dialect.committed_steps)} "
+                f"Run {self.project.commands.migrate} again.",
+                file=sys.stderr,
+            )
+            sys.exit(128 + stop.signum)
+
+    def _run_on_callers_connection(self, connection: Connection) -> None:
+        """Inside the caller's transaction; the caller commits. (MySQL's DDL commits on its own
+        whatever the caller's transaction.)"""
+        self.dialect.acquire_caller_lock(connection, self.project, self.settings)
+        try:
+            self.dialect.set_caller_timeouts(connection, self.settings, self.policy)
+            self.run_on(connection, own_session=False)
+        finally:
+            self.dialect.release_caller_lock(connection, self.project)
