@@ -24,14 +24,8 @@ for variant in sorted(p for p in Path(".").rglob("*_mysql.*") if TOOLKIT not in 
     else:
         variant.unlink()
 if MYSQL:
-    # PostgreSQL-only: psql/pg_dump discovery,
-    # squawk (`make lint-migrations` says so on MySQL), rehearsal on a pg_restore'd copy.
-    for name in (
-        "pgclient.py",
-        "migrations/lint.py",
-        "rehearse.py",
-    ):
-        Path("src/{{ cookiecutter.package_name }}", name).unlink()
+    # squawk's rule set: `make lint-migrations` lints PostgreSQL's SQL only (it says so on MySQL).
+    Path(".squawk.toml").unlink()
 
 if "{{ cookiecutter.web_framework }}" == "none":
     shutil.rmtree(Path("src/{{ cookiecutter.package_name }}/app"))

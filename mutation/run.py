@@ -9,9 +9,10 @@ with the code), when the unmutated generated suite is not green, or when no test
 mutation.
 
 The working tree is never touched: the template is copied to a temporary folder, and one project
-is rendered from the copy and installed once. A mutation of a `{{cookiecutter.project_slug}}/`
-file is applied to both, so the rendered project's `make test` ("generated") and the template's
-own tests (node ids, run in the copy, which render from it) both see it.
+is rendered from the copy and installed once. A mutation of a `{{cookiecutter.project_slug}}/` or
+`packages/alembic-steady/` file is applied to both, so the rendered project's `make test`
+("generated") and the template's own tests (node ids, run in the copy, which render from it)
+both see it.
 """
 
 import argparse
@@ -31,6 +32,8 @@ MUTATIONS = Path(__file__).resolve().parent / "mutations.toml"
 TOOLS_BIN = TEMPLATE / ".venv" / "bin"
 SLUG_DIR = "{{cookiecutter.project_slug}}"
 PACKAGE_DIR = "{{cookiecutter.package_name}}"
+# The toolkit, and where a render carries it (installed editable, so a mutation there counts).
+TOOLKIT_DIR, VENDORED_DIR = "packages/alembic-steady", "vendor/alembic-steady"
 PACKAGE = "my_service"  # the package of a project rendered with the default answers
 # Not copied: tools, caches, earlier renders.
 IGNORED = shutil.ignore_patterns(".venv", ".git", "build", "__pycache__", ".pytest_cache")
@@ -88,6 +91,9 @@ def failed_tests(output: str) -> list[str]:
 
 def rendered(mutation: Mutation, project: Path) -> tuple[Path, str, str] | None:
     """The rendered project's counterpart of a template file and the mutation's texts."""
+    if mutation.file.startswith(TOOLKIT_DIR + "/"):
+        relative = VENDORED_DIR + mutation.file.removeprefix(TOOLKIT_DIR)
+        return project / relative, mutation.old, mutation.new
     if not mutation.file.startswith(SLUG_DIR + "/"):
         return None
     relative = mutation.file.removeprefix(SLUG_DIR + "/").replace(PACKAGE_DIR, PACKAGE)
@@ -171,7 +177,8 @@ def main() -> int:
 
     try:
         copy = work / "template"
-        shutil.copytree(TEMPLATE, copy, ignore=IGNORED)
+        # symlinks=True: the copy's vendor/ link points at the copy's toolkit, which is mutated.
+        shutil.copytree(TEMPLATE, copy, ignore=IGNORED, symlinks=True)
         # Every anchor is checked before anything runs, so a stale list fails in seconds.
         for mutation in mutations:
             anchored(copy / mutation.file, mutation.old, mutation.name)

@@ -142,7 +142,7 @@ def test_backup_gives_up_on_a_held_lock(
 
 def test_client_programs_get_ssl_and_libpq_parameters(project: Path) -> None:
     probe = (
-        "import json; from my_service.pgclient import libpq_environment; "
+        "import json; from alembic_steady.dialects.postgresql_clients import libpq_environment; "
         "from my_service.settings import Settings; s = Settings(_env_file=None); "
         "env = libpq_environment(s.sqlalchemy_url, s); "
         "print(json.dumps({k: v for k, v in env.items() if k.startswith('PG')}))"

@@ -92,7 +92,7 @@ def main() -> int:
             [
                 str(project / ".venv" / "bin" / "python"),
                 "-c",
-                "from my_service.pgclient import matching_program; "
+                "from alembic_steady.dialects.postgresql_clients import matching_program; "
                 f"print(matching_program('pg_restore', {server.version.split('.')[0]})[1])",
             ],
             project,

@@ -58,7 +58,7 @@ def server_url() -> Iterator[URL]:
             SERVER_USED.append(f"{_version(url)} in Docker (testcontainers postgres:18-alpine)")
             yield url
     else:
-        from {{ cookiecutter.package_name }}.devdb import start_server
+        from alembic_steady.dialects.postgresql_clients import start_server
 
         with tempfile.TemporaryDirectory(prefix="pgtest-") as tmp:
             server, url = start_server(Path(tmp) / "data", keep_running=False)

@@ -33,6 +33,8 @@ class MigrationSettings(Protocol):
     def migration_lock_retry_total(self) -> float: ...
     @property
     def migration_statement_timeout(self) -> str: ...
+    @property
+    def backup_lock_wait(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -72,7 +74,8 @@ class Project:
     `package` names the migration lock (replicas of one service serialise, other services on the
     server do not) and the migration session (`application_name`); `migrations` is the folder
     holding env.py and `versions/`; `settings` returns the validated settings; `describe` says
-    in one line which database a command-line run is about to change (never the password).
+    in one line which database a command-line run is about to change (never the password);
+    `root` is the source tree (`.env`, `backups/`, `.devdb/`), None in an installed wheel.
     """
 
     package: str
@@ -80,10 +83,16 @@ class Project:
     settings: Callable[[], MigrationSettings]
     describe: Callable[[URL], str] = field(default=lambda url: f"Database: {url.database}")
     commands: Commands = MAKE
+    root: Path | None = None
 
     @property
     def versions(self) -> Path:
         return self.migrations / "versions"
+
+    @property
+    def folder(self) -> Path:
+        """Where the chores keep their files: the source tree, else the current folder."""
+        return self.root or Path.cwd()
 
     @property
     def session_name(self) -> str:

@@ -1,16 +1,18 @@
-"""Migrate from an installed wheel or image, with no source tree and no alembic.ini:
+"""Migrate from an installed wheel or image, with no source tree and no alembic.ini, and run the
+chores the Make targets run:
 
     python -m {{ cookiecutter.package_name }}.migrations upgrade [REV]       # default: head
     python -m {{ cookiecutter.package_name }}.migrations current
     python -m {{ cookiecutter.package_name }}.migrations wait-for-head --timeout 300
 
-What it runs, and the words of its messages, are alembic-steady's (`runner/cli.py`).
+`--help` lists the rest. What it runs, and the words of its messages, are alembic-steady's
+(`cli.py`).
 """
 
 import sys
 
+from alembic_steady.cli import main
 from alembic_steady.runner.api import Migrations
-from alembic_steady.runner.cli import main
 
 from . import PROJECT
 

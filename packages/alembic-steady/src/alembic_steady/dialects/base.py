@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from ..project import Commands, MigrationSettings, Project
 from ..runner.progress import Progress
 from ..runner.retries import RetryPolicy
+from .clients import Clients
 
 
 class LockLost(Exception):
@@ -142,6 +143,11 @@ class Dialect(ABC):
     @abstractmethod
     def where(self, progress: Progress, commands: Commands) -> str:
         """Where the database stands after the current revision stopped part way, as sentences."""
+
+    # -- chores ------------------------------------------------------------------------------
+    @abstractmethod
+    def clients(self) -> Clients:
+        """The client programs and admin statements behind backup, restore, shell, db-up/reset."""
 
     # -- authoring ---------------------------------------------------------------------------
     def autogenerate_options(  # noqa: B027  (a hook: one dialect needs nothing here)

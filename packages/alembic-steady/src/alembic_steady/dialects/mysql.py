@@ -31,6 +31,7 @@ from ..runner.progress import Progress
 from ..runner.retries import RetryPolicy
 from ..runner.settings import duration_ms
 from .base import Dialect, LockLost, Retry
+from .clients import Clients
 
 # MySQL refuses lock names longer than 64 characters; a long database name is hashed instead.
 _MAX_NAME = 64
@@ -332,6 +333,12 @@ class MySQL(Dialect):
             f"committed (e.g. DROP the objects above), fix the revision and run {commands.migrate} "
             "again. Keep one DDL statement per revision on MySQL to avoid this."
         )
+
+    # -- chores ------------------------------------------------------------------------------
+    def clients(self) -> Clients:
+        from .mysql_clients import MySQLClients
+
+        return MySQLClients()
 
     # -- authoring ---------------------------------------------------------------------------
     def autogenerate_options(self, options: dict[str, Any], writing_revision: bool) -> None:

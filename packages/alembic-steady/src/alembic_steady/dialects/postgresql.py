@@ -35,6 +35,7 @@ from ..runner.messages import HINT_VERBOSE, cap, describe_target
 from ..runner.progress import Progress
 from ..runner.retries import RetryPolicy
 from .base import Dialect, LockLost, Retry
+from .clients import Clients
 
 log = logging.getLogger("alembic_steady")
 
@@ -380,6 +381,12 @@ class PostgreSQL(Dialect):
         if leftover:
             return f"Its transaction was rolled back; {progress.where()}.{leftover}"
         return f"Nothing of it was applied; {progress.where()}."
+
+    # -- chores ------------------------------------------------------------------------------
+    def clients(self) -> Clients:
+        from .postgresql_clients import PostgreSQLClients
+
+        return PostgreSQLClients()
 
     # -- authoring ---------------------------------------------------------------------------
     def autogenerate_options(self, options: dict[str, Any], writing_revision: bool) -> None:

@@ -162,7 +162,7 @@ class MigrationEnvironment:
                 self.dialect,
                 self.policy,
                 self.progress,
-                f"Revision {self.progress.revision}",
+                lambda: f"Revision {self.progress.revision}",
                 context.run_migrations,
                 in_transaction=True,
             )
@@ -179,7 +179,7 @@ class MigrationEnvironment:
                 self.dialect,
                 self.policy,
                 self.progress,
-                f"Revision {self.progress.revision}, {where}",
+                lambda: f"Revision {self.progress.revision}, {where}",
                 attempt,
                 in_transaction=False,
             )

@@ -89,13 +89,14 @@ def with_retries(
     dialect: "Dialect",
     policy: RetryPolicy,
     progress: Progress,
-    what: str,
+    what: Callable[[], str],
     attempt_once: Callable[[], Any],
     in_transaction: bool,
 ) -> Any:
     """Run `attempt_once` under escalating lock timeouts until it gets its locks or the policy
     gives up (LockRetriesExhausted). In a transaction, a failed attempt is rolled back and the
-    pause is taken with none open."""
+    pause is taken with none open. `what` names the attempt in the log line of a failed one
+    (asked then: the revision is known only once it runs)."""
     started = time.monotonic()
     attempt = 1
     while True:
@@ -117,7 +118,7 @@ def with_retries(
             wait = pause(attempt)
             log.warning(
                 "%s: attempt %d waited %s for a lock: %s. Retrying in %.1fs.",
-                what,
+                what(),
                 attempt,
                 bound,
                 blockers,

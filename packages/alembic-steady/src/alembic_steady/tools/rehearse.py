@@ -1,7 +1,8 @@
-"""`make rehearse`: run the pending migrations on a copy of real data, and say what they did.
+"""`make rehearse`: run the pending migrations on a copy of real data, and say what they did
+(PostgreSQL).
 
-    python -m {{ cookiecutter.package_name }}.rehearse file=backups/<name>-<timestamp>.dump
-    python -m {{ cookiecutter.package_name }}.rehearse from=postgresql://reader@prod-replica/app
+    make rehearse file=backups/<name>-<timestamp>.dump
+    make rehearse from=postgresql://reader@prod-replica/app
 
 The copy (a `make backup` dump, or a dump read from `from=` with pg_dump in a read-only session:
 the source is never written to) is restored into a scratch database on the configured
@@ -30,11 +31,18 @@ from sqlalchemy import Connection, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-from .db import create_engine
-from .migrations import alembic_config, current_heads
-from .pgclient import ClientError, libpq_environment, matching_program, server_major_version
-from .restore import check_dump, readable_by
-from .settings import Settings, get_settings
+from ..dialects.clients import ClientError
+from ..dialects.postgresql_clients import (
+    PostgreSQLClients,
+    engine_for,
+    libpq_environment,
+    matching_program,
+    readable_by,
+    server_major_version,
+)
+from ..project import MigrationSettings, Project
+from ..runner.api import Migrations
+from .restore import usage
 
 USAGE = "make rehearse file=backups/<name>-<timestamp>.dump, or from=postgresql://user@host/db"
 # The relations a backend holds locks on, with the mode: read after each statement.
@@ -99,7 +107,7 @@ def parse(argv: list[str]) -> tuple[Path | None, URL | None]:
     return Path(str(file)), None
 
 
-def dump_source(source: URL, settings: Settings, folder: Path) -> Path:
+def dump_source(source: URL, settings: MigrationSettings, folder: Path) -> Path:
     """Read `source` into a dump with pg_dump, in a read-only session."""
     env = libpq_environment(source, settings)
     # Every transaction of the session is read-only: pg_dump cannot write to the source.
@@ -126,8 +134,8 @@ def dump_source(source: URL, settings: Settings, folder: Path) -> Path:
     return target
 
 
-async def _admin(url: URL, settings: Settings, statement: str) -> None:
-    engine = create_engine(settings, url=url)
+async def _admin(url: URL, settings: MigrationSettings, statement: str) -> None:
+    engine = engine_for(url, settings)
     try:
         async with engine.connect() as connection:
             await connection.execution_options(isolation_level="AUTOCOMMIT")
@@ -137,7 +145,7 @@ async def _admin(url: URL, settings: Settings, statement: str) -> None:
 
 
 @contextmanager
-def scratch_database(url: URL, settings: Settings) -> Iterator[URL]:
+def scratch_database(url: URL, settings: MigrationSettings) -> Iterator[URL]:
     name = f"{url.database or 'db'}_rehearse_{uuid.uuid4().hex[:8]}"
     asyncio.run(_admin(url, settings, f'CREATE DATABASE "{name}"'))
     try:
@@ -146,7 +154,7 @@ def scratch_database(url: URL, settings: Settings) -> Iterator[URL]:
         asyncio.run(_admin(url, settings, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-def restore(dump: Path, scratch: URL, settings: Settings) -> None:
+def restore(dump: Path, scratch: URL, settings: MigrationSettings) -> None:
     env = libpq_environment(scratch, settings)
     server = server_major_version(scratch, settings)
     _, pg_restore = matching_program(
@@ -167,9 +175,9 @@ def restore(dump: Path, scratch: URL, settings: Settings) -> None:
         raise RehearsalError(f"pg_restore failed on the scratch copy: {reason}")
 
 
-def pending(connection: Connection) -> list[Script]:
-    script = ScriptDirectory.from_config(alembic_config())
-    at = current_heads(connection)
+def pending(connection: Connection, migrations: Migrations) -> list[Script]:
+    script = ScriptDirectory.from_config(migrations.alembic_config())
+    at = migrations.current_heads(connection)
     steps = script.iterate_revisions("heads", tuple(at) or "base")
     return list(reversed([step for step in steps if step.revision not in at]))
 
@@ -205,13 +213,13 @@ def _watch(connection: Connection, report: StepReport) -> list[Any]:
     return [("before_cursor_execute", before), ("after_cursor_execute", after)]
 
 
-def upgrade_one(connection: Connection, revision: Script) -> StepReport:
+def upgrade_one(connection: Connection, revision: Script, migrations: Migrations) -> StepReport:
     """Run `revision` in its own transaction on `connection`, noting its locks and rows."""
     report = StepReport(f"{revision.revision} ({revision.doc})")
     started = time.perf_counter()
     listeners = _watch(connection, report)
     try:
-        config = alembic_config(connection=connection)
+        config = migrations.alembic_config(connection=connection)
         config.attributes["command"] = "upgrade"
         command.upgrade(config, revision.revision)
         connection.commit()
@@ -233,9 +241,11 @@ def _first_line(exc: BaseException) -> str:
     return message.splitlines()[0].split(" Fix the cause")[0] if message else type(exc).__name__
 
 
-def round_trip(connection: Connection, revisions: list[Script]) -> str | None:
+def round_trip(
+    connection: Connection, revisions: list[Script], migrations: Migrations
+) -> str | None:
     """Each revision, from the last, down one and up again: the schema must come back."""
-    config = alembic_config(connection=connection)
+    config = migrations.alembic_config(connection=connection)
     for revision in reversed(revisions):
         before = schema(connection)
         for step, target in (("downgrade", "-1"), ("upgrade", revision.revision)):
@@ -260,11 +270,11 @@ def round_trip(connection: Connection, revisions: list[Script]) -> str | None:
     return None
 
 
-async def rehearse(scratch: URL, settings: Settings) -> int:
-    engine = create_engine(settings, url=scratch)
+async def rehearse(scratch: URL, settings: MigrationSettings, migrations: Migrations) -> int:
+    engine = engine_for(scratch, settings)
     try:
         async with engine.connect() as connection:
-            revisions = await connection.run_sync(pending)
+            revisions = await connection.run_sync(pending, migrations)
             if not revisions:
                 print("No pending revisions: the copy is at head already.")
                 return 0
@@ -272,7 +282,7 @@ async def rehearse(scratch: URL, settings: Settings) -> int:
             started = time.perf_counter()
             for revision in revisions:
                 try:
-                    report = await connection.run_sync(upgrade_one, revision)
+                    report = await connection.run_sync(upgrade_one, revision, migrations)
                 except Exception as exc:
                     await connection.rollback()
                     print(
@@ -287,7 +297,7 @@ async def rehearse(scratch: URL, settings: Settings) -> int:
             print(f"Pending revisions applied in {time.perf_counter() - started:.2f} s.")
             started = time.perf_counter()
             print("Each pending revision down and up again:")
-            problem = await connection.run_sync(round_trip, revisions)
+            problem = await connection.run_sync(round_trip, revisions, migrations)
             print(f"Round trips done in {time.perf_counter() - started:.2f} s.")
             if problem:
                 print(f"Stairway FAILED: {problem}.", file=sys.stderr)
@@ -298,8 +308,8 @@ async def rehearse(scratch: URL, settings: Settings) -> int:
         await engine.dispose()
 
 
-def main(argv: list[str]) -> int:
-    settings = get_settings()
+def main(project: Project, argv: list[str]) -> int:
+    settings = project.settings()
     if settings.environment == "production":
         print(
             "make rehearse restores a copy into a scratch database: run it against a "
@@ -314,7 +324,7 @@ def main(argv: list[str]) -> int:
                 dump = dump_source(source, settings, Path(folder))
             else:
                 assert file is not None
-                if problem := check_dump(file):
+                if problem := PostgreSQLClients().check_dump(file, usage(".dump")):
                     raise RehearsalError(problem.replace("make restore", "make rehearse"))
                 dump = file
             url = settings.sqlalchemy_url
@@ -325,11 +335,7 @@ def main(argv: list[str]) -> int:
                     f"Copy restored into scratch database {scratch.database} in "
                     f"{time.perf_counter() - started:.2f} s."
                 )
-                return asyncio.run(rehearse(scratch, settings))
+                return asyncio.run(rehearse(scratch, settings, Migrations(project)))
     except (RehearsalError, ClientError) as exc:
         print(f"Nothing rehearsed: {exc}.", file=sys.stderr)
         return 1
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

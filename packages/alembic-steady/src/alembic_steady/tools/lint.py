@@ -1,4 +1,4 @@
-"""Lint each revision's own SQL with squawk: `make lint-migrations`.
+"""Lint each revision's own SQL with squawk (PostgreSQL): `make lint-migrations`.
 
 Each revision is rendered offline on its own (`alembic upgrade <down>:<rev> --sql`), so a finding
 points at the revision that causes it rather than at the whole chain. The rule set is the project's
@@ -23,8 +23,9 @@ from alembic.config import Config
 from alembic.script import Script, ScriptDirectory
 from alembic.util import CommandError
 
+from ..project import Project
+
 IGNORE_LINE = re.compile(r"^\s*#\s*squawk-ignore:\s*(.+)$", re.M)
-CONFIG = Path(".squawk.toml")
 ACCEPT_HINT = (
     "Make the change in a non-blocking way (see README, zero-downtime changes), or accept a "
     "reviewed finding with a `# squawk-ignore: <rule>` line in that revision's file."
@@ -42,12 +43,13 @@ def revision_sql(config: Config, revision: Script) -> str:
     return VERSION_TABLE.sub("", buffer.getvalue())
 
 
-def project_excluded_rules() -> list[str]:
+def project_excluded_rules(folder: Path) -> list[str]:
     """The rules `.squawk.toml` leaves out. squawk drops its config's exclusions when `--exclude`
     is given on the command line, so they are passed along with each revision's own."""
-    if not CONFIG.is_file():
+    config = folder / ".squawk.toml"
+    if not config.is_file():
         return []
-    with CONFIG.open("rb") as file:
+    with config.open("rb") as file:
         return [str(rule) for rule in tomllib.load(file).get("excluded_rules", [])]
 
 
@@ -62,17 +64,17 @@ def accepted_rules(revision_file: Path) -> list[str]:
     ]
 
 
-def main() -> int:
+def main(project: Project, argv: list[str]) -> int:
     squawk = shutil.which("squawk", path=str(Path(sys.executable).parent)) or shutil.which("squawk")
     if squawk is None:
         print("squawk is not installed: run `make install` (it comes with squawk-cli).")
         return 1
-    config = Config("alembic.ini")
+    config = Config(str(project.folder / "alembic.ini"))
     config.attributes["configure_logger"] = False  # findings only, no Alembic INFO lines
     # Rendered as `make sql` renders it: env.py then skips importing the models.
     config.attributes["command"] = "upgrade"
     script = ScriptDirectory.from_config(config)
-    project_rules = project_excluded_rules()
+    project_rules = project_excluded_rules(project.folder)
     flagged: list[str] = []
     unrendered = 0
     with tempfile.TemporaryDirectory() as tmp:
@@ -113,7 +115,3 @@ def main() -> int:
     if unrendered:
         print(f"{unrendered} revision(s) could not be rendered offline and were not linted.")
     return 1 if flagged or unrendered else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

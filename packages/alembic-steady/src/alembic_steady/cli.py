@@ -1,0 +1,111 @@
+"""`python -m <package>.migrations`: every migration command and chore of a project, from a source
+tree (the Make targets call it) or an installed wheel or image (no alembic.ini needed to migrate).
+
+    python -m <package>.migrations upgrade [REV]       # default: head
+    python -m <package>.migrations current
+    python -m <package>.migrations wait-for-head --timeout 300
+    python -m <package>.migrations backup [FOLDER] | restore FILE | shell [ARGS...]
+    python -m <package>.migrations devdb start|stop|reset
+    python -m <package>.migrations rehearse file=DUMP|from=URL      # PostgreSQL
+    python -m <package>.migrations lint-migrations                  # PostgreSQL
+
+Migrating runs the same env.py, lock, settings and messages as `make migrate`, whose advice then
+names this CLI's commands where it has them. Exit status: 0 on success, 1 with a one-line
+message on failure, 2 on a usage error.
+"""
+
+import argparse
+import sys
+from collections.abc import Callable
+
+from alembic.util import CommandError
+
+from .project import Project
+from .runner.api import Migrations
+from .runner.settings import invalid_settings
+
+CHORES = {
+    "backup": "dump the database to a private file (make backup)",
+    "restore": "load a dump into the database (make restore)",
+    "shell": "the server's shell on the database (make psql, make dbshell)",
+    "rehearse": "pending revisions on a scratch copy of real data (make rehearse)",
+    "lint-migrations": "squawk on each revision's SQL (make lint-migrations)",
+}
+
+
+def _chore(name: str) -> Callable[[Project, list[str]], int]:
+    """A chore's `main`, imported only when it runs (an upgrade loads none of them)."""
+    if name == "backup":
+        from .tools.backup import main
+    elif name == "restore":
+        from .tools.restore import main
+    elif name == "shell":
+        from .tools.shell import main
+    elif name == "rehearse":
+        from .tools.rehearse import main
+    else:
+        from .tools.lint import main
+    return main
+
+
+def main(migrations: Migrations, argv: list[str] | None = None) -> int:
+    project = migrations.project
+    given = sys.argv[1:] if argv is None else argv
+    if given and given[0] in CHORES:
+        # Their arguments pass through untouched (`shell -c "SELECT 1"` is psql's -c).
+        return _chore(given[0])(project, given[1:])
+    parser = argparse.ArgumentParser(
+        prog=f"python -m {project.package}.migrations",
+        description="Run the migrations that ship inside this package, and the chores around them.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    up = commands.add_parser("upgrade", help="upgrade to head, or to REV, under the lock")
+    up.add_argument("revision", nargs="?", default="head", help="head (default), +1, an id")
+    commands.add_parser("current", help="print the revision the database is at")
+    wait = commands.add_parser(
+        "wait-for-head", help="exit 0 once the database is at head (init containers)"
+    )
+    wait.add_argument("--timeout", type=_seconds, required=True, help="seconds to wait")
+    wait.add_argument("--interval", type=_seconds, default=1.0, help="seconds between checks")
+    for name, text in CHORES.items():
+        commands.add_parser(name, help=text).add_argument("args", nargs="*", help="its arguments")
+    devdb = commands.add_parser("devdb", help="the development database (make db-up, db-reset)")
+    devdb.add_argument("action", choices=["start", "stop", "reset"])
+    args = parser.parse_args(given)
+
+    words = project.module_commands
+    try:
+        if args.command == "upgrade":
+            migrations.upgrade(args.revision, commands=words)
+        elif args.command == "current":
+            migrations.current(commands=words)
+        elif args.command == "wait-for-head":
+            migrations.wait_for_head(args.timeout, interval=args.interval, commands=words)
+            print("At head.")
+        else:
+            from .tools.devdb import ACTIONS
+
+            return ACTIONS[args.action](project)
+    except (CommandError, TimeoutError) as exc:
+        # Alembic's own CLI prints failures the same way; the message never holds the password.
+        print(f"FAILED: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        # Raised by the settings outside env.py (wait-for-head); names the variables, not values.
+        wrong = invalid_settings(exc)
+        if wrong is None:
+            raise
+        message = f"invalid settings ({wrong}); fix them in the environment or .env"
+        print(f"FAILED: {message}.", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds") from None
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"{value!r}: give a number of seconds above 0")
+    return seconds

@@ -1,0 +1,168 @@
+"""MySQL's and MariaDB's `mysql` and `mysqldump` clients on the configured database, the password
+kept off their command lines (where `ps` shows it to every user of the machine).
+
+The connection settings go to the clients in a private option file (`--defaults-extra-file`, mode
+0600, deleted after the run). MariaDB's `mariadb`/`mariadb-dump` are used where the MySQL names
+are missing. There is no embedded MySQL: `make db-up` uses Docker Compose where a Docker engine
+answers, else checks that the configured server answers, or explains how to point at one.
+"""
+
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import pool, text
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from ..project import MigrationSettings, Project
+from .clients import ClientError, Clients, ToolFailed, run_private, unreadable
+
+NAMES = {"mysql": ("mysql", "mariadb"), "mysqldump": ("mysqldump", "mariadb-dump")}
+
+
+def program(name: str) -> str:
+    for candidate in NAMES[name]:
+        if found := shutil.which(candidate):
+            return found
+    raise ClientError(
+        f"{name} is not installed: install the MySQL or MariaDB client (e.g. apt install "
+        "default-mysql-client, brew install mysql-client), then run again."
+    )
+
+
+def _option(value: str) -> str:
+    """A value for an option file: quoted, with its backslashes and quotes escaped."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+@contextmanager
+def option_file(url: URL) -> Iterator[Path]:
+    """A [client] option file naming host, port, user and password; 0600, removed after."""
+    lines = ["[client]"]
+    if url.host:
+        lines.append(f"host={_option(url.host)}")
+    if url.port:
+        lines.append(f"port={url.port}")
+    if url.username:
+        lines.append(f"user={_option(url.username)}")
+    if url.password:
+        lines.append(f"password={_option(str(url.password))}")
+    descriptor, name = tempfile.mkstemp(prefix="mysql-", suffix=".cnf")  # created 0600
+    path = Path(name)
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write("\n".join(lines) + "\n")
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def engine_for(url: URL, settings: MigrationSettings) -> AsyncEngine:
+    return create_async_engine(
+        url,
+        poolclass=pool.NullPool,
+        connect_args={"connect_timeout": settings.db_connect_timeout},
+    )
+
+
+class MySQLClients(Clients):
+    dump_suffix = ".sql"
+    system_databases = ("", "mysql", "information_schema", "performance_schema", "sys")
+
+    def backup(self, url: URL, settings: MigrationSettings, target: Path) -> str:
+        """`--single-transaction` dumps a consistent snapshot of InnoDB tables without locking
+        them. mysqldump has no option to bound its metadata-lock waits (BACKUP_LOCK_WAIT is
+        PostgreSQL's): a backup started while a migration alters a table waits for it."""
+        mysqldump = program("mysqldump")
+        with option_file(url) as options:
+            args = [mysqldump, f"--defaults-extra-file={options}", "--single-transaction"]
+            args += ["--routines", "--triggers", "--events", "--hex-blob"]
+            args += [f"--result-file={target}", str(url.database)]
+            result = run_private(args, None)
+        if result.returncode != 0:
+            raise ToolFailed("mysqldump failed: see its message above.")
+        return "mysqldump"
+
+    def check_dump(self, path: Path, usage: str) -> str | None:
+        if problem := unreadable(path, usage):
+            return problem
+        with path.open("rb") as dump:
+            if b"dump" not in dump.read(200).lower():
+                return f"{path} is not a mysqldump file (make backup writes those)"
+        return None
+
+    def restore(self, url: URL, settings: MigrationSettings, dump: Path) -> str:
+        """The dump's tables replace their namesakes (it drops and recreates each). MySQL
+        commits each DDL statement, so a restore that fails half way is NOT rolled back."""
+        mysql = program("mysql")
+        with option_file(url) as options, dump.open("rb") as source:
+            args = [mysql, f"--defaults-extra-file={options}", str(url.database)]
+            result = subprocess.run(args, stdin=source, check=False)
+        if result.returncode != 0:
+            raise ToolFailed(
+                f"mysql failed (exit {result.returncode}, see above). MySQL commits each DDL "
+                "statement, so part of the dump may be loaded: fix the cause and restore again "
+                "(the dump drops and recreates its tables)."
+            )
+        return "mysql"
+
+    def shell(self, url: URL, settings: MigrationSettings, argv: list[str]) -> int:
+        mysql = program("mysql")
+        with option_file(url) as options:
+            # --defaults-extra-file must come first; the database name last.
+            args = [mysql, f"--defaults-extra-file={options}", *argv, str(url.database or "")]
+            return subprocess.run(args, check=False).returncode
+
+    async def recreate(self, url: URL, settings: MigrationSettings) -> None:
+        name = "`" + str(url.database).replace("`", "``") + "`"
+        # Connected without a database: the configured one may not exist yet.
+        engine = engine_for(url.set(database=""), settings)
+        try:
+            async with engine.connect() as connection:
+                await connection.execute(text(f"DROP DATABASE IF EXISTS {name}"))
+                await connection.execute(
+                    text(f"CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+                )
+        finally:
+            await engine.dispose()
+
+    def start_dev_server(self, project: Project) -> int:
+        settings = project.settings()
+        if _server_answers(settings.sqlalchemy_url, settings):
+            print(
+                "No Docker engine answers, but the configured MySQL server does: nothing to start."
+            )
+            return 0
+        print(
+            "No Docker engine answers, the configured server does not either, and there is no "
+            "embedded MySQL. Point the project at a MySQL "
+            "8 or MariaDB 10.6+ server: set DATABASE_URL=mysql://USER:PASSWORD@HOST:3306/NAME (or "
+            "DB_HOST, DB_PORT, DB_USER, DB_PASSWORD, DB_NAME) in .env or the environment, create "
+            "the database (make db-reset does, in development), then make migrate. With Docker, "
+            "make db-up starts one from compose.yaml.",
+            file=sys.stderr,
+        )
+        return 1
+
+
+def _server_answers(url: URL, settings: MigrationSettings) -> bool:
+    async def ping() -> None:
+        engine = engine_for(url.set(database=""), settings)
+        try:
+            async with engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+        finally:
+            await engine.dispose()
+
+    try:
+        asyncio.run(ping())
+    except Exception:
+        return False
+    return True
