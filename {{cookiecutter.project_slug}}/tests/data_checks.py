@@ -1,35 +1,14 @@
-"""Data that must survive migrations: per-revision checks run by test_migrations.py.
+"""Data that must survive migrations: per-revision checks the migration walk runs.
 
 Register a check for a revision to prove that rows written at that revision come through every
 later revision intact: `before` runs once the revision is applied, `after` at head. In between,
 each later revision is upgraded, downgraded and upgraded again (the stairway), so the rows must
 survive that round trip too. Add one whenever a revision moves, splits or converts existing data.
-The walk also puts a few generated rows in every table (populated_tables.py): read your own rows.
+The walk also puts a few generated rows in every table{% if cookiecutter.database == "mysql" %} (on PostgreSQL){% endif %}: read your own rows.
 """
 
-from collections.abc import Callable
-from dataclasses import dataclass
-
+from alembic_steady.testing.data_checks import data_check
 from sqlalchemy import Connection, text
-
-
-@dataclass(frozen=True)
-class DataCheck:
-    before: Callable[[Connection], None]
-    after: Callable[[Connection], None]
-
-
-DATA_CHECKS: dict[str, DataCheck] = {}
-
-
-def data_check(revision: str) -> Callable[[type], type]:
-    """Class decorator: a class with `before` and `after` static methods checks `revision`."""
-
-    def register(cls: type) -> type:
-        DATA_CHECKS[revision] = DataCheck(before=cls.before, after=cls.after)  # type: ignore[attr-defined]
-        return cls
-
-    return register
 
 
 @data_check("0b1c2d3e4f50")

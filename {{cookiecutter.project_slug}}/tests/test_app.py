@@ -5,13 +5,12 @@ from collections.abc import Iterator
 
 import pytest
 from alembic import command
+from alembic_steady.testing.walk import Walk
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import URL
 
 from {{ cookiecutter.package_name }}.app import create_app
 from {{ cookiecutter.package_name }}.migrations import alembic_config, script_heads
-
-from .migration_helpers import Walk
 
 
 @pytest.fixture

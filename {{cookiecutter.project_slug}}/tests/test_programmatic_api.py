@@ -18,12 +18,14 @@ from alembic_steady.dialects.mysql import lock_name
 {%- else %}
 from alembic_steady.dialects.postgresql import lock_key
 {%- endif %}
+from alembic_steady.testing.walk import Harness, on_connection
 from sqlalchemy import Connection, pool, text
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from {{ cookiecutter.package_name }}.db import create_engine
 from {{ cookiecutter.package_name }}.migrations import (
+    PROJECT,
     alembic_config,
     current_heads,
     upgrade,
@@ -31,9 +33,7 @@ from {{ cookiecutter.package_name }}.migrations import (
 )
 from {{ cookiecutter.package_name }}.settings import get_settings
 
-from .migration_helpers import on_connection, revisions_base_to_head
-
-FIRST = revisions_base_to_head()[0].revision
+FIRST = Harness.of(PROJECT).revisions_base_to_head()[0].revision
 
 
 def assert_at(url: URL, expected: set[str]) -> None:

@@ -25,6 +25,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
+from alembic_steady.dialects import by_name, parse_url
 from dotenv import dotenv_values
 from pydantic import Field, SecretStr, field_validator
 from pydantic.fields import FieldInfo
@@ -33,8 +34,7 @@ from pydantic_settings import (
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.engine import URL
 
 
 def _project_root() -> Path | None:
@@ -56,27 +56,8 @@ DATABASE_VARIABLES = (
     "DB_NAME",
 )
 DATABASE_FIELDS = frozenset(name.lower() for name in DATABASE_VARIABLES)
-{%- if cookiecutter.database == "mysql" %}
-
-# Every scheme users paste (PyMySQL's included, as sync code writes it), all driven through
-# aiomysql: PyMySQL's protocol and error codes on asyncio (see the README for why not asyncmy).
-ACCEPTED_SCHEMES = (
-    "mysql",
-    "mysql+pymysql",
-    "mysql+aiomysql",
-    "mariadb",
-    "mariadb+pymysql",
-    "mariadb+aiomysql",
-)
-ASYNC_DRIVER = "mysql+aiomysql"
-EXPECTED_URL = "mysql://USER:PASSWORD@HOST:PORT/NAME"
-SCHEMES_HINT = "use mysql:// (or mysql+pymysql://, mariadb://, mysql+aiomysql://)"
-{%- else %}
-
-# Every scheme users paste from hosting providers, all driven through asyncpg.
-ACCEPTED_SCHEMES = ("postgresql", "postgres", "postgresql+asyncpg")
-ASYNC_DRIVER = "postgresql+asyncpg"
-{%- endif %}
+# The server this project runs on; alembic-steady knows its URL schemes and async driver.
+DIALECT = "{{ cookiecutter.database }}"
 
 
 def parse_database_url(raw: str) -> URL:
@@ -84,30 +65,7 @@ def parse_database_url(raw: str) -> URL:
 
     Errors name the variable and never echo the value, which holds the password.
     """
-    try:
-        url = make_url(raw)
-    except (ArgumentError, ValueError):
-{%- if cookiecutter.database == "mysql" %}
-        raise ValueError(
-            f"DATABASE_URL is not a valid URL; expected {EXPECTED_URL} "
-            "(percent-encode special characters)"
-        ) from None
-    if url.drivername not in ACCEPTED_SCHEMES:
-        raise ValueError(
-            f"DATABASE_URL uses the unsupported scheme {url.drivername!r}; {SCHEMES_HINT}"
-        )
-{%- else %}
-        raise ValueError(
-            "DATABASE_URL is not a valid URL; expected "
-            "postgresql://USER:PASSWORD@HOST:PORT/NAME (percent-encode special characters)"
-        ) from None
-    if url.drivername not in ACCEPTED_SCHEMES:
-        raise ValueError(
-            f"DATABASE_URL uses the unsupported scheme {url.drivername!r}; "
-            "use postgresql:// (or postgres://, postgresql+asyncpg://)"
-        )
-{%- endif %}
-    return url.set(drivername=ASYNC_DRIVER)
+    return parse_url(raw, DIALECT)
 
 
 def database_in_environment() -> bool:
@@ -241,7 +199,7 @@ class Settings(BaseSettings):
         if self.database_url is not None:
             return parse_database_url(self.database_url.get_secret_value())
         return URL.create(
-            ASYNC_DRIVER,
+            by_name(DIALECT).async_driver,
             username=self.db_user,
             password=self.db_password.get_secret_value() or None,
             host=self.db_host,

@@ -75,7 +75,8 @@ class Project:
     server do not) and the migration session (`application_name`); `migrations` is the folder
     holding env.py and `versions/`; `settings` returns the validated settings; `describe` says
     in one line which database a command-line run is about to change (never the password);
-    `root` is the source tree (`.env`, `backups/`, `.devdb/`), None in an installed wheel.
+    `root` is the source tree (`.env`, `backups/`, `.devdb/`), None in an installed wheel;
+    `dialect` is the server the project runs on ("postgresql", "mysql").
     """
 
     package: str
@@ -84,6 +85,7 @@ class Project:
     describe: Callable[[URL], str] = field(default=lambda url: f"Database: {url.database}")
     commands: Commands = MAKE
     root: Path | None = None
+    dialect: str = "postgresql"
 
     @property
     def versions(self) -> Path:

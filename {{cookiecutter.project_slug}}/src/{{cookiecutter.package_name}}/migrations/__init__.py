@@ -18,7 +18,7 @@ from alembic_steady import Project
 from alembic_steady.runner.api import Migrations
 from sqlalchemy.engine import URL
 
-from ..settings import PROJECT_ROOT, database_source, describe, get_settings
+from ..settings import DIALECT, PROJECT_ROOT, database_source, describe, get_settings
 
 MIGRATIONS_DIR = Path(__file__).parent
 
@@ -33,6 +33,7 @@ PROJECT = Project(
     settings=get_settings,
     describe=_describe,
     root=PROJECT_ROOT,
+    dialect=DIALECT,
 )
 _migrations = Migrations(PROJECT)
 

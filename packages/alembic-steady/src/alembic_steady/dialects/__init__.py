@@ -1,5 +1,5 @@
 """The dialect seam: one `Dialect` interface (base.py), its PostgreSQL and MySQL implementations."""
 
-from .base import Dialect, LockLost, for_url
+from .base import Dialect, LockLost, by_name, for_url, parse_url
 
-__all__ = ["Dialect", "LockLost", "for_url"]
+__all__ = ["Dialect", "LockLost", "by_name", "for_url", "parse_url"]

@@ -7,17 +7,36 @@ catalog, error codes or lock functions.
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from alembic.util import CommandError
 from sqlalchemy import Connection
-from sqlalchemy.engine import URL
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..project import Commands, MigrationSettings, Project
 from ..runner.progress import Progress
 from ..runner.retries import RetryPolicy
 from .clients import Clients
+
+
+class SchemaTracker(Protocol):
+    """The schema a revision can change, kept current after each step of a walk."""
+
+    def refresh(self) -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
+        """The rows of what changed since the last refresh: as they were, as they are."""
+        ...
+
+
+class TableFiller:
+    """Puts generated rows in each table that appears during a walk; this one puts none."""
+
+    def __init__(self) -> None:
+        self.filled: list[str] = []  # the tables holding generated rows
+
+    def fill_new_tables(self) -> None:
+        """Give the tables new since the last call a few rows."""
 
 
 class LockLost(Exception):
@@ -27,6 +46,11 @@ class LockLost(Exception):
 class Dialect(ABC):
     name: str  # SQLAlchemy's dialect name: "postgresql", "mysql"
     server: str  # in messages: "PostgreSQL", "MySQL"
+    # The URL schemes users paste (hosting providers', sync drivers'), all run on `async_driver`.
+    accepted_schemes: tuple[str, ...]
+    async_driver: str
+    expected_url: str
+    schemes_hint: str
     # What commits part of a revision before it ends, in a message's words.
     committed_steps: str
     # The session setting that bounds a lock wait, and how to end a blocking session.
@@ -149,6 +173,15 @@ class Dialect(ABC):
     def clients(self) -> Clients:
         """The client programs and admin statements behind backup, restore, shell, db-up/reset."""
 
+    # -- the tests' walk (alembic_steady.testing) ---------------------------------------------
+    @abstractmethod
+    def schema_tracker(self, connection: Connection) -> SchemaTracker:
+        """The stairway's snapshot of everything a revision can create."""
+
+    def table_filler(self, connection: Connection) -> TableFiller:
+        """Generated rows for the walk's tables, where the dialect can make them."""
+        return TableFiller()
+
     # -- authoring ---------------------------------------------------------------------------
     def autogenerate_options(  # noqa: B027  (a hook: one dialect needs nothing here)
         self, options: dict[str, Any], writing_revision: bool
@@ -167,7 +200,11 @@ Retry = Callable[[Callable[[], Any], str], Any]
 
 def for_url(url: URL) -> Dialect:
     """The dialect of a database URL."""
-    backend = url.get_backend_name()
+    return by_name(url.get_backend_name())
+
+
+def by_name(backend: str) -> Dialect:
+    """The dialect of a backend name ("postgresql", "mysql", "mariadb")."""
     if backend == "postgresql":
         from .postgresql import PostgreSQL
 
@@ -179,3 +216,21 @@ def for_url(url: URL) -> Dialect:
     raise CommandError(
         f"{backend} databases are not supported: use a postgresql:// or mysql:// URL."
     )
+
+
+def parse_url(raw: str, backend: str) -> URL:
+    """Parse a database URL of `backend` and switch it to the async driver, keeping its query
+    parameters. Errors name the variable and never echo the value, which holds the password."""
+    dialect = by_name(backend)
+    try:
+        url = make_url(raw)
+    except (ArgumentError, ValueError):
+        raise ValueError(
+            f"DATABASE_URL is not a valid URL; expected {dialect.expected_url} "
+            "(percent-encode special characters)"
+        ) from None
+    if url.drivername not in dialect.accepted_schemes:
+        raise ValueError(
+            f"DATABASE_URL uses the unsupported scheme {url.drivername!r}; {dialect.schemes_hint}"
+        )
+    return url.set(drivername=dialect.async_driver)

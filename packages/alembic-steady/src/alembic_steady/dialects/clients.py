@@ -2,12 +2,16 @@
 behind `make backup`, `make restore`, `make psql`/`make dbshell`, `make db-up` and
 `make db-reset`. tools/ words the chores once; these classes run them."""
 
+import asyncio
 import subprocess
 import sys
 from abc import ABC, abstractmethod
+from contextlib import AbstractContextManager
 from pathlib import Path
 
+from sqlalchemy import pool
 from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from ..project import MigrationSettings, Project
 
@@ -55,6 +59,37 @@ class Clients(ABC):
         print("No Docker engine answers: no development server of this project runs.")
         return 0
 
+    # -- servers for tests (alembic_steady.testing) ------------------------------------------
+    @abstractmethod
+    def container(self) -> AbstractContextManager[URL]:
+        """A server in Docker (testcontainers), for a machine where a Docker engine answers."""
+
+    @abstractmethod
+    def local_server(self) -> AbstractContextManager[tuple[URL, str]]:
+        """A server without Docker, and how to name it; fails the run saying why when none."""
+
+    @abstractmethod
+    def version(self, server: URL) -> str:
+        """E.g. "PostgreSQL 18.1", "MariaDB 10.11.19", for the line naming the server."""
+
+    @abstractmethod
+    def quote(self, name: str) -> str:
+        """A database name as an identifier."""
+
+    @abstractmethod
+    def drop_statement(self, quoted: str) -> str: ...
+
+    @abstractmethod
+    def empty(self, database: URL) -> None:
+        """Empty `database` of every object a test may have made."""
+
+    def create_database(self, server: URL, name: str) -> URL:
+        admin(server, f"CREATE DATABASE {self.quote(name)}")
+        return server.set(database=name)
+
+    def drop_database(self, server: URL, name: str) -> None:
+        admin(server, self.drop_statement(self.quote(name)))
+
 
 PRIVATE_FILE = 0o077  # umask: files 0600, folders 0700: a dump holds every row
 
@@ -79,3 +114,23 @@ def unreadable(path: Path, usage: str) -> str | None:
     except OSError as exc:
         return f"cannot read {path} ({exc.strerror}): check its owner and permissions"
     return None
+
+
+def admin(url: URL, *statements: str) -> object:
+    """Run `statements` one by one outside a transaction (CREATE DATABASE needs that); return the
+    last one's value, if it gives one."""
+
+    async def run() -> object:
+        engine = create_async_engine(url, poolclass=pool.NullPool)
+        try:
+            async with engine.connect() as connection:
+                autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+                value: object = None
+                for statement in statements:
+                    result = await autocommit.exec_driver_sql(statement)
+                    value = result.scalar() if result.returns_rows else None
+                return value
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())

@@ -30,7 +30,7 @@ from ..runner.messages import HINT_VERBOSE, cap, describe_target
 from ..runner.progress import Progress
 from ..runner.retries import RetryPolicy
 from ..runner.settings import duration_ms
-from .base import Dialect, LockLost, Retry
+from .base import Dialect, LockLost, Retry, SchemaTracker
 from .clients import Clients
 
 # MySQL refuses lock names longer than 64 characters; a long database name is hashed instead.
@@ -115,6 +115,19 @@ def timeout_seconds(policy: RetryPolicy, attempt: int) -> int:
 class MySQL(Dialect):
     name = "mysql"
     server = "MySQL"
+    # Every scheme users paste (PyMySQL's included, as sync code writes it), all driven through
+    # aiomysql: PyMySQL's protocol and error codes on asyncio.
+    accepted_schemes = (
+        "mysql",
+        "mysql+pymysql",
+        "mysql+aiomysql",
+        "mariadb",
+        "mariadb+pymysql",
+        "mariadb+aiomysql",
+    )
+    async_driver = "mysql+aiomysql"
+    expected_url = "mysql://USER:PASSWORD@HOST:PORT/NAME"
+    schemes_hint = "use mysql:// (or mysql+pymysql://, mariadb://, mysql+aiomysql://)"
     committed_steps = "its DDL statements so far"
     lock_timeout_setting = "lock_wait_timeout"
     end_session = "KILL <connection>"
@@ -339,6 +352,12 @@ class MySQL(Dialect):
         from .mysql_clients import MySQLClients
 
         return MySQLClients()
+
+    # -- the tests' walk ----------------------------------------------------------------------
+    def schema_tracker(self, connection: Connection) -> SchemaTracker:
+        from .mysql_schema import MySQLSchema
+
+        return MySQLSchema(connection)
 
     # -- authoring ---------------------------------------------------------------------------
     def autogenerate_options(self, options: dict[str, Any], writing_revision: bool) -> None:

@@ -18,12 +18,17 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import pool, text
-from sqlalchemy.engine import URL
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from ..project import MigrationSettings, Project
-from .clients import ClientError, Clients, ToolFailed, run_private, unreadable
+from .clients import ClientError, Clients, ToolFailed, admin, run_private, unreadable
 
+NO_SERVER = (
+    "No MySQL server for the tests: set TEST_DATABASE_URL=mysql://USER:PASSWORD@HOST:3306/mysql "
+    "(a user that may create and drop databases, e.g. root), or start a Docker engine so that "
+    "testcontainers can run mysql:8.4."
+)
 NAMES = {"mysql": ("mysql", "mariadb"), "mysqldump": ("mysqldump", "mariadb-dump")}
 
 
@@ -150,6 +155,47 @@ class MySQLClients(Clients):
             file=sys.stderr,
         )
         return 1
+
+    # -- servers for tests -------------------------------------------------------------------
+    @contextmanager
+    def container(self) -> Iterator[URL]:
+        try:
+            from testcontainers.community.mysql import MySqlContainer
+        except ImportError:  # testcontainers before its modules moved to `community`
+            from testcontainers.mysql import MySqlContainer
+
+        with MySqlContainer("mysql:8.4", username="root", password="test") as container:
+            yield make_url(container.get_connection_url())
+
+    @contextmanager
+    def local_server(self) -> Iterator[tuple[URL, str]]:
+        """There is no embedded MySQL."""
+        raise ClientError(NO_SERVER)
+        yield  # a generator all the same, for contextmanager
+
+    def version(self, server: URL) -> str:
+        version = str(admin(server.set(database=""), "SELECT VERSION()"))
+        number = version.split("-", 1)[0]
+        return f"MariaDB {number}" if "mariadb" in version.lower() else f"MySQL {number}"
+
+    def quote(self, name: str) -> str:
+        return "`" + name.replace("`", "``") + "`"
+
+    def drop_statement(self, quoted: str) -> str:
+        return f"DROP DATABASE IF EXISTS {quoted}"
+
+    def create_database(self, server: URL, name: str) -> URL:
+        admin(server.set(database=""), f"CREATE DATABASE {self.quote(name)}")
+        return server.set(database=name)
+
+    def drop_database(self, server: URL, name: str) -> None:
+        admin(server.set(database=""), self.drop_statement(self.quote(name)))
+
+    def empty(self, database: URL) -> None:
+        """Dropped and created again: MySQL has no schema to empty inside a database (this takes
+        milliseconds)."""
+        name = self.quote(str(database.database))
+        admin(database.set(database=""), self.drop_statement(name), f"CREATE DATABASE {name}")
 
 
 def _server_answers(url: URL, settings: MigrationSettings) -> bool:

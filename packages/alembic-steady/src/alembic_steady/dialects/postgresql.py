@@ -34,7 +34,7 @@ from ..project import Commands, MigrationSettings, Project
 from ..runner.messages import HINT_VERBOSE, cap, describe_target
 from ..runner.progress import Progress
 from ..runner.retries import RetryPolicy
-from .base import Dialect, LockLost, Retry
+from .base import Dialect, LockLost, Retry, SchemaTracker, TableFiller
 from .clients import Clients
 
 log = logging.getLogger("alembic_steady")
@@ -124,6 +124,11 @@ def sqlstate(exc: BaseException) -> str | None:
 class PostgreSQL(Dialect):
     name = "postgresql"
     server = "PostgreSQL"
+    # Every scheme users paste from hosting providers, all driven through asyncpg.
+    accepted_schemes = ("postgresql", "postgres", "postgresql+asyncpg")
+    async_driver = "postgresql+asyncpg"
+    expected_url = "postgresql://USER:PASSWORD@HOST:PORT/NAME"
+    schemes_hint = "use postgresql:// (or postgres://, postgresql+asyncpg://)"
     committed_steps = "its steps up to an autocommit_block()"
     lock_timeout_setting = "lock_timeout"
     end_session = "pg_terminate_backend(pid)"
@@ -387,6 +392,17 @@ class PostgreSQL(Dialect):
         from .postgresql_clients import PostgreSQLClients
 
         return PostgreSQLClients()
+
+    # -- the tests' walk ----------------------------------------------------------------------
+    def schema_tracker(self, connection: Connection) -> SchemaTracker:
+        from .postgresql_schema import PostgreSQLSchema
+
+        return PostgreSQLSchema(connection)
+
+    def table_filler(self, connection: Connection) -> TableFiller:
+        from .postgresql_rows import PostgreSQLRows
+
+        return PostgreSQLRows(connection)
 
     # -- authoring ---------------------------------------------------------------------------
     def autogenerate_options(self, options: dict[str, Any], writing_revision: bool) -> None:

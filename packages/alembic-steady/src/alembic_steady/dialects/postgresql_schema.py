@@ -1,30 +1,11 @@
-"""Helpers for the migration tests: the revisions loaded once, every walk run by env.py itself,
-and schema snapshots that cost the same whatever the length of the chain.
-
-A walk is one run of the project's env.py, as `make migrate` runs it (the same lock, timeouts,
-`transaction_per_migration` and error messages), whose steps are produced one at a time: Alembic
-runs each revision in its own transaction and keeps the version table, while the checks run
-between steps on env.py's own connection, without a new migration context, version-table lookup
-or script load per step.
+"""The stairway's schema snapshots on PostgreSQL: every object a revision can create, read object
+by object, and after each step only the objects it touched (event triggers note them), so the
+cost per step stays flat as the chain grows.
 """
 
-import asyncio
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
-from functools import cache
-from typing import Any
+from collections.abc import Iterable
 
-from alembic.runtime.environment import EnvironmentContext
-from alembic.runtime.migration import MigrationContext, RevisionStep
-from alembic.script import Script, ScriptDirectory
-from sqlalchemy import Connection, pool, text
-from sqlalchemy.engine import URL
-from sqlalchemy.ext.asyncio import create_async_engine
-
-from {{ cookiecutter.package_name }}.migrations import alembic_config
-
-from .data_checks import DATA_CHECKS
-from .populated_tables import TableFiller
+from sqlalchemy import Connection, text
 
 Row = tuple[str, str]  # (what, description), e.g. ("column", "public.item.name text not null")
 Rows = tuple[Row, ...]
@@ -151,7 +132,7 @@ SELECT 'e', ext.oid, 'extension', ext.extname || ' ' || ext.extversion || ' in '
 
 
 def _objects(**filters: str) -> str:
-    """_OBJECTS with each @name@ filled in (this file is a Jinja template: no brace pairs)."""
+    """_OBJECTS with each @name@ filled in."""
     text = _OBJECTS
     for name, condition in filters.items():
         text = text.replace(f"@{name}@", condition)
@@ -268,7 +249,7 @@ END $$
 )
 
 
-class SchemaTracker:
+class PostgreSQLSchema:
     """The project's schemas, object by object, kept current after each step.
 
     With event triggers (they need a superuser, which the test servers have), a refresh re-reads
@@ -330,160 +311,6 @@ class SchemaTracker:
         return {key: tuple(sorted(rows)) for key, rows in grouped.items()}
 
 
-@cache
-def script_directory() -> ScriptDirectory:
-    """Loaded once per test run: every revision module is imported a single time."""
-    return ScriptDirectory.from_config(alembic_config())
-
-
-def revisions_base_to_head(script: ScriptDirectory | None = None) -> list[Script]:
-    script = script or script_directory()
-    return list(reversed(list(script.walk_revisions("base", "heads"))))
-
-
-def up(revision: Script) -> RevisionStep:
-    return RevisionStep(script_directory().revision_map, revision, True)
-
-
-def down(revision: Script) -> RevisionStep:
-    return RevisionStep(script_directory().revision_map, revision, False)
-
-
-StepsFn = Callable[[tuple[str, ...], MigrationContext], Iterable[RevisionStep]]
-
-
-def run_env(
-    url: URL, steps: StepsFn, *, command: str = "upgrade", script: ScriptDirectory | None = None
-) -> None:
-    """Run the project's env.py on `url` as `alembic <command>` would, with `steps(heads,
-    context)` in place of the command's own list of revisions.
-
-    env.py configures the migration context itself (its lock, timeouts, transaction per revision
-    and error messages); `steps` may yield the revisions one at a time and run checks on
-    `context.connection` between them. The script directory is the cached one, so nothing is
-    loaded again.
-    """
-    config = alembic_config(url=url)
-    config.attributes["command"] = command
-    script = script or script_directory()
-    with EnvironmentContext(config, script, fn=steps, destination_rev="heads"):
-        script.run_env()
-
-
-@dataclass
-class Walk:
-    """The outcome of a walk from base to head, one revision at a time."""
-
-    url: URL  # the database the walk left at head (when it got there)
-    upgrade_failure: str | None = None  # the revision whose upgrade failed, and why
-    stairway_failure: str | None = None  # the revision that does not go down and up again
-    data_failures: dict[str, str] = field(default_factory=dict)  # revision -> what broke
-
-
-class _Stop(Exception):
-    """Ends a walk once its outcome records why."""
-
-
-def walk_base_to_head(url: URL, outcome: Walk, *, stairway: bool) -> None:
-    """Upgrade base -> head one revision at a time, every table holding a few generated rows
-    (populated_tables.py); with `stairway`, also downgrade each revision and check that it
-    restores exactly the schema before it, then upgrade it again.
-
-    Each revision's data check (data_checks.py) writes its rows once the revision is applied, and
-    checks them at head. The outcome records the first failure of each kind instead of raising,
-    so one walk answers the upgrade, stairway, data and model tests.
-    """
-    phase = ["upgrade", "base"]
-    filled: list[str] = []  # the tables holding generated rows when a step failed
-
-    def steps(heads: tuple[str, ...], context: MigrationContext) -> Iterator[RevisionStep]:
-        connection = context.connection
-        assert connection is not None
-        schema = SchemaTracker(connection) if stairway else None
-        filler = TableFiller(connection)
-        written: list[str] = []
-        for revision in revisions_base_to_head():
-            where = f"revision {revision.revision} ({revision.path})"
-            phase[:] = ["upgrade", where]
-            # Every table holds rows, as in production (populated_tables.py).
-            filler.fill_new_tables()
-            filled[:] = filler.filled
-            yield up(revision)
-            if schema:
-                # Read once after the round trip: whatever the upgrade or the downgrade touched
-                # must be back as it was.
-                phase[0] = "downgrade"
-                yield down(revision)
-                wanted, got = schema.refresh()
-                if got != wanted:
-                    outcome.stairway_failure = (
-                        f"{where}: downgrade leaves {sorted(got - wanted)}, "
-                        f"misses {sorted(wanted - got)}"
-                    )
-                    raise _Stop
-                phase[0] = "second upgrade"
-                filler.fill_new_tables()
-                filled[:] = filler.filled
-                yield up(revision)
-                schema.refresh()
-            check = DATA_CHECKS.get(revision.revision)
-            if check and _guarded(connection, outcome, revision.revision, check.before):
-                written.append(revision.revision)
-        # At head, every revision committed: the rows written on the way must have come through.
-        for revision_id in written:
-            _guarded(connection, outcome, revision_id, DATA_CHECKS[revision_id].after)
-
-    try:
-        run_env(url, steps)
-    except _Stop:
-        return
-    except Exception as exc:
-        what, where = phase
-        # Empty tables would not have failed the way a populated database does: say so.
-        rows = (
-            f" (the tables {', '.join(filled)} held generated rows, as a populated database "
-            "does: a new NOT NULL column needs a server_default or a backfill first, a narrower "
-            "type or a new unique constraint needs the data checked first)"
-            if filled
-            else ""
-        )
-        if what == "upgrade":
-            outcome.upgrade_failure = f"upgrade to {where} failed: {exc}{rows}"
-        else:
-            outcome.stairway_failure = f"{where}: {what} failed: {exc}{rows}"
-
-
-def _guarded(
-    connection: Connection, outcome: Walk, revision: str, check: Callable[[Connection], None]
-) -> bool:
-    """Run a data check in a savepoint, so a failing one leaves the walk going."""
-    savepoint = connection.begin_nested()
-    try:
-        check(connection)
-    except Exception as exc:
-        savepoint.rollback()
-        outcome.data_failures[revision] = f"{type(exc).__name__}: {exc}"
-        return False
-    savepoint.commit()
-    return True
-
-
 def _rows(objects: Iterable[Rows]) -> set[Row]:
     # A set is enough: within one schema every row names its object, so none repeats.
     return {row for rows in objects for row in rows}
-
-
-def on_connection(url: URL, work: Callable[[Connection], Any]) -> Any:
-    """Run `work` on one connection to `url`, commit, and return what it returns."""
-
-    async def run() -> Any:
-        engine = create_async_engine(url, poolclass=pool.NullPool)
-        try:
-            async with engine.connect() as connection:
-                result = await connection.run_sync(work)
-                await connection.commit()
-                return result
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(run())

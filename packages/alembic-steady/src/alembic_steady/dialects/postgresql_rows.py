@@ -1,4 +1,5 @@
-"""A few generated rows in every table, so the migration walk runs on tables that hold data.
+"""A few generated rows in every table (PostgreSQL), so the migration walk runs on tables that
+hold data.
 
 A revision that adds a NOT NULL column without a default, narrows a type, makes a column NOT NULL
 or adds a unique constraint passes on empty tables and fails on the first populated database.
@@ -15,12 +16,14 @@ made from its column types, defaults and foreign keys (no code per model):
 A table's rows go in with one statement, in a savepoint; when a CHECK or a composite key refuses
 one, each row is tried on its own and the others stay. Only tables new since the last step are
 read, so the cost per step stays flat as the chain grows. Hand-written data checks
-(data_checks.py) stay for data a revision moves.
+(testing/data_checks.py) stay for data a revision moves.
 """
 
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, text
+
+from .base import TableFiller
 
 ROWS = 3
 _SCHEMAS = r"n.nspname NOT LIKE 'pg\_%' AND n.nspname NOT IN ('information_schema', 'test_probe')"
@@ -99,13 +102,13 @@ class _Column:
         return None
 
 
-class TableFiller:
+class PostgreSQLRows(TableFiller):
     """Puts generated rows in each table that appears during a walk."""
 
     def __init__(self, connection: Connection) -> None:
+        super().__init__()
         self.connection = connection
         self.seen: list[int] = []
-        self.filled: list[str] = []
 
     def fill_new_tables(self) -> None:
         new = [oid for (oid,) in self.connection.execute(text(NEW_TABLES), {"seen": self.seen})]

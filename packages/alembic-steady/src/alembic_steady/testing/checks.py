@@ -1,0 +1,154 @@
+"""The migration tests, run for real through the project's env.py, as `make migrate` and
+`make check` run them. Each failure names the revision at fault. A project imports them into a
+test module of its own:
+
+    from alembic_steady.testing.checks import *  # noqa: F403
+
+Fast by design: the revisions are loaded once, each walk is one env.py run on one connection,
+one walk from base to head (the plugin's `walk`) serves the upgrade, data and model tests, and
+the stairway re-reads only the schema objects each step touched where the server can say which,
+so the cost per revision stays flat as the chain grows.
+"""
+
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext, RevisionStep
+from alembic.script import ScriptDirectory
+from alembic.util import CommandError
+from sqlalchemy import Connection, inspect
+from sqlalchemy.engine import URL
+
+from .data_checks import DATA_CHECKS
+from .walk import Harness, Walk, on_connection
+
+__all__ = [
+    "planted_folder",
+    "test_a_failure_part_way_keeps_the_good_revisions",
+    "test_data_survives_later_upgrades",
+    "test_models_match_head_schema",
+    "test_single_head",
+    "test_stairway",
+    "test_upgrade_base_to_head_one_revision_at_a_time",
+]
+
+
+def test_single_head(migration_harness: Harness) -> None:
+    heads = migration_harness.script.get_heads()
+    commands = migration_harness.project.commands
+    assert len(heads) == 1, f"more than one head: {heads}; run `{commands.merge}`"
+
+
+def test_upgrade_base_to_head_one_revision_at_a_time(
+    migration_harness: Harness, walk: Walk
+) -> None:
+    assert walk.upgrade_failure is None, walk.upgrade_failure
+    assert on_connection(walk.url, migration_harness.migrations.is_at_head)
+
+
+def test_stairway(walk: Walk) -> None:
+    """Every revision upgrades, downgrades to exactly the schema before it, and upgrades again."""
+    if walk.upgrade_failure:
+        pytest.fail(f"the stairway stopped: {walk.upgrade_failure}")
+    assert walk.stairway_failure is None, walk.stairway_failure
+
+
+def test_models_match_head_schema(migration_harness: Harness, walk: Walk) -> None:
+    """The comparison `make check` makes: env.py configures it (its options, and the dialect's
+    own comparisons), this test only asks for the differences."""
+    if walk.upgrade_failure:
+        pytest.fail(f"cannot compare the models: {walk.upgrade_failure}")
+    found: list[object] = []
+
+    def compare(heads: tuple[str, ...], context: MigrationContext) -> list[RevisionStep]:
+        found.extend(compare_metadata(context, context.opts["target_metadata"]))
+        return []
+
+    migration_harness.run_env(walk.url, compare, command="check")
+    assert not found, f"models differ from the migrations (make migration): {found}"
+
+
+def test_data_survives_later_upgrades(migration_harness: Harness, walk: Walk) -> None:
+    """Every data check names a revision of the chain, and its rows came through to head. A
+    project without data checks passes: there is nothing to check."""
+    known = {revision.revision for revision in migration_harness.revisions_base_to_head()}
+    unknown = sorted(set(DATA_CHECKS) - known)
+    assert not unknown, (
+        f"data checks name revisions no file defines: {unknown}; use the full id of an existing "
+        "revision (make history)"
+    )
+    if walk.upgrade_failure:
+        pytest.fail(f"cannot check the data: {walk.upgrade_failure}")
+    assert not walk.data_failures, (
+        f"data did not survive the upgrades to head (revision: failure): {walk.data_failures}"
+    )
+
+
+# A revision whose upgrade fails half-way, after a statement that succeeded. It follows the first
+# revision of the chain, so the test costs the same however long the chain is.
+FAILING_REVISION = """
+from alembic import op
+
+revision = "f00000000bad"
+down_revision = "@first@"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.execute("CREATE TABLE planted_before_failure (id int)")
+    op.execute("SELECT * FROM no_such_table_before_failure")
+
+
+def downgrade() -> None:
+    pass
+"""
+
+
+@pytest.fixture
+def planted_folder() -> Iterator[Path]:
+    # Not pytest's tmp_path: creating its base folder makes pytest reset /tmp/pytest-of-<user> to
+    # mode 0700, which locks out an embedded server whose binaries live below it (a project
+    # rendered and tested under pytest, as the template's own tests do).
+    with tempfile.TemporaryDirectory(prefix="planted-") as folder:
+        yield Path(folder)
+
+
+def test_a_failure_part_way_keeps_the_good_revisions(
+    migration_harness: Harness, database_url: URL, planted_folder: Path
+) -> None:
+    """From base, every good revision commits on its own: when a later one fails, the database
+    stays at the last good revision, as the error message of `make migrate` says. Where DDL
+    commits on its own (MySQL), the failing revision's CREATE TABLE stays, while its version row
+    is not written; elsewhere it is rolled back with its revision."""
+    chain = migration_harness.script
+    first = migration_harness.revisions_base_to_head()[0].revision
+    (planted_folder / "f00000000bad_fails.py").write_text(
+        FAILING_REVISION.replace("@first@", first), encoding="utf-8"
+    )
+    planted = ScriptDirectory(chain.dir, version_locations=[chain.versions, str(planted_folder)])
+    # base -> first (good) -> the failing revision, run by env.py as `make migrate` runs them.
+    plan = [
+        RevisionStep(planted.revision_map, planted.get_revision(revision), True)
+        for revision in (first, "f00000000bad")
+    ]
+
+    def steps(heads: tuple[str, ...], context: MigrationContext) -> Iterable[RevisionStep]:
+        return plan
+
+    with pytest.raises(CommandError, match="no_such_table_before_failure"):
+        migration_harness.run_env(database_url, steps, script=planted)
+
+    def state(connection: Connection) -> tuple[set[str], bool]:
+        planted_table = inspect(connection).has_table("planted_before_failure")
+        return migration_harness.migrations.current_heads(connection), planted_table
+
+    committed_ddl = migration_harness.dialect.committed_is_final
+    assert on_connection(database_url, state) == ({first}, committed_ddl), (
+        "expected the good revisions applied, the version row at the last good one, and the "
+        "failing revision's CREATE TABLE "
+        + ("committed (DDL commits on its own)" if committed_ddl else "rolled back with it")
+    )

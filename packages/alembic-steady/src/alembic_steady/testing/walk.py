@@ -1,0 +1,195 @@
+"""The walk: the revisions loaded once, every walk one run of the project's env.py, and the
+stairway's snapshots through the dialect.
+
+A walk is one run of the project's env.py, as `make migrate` runs it (the same lock, timeouts,
+`transaction_per_migration` and error messages), whose steps are produced one at a time: Alembic
+runs each revision in its own transaction and keeps the version table, while the checks run
+between steps on env.py's own connection, without a new migration context, version-table lookup
+or script load per step.
+"""
+
+import asyncio
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from functools import cache, cached_property
+from typing import Any
+
+from alembic.runtime.environment import EnvironmentContext
+from alembic.runtime.migration import MigrationContext, RevisionStep
+from alembic.script import Script, ScriptDirectory
+from sqlalchemy import Connection, pool
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from ..dialects.base import by_name
+from ..project import Project
+from ..runner.api import Migrations
+from .data_checks import DATA_CHECKS
+
+StepsFn = Callable[[tuple[str, ...], MigrationContext], Iterable[RevisionStep]]
+
+
+@dataclass
+class Walk:
+    """The outcome of a walk from base to head, one revision at a time."""
+
+    url: URL  # the database the walk left at head (when it got there)
+    upgrade_failure: str | None = None  # the revision whose upgrade failed, and why
+    stairway_failure: str | None = None  # the revision that does not go down and up again
+    data_failures: dict[str, str] = field(default_factory=dict)  # revision -> what broke
+
+
+class _Stop(Exception):
+    """Ends a walk once its outcome records why."""
+
+
+class Harness:
+    """One project's revisions and env.py, for its tests: `Harness.of(project)` is the one the
+    plugin's fixtures use, so a test module's own calls load the revisions no second time."""
+
+    @classmethod
+    @cache
+    def of(cls, project: Project) -> "Harness":
+        return cls(project)
+
+    def __init__(self, project: Project) -> None:
+        self.project = project
+        self.migrations = Migrations(project)
+        self.dialect = by_name(project.dialect)
+
+    @cached_property
+    def script(self) -> ScriptDirectory:
+        """Loaded once per test run: every revision module is imported a single time."""
+        return ScriptDirectory.from_config(self.migrations.alembic_config())
+
+    def revisions_base_to_head(self, script: ScriptDirectory | None = None) -> list[Script]:
+        script = script or self.script
+        return list(reversed(list(script.walk_revisions("base", "heads"))))
+
+    def up(self, revision: Script) -> RevisionStep:
+        return RevisionStep(self.script.revision_map, revision, True)
+
+    def down(self, revision: Script) -> RevisionStep:
+        return RevisionStep(self.script.revision_map, revision, False)
+
+    def run_env(
+        self,
+        url: URL,
+        steps: StepsFn,
+        *,
+        command: str = "upgrade",
+        script: ScriptDirectory | None = None,
+    ) -> None:
+        """Run the project's env.py on `url` as `alembic <command>` would, with `steps(heads,
+        context)` in place of the command's own list of revisions.
+
+        env.py configures the migration context itself (its lock, timeouts, transaction per
+        revision and error messages); `steps` may yield the revisions one at a time and run
+        checks on `context.connection` between them. The script directory is the cached one, so
+        nothing is loaded again.
+        """
+        config = self.migrations.alembic_config(url=url)
+        config.attributes["command"] = command
+        script = script or self.script
+        with EnvironmentContext(config, script, fn=steps, destination_rev="heads"):
+            script.run_env()
+
+    def walk_base_to_head(self, url: URL, outcome: Walk, *, stairway: bool) -> None:
+        """Upgrade base -> head one revision at a time, every table holding a few generated rows
+        where the dialect makes them; with `stairway`, also downgrade each revision and check
+        that it restores exactly the schema before it, then upgrade it again.
+
+        Each revision's data check writes its rows once the revision is applied, and checks them
+        at head. The outcome records the first failure of each kind instead of raising, so one
+        walk answers the upgrade, stairway, data and model tests.
+        """
+        phase = ["upgrade", "base"]
+        filled: list[str] = []  # the tables holding generated rows when a step failed
+
+        def steps(heads: tuple[str, ...], context: MigrationContext) -> Iterator[RevisionStep]:
+            connection = context.connection
+            assert connection is not None
+            schema = self.dialect.schema_tracker(connection) if stairway else None
+            filler = self.dialect.table_filler(connection)
+            written: list[str] = []
+            for revision in self.revisions_base_to_head():
+                where = f"revision {revision.revision} ({revision.path})"
+                phase[:] = ["upgrade", where]
+                # Every table holds rows, as in production.
+                filler.fill_new_tables()
+                filled[:] = filler.filled
+                yield self.up(revision)
+                if schema:
+                    # Read once after the round trip: whatever the upgrade or the downgrade
+                    # touched must be back as it was.
+                    phase[0] = "downgrade"
+                    yield self.down(revision)
+                    wanted, got = schema.refresh()
+                    if got != wanted:
+                        outcome.stairway_failure = (
+                            f"{where}: downgrade leaves {sorted(got - wanted)}, "
+                            f"misses {sorted(wanted - got)}"
+                        )
+                        raise _Stop
+                    phase[0] = "second upgrade"
+                    filler.fill_new_tables()
+                    filled[:] = filler.filled
+                    yield self.up(revision)
+                    schema.refresh()
+                check = DATA_CHECKS.get(revision.revision)
+                if check and _guarded(connection, outcome, revision.revision, check.before):
+                    written.append(revision.revision)
+            # At head, every revision committed: the rows written on the way must have come
+            # through.
+            for revision_id in written:
+                _guarded(connection, outcome, revision_id, DATA_CHECKS[revision_id].after)
+
+        try:
+            self.run_env(url, steps)
+        except _Stop:
+            return
+        except Exception as exc:
+            what, where = phase
+            # Empty tables would not have failed the way a populated database does: say so.
+            rows = (
+                f" (the tables {', '.join(filled)} held generated rows, as a populated database "
+                "does: a new NOT NULL column needs a server_default or a backfill first, a "
+                "narrower type or a new unique constraint needs the data checked first)"
+                if filled
+                else ""
+            )
+            if what == "upgrade":
+                outcome.upgrade_failure = f"upgrade to {where} failed: {exc}{rows}"
+            else:
+                outcome.stairway_failure = f"{where}: {what} failed: {exc}{rows}"
+
+
+def _guarded(
+    connection: Connection, outcome: Walk, revision: str, check: Callable[[Connection], None]
+) -> bool:
+    """Run a data check in a savepoint, so a failing one leaves the walk going."""
+    savepoint = connection.begin_nested()
+    try:
+        check(connection)
+    except Exception as exc:
+        savepoint.rollback()
+        outcome.data_failures[revision] = f"{type(exc).__name__}: {exc}"
+        return False
+    savepoint.commit()
+    return True
+
+
+def on_connection(url: URL, work: Callable[[Connection], Any]) -> Any:
+    """Run `work` on one connection to `url`, commit, and return what it returns."""
+
+    async def run() -> Any:
+        engine = create_async_engine(url, poolclass=pool.NullPool)
+        try:
+            async with engine.connect() as connection:
+                result = await connection.run_sync(work)
+                await connection.commit()
+                return result
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
