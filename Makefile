@@ -13,7 +13,7 @@ export UV_PYTHON_DOWNLOADS := never
 unexport args
 MAKEOVERRIDES :=
 
-.PHONY: help venv demo test lint clean bench mutate
+.PHONY: help venv demo test test-toolkit lint clean bench mutate
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-8s %s\n", $$1, $$2}'
@@ -22,6 +22,19 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --compile-bytecode -r pyproject.toml --extra test
+	touch $@
+
+# The toolkit has a venv of its own: its MySQL driver (aiomysql) ships a top-level `examples`
+# package that would shadow cruft's, which the template's tests need. It lives outside the
+# toolkit's folder, which renders copy whole into vendor/.
+TOOLKIT := packages/alembic-steady
+TOOLKIT_VENV := .venv-toolkit
+TOOLKIT_BIN := $(CURDIR)/$(TOOLKIT_VENV)/bin
+
+$(TOOLKIT_VENV)/.installed: $(TOOLKIT)/pyproject.toml | $(VENV)/.installed
+	$(BIN)/uv venv --quiet --allow-existing --python $(BIN)/python $(TOOLKIT_VENV)
+	$(BIN)/uv pip install --quiet --python $(TOOLKIT_BIN)/python --compile-bytecode \
+		-e "$(TOOLKIT)[postgresql,mysql,test]"
 	touch $@
 
 venv: $(VENV)/.installed ## Create .venv with the template's test tools
@@ -33,8 +46,14 @@ demo: venv ## Render build/demo/my-service, install it, start the embedded Postg
 	cd build/demo/my-service && env -u DATABASE_URL $(MAKE) --no-print-directory install db-up migrate current
 	@echo "Demo project: build/demo/my-service (make -C build/demo/my-service db-down to stop its database)"
 
-test: venv ## Run the template's tests (renders projects, drives their Make targets on PostgreSQL)
+test: venv test-toolkit ## Run every test: the toolkit's tiers, then the template's (renders projects)
 	$(BIN)/pytest $(args)
+
+# The toolkit's tiers run apart: each names its own project to the plugin. Its MySQL tier needs
+# TEST_MYSQL_URL, and says so when it is unset.
+test-toolkit: $(TOOLKIT_VENV)/.installed ## Run the toolkit's tests: unit (no database), postgresql, mysql
+	cd $(TOOLKIT) && $(TOOLKIT_BIN)/pytest -p no:cacheprovider tests/unit tests/postgresql
+	cd $(TOOLKIT) && $(TOOLKIT_BIN)/pytest -p no:cacheprovider -rs tests/mysql
 
 mutate: venv ## Break each README promise once (mutation/mutations.toml); fail if a test misses one
 	$(BIN)/python mutation/run.py $(args)
@@ -42,10 +61,11 @@ mutate: venv ## Break each README promise once (mutation/mutations.toml); fail i
 bench: venv ## Benchmark a fresh render: migration tests, upgrade at head, first run [args=...]
 	$(BIN)/python benchmarks/run.py $(args)
 
-lint: venv ## Lint the hooks and tests of the template
+lint: venv $(TOOLKIT_VENV)/.installed ## Lint the template's hooks and tests, and the toolkit (ruff, mypy --strict)
 	$(BIN)/ruff check hooks tests benchmarks mutation local_extensions.py
 	$(BIN)/ruff format --check hooks tests benchmarks mutation local_extensions.py
+	cd $(TOOLKIT) && $(TOOLKIT_BIN)/ruff check . && $(TOOLKIT_BIN)/ruff format --check . && $(TOOLKIT_BIN)/mypy
 
-clean: ## Remove the venv and rendered projects
+clean: ## Remove the venvs and rendered projects
 	-[ -d build/demo/my-service/.devdb ] && $(MAKE) -C build/demo/my-service db-down
-	rm -rf $(VENV) build .pytest_cache
+	rm -rf $(VENV) $(TOOLKIT_VENV) build .pytest_cache

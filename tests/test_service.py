@@ -86,14 +86,19 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def wheel_venv(project: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """The project's wheel and a clean venv with only that wheel (and its dependencies)."""
-    dist = tmp_path_factory.mktemp("dist")
+    """The project's wheel and a clean venv with only that wheel, the toolkit's (built from
+    vendor/, as the Dockerfile builds it) and their dependencies."""
+    dist, toolkit = tmp_path_factory.mktemp("dist"), tmp_path_factory.mktemp("toolkit")
     must(run(project, str(BIN / "uv"), "build", "--wheel", "--out-dir", str(dist)))
+    vendored = project / "vendor" / "alembic-steady"
+    must(run(project, str(BIN / "uv"), "build", "--wheel", "--out-dir", str(toolkit), str(vendored)))
     (wheel,) = dist.glob("*.whl")
+    (toolkit_wheel,) = toolkit.glob("*.whl")
     venv = tmp_path_factory.mktemp("wheel-venv") / "venv"
     python = project / ".venv" / "bin" / "python"
     must(run(dist, str(BIN / "uv"), "venv", "--quiet", "--python", str(python), str(venv)))
-    must(run(dist, str(BIN / "uv"), "pip", "install", "--quiet", "--python", str(venv), str(wheel)))
+    install = [str(BIN / "uv"), "pip", "install", "--quiet", "--python", str(venv)]
+    must(run(dist, *install, str(toolkit_wheel), str(wheel)))
     return wheel, venv
 
 

@@ -7,7 +7,7 @@
 See the README for a stock Alembic project's few lines, and for the pytest plugin.
 """
 
-from .project import MAKE, Commands, MigrationSettings, Project
+from .project import MAKE, Commands, MigrationSettings, Project, StaticSettings
 
-__all__ = ["MAKE", "Commands", "MigrationSettings", "Project"]
+__all__ = ["MAKE", "Commands", "MigrationSettings", "Project", "StaticSettings"]
 __version__ = "0.1.0"

@@ -6,7 +6,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
-from sqlalchemy.engine import URL
+from alembic.util import CommandError
+from sqlalchemy.engine import URL, make_url
 
 
 class MigrationSettings(Protocol):
@@ -35,6 +36,35 @@ class MigrationSettings(Protocol):
     def migration_statement_timeout(self) -> str: ...
     @property
     def backup_lock_wait(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class StaticSettings:
+    """Settings for a project that has no settings class of its own (a stock `alembic init`
+    project): its URL (alembic.ini's `sqlalchemy.url`, say), and the toolkit's defaults for the
+    rest. The URL is needed only where no caller passes one."""
+
+    url: URL | str | None
+    environment: str = "development"
+    db_connect_timeout: float = 10.0
+    migration_lock_wait: float = 60.0
+    migration_lock_timeout: str = "1s"
+    migration_lock_retries: int = 30
+    migration_lock_retry_total: float = 300.0
+    migration_statement_timeout: str = "0"
+    backup_lock_wait: str = "30s"
+
+    @property
+    def sqlalchemy_url(self) -> URL:
+        if self.url is None:
+            raise CommandError(
+                "No database URL: set sqlalchemy.url in alembic.ini (or pass url= to the API)."
+            )
+        return make_url(self.url)
+
+    @property
+    def migration_url(self) -> URL:
+        return self.sqlalchemy_url
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from typing import Any
 
 from alembic.util import CommandError
 from sqlalchemy import Connection, MetaData, pool
+from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from ..dialects.base import for_url
@@ -72,7 +73,8 @@ class MigrationEnvironment:
         # through alembic.ini, whose ConfigParser would choke on a `%` in the password.
         # Migrations use MIGRATION_DATABASE_URL when set: a direct connection where the app's
         # goes through a pooler.
-        self.url = config.attributes.get("url") or self.settings.migration_url
+        given = config.attributes.get("url") or _url_of(config.attributes.get("connection"))
+        self.url: URL = given or self.settings.migration_url
         self.dialect = for_url(self.url)
         self.command = guards.command_name(config)
         guards.refuse_in_production(self.command, self.settings, self.project.commands)
@@ -84,14 +86,13 @@ class MigrationEnvironment:
 
     # -- configuring -------------------------------------------------------------------------
     def configure(self, **kwargs: Any) -> None:
-        target_metadata: MetaData | None = None
-        if self.command in COMPARING and self.metadata is not None:
-            # Only autogenerate and `check` compare models with the database. Upgrades,
-            # downgrades, stamps and `current` skip importing the models (and SQLModel), which
-            # keeps them quick to start.
+        # Only autogenerate and `check` compare models with the database. Upgrades, downgrades,
+        # stamps and `current` skip importing the models (and SQLModel), which keeps them quick.
+        compares = self.command in COMPARING and self.metadata is not None
+        target_metadata = self.metadata() if compares and self.metadata else None
+        if target_metadata is not None:
             from ..authoring import autogen
 
-            target_metadata = self.metadata()
             writing = self.command == "revision"
             kwargs.update(autogen.configure_options(writing_revision=writing))
             self.dialect.autogenerate_options(kwargs, writing)
@@ -265,3 +266,10 @@ class MigrationEnvironment:
             self.run_on(connection, own_session=False)
         finally:
             self.dialect.release_caller_lock(connection, self.project)
+
+
+def _url_of(injected: object) -> URL | None:
+    """The URL of a caller's Connection or AsyncEngine: its database is the one to migrate."""
+    if isinstance(injected, Connection | AsyncEngine):
+        return injected.engine.url if isinstance(injected, Connection) else injected.url
+    return None

@@ -1,0 +1,152 @@
+"""A small project written to a temporary folder, as a team's would be: a package with
+`migrations/` (env.py in Alembic's four-function shape, three revisions) and its models, for the
+integration tiers to migrate without rendering the template."""
+
+import sys
+import tempfile
+from pathlib import Path
+
+from alembic_steady import Project
+
+ENV_PY = """
+from alembic import context
+from alembic_steady.runner.environment import MigrationEnvironment
+from sqlalchemy import Connection, MetaData
+
+from {package}.migrations import PROJECT
+
+
+def target_metadata() -> MetaData:
+    from {package}.models import metadata
+
+    return metadata
+
+
+environment = MigrationEnvironment(context, PROJECT, target_metadata)
+
+
+def run_migrations_offline() -> None:
+    environment.run_offline()
+
+
+def do_run_migrations(connection: Connection) -> None:
+    environment.run_on(connection)
+
+
+async def run_async_migrations() -> None:
+    await environment.run_async(do_run_migrations)
+
+
+def run_migrations_online() -> None:
+    environment.run_online(run_async_migrations)
+
+
+if context.is_offline_mode():
+    run_migrations_offline()
+else:
+    run_migrations_online()
+"""
+
+MIGRATIONS_INIT = """
+from pathlib import Path
+
+from alembic_steady import Project, StaticSettings
+
+SETTINGS = StaticSettings(None, migration_lock_timeout="{lock_timeout}", migration_lock_retries=3,
+                          migration_lock_retry_total=30, migration_lock_wait=20)
+PROJECT = Project(package="{package}", migrations=Path(__file__).parent,
+                  settings=lambda: SETTINGS, dialect="{dialect}")
+"""
+
+MODELS = """
+import sqlalchemy as sa
+
+metadata = sa.MetaData(naming_convention={"ix": "ix_%(table_name)s_%(column_0_name)s",
+                                          "pk": "pk_%(table_name)s"})
+widget = sa.Table(
+    "widget", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("price", sa.Integer, nullable=True),
+    sa.Index("ix_widget_name", "name"),
+)
+"""
+
+REVISION = """\"\"\"{doc}\"\"\"
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "{revision}"
+down_revision = {down!r}
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+{upgrade}
+
+
+def downgrade() -> None:
+{downgrade}
+"""
+
+# (revision, upgrade body, downgrade body); the index is built CONCURRENTLY on PostgreSQL.
+CHAIN = {
+    "postgresql": [
+        (
+            "a1",
+            '    op.create_table("widget", sa.Column("id", sa.Integer, primary_key=True), '
+            'sa.Column("name", sa.String(100), nullable=False), '
+            'sa.PrimaryKeyConstraint("id", name="pk_widget"))',
+            '    op.drop_table("widget")',
+        ),
+        (
+            "b2",
+            '    op.create_index_concurrently("ix_widget_name", "widget", ["name"])',
+            '    op.drop_index_concurrently("ix_widget_name", table_name="widget")',
+        ),
+        (
+            "c3",
+            '    op.add_column("widget", sa.Column("price", sa.Integer, nullable=True))',
+            '    op.drop_column("widget", "price")',
+        ),
+    ],
+}
+DOCS = {"a1": "create widget", "b2": "index widget name", "c3": "add price"}
+CHAIN["mysql"] = [
+    CHAIN["postgresql"][0],
+    (
+        "b2",
+        '    op.create_index("ix_widget_name", "widget", ["name"])',
+        '    op.drop_index("ix_widget_name", table_name="widget")',
+    ),
+    CHAIN["postgresql"][2],
+]
+
+
+def write(dialect: str, *, lock_timeout: str = "400ms") -> Project:
+    """Write the project to a new folder on sys.path and return its Project."""
+    package = f"steady_demo_{dialect}"
+    root = Path(tempfile.mkdtemp(prefix="steady-demo-"))
+    versions = root / package / "migrations" / "versions"
+    versions.mkdir(parents=True)
+    (root / package / "__init__.py").write_text("", encoding="utf-8")
+    (root / package / "models.py").write_text(MODELS, encoding="utf-8")
+    migrations = root / package / "migrations"
+    (migrations / "__init__.py").write_text(
+        MIGRATIONS_INIT.format(package=package, dialect=dialect, lock_timeout=lock_timeout),
+        encoding="utf-8",
+    )
+    (migrations / "env.py").write_text(ENV_PY.format(package=package), encoding="utf-8")
+    down = None
+    for revision, upgrade, downgrade in CHAIN[dialect]:
+        text = REVISION.format(
+            doc=DOCS[revision], revision=revision, down=down, upgrade=upgrade, downgrade=downgrade
+        )
+        (versions / f"{revision}.py").write_text(text, encoding="utf-8")
+        down = revision
+    sys.path.insert(0, str(root))
+    module = __import__(f"{package}.migrations", fromlist=["PROJECT"])
+    project: Project = module.PROJECT
+    return project

@@ -1,0 +1,102 @@
+"""The runner against a real MySQL or MariaDB, without a render: GET_LOCK per project and
+database, a revision that fails half way named with what it committed, replicas racing."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from alembic.util import CommandError
+from sqlalchemy import Connection, text
+from sqlalchemy.engine import URL
+
+from alembic_steady.dialects.mysql import lock_name
+from alembic_steady.runner.api import Migrations
+from alembic_steady.testing.walk import on_connection
+
+
+@pytest.fixture
+def migrations(migration_project: object) -> Migrations:
+    return Migrations(migration_project)  # type: ignore[arg-type]
+
+
+def heads(connection: Connection) -> set[str]:
+    return Migrations.current_heads(connection)
+
+
+def test_upgrade_reaches_head_and_releases_the_named_lock(
+    migrations: Migrations, database_url: URL
+) -> None:
+    migrations.upgrade(url=database_url)
+    name = lock_name(migrations.project.package, database_url.database)
+    assert on_connection(database_url, heads) == {"c3"}
+    free = on_connection(
+        database_url, lambda c: c.execute(text("SELECT IS_FREE_LOCK(:n)"), {"n": name}).scalar()
+    )
+    assert free == 1
+
+
+HALF_WAY = """
+import sqlalchemy as sa
+from alembic import op
+
+revision = "d4"
+down_revision = "c3"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table("gadget", sa.Column("id", sa.Integer, primary_key=True))
+    op.add_column("widget", sa.Column("name", sa.String(10)))  # exists: fails
+
+
+def downgrade() -> None:
+    op.drop_table("gadget")
+"""
+
+
+def test_a_revision_failing_half_way_names_what_it_committed(
+    migrations: Migrations, database_url: URL
+) -> None:
+    planted = migrations.project.versions / "d4.py"
+    planted.write_text(HALF_WAY, encoding="utf-8")
+    try:
+        with pytest.raises(CommandError) as failure:
+            migrations.upgrade(url=database_url)
+    finally:
+        planted.unlink()
+    message = str(failure.value)
+    assert "these statements of the revision were already committed: CREATE TABLE gadget" in message
+    assert "The version row was NOT advanced" in message
+    assert "`make stamp rev=d4`" in message
+    assert on_connection(database_url, heads) == {"c3"}
+
+
+RACER = """
+import sys
+from sqlalchemy.engine import make_url
+from alembic_steady.runner.api import Migrations
+from {package}.migrations import PROJECT
+Migrations(PROJECT).upgrade(url=make_url(sys.argv[1]))
+"""
+
+
+def test_replicas_racing_serialise(migrations: Migrations, database_url: URL) -> None:
+    root = Path(migrations.project.migrations).parent.parent
+    code = RACER.format(package=migrations.project.package)
+    url = database_url.render_as_string(hide_password=False)
+    racers = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, url],
+            env={**os.environ, "PYTHONPATH": str(root)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    outputs = [racer.communicate(timeout=120)[0] for racer in racers]
+    assert [racer.returncode for racer in racers] == [0, 0, 0, 0], outputs
+    assert on_connection(database_url, heads) == {"c3"}

@@ -1,0 +1,174 @@
+"""The runner against a real PostgreSQL, without a render: the migration lock, lock-timeout
+retries naming the blocker, a caller's connection and transaction, offline SQL, concurrent runs."""
+
+import asyncio
+import io
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+
+import pytest
+from alembic import command
+from alembic.util import CommandError
+from pg_sessions import session_holding
+from sqlalchemy import Connection, pool, text
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from alembic_steady import Project
+from alembic_steady.dialects.postgresql import lock_key
+from alembic_steady.runner.api import Migrations
+from alembic_steady.testing.walk import on_connection
+
+
+@pytest.fixture
+def migrations(migration_project: Project) -> Migrations:
+    return Migrations(migration_project)
+
+
+def heads(connection: Connection) -> set[str]:
+    return Migrations.current_heads(connection)
+
+
+def advisory_locks(connection: Connection) -> int:
+    return int(
+        connection.execute(
+            text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")
+        ).scalar_one()
+    )
+
+
+def test_upgrade_reaches_head_and_releases_the_lock(
+    migrations: Migrations, database_url: URL
+) -> None:
+    migrations.upgrade(url=database_url)
+    assert on_connection(database_url, heads) == {"c3"}
+    assert on_connection(database_url, advisory_locks) == 0
+
+
+def test_the_concurrent_index_is_built_and_valid(migrations: Migrations, database_url: URL) -> None:
+    migrations.upgrade(url=database_url)
+    valid = on_connection(
+        database_url,
+        lambda c: c.execute(
+            text("SELECT indisvalid FROM pg_index WHERE indexrelid = 'ix_widget_name'::regclass")
+        ).scalar_one(),
+    )
+    assert valid is True
+
+
+@pytest.fixture
+def held_lock(migrations: Migrations, database_url: URL) -> Iterator[None]:
+    """Another session holding the project's migration lock, as a replica mid-migration does."""
+    key = lock_key(migrations.project.package)
+    with session_holding(database_url, f"SELECT pg_advisory_lock({key})"):
+        yield
+
+
+def test_a_held_migration_lock_is_waited_for_then_named(
+    migrations: Migrations, database_url: URL, held_lock: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # env.py reads the project's settings: MIGRATION_LOCK_WAIT=0.5 there.
+    settings = sys.modules[f"{migrations.project.package}.migrations"]
+    monkeypatch.setattr(settings, "SETTINGS", replace(settings.SETTINGS, migration_lock_wait=0.5))
+    started = time.monotonic()
+    with pytest.raises(
+        CommandError, match=r"Another migration \(pid \d+.*holds the lock after 0.5s"
+    ):
+        migrations.upgrade(url=database_url)
+    assert time.monotonic() - started < 5  # waited its bound, not the default 20 s
+    assert on_connection(database_url, heads) == set()
+
+
+@pytest.fixture
+def blocked_widget(migrations: Migrations, database_url: URL) -> Iterator[None]:
+    """The chain up to b2, and an app session idle in a transaction holding a lock on widget."""
+    migrations.upgrade("b2", url=database_url)
+    with session_holding(
+        database_url, "SELECT count(*) FROM widget", application_name="blocking-app"
+    ):
+        yield
+
+
+def test_a_blocked_revision_is_retried_then_explained_naming_the_blocker(
+    migrations: Migrations,
+    database_url: URL,
+    blocked_widget: None,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with pytest.raises(CommandError) as failure:
+        migrations.upgrade(url=database_url)
+    message = str(failure.value)
+    assert message.startswith("Revision c3 (add price) could not get its lock in 3 attempts"), (
+        message
+    )
+    assert "application_name 'blocking-app'" in message
+    assert "make migrate" in message
+    # Each failed attempt logged the revision and its escalating bound: a quarter of 400ms, then
+    # half (the third, at the whole 400ms, gave up).
+    waits = [r.getMessage() for r in caplog.records if "waited" in r.getMessage()]
+    assert [w.split(" waited ")[1].split(" ")[0] for w in waits] == ["100ms", "200ms"], waits
+    assert all(w.startswith("Revision c3") for w in waits), waits
+    assert on_connection(database_url, heads) == {"b2"}
+
+
+def test_a_callers_connection_runs_inside_its_transaction(
+    migrations: Migrations, database_url: URL
+) -> None:
+    async def run() -> set[str]:
+        engine = create_async_engine(database_url, poolclass=pool.NullPool)
+        try:
+            async with engine.connect() as connection:
+                await connection.run_sync(lambda sync: migrations.upgrade("a1", connection=sync))
+                inside = await connection.run_sync(heads)
+                await connection.rollback()  # the caller's choice: nothing stays
+                return inside
+        finally:
+            await engine.dispose()
+
+    assert asyncio.run(run()) == {"a1"}
+    assert on_connection(database_url, heads) == set()
+
+
+def test_offline_sql_carries_the_timeouts(migrations: Migrations) -> None:
+    config = migrations.alembic_config(url=URL.create("postgresql+asyncpg", database="x"))
+    config.output_buffer = io.StringIO()
+    config.attributes["command"] = "upgrade"
+    command.upgrade(config, "head", sql=True)
+    sql = config.output_buffer.getvalue()
+    assert "SET lock_timeout = '400ms'" in sql
+    assert "CREATE INDEX CONCURRENTLY" in sql.upper()
+
+
+RACER = """
+import sys
+from sqlalchemy.engine import make_url
+from alembic_steady.runner.api import Migrations
+from {package}.migrations import PROJECT
+Migrations(PROJECT).upgrade(url=make_url(sys.argv[1]))
+"""
+
+
+def test_replicas_racing_serialise(migrations: Migrations, database_url: URL) -> None:
+    """Four processes at once, as replicas starting together: each exits 0, the chain is applied
+    once (Alembic's proxies are per process, so replicas are processes here too)."""
+    package = migrations.project.package
+    root = str(migrations.project.migrations.parent.parent)
+    code = RACER.format(package=package)
+    url = database_url.render_as_string(hide_password=False)
+    racers = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, url],
+            env={**os.environ, "PYTHONPATH": root},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    outputs = [racer.communicate(timeout=120)[0] for racer in racers]
+    assert [racer.returncode for racer in racers] == [0, 0, 0, 0], outputs
+    assert on_connection(database_url, heads) == {"c3"}

@@ -1,0 +1,217 @@
+"""cli.py: `python -m <package>.migrations`, driven with a recording Migrations stand-in."""
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic.util import CommandError
+from pydantic import BaseModel, ValidationError
+from support import make_project
+
+from alembic_steady import Project, cli
+from alembic_steady.tools import devdb
+
+
+class FakeMigrations:
+    """What main() uses of Migrations; `raises` is raised by every command."""
+
+    def __init__(self, project: Project, raises: BaseException | None = None) -> None:
+        self.project = project
+        self.calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
+        self.raises = raises
+
+    def _record(self, name: str, *args: Any, **kwargs: Any) -> None:
+        self.calls.append((name, args, kwargs))
+        if self.raises is not None:
+            raise self.raises
+
+    def upgrade(self, *args: Any, **kwargs: Any) -> None:
+        self._record("upgrade", *args, **kwargs)
+
+    def current(self, *args: Any, **kwargs: Any) -> None:
+        self._record("current", *args, **kwargs)
+
+    def wait_for_head(self, *args: Any, **kwargs: Any) -> None:
+        self._record("wait_for_head", *args, **kwargs)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Project:
+    return make_project(tmp_path, package="shop")
+
+
+def run(
+    project: Project, *argv: str, raises: BaseException | None = None
+) -> tuple[int, FakeMigrations]:
+    migrations = FakeMigrations(project, raises)
+    return cli.main(migrations, list(argv)), migrations
+
+
+# -- migration commands --------------------------------------------------------------------
+
+
+def test_upgrade_to_head_in_the_module_clis_words(project: Project) -> None:
+    code, migrations = run(project, "upgrade")
+    assert code == 0
+    assert migrations.calls == [("upgrade", ("head",), {"commands": project.module_commands})]
+    words = migrations.calls[0][2]["commands"]
+    assert words.migrate == "python -m shop.migrations upgrade"
+    assert words.rollback == "make rollback"
+
+
+def test_upgrade_to_a_revision(project: Project) -> None:
+    _, migrations = run(project, "upgrade", "+1")
+    assert migrations.calls[0][1] == ("+1",)
+
+
+def test_current(project: Project) -> None:
+    code, migrations = run(project, "current")
+    assert code == 0
+    assert migrations.calls == [("current", (), {"commands": project.module_commands})]
+
+
+def test_wait_for_head(project: Project, capsys: pytest.CaptureFixture[str]) -> None:
+    code, migrations = run(project, "wait-for-head", "--timeout", "30", "--interval", "0.5")
+    assert code == 0
+    assert migrations.calls == [
+        ("wait_for_head", (30.0,), {"interval": 0.5, "commands": project.module_commands})
+    ]
+    assert capsys.readouterr().out == "At head.\n"
+
+
+def test_wait_for_head_polls_every_second_by_default(project: Project) -> None:
+    _, migrations = run(project, "wait-for-head", "--timeout", "5")
+    assert migrations.calls[0][2]["interval"] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("argv", "error"),
+    [
+        (
+            ("wait-for-head", "--timeout", "0"),
+            "argument --timeout: '0': give a number of seconds above 0",
+        ),
+        (
+            ("wait-for-head", "--timeout", "-5"),
+            "argument --timeout: '-5': give a number of seconds above 0",
+        ),
+        (("wait-for-head", "--timeout", "x"), "argument --timeout: 'x' is not a number of seconds"),
+        (("wait-for-head", "--timeout", "5", "--interval", "0"), "argument --interval: '0': give"),
+        (("wait-for-head",), "the following arguments are required: --timeout"),
+        ((), "the following arguments are required: command"),
+        (("migrate",), "invalid choice: 'migrate'"),
+        (("devdb", "restart"), "invalid choice: 'restart'"),
+    ],
+)
+def test_usage_errors_exit_2_with_argparses_message(
+    project: Project, capsys: pytest.CaptureFixture[str], argv: tuple[str, ...], error: str
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        run(project, *argv)
+    assert exited.value.code == 2
+    stderr = capsys.readouterr().err
+    assert stderr.startswith("usage: python -m shop.migrations")
+    assert error in stderr
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="cli._seconds accepts 'nan' (nan <= 0 is False): wait-for-head --timeout nan then "
+    "never times out",
+)
+def test_a_timeout_that_is_not_a_number_is_a_usage_error(project: Project) -> None:
+    with pytest.raises(SystemExit):
+        run(project, "wait-for-head", "--timeout", "nan")
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        CommandError("Revision b0b0 failed: boom."),
+        TimeoutError("Not at head after 5s: the database is at base."),
+    ],
+)
+def test_a_failure_prints_one_line_and_exits_1(
+    project: Project, capsys: pytest.CaptureFixture[str], error: BaseException
+) -> None:
+    code, _ = run(project, "upgrade", raises=error)
+    assert code == 1
+    assert capsys.readouterr().err == f"FAILED: {error}\n"
+
+
+def test_invalid_settings_name_the_variable_not_its_value(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    class Model(BaseModel):
+        db_port: int
+
+    with pytest.raises(ValidationError) as invalid:
+        Model(db_port="s3cret")
+    code, _ = run(project, "wait-for-head", "--timeout", "5", raises=invalid.value)
+    assert code == 1
+    err = capsys.readouterr().err
+    assert err == (
+        "FAILED: invalid settings (DB_PORT: Input should be a valid integer, unable to parse "
+        "string as an integer); fix them in the environment or .env.\n"
+    )
+    assert "s3cret" not in err
+
+
+def test_a_bug_keeps_its_traceback(project: Project) -> None:
+    with pytest.raises(ZeroDivisionError):
+        run(project, "upgrade", raises=ZeroDivisionError())
+
+
+# -- chores --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def chores(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Project, list[str]]]:
+    ran: list[tuple[str, Project, list[str]]] = []
+
+    def chore(name: str) -> Any:
+        def main(project: Project, argv: list[str]) -> int:
+            ran.append((name, project, argv))
+            return 7
+
+        return main
+
+    monkeypatch.setattr(cli, "_chore", chore)
+    return ran
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["backup"],
+        ["backup", "/srv/backups"],
+        ["shell", "-c", "SELECT 1"],
+        ["shell", "--help"],
+        ["restore", "backups/shop-1.dump"],
+        ["rehearse", "file=dump.sql", "--keep"],
+        ["lint-migrations", "-v"],
+    ],
+)
+def test_chores_get_their_arguments_untouched(
+    project: Project, chores: list[tuple[str, Project, list[str]]], argv: list[str]
+) -> None:
+    code, migrations = run(project, *argv)
+    assert code == 7  # the chore's own exit status
+    assert chores == [(argv[0], project, argv[1:])]
+    assert migrations.calls == []
+
+
+@pytest.mark.parametrize("name", sorted(cli.CHORES))
+def test_every_chore_has_a_main(name: str) -> None:
+    assert callable(cli._chore(name))
+
+
+@pytest.mark.parametrize("action", ["start", "stop", "reset"])
+def test_devdb_runs_its_action(
+    project: Project, monkeypatch: pytest.MonkeyPatch, action: str
+) -> None:
+    ran: list[tuple[str, Project]] = []
+    monkeypatch.setitem(devdb.ACTIONS, action, lambda p: ran.append((action, p)) or 3)
+    code, _ = run(project, "devdb", action)
+    assert code == 3
+    assert ran == [(action, project)]

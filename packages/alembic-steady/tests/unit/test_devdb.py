@@ -1,0 +1,163 @@
+"""tools/devdb.py: `.env` pointed at the development database, never touching a user's own
+DATABASE_URL; `reset` refusals, which need no server."""
+
+import stat
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import URL
+from support import Settings, make_project
+
+from alembic_steady import Project
+from alembic_steady.tools.devdb import MARKER, point_env_file_at, reset
+
+URL_1 = "postgresql://postgres@/shop?host=/src/shop/.devdb"
+URL_2 = "postgresql://postgres@/shop?host=/srv/other/.devdb"
+
+EXAMPLE = """\
+# Copy to .env at the project root.
+ENVIRONMENT=development
+
+# DATABASE_URL=postgresql://postgres:postgres@localhost:5432/shop
+
+DB_HOST=localhost
+DB_PORT=5432
+DB_USER=postgres
+DB_PASSWORD=postgres
+DB_NAME=shop
+DB_CONNECT_TIMEOUT=10
+"""
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Project:
+    return make_project(tmp_path)
+
+
+def env_file(project: Project) -> Path:
+    return project.folder / ".env"
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_env_is_created_from_the_example_with_db_parts_commented_out(project: Project) -> None:
+    (project.folder / ".env.example").write_text(EXAMPLE, encoding="utf-8")
+    assert point_env_file_at(project, URL_1) == "created .env for it"
+    assert env_file(project).read_text(encoding="utf-8") == (
+        "# Copy to .env at the project root.\n"
+        "ENVIRONMENT=development\n"
+        "\n"
+        "# DATABASE_URL=postgresql://postgres:postgres@localhost:5432/shop\n"
+        "\n"
+        "# DB_HOST=localhost\n"
+        "# DB_PORT=5432\n"
+        "# DB_USER=postgres\n"
+        "# DB_PASSWORD=postgres\n"
+        "# DB_NAME=shop\n"
+        "DB_CONNECT_TIMEOUT=10\n"  # not a part of the URL: stays active
+        f"DATABASE_URL={URL_1}  {MARKER}\n"
+    )
+    assert mode(env_file(project)) == 0o600
+
+
+def test_env_is_created_without_an_example(project: Project) -> None:
+    assert point_env_file_at(project, URL_1) == "created .env for it"
+    assert env_file(project).read_text(encoding="utf-8") == f"DATABASE_URL={URL_1}  {MARKER}\n"
+    assert mode(env_file(project)) == 0o600
+
+
+def test_its_own_line_is_replaced(project: Project) -> None:
+    point_env_file_at(project, URL_1)
+    env = env_file(project)
+    env.write_text(f"ENVIRONMENT=development\n{env.read_text()}DEBUG=1\n", encoding="utf-8")
+    env.chmod(0o644)
+    assert point_env_file_at(project, URL_2) == "updated .env"
+    assert env.read_text(encoding="utf-8") == (
+        f"ENVIRONMENT=development\nDATABASE_URL={URL_2}  {MARKER}\nDEBUG=1\n"
+    )
+    assert mode(env) == 0o600  # made private again
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="point_env_file_at passes the new line to re.sub as a replacement template: a "
+    "backslash in the URL (e.g. in the socket folder's path) raises re.error or is mangled",
+)
+def test_its_own_line_is_replaced_with_a_url_holding_a_backslash(project: Project) -> None:
+    point_env_file_at(project, URL_1)
+    odd = r"postgresql://postgres@/shop?host=/src/a\1b/.devdb"
+    assert point_env_file_at(project, odd) == "updated .env"
+    assert env_file(project).read_text(encoding="utf-8") == f"DATABASE_URL={odd}  {MARKER}\n"
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "DATABASE_URL=postgresql://me:pw@db/shop",
+        "  DATABASE_URL = postgresql://me:pw@db/shop",
+    ],
+)
+def test_a_users_database_url_is_left_alone(project: Project, line: str) -> None:
+    text = f"ENVIRONMENT=development\n{line}\n"
+    env_file(project).write_text(text, encoding="utf-8")
+    assert point_env_file_at(project, URL_1) == (
+        f"left your DATABASE_URL in .env as it is; to use this server set DATABASE_URL={URL_1}"
+    )
+    assert env_file(project).read_text(encoding="utf-8") == text
+
+
+def test_a_url_is_added_to_an_env_without_one(project: Project) -> None:
+    env_file(project).write_text(
+        "ENVIRONMENT=development\n# DATABASE_URL=postgresql://x@y/z\n\n", encoding="utf-8"
+    )
+    assert point_env_file_at(project, URL_1) == "added DATABASE_URL to .env"
+    assert env_file(project).read_text(encoding="utf-8") == (
+        "ENVIRONMENT=development\n"
+        "# DATABASE_URL=postgresql://x@y/z\n"
+        f"DATABASE_URL={URL_1}  {MARKER}\n"
+    )
+    assert mode(env_file(project)) == 0o600
+
+
+def test_the_example_is_left_as_it_is(project: Project) -> None:
+    example = project.folder / ".env.example"
+    example.write_text(EXAMPLE, encoding="utf-8")
+    point_env_file_at(project, URL_1)
+    assert example.read_text(encoding="utf-8") == EXAMPLE
+
+
+# -- reset's refusals ----------------------------------------------------------------------
+
+
+def with_settings(project: Project, settings: Settings) -> Project:
+    return replace(project, settings=lambda: settings)
+
+
+def test_reset_runs_only_in_development(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert reset(with_settings(project, Settings(environment="staging"))) == 1
+    err = capsys.readouterr().err
+    assert "Refusing: make db-reset drops the database, and ENVIRONMENT is staging." in err
+    assert "Database: shop" in err  # which database it is about, first
+
+
+@pytest.mark.parametrize(
+    ("driver", "database"),
+    [
+        ("postgresql+asyncpg", "postgres"),
+        ("postgresql+asyncpg", "template1"),
+        ("postgresql+asyncpg", None),
+        ("mysql+aiomysql", "mysql"),
+        ("mysql+aiomysql", "INFORMATION_SCHEMA"),
+    ],
+)
+def test_reset_never_drops_the_servers_own_database(
+    project: Project, capsys: pytest.CaptureFixture[str], driver: str, database: str | None
+) -> None:
+    url = URL.create(driver, "root", "pw", "localhost", None, database)
+    assert reset(with_settings(project, Settings(url=url))) == 1
+    assert f"Refusing to drop the server's own database {database!r}." in capsys.readouterr().err
