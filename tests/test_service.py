@@ -89,9 +89,9 @@ def wheel_venv(project: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple
     """The project's wheel and a clean venv with only that wheel, the toolkit's (built from
     vendor/, as the Dockerfile builds it) and their dependencies."""
     dist, toolkit = tmp_path_factory.mktemp("dist"), tmp_path_factory.mktemp("toolkit")
-    must(run(project, str(BIN / "uv"), "build", "--wheel", "--out-dir", str(dist)))
-    vendored = project / "vendor" / "alembic-steady"
-    must(run(project, str(BIN / "uv"), "build", "--wheel", "--out-dir", str(toolkit), str(vendored)))
+    build = [str(BIN / "uv"), "build", "--wheel", "--out-dir"]
+    must(run(project, *build, str(dist)))
+    must(run(project, *build, str(toolkit), str(project / "vendor" / "alembic-steady")))
     (wheel,) = dist.glob("*.whl")
     (toolkit_wheel,) = toolkit.glob("*.whl")
     venv = tmp_path_factory.mktemp("wheel-venv") / "venv"
