@@ -13,10 +13,10 @@ export UV_PYTHON_DOWNLOADS := never
 unexport args
 MAKEOVERRIDES :=
 
-.PHONY: help venv demo test test-toolkit lint clean bench mutate
+.PHONY: help venv demo test test-toolkit test-toolkit-floor lint clean bench mutate
 
 help: ## List the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-8s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-19s %s\n", $$1, $$2}'
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,7 +46,7 @@ demo: venv ## Render build/demo/my-service, install it, start the embedded Postg
 	cd build/demo/my-service && env -u DATABASE_URL $(MAKE) --no-print-directory install db-up migrate current
 	@echo "Demo project: build/demo/my-service (make -C build/demo/my-service db-down to stop its database)"
 
-test: venv test-toolkit ## Run every test: the toolkit's tiers, then the template's (renders projects)
+test: venv test-toolkit test-toolkit-floor ## Run every test: the toolkit's tiers (newest and lowest dependencies), then the template's (renders projects)
 	$(BIN)/pytest $(args)
 
 # The toolkit's tiers run apart: each names its own project to the plugin. Its MySQL tier needs
@@ -54,6 +54,22 @@ test: venv test-toolkit ## Run every test: the toolkit's tiers, then the templat
 test-toolkit: $(TOOLKIT_VENV)/.installed ## Run the toolkit's tests: unit (no database), postgresql, mysql
 	cd $(TOOLKIT) && $(TOOLKIT_BIN)/pytest -p no:cacheprovider tests/unit tests/postgresql
 	cd $(TOOLKIT) && $(TOOLKIT_BIN)/pytest -p no:cacheprovider -rs tests/mysql
+
+# The same tiers on the lowest versions the toolkit's bounds allow (alembic 1.18.0, SQLAlchemy
+# 2.0.36, ...): a bound nobody installs would rot.
+FLOOR_VENV := .venv-toolkit-floor
+FLOOR_BIN := $(CURDIR)/$(FLOOR_VENV)/bin
+
+$(FLOOR_VENV)/.installed: $(TOOLKIT)/pyproject.toml | $(VENV)/.installed
+	$(BIN)/uv venv --quiet --allow-existing --python $(BIN)/python $(FLOOR_VENV)
+	$(BIN)/uv pip install --quiet --python $(FLOOR_BIN)/python --compile-bytecode \
+		--resolution lowest-direct -e "$(TOOLKIT)[postgresql,mysql,test]"
+	touch $@
+
+test-toolkit-floor: $(FLOOR_VENV)/.installed ## Run the toolkit's tests on its lowest dependency versions
+	@$(FLOOR_BIN)/python -c 'import alembic, sqlalchemy; print(f"Lowest versions: alembic {alembic.__version__}, SQLAlchemy {sqlalchemy.__version__}")'
+	cd $(TOOLKIT) && $(FLOOR_BIN)/pytest -p no:cacheprovider -q tests/unit tests/postgresql
+	cd $(TOOLKIT) && $(FLOOR_BIN)/pytest -p no:cacheprovider -q -rs tests/mysql
 
 mutate: venv ## Break each README promise once (mutation/mutations.toml); fail if a test misses one
 	$(BIN)/python mutation/run.py $(args)
@@ -68,4 +84,4 @@ lint: venv $(TOOLKIT_VENV)/.installed ## Lint the template's hooks and tests, an
 
 clean: ## Remove the venvs and rendered projects
 	-[ -d build/demo/my-service/.devdb ] && $(MAKE) -C build/demo/my-service db-down
-	rm -rf $(VENV) $(TOOLKIT_VENV) build .pytest_cache
+	rm -rf $(VENV) $(TOOLKIT_VENV) $(FLOOR_VENV) build .pytest_cache

@@ -126,9 +126,22 @@ def test_several_ddl_statements_are_flagged_in_the_revision_and_on_stderr(
     assert upgrade_ops is not None
     note = upgrade_ops.ops[0]
     assert isinstance(note, ReviewNote)
-    assert note.text.startswith("this revision runs 3 DDL statements, and MySQL commits each on")
+    assert note.text == (
+        "this revision runs 3 DDL statements, and MySQL commits each on its own: a failure "
+        "between them leaves it half applied (the error names what was committed). Consider "
+        "one revision per statement"
+    )
     assert len(upgrade_ops.ops) == 3
     assert capsys.readouterr().err == f"WARNING: {note.text}.\n"
+
+
+def test_two_ddl_statements_are_already_flagged(capsys: pytest.CaptureFixture[str]) -> None:
+    directives = [script(ops.DropTableOp("a"), ops.DropTableOp("b"))]
+    autogen.warn_mixed_ddl(passthrough)(None, None, directives)
+    assert directives[0].upgrade_ops is not None
+    note = directives[0].upgrade_ops.ops[0]
+    assert isinstance(note, ReviewNote) and note.text.startswith("this revision runs 2 DDL")
+    assert capsys.readouterr().err.startswith("WARNING: this revision runs 2 DDL statements")
 
 
 @pytest.mark.parametrize(

@@ -119,6 +119,14 @@ def test_the_revision_frame_is_found_below_library_frames(tmp_path: Path) -> Non
     assert failed_revision(exc, versions) == "c0ffee_step.py, line 2"
 
 
+def test_the_line_that_raised_is_named_when_the_revision_calls_its_own_helper(
+    tmp_path: Path,
+) -> None:
+    source = "def backfill():\n    raise ValueError('bad row')\n\n\nbackfill()\n"
+    exc = raise_from(tmp_path / "versions" / "c0ffee_step.py", source)
+    assert failed_revision(exc, tmp_path / "versions") == "c0ffee_step.py, line 2"
+
+
 def test_an_exception_without_traceback_has_no_revision(tmp_path: Path) -> None:
     assert failed_revision(ValueError("never raised"), tmp_path) is None
 
