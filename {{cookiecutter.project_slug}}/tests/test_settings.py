@@ -1,4 +1,5 @@
-"""Settings: every accepted URL form, escaping of the parts, and no password in any output."""
+"""Settings: every accepted URL form, seed-style DB_* parts, escaping of the parts, and no
+password in any output."""
 
 from typing import Any
 
@@ -9,6 +10,17 @@ from sqlalchemy.engine import make_url
 from {{ cookiecutter.package_name }}.settings import Settings
 
 PASSWORD = "p%ss@w:rd/x?#"
+{%- if cookiecutter.database == "mysql" %}
+# What users paste (PyMySQL's schemes too, as sync code writes them), all run on aiomysql.
+SCHEMES = ["mysql", "mysql+pymysql", "mariadb", "mariadb+pymysql", "mysql+aiomysql"]
+DRIVER, DEFAULT_PORT, OTHER_SERVER = "mysql+aiomysql", 3306, "postgresql"
+QUERY = {"charset": "utf8mb4"}
+{%- else %}
+# What hosting providers hand out, all run on asyncpg.
+SCHEMES = ["postgresql", "postgres", "postgresql+asyncpg"]
+DRIVER, DEFAULT_PORT, OTHER_SERVER = "postgresql+asyncpg", 5432, "mysql"
+QUERY = {"host": "/run/pg", "ssl": "require"}
+{%- endif %}
 
 
 @pytest.fixture(autouse=True)
@@ -22,17 +34,10 @@ def settings(**values: Any) -> Settings:
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]  # pydantic-settings init arg
 
 
-@pytest.mark.parametrize(
-    "raw",
-    [
-        "postgresql://u:pw@db.example:6543/app",
-        "postgres://u:pw@db.example:6543/app",
-        "postgresql+asyncpg://u:pw@db.example:6543/app",
-    ],
-)
-def test_database_url_schemes_are_normalised_to_asyncpg(raw: str) -> None:
-    url = settings(database_url=raw).sqlalchemy_url
-    assert url.drivername == "postgresql+asyncpg"
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_database_url_schemes_are_normalised_to_the_async_driver(scheme: str) -> None:
+    url = settings(database_url=f"{scheme}://u:pw@db.example:6543/app").sqlalchemy_url
+    assert url.drivername == DRIVER
     assert (url.username, url.password, url.host, url.port, url.database) == (
         "u",
         "pw",
@@ -42,13 +47,29 @@ def test_database_url_schemes_are_normalised_to_asyncpg(raw: str) -> None:
     )
 
 
+def test_db_parts_make_the_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The parts teams build their URL from (DB_USER:DB_PASSWORD@DB_HOST:DB_PORT/DB_NAME).
+    monkeypatch.setenv("DB_HOST", "db.internal")
+    monkeypatch.setenv("DB_USER", "app")
+    monkeypatch.setenv("DB_NAME", "shop")
+    url = settings().sqlalchemy_url
+    assert (url.drivername, url.host, url.port, url.username, url.database) == (
+        DRIVER,
+        "db.internal",
+        DEFAULT_PORT,
+        "app",
+        "shop",
+    )
+
+
 def test_query_parameters_survive() -> None:
-    url = settings(database_url="postgresql://u@/app?host=/run/pg&ssl=require").sqlalchemy_url
-    assert dict(url.query) == {"host": "/run/pg", "ssl": "require"}
+    query = "&".join(f"{name}={value}" for name, value in QUERY.items())
+    url = settings(database_url=f"{SCHEMES[0]}://u@h/app?{query}").sqlalchemy_url
+    assert dict(url.query) == QUERY
 
 
 def test_database_url_wins_over_parts() -> None:
-    url = settings(database_url="postgresql://u@h/from_url", db_name="from_parts").sqlalchemy_url
+    url = settings(database_url=f"{SCHEMES[0]}://u@h/from_url", db_name="from_parts").sqlalchemy_url
     assert url.database == "from_url"
 
 
@@ -62,12 +83,13 @@ def test_parts_are_escaped(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_percent_encoded_password_in_url() -> None:
-    url = settings(database_url="postgresql://u:p%25ss%40w%3Ard%2Fx%3F%23@h/app").sqlalchemy_url
+    url = settings(database_url=f"{SCHEMES[0]}://u:p%25ss%40w%3Ard%2Fx%3F%23@h/app").sqlalchemy_url
     assert url.password == PASSWORD
 
 
 def test_password_is_never_shown() -> None:
-    configured = settings(db_password=PASSWORD, database_url=f"postgresql://u:{PASSWORD[:4]}@h/d")
+    url = f"{SCHEMES[0]}://u:{PASSWORD[:4]}@h/d"
+    configured = settings(db_password=PASSWORD, database_url=url)
     for text in (repr(configured), str(configured), repr(configured.sqlalchemy_url)):
         assert PASSWORD not in text
         assert "p%ss" not in text
@@ -77,7 +99,7 @@ def test_password_is_never_shown() -> None:
     ("raw", "expected"),
     [
         ("not a url", "DATABASE_URL is not a valid URL"),
-        ("mysql://u:secret@h/app", "unsupported scheme 'mysql'"),
+        (f"{OTHER_SERVER}://u:secret@h/app", f"unsupported scheme '{OTHER_SERVER}'"),
     ],
 )
 def test_bad_database_url_names_the_variable_not_the_secret(raw: str, expected: str) -> None:
