@@ -2,28 +2,19 @@
 `migrations/` (env.py in Alembic's four-function shape, three revisions) and its models, for the
 integration tiers to migrate without rendering the template."""
 
+import os
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+from sqlalchemy.engine import URL
+
 from alembic_steady import Project
 
-ENV_PY = """
-from alembic import context
-from alembic_steady.runner.environment import MigrationEnvironment
-from sqlalchemy import Connection, MetaData
-
-from {package}.migrations import PROJECT
-
-
-def target_metadata() -> MetaData:
-    from {package}.models import metadata
-
-    return metadata
-
-
-environment = MigrationEnvironment(context, PROJECT, target_metadata)
-
+# Alembic's four functions, as a project's env.py keeps them, each calling the toolkit; what
+# comes before them (imports, `environment`) differs between a project and a stock one.
+FOUR_FUNCTIONS = """
 
 def run_migrations_offline() -> None:
     environment.run_offline()
@@ -45,6 +36,23 @@ if context.is_offline_mode():
     run_migrations_offline()
 else:
     run_migrations_online()
+"""
+
+ENV_PY = """
+from alembic import context
+from alembic_steady.runner.environment import MigrationEnvironment
+from sqlalchemy import Connection, MetaData
+
+from {package}.migrations import PROJECT
+
+
+def target_metadata() -> MetaData:
+    from {package}.models import metadata
+
+    return metadata
+
+
+environment = MigrationEnvironment(context, PROJECT, target_metadata)
 """
 
 MIGRATIONS_INIT = """
@@ -138,7 +146,8 @@ def write(dialect: str, *, lock_timeout: str = "400ms") -> Project:
         MIGRATIONS_INIT.format(package=package, dialect=dialect, lock_timeout=lock_timeout),
         encoding="utf-8",
     )
-    (migrations / "env.py").write_text(ENV_PY.format(package=package), encoding="utf-8")
+    env_py = ENV_PY.format(package=package) + FOUR_FUNCTIONS
+    (migrations / "env.py").write_text(env_py, encoding="utf-8")
     down = None
     for revision, upgrade, downgrade in CHAIN[dialect]:
         text = REVISION.format(
@@ -150,3 +159,29 @@ def write(dialect: str, *, lock_timeout: str = "400ms") -> Project:
     module = __import__(f"{package}.migrations", fromlist=["PROJECT"])
     project: Project = module.PROJECT
     return project
+
+
+RACER = """
+import sys
+from sqlalchemy.engine import make_url
+from alembic_steady.runner.api import Migrations
+from {package}.migrations import PROJECT
+Migrations(PROJECT).upgrade(url=make_url(sys.argv[1]))
+"""
+
+
+def race(project: Project, url: URL, runs: int) -> list[tuple[int, str]]:
+    """`runs` processes upgrading `url` at once, as replicas starting together (Alembic's
+    proxies are per process, so replicas are processes here too): exit status and output each."""
+    code = RACER.format(package=project.package)
+    racers = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, url.render_as_string(hide_password=False)],
+            env={**os.environ, "PYTHONPATH": str(project.migrations.parent.parent)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for _ in range(runs)
+    ]
+    return [(racer.wait(timeout=120), racer.communicate()[0]) for racer in racers]

@@ -15,6 +15,7 @@ message on failure, 2 on a usage error.
 """
 
 import argparse
+import math
 import sys
 from collections.abc import Callable
 
@@ -106,6 +107,6 @@ def _seconds(value: str) -> float:
         seconds = float(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds") from None
-    if seconds <= 0:
+    if not math.isfinite(seconds) or seconds <= 0:
         raise argparse.ArgumentTypeError(f"{value!r}: give a number of seconds above 0")
     return seconds

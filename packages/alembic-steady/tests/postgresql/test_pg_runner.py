@@ -3,13 +3,12 @@ retries naming the blocker, a caller's connection and transaction, offline SQL, 
 
 import asyncio
 import io
-import os
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from dataclasses import replace
 
+import demo_project
 import pytest
 from alembic import command
 from alembic.util import CommandError
@@ -143,32 +142,8 @@ def test_offline_sql_carries_the_timeouts(migrations: Migrations) -> None:
     assert "CREATE INDEX CONCURRENTLY" in sql.upper()
 
 
-RACER = """
-import sys
-from sqlalchemy.engine import make_url
-from alembic_steady.runner.api import Migrations
-from {package}.migrations import PROJECT
-Migrations(PROJECT).upgrade(url=make_url(sys.argv[1]))
-"""
-
-
 def test_replicas_racing_serialise(migrations: Migrations, database_url: URL) -> None:
-    """Four processes at once, as replicas starting together: each exits 0, the chain is applied
-    once (Alembic's proxies are per process, so replicas are processes here too)."""
-    package = migrations.project.package
-    root = str(migrations.project.migrations.parent.parent)
-    code = RACER.format(package=package)
-    url = database_url.render_as_string(hide_password=False)
-    racers = [
-        subprocess.Popen(
-            [sys.executable, "-c", code, url],
-            env={**os.environ, "PYTHONPATH": root},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for _ in range(4)
-    ]
-    outputs = [racer.communicate(timeout=120)[0] for racer in racers]
-    assert [racer.returncode for racer in racers] == [0, 0, 0, 0], outputs
+    """Four replicas starting at once: each exits 0, and the chain is applied once."""
+    outcomes = demo_project.race(migrations.project, database_url, 4)
+    assert [status for status, _ in outcomes] == [0, 0, 0, 0], outcomes
     assert on_connection(database_url, heads) == {"c3"}

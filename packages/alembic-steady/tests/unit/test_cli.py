@@ -114,11 +114,6 @@ def test_usage_errors_exit_2_with_argparses_message(
     assert error in stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cli._seconds accepts 'nan' (nan <= 0 is False): wait-for-head --timeout nan then "
-    "never times out",
-)
 def test_a_timeout_that_is_not_a_number_is_a_usage_error(project: Project) -> None:
     with pytest.raises(SystemExit):
         run(project, "wait-for-head", "--timeout", "nan")

@@ -81,11 +81,6 @@ def test_its_own_line_is_replaced(project: Project) -> None:
     assert mode(env) == 0o600  # made private again
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="point_env_file_at passes the new line to re.sub as a replacement template: a "
-    "backslash in the URL (e.g. in the socket folder's path) raises re.error or is mangled",
-)
 def test_its_own_line_is_replaced_with_a_url_holding_a_backslash(project: Project) -> None:
     point_env_file_at(project, URL_1)
     odd = r"postgresql://postgres@/shop?host=/src/a\1b/.devdb"

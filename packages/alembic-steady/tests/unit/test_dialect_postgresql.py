@@ -334,11 +334,6 @@ def test_set_lock_timeout_sets_the_escalated_value_for_the_session(
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="PostgreSQL.set_lock_timeout truncates with int(): a limit under 1 ms becomes '0ms', "
-    "which PostgreSQL reads as no limit at all",
-)
 def test_a_positive_lock_timeout_under_a_millisecond_is_never_sent_as_no_limit() -> None:
     connection = FakeConnection()
     PG.set_lock_timeout(connection, RetryPolicy(0.5, 30, 300), 0)

@@ -57,12 +57,6 @@ def test_an_upgrade_too_far_says_the_migration_goes_to_head(command: str | None)
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="explain_alembic ignores the sign it captures: `alembic downgrade +1` (Alembic: "
-    '"Relative revision +1 didn\'t produce 1 migrations") is explained as too few revisions '
-    "applied to roll back",
-)
 def test_a_downgrade_upwards_is_not_explained_as_too_few_revisions_applied() -> None:
     error = CommandError("Relative revision +1 didn't produce 1 migrations")
     explained = explain_alembic(error, "downgrade", MAKE)

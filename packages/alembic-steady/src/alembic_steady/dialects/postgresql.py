@@ -17,6 +17,7 @@ checked to be valid after.
 
 import asyncio
 import logging
+import math
 import random
 import re
 import time
@@ -252,7 +253,8 @@ class PostgreSQL(Dialect):
 
     # -- timeouts and retries ----------------------------------------------------------------
     def set_lock_timeout(self, connection: Connection, policy: RetryPolicy, attempt: int) -> str:
-        value = f"{int(policy.timeout_ms(attempt))}ms"
+        # Rounded up: a bound under 1 ms sent as "0ms" would mean no limit at all.
+        value = f"{math.ceil(policy.timeout_ms(attempt))}ms"
         connection.execute(
             text("SELECT set_config('lock_timeout', :value, false)"), {"value": value}
         )

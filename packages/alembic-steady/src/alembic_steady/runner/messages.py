@@ -53,15 +53,21 @@ def explain_alembic(exc: CommandError, command: str | None, commands: Commands) 
         )
     relative = _RELATIVE.match(text)
     if relative is not None:
-        steps = relative.group(2)
-        if command == "downgrade":
+        sign, steps = relative.groups()
+        revisions = f"{steps} revision{'' if steps == '1' else 's'}"
+        if command == "downgrade" and sign == "+":
             return (
-                f"Cannot roll back {steps} revisions: fewer are applied ({commands.current}, "
+                f"A rollback goes down, and +{steps} would go up: `{commands.migrate}` goes up, "
+                f"`{commands.rollback_to('steps=' + steps)}` goes down."
+            )
+        if command == "downgrade" or sign == "-":
+            return (
+                f"Cannot roll back {revisions}: fewer are applied ({commands.current}, "
                 f"{commands.history}). `{commands.rollback_to('rev=base')}` rolls back all of "
                 "them."
             )
         return (
-            f"Cannot go {steps} revisions up: fewer are left to apply ({commands.current}, "
+            f"Cannot go {revisions} up: fewer are left to apply ({commands.current}, "
             f"{commands.history}). `{commands.migrate}` goes to head."
         )
     return None

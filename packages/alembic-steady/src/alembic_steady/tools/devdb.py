@@ -39,7 +39,8 @@ def point_env_file_at(project: Project, url: str) -> str:
         return "created .env for it"
     text = env_file.read_text(encoding="utf-8")
     if MARKER in text:
-        text = re.sub(rf"^DATABASE_URL=.*{re.escape(MARKER)}$", line, text, flags=re.M)
+        # A function, not a template: a backslash in the URL (a socket folder's path) is text.
+        text = re.sub(rf"^DATABASE_URL=.*{re.escape(MARKER)}$", lambda _: line, text, flags=re.M)
         write_private(env_file, text)
         return "updated .env"
     if re.search(r"^\s*DATABASE_URL\s*=", text, flags=re.M):
