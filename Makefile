@@ -71,7 +71,7 @@ test-toolkit-floor: $(FLOOR_VENV)/.installed ## Run the toolkit's tests on its l
 	cd $(TOOLKIT) && $(FLOOR_BIN)/pytest -p no:cacheprovider -q tests/unit tests/postgresql
 	cd $(TOOLKIT) && $(FLOOR_BIN)/pytest -p no:cacheprovider -q -rs tests/mysql
 
-mutate: venv ## Break each README promise once (mutation/mutations.toml); fail if a test misses one
+mutate: venv $(TOOLKIT_VENV)/.installed ## Break each README promise once (mutation/mutations.toml); fail if a test misses one
 	$(BIN)/python mutation/run.py $(args)
 
 bench: venv ## Benchmark a fresh render: migration tests, upgrade at head, first run [args=...]

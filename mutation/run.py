@@ -6,7 +6,8 @@ For every mutation in mutation/mutations.toml (one exact text replacement in a t
 apply it, run the tests named in its `caught_by`, restore the file, and report which of them
 failed. The run fails when a mutation's `old` text is not found exactly once (the list must move
 with the code), when the unmutated generated suite is not green, or when no test catches a
-mutation.
+mutation. The mutations run in lanes (`--lanes`, default 2), each with a copy of the template and
+a project of its own, so the machine's cores share the work.
 
 The working tree is never touched: the template is copied to a temporary folder, and one project
 is rendered from the copy and installed once. A mutation of a `{{cookiecutter.project_slug}}/` or
@@ -16,6 +17,7 @@ both see it.
 """
 
 import argparse
+import concurrent.futures
 import os
 import re
 import shutil
@@ -30,6 +32,7 @@ from pathlib import Path
 TEMPLATE = Path(__file__).resolve().parent.parent
 MUTATIONS = Path(__file__).resolve().parent / "mutations.toml"
 TOOLS_BIN = TEMPLATE / ".venv" / "bin"
+TOOLKIT_BIN = TEMPLATE / ".venv-toolkit" / "bin"
 SLUG_DIR = "{{cookiecutter.project_slug}}"
 PACKAGE_DIR = "{{cookiecutter.package_name}}"
 # The toolkit, and where a render carries it (installed editable, so a mutation there counts).
@@ -40,6 +43,8 @@ IGNORED = shutil.ignore_patterns(".venv", ".git", "build", "__pycache__", ".pyte
 # Variables of the caller's shell that would point a project or its tests at another database.
 LEAKY = ("DATABASE_URL", "DB_HOST", "DB_PORT", "DB_USER", "DB_PASSWORD", "DB_NAME", "VIRTUAL_ENV")
 GENERATED = "generated"
+# `toolkit:tests/...::test_x`: a test of the toolkit's own tiers, run in the copy's toolkit.
+TOOLKIT_TESTS = "toolkit:"
 
 
 @dataclass
@@ -51,6 +56,7 @@ class Mutation:
     caught_by: list[str]
     failed: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    index: int = 0
 
 
 class ListOutOfDate(Exception):
@@ -133,11 +139,27 @@ def check(mutation: Mutation, copy: Path, project: Path, generated_env: dict[str
     try:
         for path, old, new in targets:
             originals.append((path, apply(path, old, new, mutation.name)))
-        template_tests = [test for test in mutation.caught_by if test != GENERATED]
+        toolkit_tests = [
+            t.removeprefix(TOOLKIT_TESTS) for t in mutation.caught_by if t.startswith(TOOLKIT_TESTS)
+        ]
+        template_tests = [
+            test
+            for test in mutation.caught_by
+            if test != GENERATED and not test.startswith(TOOLKIT_TESTS)
+        ]
         if GENERATED in mutation.caught_by:
             args = "args=-q -p no:cacheprovider -rfE"
             result = run(["make", "--no-print-directory", "test", args], project, generated_env)
             mutation.failed += [f"generated {test}" for test in failed_tests(result.stdout)]
+        if toolkit_tests:
+            # The copy's toolkit comes first on the path, ahead of the editable install's.
+            toolkit = copy / TOOLKIT_DIR
+            env = {**generated_env, "PYTHONPATH": str(toolkit / "src")}
+            if os.environ.get("TEST_MYSQL_URL"):
+                env["TEST_MYSQL_URL"] = os.environ["TEST_MYSQL_URL"]
+            pytest = [str(TOOLKIT_BIN / "pytest"), "-q", "-p", "no:cacheprovider", "-rfE"]
+            result = run([*pytest, *toolkit_tests], toolkit, env)
+            mutation.failed += [f"toolkit {test}" for test in failed_tests(result.stdout)]
         if template_tests:
             pytest = [str(TOOLS_BIN / "pytest"), "-q", "-p", "no:cacheprovider", "-rfE"]
             basetemp = f"--basetemp={copy.parent / 'pytest-tmp'}"
@@ -149,10 +171,39 @@ def check(mutation: Mutation, copy: Path, project: Path, generated_env: dict[str
     mutation.seconds = time.perf_counter() - started
 
 
+def lane(number: int, mutations: list[Mutation], work: Path, server_url: str, total: int) -> bool:
+    """Copy, render and install in `work`, check the unmutated suite, then run `mutations`;
+    False when the unmutated suite is not green."""
+    copy = work / "template"
+    # symlinks=True: the copy's vendor/ link points at the copy's toolkit, which is mutated.
+    shutil.copytree(TEMPLATE, copy, ignore=IGNORED, symlinks=True)
+    cookiecutter = [str(TOOLS_BIN / "cookiecutter"), "--no-input", "--output-dir", str(work)]
+    render = run([*cookiecutter, str(copy)], work, environment())
+    assert render.returncode == 0, render.stdout
+    project = work / "my-service"
+    for mutation in mutations:
+        if (in_project := rendered(mutation, project)) is not None:
+            anchored(in_project[0], in_project[1], mutation.name)
+    install = run(["make", "--no-print-directory", "install"], project, environment())
+    assert install.returncode == 0, install.stdout
+    generated_env = environment(TEST_DATABASE_URL=server_url)
+    baseline = run(["make", "--no-print-directory", "test"], project, generated_env)
+    if baseline.returncode != 0:
+        print(baseline.stdout)
+        log(f"lane {number}: the unmutated generated suite is not green: no mutation can be judged")
+        return False
+    for mutation in mutations:
+        check(mutation, copy, project, generated_env)
+        verdict = "caught" if mutation.failed else "NOT CAUGHT"
+        seconds = f"{mutation.seconds:.0f}s"
+        log(f"lane {number}, {mutation.index}/{total} {verdict} in {seconds}: {mutation.name}")
+    return True
+
+
 def load(only: str | None) -> list[Mutation]:
     with MUTATIONS.open("rb") as handle:
         entries = tomllib.load(handle)["mutation"]
-    mutations = [Mutation(**entry) for entry in entries]
+    mutations = [Mutation(**entry, index=number) for number, entry in enumerate(entries, 1)]
     return [m for m in mutations if only is None or only.lower() in m.name.lower()]
 
 
@@ -168,6 +219,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", help="run only the mutations whose name contains this text")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
+    parser.add_argument("--lanes", type=int, default=2, help="mutations run side by side")
     args = parser.parse_args()
     mutations = load(args.only)
     started = time.perf_counter()
@@ -176,34 +228,28 @@ def main() -> int:
     from tests.conftest import embedded_server  # the template tests' own throwaway server
 
     try:
-        copy = work / "template"
-        # symlinks=True: the copy's vendor/ link points at the copy's toolkit, which is mutated.
-        shutil.copytree(TEMPLATE, copy, ignore=IGNORED, symlinks=True)
         # Every anchor is checked before anything runs, so a stale list fails in seconds.
         for mutation in mutations:
-            anchored(copy / mutation.file, mutation.old, mutation.name)
-        log(f"rendering and installing one project in {work}")
-        cookiecutter = [str(TOOLS_BIN / "cookiecutter"), "--no-input", "--output-dir", str(work)]
-        render = run([*cookiecutter, str(copy)], work, environment())
-        assert render.returncode == 0, render.stdout
-        project = work / "my-service"
-        for mutation in mutations:
-            if (in_project := rendered(mutation, project)) is not None:
-                anchored(in_project[0], in_project[1], mutation.name)
-        install = run(["make", "--no-print-directory", "install"], project, environment())
-        assert install.returncode == 0, install.stdout
-        with embedded_server() as server:
-            generated_env = environment(TEST_DATABASE_URL=server.url("postgres"))
-            baseline = run(["make", "--no-print-directory", "test"], project, generated_env)
-            if baseline.returncode != 0:
-                print(baseline.stdout)
-                log("the unmutated generated suite is not green: no mutation can be judged")
+            anchored(TEMPLATE / mutation.file, mutation.old, mutation.name)
+        lanes = max(1, min(args.lanes, len(mutations)))
+        log(f"{len(mutations)} mutations in {lanes} lane(s), each rendering a project in {work}")
+        with embedded_server() as server, concurrent.futures.ThreadPoolExecutor(lanes) as pool:
+            # Dealt round-robin: neighbours in the list often cost alike.
+            shares = [mutations[number::lanes] for number in range(lanes)]
+            total = len(load(None))
+            futures = [
+                pool.submit(
+                    lane,
+                    number + 1,
+                    share,
+                    work / f"lane{number + 1}",
+                    server.url("postgres"),
+                    total,
+                )
+                for number, share in enumerate(shares)
+            ]
+            if not all(future.result() for future in futures):
                 return 1
-            for index, mutation in enumerate(mutations, 1):
-                check(mutation, copy, project, generated_env)
-                verdict = "caught" if mutation.failed else "NOT CAUGHT"
-                seconds = f"{mutation.seconds:.0f}s"
-                log(f"{index}/{len(mutations)} {verdict} in {seconds}: {mutation.name}")
     except ListOutOfDate as exc:
         log(str(exc))
         return 1
