@@ -230,3 +230,27 @@ def test_a_dropped_table_is_flagged_for_review(capsys: pytest.CaptureFixture[str
     assert capsys.readouterr().err == (
         "WARNING: this revision drops table old; review it before applying.\n"
     )
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "kind"),
+    [
+        (sa.String(20), sa.String(80), "widens"),
+        (sa.Integer(), sa.BigInteger(), "widens"),
+        (sa.String(80), sa.String(20), "narrows"),
+        (sa.String(20), sa.Integer(), "converts"),
+    ],
+)
+def test_type_changes_are_worded_for_the_server_that_runs_them(
+    old: sa.types.TypeEngine[Any], new: sa.types.TypeEngine[Any], kind: str
+) -> None:
+    from sqlalchemy.dialects import mysql, postgresql
+
+    change = ops.AlterColumnOp("gadget", "size", existing_type=old, modify_type=new)
+    on_mysql = autogen._type_change("gadget", change, mysql.dialect())
+    on_postgresql = autogen._type_change("gadget", change, postgresql.dialect())
+    assert on_mysql.startswith(f"{kind} gadget.size from ")
+    assert on_postgresql.startswith(f"{kind} gadget.size from ")
+    # A MySQL review note speaks of MySQL's table copy, never of PostgreSQL's lock modes.
+    assert "ALGORITHM=COPY" in on_mysql and "ACCESS EXCLUSIVE" not in on_mysql
+    assert "ACCESS EXCLUSIVE" in on_postgresql and "ALGORITHM" not in on_postgresql

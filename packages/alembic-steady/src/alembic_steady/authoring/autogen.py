@@ -14,12 +14,10 @@ from alembic.autogenerate.api import AutogenContext
 from alembic.autogenerate.rewriter import Rewriter
 from alembic.operations import ops
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy.dialects.postgresql.base import PGDialect
 
+from ..dialects.base import by_name
 from . import compare
 from . import ops as safe
-
-POSTGRESQL = PGDialect()  # type: ignore[no-untyped-call]  # SQLAlchemy leaves it untyped
 
 
 def render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str | bool:
@@ -111,11 +109,11 @@ def _render_drop_not_null(autogen_context: AutogenContext, op: safe.DropNotNullO
     return f"op.drop_not_null({op.table_name!r}, {op.column_name!r}{schema})"
 
 
-def _pg(type_: Any) -> str:
-    """A type as PostgreSQL writes it (`UUID`, not `CHAR(32)`; `VARCHAR(80)`; `BIGINT`)."""
+def _spell(type_: Any, dialect: Any) -> str:
+    """A type as the server writes it (PostgreSQL: `UUID`, not `CHAR(32)`; `VARCHAR(80)`)."""
     try:
-        return str(type_.compile(dialect=POSTGRESQL))
-    except Exception:  # a type PostgreSQL cannot spell: say what SQLAlchemy calls it
+        return str(type_.compile(dialect=dialect))
+    except Exception:  # a type the server cannot spell: say what SQLAlchemy calls it
         return repr(type_)
 
 
@@ -157,7 +155,7 @@ def _widens(old: Any, new: Any) -> bool | None:
 
 
 def _catalog_only(old: Any, new: Any) -> bool:
-    """Changes PostgreSQL makes in the catalog without rewriting the table (binary coercible)."""
+    """Changes a server can make without rewriting the table (PostgreSQL: binary coercible)."""
     old, new = _stored(old), _stored(new)
     if isinstance(old, sa.String) and isinstance(new, sa.String):
         return bool(_widens(old, new))
@@ -166,35 +164,21 @@ def _catalog_only(old: Any, new: Any) -> bool:
     return False
 
 
-def _type_change(table: str, op: ops.AlterColumnOp) -> str:
-    """What changing a column's type does to a live table, and to the data, both ways."""
+def _type_change(table: str, op: ops.AlterColumnOp, dialect: Any) -> str:
+    """What changing a column's type does to a live table, and to the data, both ways: the
+    dialect says what its server does to the table."""
     old, new = op.existing_type, op.modify_type
-    change = f"{table}.{op.column_name} from {_pg(old)} to {_pg(new)}"
+    change = f"{table}.{op.column_name} from {_spell(old, dialect)} to {_spell(new, dialect)}"
     widens = _widens(old, new)
-    if widens and _catalog_only(old, new):
-        effect = (
-            f"widens {change}: a catalog change under a brief ACCESS EXCLUSIVE lock, no rewrite"
-        )
-    elif widens:
-        effect = (
-            f"widens {change}: rewrites the table and its indexes under an ACCESS EXCLUSIVE lock "
-            "(reads and writes wait until it ends); on a large table add a new column, "
-            "backfill it and switch over instead"
-        )
-    elif widens is False:
-        effect = (
-            f"narrows {change}: can lose data (values that do not fit fail the upgrade, or are "
-            "cut if you add a USING clause); the table is scanned and rewritten under an "
-            "ACCESS EXCLUSIVE lock"
-        )
-    else:
-        effect = (
-            f"converts {change}: can lose data or fail on values that do not convert; the table "
-            "is rewritten under an ACCESS EXCLUSIVE lock"
-        )
+    kind = "widens" if widens else "narrows" if widens is False else "converts"
+    effect = by_name(dialect.name).type_change(
+        kind, in_place=bool(widens) and _catalog_only(old, new)
+    )
+    text = f"{kind} {change}: {effect}"
     if widens:
-        effect += f"; its downgrade narrows it back to {_pg(old)} and can lose data written since"
-    return effect
+        back = _spell(old, dialect)
+        text += f"; its downgrade narrows it back to {back} and can lose data written since"
+    return text
 
 
 def _fresh_tables(script: ops.MigrationScript) -> set[str]:
@@ -296,7 +280,7 @@ def _not_null_column(table: str, column: str) -> str:
     )
 
 
-def _warnings(script: ops.MigrationScript, fresh: set[str]) -> list[tuple[str, str]]:
+def _warnings(script: ops.MigrationScript, fresh: set[str], dialect: Any) -> list[tuple[str, str]]:
     """(warning, review note) for each operation of the upgrade a reviewer must look at."""
     found: list[tuple[str, str]] = []
     for upgrade_ops in script.upgrade_ops_list:
@@ -311,7 +295,7 @@ def _warnings(script: ops.MigrationScript, fresh: set[str]) -> list[tuple[str, s
                     text = f"drops column {op.table_name}.{sub.column_name}"
                     found.append((text, f"{text}: existing data is lost"))
                 elif isinstance(sub, ops.AlterColumnOp) and sub.modify_type is not None:
-                    text = _type_change(op.table_name, sub)
+                    text = _type_change(op.table_name, sub, dialect)
                     found.append((text, text))
                 elif isinstance(sub, safe.SetNotNullOp):
                     found.append(
@@ -380,7 +364,7 @@ def process_revision_directives(
         _safe_forms(fresh).process_revision_directives(context, revision, directives)
         for op_list in (*script.upgrade_ops_list, *script.downgrade_ops_list):
             _make_rerunnable(op_list)
-    warnings = _warnings(script, fresh)
+    warnings = _warnings(script, fresh, context.dialect)
     for warning, _ in warnings:
         print(f"WARNING: this revision {warning}; review it before applying.", file=sys.stderr)
     # The reviewer sees the same list in the revision, above the operations (notes on NOT NULL

@@ -188,6 +188,11 @@ class Dialect(ABC):
     ) -> None:
         """Add the dialect's own hooks to autogenerate's options."""
 
+    @abstractmethod
+    def type_change(self, kind: str, *, in_place: bool) -> str:
+        """What the server does to a live table when a column's type `kind` ("widens",
+        "narrows", "converts") changes, and to its data, for autogenerate's review notes."""
+
     def offline_dialect(  # noqa: B027  (a hook: one dialect needs nothing here)
         self, dialect: Any
     ) -> None:

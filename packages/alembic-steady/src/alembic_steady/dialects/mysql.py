@@ -360,6 +360,22 @@ class MySQL(Dialect):
         return MySQLSchema(connection)
 
     # -- authoring ---------------------------------------------------------------------------
+    def type_change(self, kind: str, *, in_place: bool) -> str:
+        copy = (
+            "MySQL copies the table (ALGORITHM=COPY), and writes wait until it ends; on a large "
+            "table add a new column, backfill it and switch over instead"
+        )
+        if kind == "widens" and in_place:
+            return (
+                "in place while the column's length prefix stays the same (a VARCHAR up to 255 "
+                f"bytes), else {copy}"
+            )
+        if kind == "widens":
+            return copy
+        if kind == "narrows":
+            return f"can lose data (in strict mode values that do not fit fail the upgrade); {copy}"
+        return f"can lose data or fail on values that do not convert; {copy}"
+
     def autogenerate_options(self, options: dict[str, Any], writing_revision: bool) -> None:
         if writing_revision:
             from ..authoring.autogen import warn_mixed_ddl

@@ -412,6 +412,25 @@ class PostgreSQL(Dialect):
         # enum types along with the columns that use them, so downgrades leave no type behind.
         import alembic_postgresql_enum  # noqa: F401
 
+    def type_change(self, kind: str, *, in_place: bool) -> str:
+        if kind == "widens" and in_place:
+            return "a catalog change under a brief ACCESS EXCLUSIVE lock, no rewrite"
+        if kind == "widens":
+            return (
+                "rewrites the table and its indexes under an ACCESS EXCLUSIVE lock (reads and "
+                "writes wait until it ends); on a large table add a new column, backfill it and "
+                "switch over instead"
+            )
+        if kind == "narrows":
+            return (
+                "can lose data (values that do not fit fail the upgrade, or are cut if you add a "
+                "USING clause); the table is scanned and rewritten under an ACCESS EXCLUSIVE lock"
+            )
+        return (
+            "can lose data or fail on values that do not convert; the table is rewritten under "
+            "an ACCESS EXCLUSIVE lock"
+        )
+
     def offline_dialect(self, dialect: Any) -> None:
         from ..authoring.literals import render_json_literals
 
