@@ -39,7 +39,9 @@ PACKAGE_DIR = "{{cookiecutter.package_name}}"
 TOOLKIT_DIR, VENDORED_DIR = "packages/alembic-steady", "vendor/alembic-steady"
 PACKAGE = "my_service"  # the package of a project rendered with the default answers
 # Not copied: tools, caches, earlier renders.
-IGNORED = shutil.ignore_patterns(".venv", ".git", "build", "__pycache__", ".pytest_cache")
+IGNORED = shutil.ignore_patterns(
+    ".venv*", ".git", "build", "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache"
+)
 # Variables of the caller's shell that would point a project or its tests at another database.
 LEAKY = ("DATABASE_URL", "DB_HOST", "DB_PORT", "DB_USER", "DB_PASSWORD", "DB_NAME", "VIRTUAL_ENV")
 GENERATED = "generated"

@@ -15,10 +15,11 @@ from .conftest import TEMPLATE, clean_env, must, run
 BIN = Path(sys.executable).parent
 # Files of this checkout that are not the template's: virtualenvs, renders, caches.
 NOT_TEMPLATE = shutil.ignore_patterns(
-    ".git", ".venv", "build", ".pytest_cache", ".ruff_cache", ".mypy_cache", "__pycache__"
+    ".git", ".venv*", "build", ".pytest_cache", ".ruff_cache", ".mypy_cache", "__pycache__"
 )
 USER_NOTE = "# Our team's note: item names are unique per tenant.\n"
 V2_SECTION = "\n## Added in template v2\n"
+TOOLKIT_FIX = "\n# A fix of toolkit v2.\n"
 
 
 def git_env() -> dict[str, str]:
@@ -43,7 +44,8 @@ def template_repo(tmp_path: Path) -> tuple[Path, str]:
     """A git repository of this template: commit v1 is the current tree; its second commit is
     made by the test."""
     repo = tmp_path / "template"
-    shutil.copytree(TEMPLATE, repo, ignore=NOT_TEMPLATE)
+    # symlinks=True: vendor/alembic-steady stays a link to the toolkit, as in git.
+    shutil.copytree(TEMPLATE, repo, ignore=NOT_TEMPLATE, symlinks=True)
     must(run(repo, "git", "init", "--quiet", "--initial-branch=main", env=git_env()))
     return repo, commit_all(repo, "v1")
 
@@ -80,9 +82,14 @@ def test_update_brings_template_changes_and_keeps_user_edits(
     item.write_text(item.read_text(encoding="utf-8") + USER_NOTE, encoding="utf-8")
     own = project / "src" / "ledger" / "models" / "invoice.py"
     own.write_text('"""Our own model module."""\n', encoding="utf-8")
+    env_py = project / "src" / "ledger" / "migrations" / "env.py"
+    env_py.write_text(env_py.read_text(encoding="utf-8") + USER_NOTE, encoding="utf-8")
     commit_all(project, "our work")
 
-    # Template v2 changes the generated README and adds a file.
+    # Template v2 changes the generated README, adds a file, and fixes the toolkit.
+    toolkit_file = Path("src", "alembic_steady", "runner", "messages.py")
+    fixed = repo / "packages" / "alembic-steady" / toolkit_file
+    fixed.write_text(fixed.read_text(encoding="utf-8") + TOOLKIT_FIX, encoding="utf-8")
     readme = repo / "{{cookiecutter.project_slug}}" / "README.md"
     readme.write_text(readme.read_text(encoding="utf-8") + V2_SECTION, encoding="utf-8")
     (repo / "{{cookiecutter.project_slug}}" / "CHANGES.md").write_text(
@@ -94,6 +101,12 @@ def test_update_brings_template_changes_and_keeps_user_edits(
     must(run(project, cruft, "update", "--skip-apply-ask", env=env))
 
     assert (project / "README.md").read_text(encoding="utf-8").endswith(V2_SECTION)
+    # The toolkit's fix reaches vendor/ as a whole-file change, with no conflict in the files the
+    # team owns (their env.py edit stays), and no .rej file anywhere.
+    vendored = project / "vendor" / "alembic-steady" / toolkit_file
+    assert vendored.read_text(encoding="utf-8").endswith(TOOLKIT_FIX)
+    assert env_py.read_text(encoding="utf-8").endswith(USER_NOTE)
+    assert not list(project.rglob("*.rej"))
     assert (project / "CHANGES.md").read_text(encoding="utf-8") == "# Changes of Ledger\n"
     assert item.read_text(encoding="utf-8").endswith(USER_NOTE)
     assert own.is_file()
