@@ -80,7 +80,10 @@ bench: venv ## Benchmark a fresh render: migration tests, upgrade at head, first
 lint: venv $(TOOLKIT_VENV)/.installed ## Lint the template's hooks and tests, and the toolkit (ruff, mypy --strict)
 	$(BIN)/ruff check hooks tests benchmarks mutation local_extensions.py
 	$(BIN)/ruff format --check hooks tests benchmarks mutation local_extensions.py
-	cd $(TOOLKIT) && $(TOOLKIT_BIN)/ruff check . && $(TOOLKIT_BIN)/ruff format --check . && $(TOOLKIT_BIN)/mypy
+	@# Caches outside the toolkit's folder, which renders copy whole into vendor/.
+	cd $(TOOLKIT) && $(TOOLKIT_BIN)/ruff check --cache-dir $(CURDIR)/.ruff_cache . && \
+		$(TOOLKIT_BIN)/ruff format --check --cache-dir $(CURDIR)/.ruff_cache . && \
+		$(TOOLKIT_BIN)/mypy --cache-dir $(CURDIR)/.mypy_cache/toolkit
 
 clean: ## Remove the venvs and rendered projects
 	-[ -d build/demo/my-service/.devdb ] && $(MAKE) -C build/demo/my-service db-down
