@@ -46,8 +46,12 @@ demo: venv ## Render build/demo/my-service, install it, start the embedded Postg
 	cd build/demo/my-service && env -u DATABASE_URL $(MAKE) --no-print-directory install db-up migrate current
 	@echo "Demo project: build/demo/my-service (make -C build/demo/my-service db-down to stop its database)"
 
+# The template's tests in two workers, a module per worker (a module shares one render): they
+# are mostly renders, installs and `make` runs. WORKERS=0 runs them in this process.
+WORKERS ?= 2
+
 test: venv test-toolkit test-toolkit-floor ## Run every test: the toolkit's tiers (newest and lowest dependencies), then the template's (renders projects)
-	$(BIN)/pytest $(args)
+	$(BIN)/pytest $(if $(filter 0,$(WORKERS)),,-n $(WORKERS) --dist loadfile) $(args)
 
 # The toolkit's tiers run apart: each names its own project to the plugin. Its MySQL tier needs
 # TEST_MYSQL_URL, and says so when it is unset.

@@ -88,8 +88,7 @@ class MigrationEnvironment:
     def configure(self, **kwargs: Any) -> None:
         # Only autogenerate and `check` compare models with the database. Upgrades, downgrades,
         # stamps and `current` skip importing the models (and SQLModel), which keeps them quick.
-        compares = self.command in COMPARING and self.metadata is not None
-        target_metadata = self.metadata() if compares and self.metadata else None
+        target_metadata = self.metadata() if self.command in COMPARING and self.metadata else None
         if target_metadata is not None:
             from ..authoring import autogen
 
