@@ -84,11 +84,16 @@ class Clients(ABC):
         """Empty `database` of every object a test may have made."""
 
     def create_database(self, server: URL, name: str) -> URL:
-        admin(server, f"CREATE DATABASE {self.quote(name)}")
+        self.admin(server, f"CREATE DATABASE {self.quote(name)}")
         return server.set(database=name)
 
     def drop_database(self, server: URL, name: str) -> None:
-        admin(server, self.drop_statement(self.quote(name)))
+        self.admin(server, self.drop_statement(self.quote(name)))
+
+    def admin(self, url: URL, *statements: str) -> object:
+        """Run `statements` one by one outside a transaction (CREATE DATABASE needs that);
+        return the last one's value, if it gives one."""
+        return admin(url, *statements)
 
 
 PRIVATE_FILE = 0o077  # umask: files 0600, folders 0700: a dump holds every row

@@ -22,7 +22,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from ..project import MigrationSettings, Project
-from .clients import ClientError, Clients, ToolFailed, admin, run_private, unreadable
+from .clients import ClientError, Clients, ToolFailed, run_private, unreadable
 
 NO_SERVER = (
     "No MySQL server for the tests: set TEST_DATABASE_URL=mysql://USER:PASSWORD@HOST:3306/mysql "
@@ -174,7 +174,7 @@ class MySQLClients(Clients):
         yield  # a generator all the same, for contextmanager
 
     def version(self, server: URL) -> str:
-        version = str(admin(server.set(database=""), "SELECT VERSION()"))
+        version = str(self.admin(server.set(database=""), "SELECT VERSION()"))
         number = version.split("-", 1)[0]
         return f"MariaDB {number}" if "mariadb" in version.lower() else f"MySQL {number}"
 
@@ -185,17 +185,17 @@ class MySQLClients(Clients):
         return f"DROP DATABASE IF EXISTS {quoted}"
 
     def create_database(self, server: URL, name: str) -> URL:
-        admin(server.set(database=""), f"CREATE DATABASE {self.quote(name)}")
+        self.admin(server.set(database=""), f"CREATE DATABASE {self.quote(name)}")
         return server.set(database=name)
 
     def drop_database(self, server: URL, name: str) -> None:
-        admin(server.set(database=""), self.drop_statement(self.quote(name)))
+        self.admin(server.set(database=""), self.drop_statement(self.quote(name)))
 
     def empty(self, database: URL) -> None:
         """Dropped and created again: MySQL has no schema to empty inside a database (this takes
         milliseconds)."""
         name = self.quote(str(database.database))
-        admin(database.set(database=""), self.drop_statement(name), f"CREATE DATABASE {name}")
+        self.admin(database.set(database=""), self.drop_statement(name), f"CREATE DATABASE {name}")
 
 
 def _server_answers(url: URL, settings: MigrationSettings) -> bool:

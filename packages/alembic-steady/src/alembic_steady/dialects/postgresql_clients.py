@@ -31,7 +31,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from ..project import MigrationSettings, Project
-from .clients import ClientError, Clients, ToolFailed, admin, run_private, unreadable
+from .clients import ClientError, Clients, ToolFailed, run_private, unreadable
 
 # URL query parameter -> libpq environment variable (see libpq's "Environment Variables").
 LIBPQ_PARAMETERS = {
@@ -346,8 +346,35 @@ class PostgreSQLClients(Clients):
             finally:
                 server.cleanup()
 
+    def admin(self, url: URL, *statements: str) -> object:
+        """On asyncpg directly: a test run makes a dozen such calls, and an engine for each
+        costs more than the statement."""
+        import asyncpg
+
+        async def run() -> object:
+            connection = await asyncpg.connect(
+                user=url.username,
+                password=url.password,
+                host=url.host or url.query.get("host"),
+                port=url.port,
+                database=url.database or "postgres",
+            )
+            try:
+                value: object = None
+                for statement in statements:
+                    # The simple protocol for DDL: CREATE DATABASE refuses a prepared statement.
+                    if statement.lstrip().upper().startswith(("SELECT", "SHOW")):
+                        value = await connection.fetchval(statement)
+                    else:
+                        value = await connection.execute(statement)
+                return value
+            finally:
+                await connection.close()
+
+        return asyncio.run(run())
+
     def version(self, server: URL) -> str:
-        return f"PostgreSQL {admin(server, 'SHOW server_version')}"
+        return f"PostgreSQL {self.admin(server, 'SHOW server_version')}"
 
     def quote(self, name: str) -> str:
         return '"' + name.replace('"', '""') + '"'
@@ -358,4 +385,4 @@ class PostgreSQLClients(Clients):
     def empty(self, database: URL) -> None:
         """Emptying takes milliseconds, where CREATE DATABASE takes tens of them and DROP
         DATABASE waits for closing sessions."""
-        admin(database, EMPTY_DATABASE)
+        self.admin(database, EMPTY_DATABASE)
