@@ -1,7 +1,6 @@
 """Fakes and small builders shared by the unit tests: no database, no network, no sleeping."""
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -9,42 +8,26 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import OperationalError
 
-from alembic_steady import Project
+from alembic_steady import Project, StaticSettings
 from alembic_steady.runner.progress import Progress
 
 # -- settings and projects -------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Everything `MigrationSettings` asks for, with the template's defaults."""
+DEFAULT_URL = URL.create(
+    "postgresql+asyncpg",
+    username="app",
+    password="s3cret-pw",
+    host="db.internal",
+    port=5432,
+    database="shop",
+)
 
-    url: URL = field(
-        default_factory=lambda: URL.create(
-            "postgresql+asyncpg",
-            username="app",
-            password="s3cret-pw",
-            host="db.internal",
-            port=5432,
-            database="shop",
-        )
-    )
-    environment: str = "development"
-    db_connect_timeout: float = 10.0
-    migration_lock_wait: float = 60.0
-    migration_lock_timeout: str = "1s"
-    migration_lock_retries: int = 30
-    migration_lock_retry_total: float = 300.0
-    migration_statement_timeout: str = "0"
-    backup_lock_wait: str = "30s"
 
-    @property
-    def sqlalchemy_url(self) -> URL:
-        return self.url
-
-    @property
-    def migration_url(self) -> URL:
-        return self.url
+def Settings(url: URL | None = DEFAULT_URL, **values: Any) -> StaticSettings:
+    """Everything `MigrationSettings` asks for, with the template's defaults: the toolkit's
+    own StaticSettings, on a URL with a password."""
+    return StaticSettings(url, **values)
 
 
 def make_project(root: Path | None = None, package: str = "shop", **kwargs: Any) -> Project:
