@@ -9,6 +9,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import OperationalError
 
 from alembic_steady import Project, StaticSettings
+from alembic_steady.dialects.base import Dialect
 from alembic_steady.runner.progress import Progress
 
 # -- settings and projects -------------------------------------------------------------------
@@ -209,3 +210,16 @@ def failing(times: int, error: Callable[[], BaseException], events: list[str]) -
         return "done"
 
     return attempt
+
+
+def run_statement(
+    dialect: Dialect,
+    connection: Any,
+    sql: str,
+    run: Callable[[], Any],
+    progress: Progress,
+    retry: Any,
+) -> Any:
+    """One statement through a dialect as the runner passes it: recorded, then run."""
+    progress.statements.append(sql)
+    return dialect.on_statement(connection, sql, run, progress, retry)

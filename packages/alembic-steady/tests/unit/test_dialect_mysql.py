@@ -14,6 +14,7 @@ from support import (
     Settings,
     make_project,
     mysql_error,
+    run_statement,
     wrapped,
 )
 
@@ -151,8 +152,8 @@ def no_retry(attempt: Callable[[], Any], where: str) -> Any:
 def test_dml_runs_in_the_revisions_transaction() -> None:
     progress = running()
     assert (
-        MY.on_statement(
-            FakeConnection(), "INSERT INTO t (a) VALUES (1)", lambda: "ran", progress, no_retry
+        run_statement(
+            MY, FakeConnection(), "INSERT INTO t (a) VALUES (1)", lambda: "ran", progress, no_retry
         )
         == "ran"
     )
@@ -168,7 +169,7 @@ def test_ddl_commits_what_ran_before_it_and_itself() -> None:
         return "ran"
 
     assert (
-        MY.on_statement(FakeConnection(), "ALTER TABLE t ADD b INT", run, progress, no_retry)
+        run_statement(MY, FakeConnection(), "ALTER TABLE t ADD b INT", run, progress, no_retry)
         == "ran"
     )
     assert committed_while_running == [1]
@@ -182,7 +183,7 @@ def test_a_failed_ddl_leaves_only_what_ran_before_it_committed() -> None:
         raise mysql_error(1205, "Lock wait timeout exceeded; try restarting transaction")
 
     with pytest.raises(OperationalError, match="Lock wait timeout"):
-        MY.on_statement(FakeConnection(), "ALTER TABLE t ADD b INT", run, progress, no_retry)
+        run_statement(MY, FakeConnection(), "ALTER TABLE t ADD b INT", run, progress, no_retry)
     assert progress.committed == 1
 
 

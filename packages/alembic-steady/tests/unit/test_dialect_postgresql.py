@@ -16,6 +16,7 @@ from support import (
     lock_timeout_pg,
     make_project,
     pg_error,
+    run_statement,
     wrapped,
 )
 
@@ -448,8 +449,8 @@ def no_retry(attempt: Callable[[], Any], where: str) -> Any:
 
 def test_a_statement_in_the_revisions_transaction_just_runs() -> None:
     progress = running("CREATE TABLE t (id int)")
-    result = PG.on_statement(
-        FakeConnection(), "ALTER TABLE t ADD x int", lambda: "ran", progress, no_retry
+    result = run_statement(
+        PG, FakeConnection(), "ALTER TABLE t ADD x int", lambda: "ran", progress, no_retry
     )
     assert result == "ran"
     assert progress.statements == ["CREATE TABLE t (id int)", "ALTER TABLE t ADD x int"]
@@ -458,9 +459,8 @@ def test_a_statement_in_the_revisions_transaction_just_runs() -> None:
 
 def test_offline_a_statement_just_runs() -> None:
     progress = running()
-    assert (
-        PG.on_statement(None, "ALTER TABLE t ADD x int", lambda: "ran", progress, no_retry) == "ran"
-    )
+    ran = run_statement(PG, None, "ALTER TABLE t ADD x int", lambda: "ran", progress, no_retry)
+    assert ran == "ran"
     assert progress.statements == ["ALTER TABLE t ADD x int"]
 
 
@@ -473,8 +473,8 @@ def test_a_statement_in_an_autocommit_block_is_retried_alone_and_committed() -> 
         seen.append((progress.committed, where))
         return attempt()
 
-    result = PG.on_statement(
-        connection, "ALTER TYPE mood ADD VALUE 'ok'", lambda: "ran", progress, retry
+    result = run_statement(
+        PG, connection, "ALTER TYPE mood ADD VALUE 'ok'", lambda: "ran", progress, retry
     )
     assert result == "ran"
     # Entering the block committed what ran before it; the statement commits once it ran.
@@ -491,7 +491,8 @@ def test_a_failed_statement_in_an_autocommit_block_is_not_counted_as_committed()
         raise lock_timeout_pg()
 
     with pytest.raises(OperationalError, match="lock timeout"):
-        PG.on_statement(connection, "ALTER TYPE mood ADD VALUE 'ok'", lambda: None, progress, retry)
+        statement = "ALTER TYPE mood ADD VALUE 'ok'"
+        run_statement(PG, connection, statement, lambda: None, progress, retry)
     assert progress.committed == 1
 
 
@@ -501,7 +502,8 @@ def test_a_concurrent_index_build_drops_an_invalid_leftover_first_and_checks_the
         results=[[(False, "public.ix")], [], [(True, "public.ix")]], isolation_level="AUTOCOMMIT"
     )
     progress = running()
-    PG.on_statement(
+    run_statement(
+        PG,
         connection,
         "CREATE INDEX CONCURRENTLY ix ON item (name)",
         lambda: connection.log.append("build"),
@@ -518,7 +520,8 @@ def test_a_concurrent_index_build_drops_an_invalid_leftover_first_and_checks_the
 def test_a_concurrent_index_left_invalid_is_an_error() -> None:
     connection = FakeConnection(results=[[], [(False, "public.ix")]], isolation_level="AUTOCOMMIT")
     with pytest.raises(InvalidIndex, match=r"index public\.ix is INVALID"):
-        PG.on_statement(
+        run_statement(
+            PG,
             connection,
             "CREATE INDEX CONCURRENTLY ix ON item (name)",
             lambda: None,
@@ -536,8 +539,13 @@ def test_a_failed_concurrent_index_build_notes_its_leftover() -> None:
         raise lock_timeout_pg()
 
     with pytest.raises(OperationalError, match="lock timeout"):
-        PG.on_statement(
-            connection, "CREATE INDEX CONCURRENTLY ix ON item (name)", lambda: None, progress, retry
+        run_statement(
+            PG,
+            connection,
+            "CREATE INDEX CONCURRENTLY ix ON item (name)",
+            lambda: None,
+            progress,
+            retry,
         )
     assert progress.leftover == "public.ix"
     assert progress.committed == 0

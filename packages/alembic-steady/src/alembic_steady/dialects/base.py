@@ -39,6 +39,10 @@ class TableFiller:
         """Give the tables new since the last call a few rows."""
 
 
+# When no session is seen in the way any more (it ended between the timeout and the look).
+NO_BLOCKER_SEEN = "a lock held by another session (none seen holding it any more)"
+
+
 class LockLost(Exception):
     """The session no longer holds the migration lock (its connection was replaced or reset)."""
 
@@ -147,7 +151,8 @@ class Dialect(ABC):
         progress: Progress,
         retry: "Retry",
     ) -> Any:
-        """Run one statement of a revision (`run`), recording in the progress what it commits."""
+        """Run one statement of a revision (`run`), already recorded in `progress.statements`,
+        and note in `progress.committed` what it commits."""
 
     # -- failures ----------------------------------------------------------------------------
     @abstractmethod

@@ -30,7 +30,7 @@ from ..runner.messages import HINT_VERBOSE, cap, describe_target
 from ..runner.progress import Progress
 from ..runner.retries import RetryPolicy
 from ..runner.settings import duration_ms
-from .base import Dialect, LockLost, Retry, SchemaTracker
+from .base import NO_BLOCKER_SEEN, Dialect, LockLost, Retry, SchemaTracker
 from .clients import Clients
 
 # MySQL refuses lock names longer than 64 characters; a long database name is hashed instead.
@@ -292,7 +292,7 @@ class MySQL(Dialect):
                 f"connection {conn_id} (user {user!r}, {state}, transaction open {age}s)"
                 for conn_id, user, state, age in rows
             )
-        return "a lock held by another session (none seen holding it any more)"
+        return NO_BLOCKER_SEEN
 
     # -- statements --------------------------------------------------------------------------
     def on_statement(
@@ -304,7 +304,6 @@ class MySQL(Dialect):
         retry: Retry,
     ) -> Any:
         """A DDL statement commits all before it, and itself once it ran."""
-        progress.statements.append(sql)
         if not is_ddl(sql):
             return run()
         progress.committed = len(progress.statements) - 1

@@ -35,7 +35,7 @@ from ..project import Commands, MigrationSettings, Project
 from ..runner.messages import HINT_VERBOSE, cap, describe_target
 from ..runner.progress import Progress
 from ..runner.retries import RetryPolicy
-from .base import Dialect, LockLost, Retry, SchemaTracker, TableFiller
+from .base import NO_BLOCKER_SEEN, Dialect, LockLost, Retry, SchemaTracker, TableFiller
 from .clients import Clients
 
 log = logging.getLogger("alembic_steady")
@@ -309,7 +309,7 @@ class PostgreSQL(Dialect):
             return "older transactions: " + "; ".join(
                 f"pid {pid} ({_session(app, state, age)})" for pid, app, state, age in rows
             )
-        return "a lock held by another session (none seen holding it any more)"
+        return NO_BLOCKER_SEEN
 
     # -- statements --------------------------------------------------------------------------
     def on_statement(
@@ -323,7 +323,6 @@ class PostgreSQL(Dialect):
         """Statements in an `autocommit_block()` commit one by one: each is retried on a lock
         timeout on its own, recorded as committed, and a concurrent index build is made
         rerun-safe (an INVALID leftover dropped before, validity checked after)."""
-        progress.statements.append(sql)
         if connection is None or not _autocommit(connection):
             return run()
         # Entering autocommit_block() committed everything the revision ran before.

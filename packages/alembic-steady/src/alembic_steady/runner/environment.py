@@ -184,6 +184,8 @@ class MigrationEnvironment:
                 in_transaction=False,
             )
 
+        # Every statement is recorded, so a failure can say which of them were committed.
+        self.progress.statements.append(sql)
         return self.dialect.on_statement(connection, sql, run, self.progress, retry)
 
     async def run_async(
