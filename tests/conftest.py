@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import uuid
 import warnings
@@ -50,6 +51,9 @@ def clean_env(**extra: str) -> dict[str, str]:
     env = {
         k: v for k, v in os.environ.items() if k not in DATABASE_VARIABLES and k != "VIRTUAL_ENV"
     }
+    # The test tools' uv (in .venv/bin) makes a render's `make install` take 4 s instead of 20 s
+    # with pip, also when pytest is run directly rather than through `make test`.
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.update(extra)
     return env
 

@@ -55,15 +55,38 @@ def target_metadata() -> MetaData:
 environment = MigrationEnvironment(context, PROJECT, target_metadata)
 """
 
+# The runner's settings come from the environment where a test sets them (a process it starts,
+# the module CLI), else from these defaults; tests in this process replace SETTINGS instead.
 MIGRATIONS_INIT = """
+import os
 from pathlib import Path
 
 from alembic_steady import Project, StaticSettings
 
-SETTINGS = StaticSettings(None, migration_lock_timeout="{lock_timeout}", migration_lock_retries=3,
-                          migration_lock_retry_total=30, migration_lock_wait=20)
+SETTINGS = StaticSettings(
+    os.environ.get("DATABASE_URL"),
+    environment=os.environ.get("ENVIRONMENT", "development"),
+    migration_lock_timeout=os.environ.get("MIGRATION_LOCK_TIMEOUT", "{lock_timeout}"),
+    migration_lock_retries=int(os.environ.get("MIGRATION_LOCK_RETRIES", "3")),
+    migration_lock_retry_total=float(os.environ.get("MIGRATION_LOCK_RETRY_TOTAL", "30")),
+    migration_lock_wait=float(os.environ.get("MIGRATION_LOCK_WAIT", "20")),
+    migration_statement_timeout=os.environ.get("MIGRATION_STATEMENT_TIMEOUT", "0"),
+)
 PROJECT = Project(package="{package}", migrations=Path(__file__).parent,
                   settings=lambda: SETTINGS, dialect="{dialect}")
+"""
+
+# `python -m <package>.migrations`, as a render's __main__.py has it.
+MIGRATIONS_MAIN = """
+import sys
+
+from alembic_steady.cli import main
+from alembic_steady.runner.api import Migrations
+
+from . import PROJECT
+
+if __name__ == "__main__":
+    sys.exit(main(Migrations(PROJECT)))
 """
 
 MODELS = """
@@ -133,32 +156,82 @@ CHAIN["mysql"] = [
 ]
 
 
-def write(dialect: str, *, lock_timeout: str = "400ms") -> Project:
-    """Write the project to a new folder on sys.path and return its Project."""
-    package = f"steady_demo_{dialect}"
+# A chain: (revision, upgrade body, downgrade body) each, the first on base.
+Chain = list[tuple[str, str, str]]
+
+
+def write(
+    dialect: str,
+    *,
+    lock_timeout: str = "400ms",
+    name: str = "",
+    chain: Chain | None = None,
+    models: str = MODELS,
+) -> Project:
+    """Write the project to a new folder on sys.path and return its Project. A test module with
+    a chain or models of its own gives it a `name` too: each package is imported once."""
+    package = f"steady_demo_{dialect}{'_' + name if name else ''}"
     root = Path(tempfile.mkdtemp(prefix="steady-demo-"))
     versions = root / package / "migrations" / "versions"
     versions.mkdir(parents=True)
     (root / package / "__init__.py").write_text("", encoding="utf-8")
-    (root / package / "models.py").write_text(MODELS, encoding="utf-8")
+    (root / package / "models.py").write_text(models, encoding="utf-8")
     migrations = root / package / "migrations"
     (migrations / "__init__.py").write_text(
         MIGRATIONS_INIT.format(package=package, dialect=dialect, lock_timeout=lock_timeout),
         encoding="utf-8",
     )
+    (migrations / "__main__.py").write_text(MIGRATIONS_MAIN, encoding="utf-8")
     env_py = ENV_PY.format(package=package) + FOUR_FUNCTIONS
     (migrations / "env.py").write_text(env_py, encoding="utf-8")
     down = None
-    for revision, upgrade, downgrade in CHAIN[dialect]:
-        text = REVISION.format(
-            doc=DOCS[revision], revision=revision, down=down, upgrade=upgrade, downgrade=downgrade
-        )
-        (versions / f"{revision}.py").write_text(text, encoding="utf-8")
+    for revision, upgrade, downgrade in CHAIN[dialect] if chain is None else chain:
+        add_revision(versions, revision, down, upgrade, downgrade)
         down = revision
     sys.path.insert(0, str(root))
     module = __import__(f"{package}.migrations", fromlist=["PROJECT"])
     project: Project = module.PROJECT
     return project
+
+
+def add_revision(
+    versions: Path, revision: str, down: str | None, upgrade: str, downgrade: str, doc: str = ""
+) -> Path:
+    """Write a revision file (bodies indented four spaces, as in CHAIN); its path."""
+    text = REVISION.format(
+        doc=doc or DOCS.get(revision, revision),
+        revision=revision,
+        down=down,
+        upgrade=upgrade,
+        downgrade=downgrade,
+    )
+    path = versions / f"{revision}.py"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def module_cli(
+    project: Project, *args: str, env: dict[str, str], timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """`python -m <package>.migrations ARGS` in a process of its own, as a Job runs it; the
+    environment is os.environ's with `env` over it (DATABASE_URL, MIGRATION_* ...)."""
+    return subprocess.run(
+        [sys.executable, "-m", f"{project.package}.migrations", *args],
+        env={**os.environ, "PYTHONPATH": pythonpath(project), **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def pythonpath(project: Project) -> str:
+    """PYTHONPATH for a process that imports the project (and this toolkit's source first, so a
+    mutated copy's code is what runs)."""
+    toolkit_src = str(Path(__file__).resolve().parent.parent / "src")
+    return os.pathsep.join([str(project.migrations.parent.parent), toolkit_src])
 
 
 RACER = """
@@ -177,7 +250,7 @@ def race(project: Project, url: URL, runs: int) -> list[tuple[int, str]]:
     racers = [
         subprocess.Popen(
             [sys.executable, "-c", code, url.render_as_string(hide_password=False)],
-            env={**os.environ, "PYTHONPATH": str(project.migrations.parent.parent)},
+            env={**os.environ, "PYTHONPATH": pythonpath(project)},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
