@@ -113,3 +113,32 @@ def test_readme_render_commands_name_a_local_clone_and_where_cookiecutter_comes_
     # The local form, run as written from this folder, renders.
     folder = commands[2].split("#")[0].split()[1]
     assert (TEMPLATE / folder / "cookiecutter.json").is_file()
+
+
+def test_one_deleted_line_switches_every_install_to_the_published_toolkit(tmp_path: Path) -> None:
+    """The README's switch from vendor/ to the published alembic-steady: deleting the
+    [tool.uv.sources] line moves the pip fallback of `make install` and the Dockerfile's install
+    (its RUN script, run here with `uv` echoed) off vendor/, and nothing else needs an edit."""
+    project = bake(tmp_path)
+    script = (project / "Dockerfile").read_text(encoding="utf-8").split("RUN uv venv", 1)[1]
+    script = script.split("\n\n", 1)[0].split("&& ", 1)[1].replace("\\\n", " ")
+    script = script.replace("uv pip", "echo uv pip")
+
+    def installs() -> tuple[str, str]:
+        # `make -n` prints the recipe (both branches of its `command -v uv`) without running it.
+        recipe = must(run(project, "make", "-n", "install")).splitlines()
+        pip_line = next(line for line in recipe if "/pip install" in line)
+        return pip_line, must(run(project, "bash", "-c", script)).strip()
+
+    pip_line, docker = installs()
+    assert "-e vendor/alembic-steady" in pip_line
+    assert docker.endswith("--no-sources --python /venv/bin/python ./vendor/alembic-steady .")
+    pyproject = project / "pyproject.toml"
+    lines = pyproject.read_text(encoding="utf-8").splitlines(keepends=True)
+    pyproject.write_text(
+        "".join(line for line in lines if not line.startswith("alembic-steady = {")),
+        encoding="utf-8",
+    )
+    pip_line, docker = installs()
+    assert "vendor" not in pip_line and "-e '.[dev]'" in pip_line
+    assert "vendor" not in docker and docker.endswith("--python /venv/bin/python .")
