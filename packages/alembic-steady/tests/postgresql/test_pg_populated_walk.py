@@ -1,0 +1,78 @@
+"""Revisions meet a database as production has it: the walk of the migration tests runs on tables
+holding generated rows (a NOT NULL text column among them), so a new NOT NULL column without a
+default fails there rather than on the first populated database; and a downgrade that fails is
+answered with the downgrade's own advice, not the upgrade's."""
+
+import demo_project
+import pytest
+from alembic import command
+from alembic.util import CommandError
+from sqlalchemy import Connection
+from sqlalchemy.engine import URL
+
+from alembic_steady import Project
+from alembic_steady.runner.api import Migrations
+from alembic_steady.testing.walk import Harness, Walk, on_connection
+
+CHAIN = [
+    (
+        "p1",
+        # A SERIAL key, a NOT NULL text column (which the generated rows must fill) and a
+        # nullable one.
+        '    op.create_table("counter", sa.Column("id", sa.Integer, primary_key=True), '
+        'sa.Column("code", sa.String(), nullable=False), '
+        'sa.Column("hits", sa.Integer, nullable=False), sa.Column("label", sa.String()))',
+        '    op.drop_table("counter")',
+    ),
+    (
+        "p2",
+        # Passes on empty tables only.
+        '    op.add_column("counter", sa.Column("owner", sa.String(), nullable=False))',
+        '    op.drop_column("counter", "owner")',
+    ),
+    (
+        "p3",
+        "    op.execute(\"COMMENT ON TABLE counter IS 'counts'\")",
+        # A downgrade that fails, as one whose data no longer fits the old schema does.
+        '    op.execute("SELECT 1 / 0")\n    op.execute("COMMENT ON TABLE counter IS NULL")',
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def project() -> Project:
+    return demo_project.write("postgresql", name="populated", chain=CHAIN)
+
+
+def test_the_walk_fails_a_not_null_column_without_default_on_populated_tables(
+    project: Project, database_url: URL
+) -> None:
+    outcome = Walk(database_url)
+    Harness(project).walk_base_to_head(database_url, outcome, stairway=False)
+    failure = outcome.upgrade_failure
+    assert failure is not None and failure.startswith("upgrade to revision p2 "), failure
+    # counter's rows come from the walk alone, which had to make a value for its NOT NULL text.
+    assert 'column "owner" of relation "counter" contains null values' in failure
+    assert "(the tables counter held generated rows" in failure
+
+
+def heads(connection: Connection) -> set[str]:
+    return Migrations.current_heads(connection)
+
+
+def test_a_failed_downgrade_gets_the_downgrade_advice(project: Project, database_url: URL) -> None:
+    migrations = Migrations(project)
+    # On empty tables the whole chain goes up (p2 included: it fails on rows only).
+    migrations.upgrade(url=database_url)
+    assert on_connection(database_url, heads) == {"p3"}
+    config = migrations.alembic_config(url=database_url)
+    config.attributes["command"] = "downgrade"
+    with pytest.raises(CommandError) as failure:
+        command.downgrade(config, "-1")
+    message = str(failure.value)
+    assert message.startswith("The downgrade of revision p3"), message
+    assert "division by zero" in message
+    assert "make rollback again" in message
+    assert "run make migrate again" not in message
+    # Its transaction rolled back: the database stays at p3, as the advice implies.
+    assert on_connection(database_url, heads) == {"p3"}
