@@ -56,11 +56,20 @@ class StaticSettings:
 
     @property
     def sqlalchemy_url(self) -> URL:
+        """The URL on the dialect's async driver: alembic.ini's `postgresql://` or `mysql://`
+        would otherwise load a sync DBAPI the async runner cannot use."""
         if self.url is None:
             raise CommandError(
                 "No database URL: set sqlalchemy.url in alembic.ini (or pass url= to the API)."
             )
-        return make_url(self.url)
+        from .dialects.base import by_name  # the dialects import this module
+
+        url = make_url(self.url)
+        backend = url.get_backend_name()
+        dialect = by_name("postgresql" if backend == "postgres" else backend)
+        if url.drivername not in dialect.accepted_schemes:
+            return url  # another driver named deliberately: SQLAlchemy accepts it or says why
+        return url.set(drivername=dialect.async_driver)
 
     @property
     def migration_url(self) -> URL:

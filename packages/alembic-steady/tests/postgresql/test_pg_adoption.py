@@ -114,7 +114,9 @@ def test_the_adoption_is_a_few_lines() -> None:
 def run_alembic(root: Path, url: URL, *args: str) -> subprocess.Popen[str]:
     ini = root / "alembic.ini"
     text_ = ini.read_text(encoding="utf-8")
-    rendered = url.render_as_string(hide_password=False).replace("%", "%%")
+    # As alembic.ini often has it (shared with sync tools): no driver named, run on asyncpg.
+    plain = url.set(drivername="postgresql")
+    rendered = plain.render_as_string(hide_password=False).replace("%", "%%")
     lines = [
         f"sqlalchemy.url = {rendered}" if line.startswith("sqlalchemy.url") else line
         for line in text_.splitlines()

@@ -5,6 +5,7 @@ import pytest
 from alembic.util import CommandError
 from sqlalchemy.engine import make_url
 
+from alembic_steady import StaticSettings
 from alembic_steady.dialects import by_name, for_url, parse_url
 from alembic_steady.dialects.mysql import MySQL
 from alembic_steady.dialects.postgresql import PostgreSQL
@@ -121,3 +122,19 @@ def test_by_name_refuses_other_servers() -> None:
 )
 def test_for_url_picks_the_dialect_of_the_backend(raw: str, dialect: type) -> None:
     assert isinstance(for_url(make_url(raw)), dialect)
+
+
+@pytest.mark.parametrize(
+    ("given", "driver"),
+    [
+        ("postgresql://app@db/shop", "postgresql+asyncpg"),
+        ("postgres://app@db/shop", "postgresql+asyncpg"),
+        ("mysql+pymysql://app@db/shop", "mysql+aiomysql"),
+        ("mariadb://app@db/shop", "mysql+aiomysql"),
+        # Named deliberately: kept, and SQLAlchemy says whether it can run async.
+        ("postgresql+psycopg://app@db/shop", "postgresql+psycopg"),
+    ],
+)
+def test_a_stock_projects_url_runs_on_the_async_driver(given: str, driver: str) -> None:
+    """alembic.ini's sqlalchemy.url, as stock projects and sync tools write it."""
+    assert StaticSettings(given).sqlalchemy_url.drivername == driver
