@@ -1,0 +1,401 @@
+"""The chores of `python -m <package>.migrations` on a real PostgreSQL, without a render: `backup`
+(private dumps, the password kept off pg_dump's command line, a bounded lock wait, the client
+matched to the server), `restore`, `shell`, `devdb reset` and `rehearse` (pending revisions on a
+scratch copy of real data), with the refusals a user can act on.
+
+A chore runs as a process of its own where the process is what is looked at (its output, its exit
+status, the pg_dump it starts); its `main` is called here where its settings are what a test
+changes (BACKUP_LOCK_WAIT, ENVIRONMENT), which the demo project reads from nowhere else.
+"""
+
+import os
+import re
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import demo_project
+import pytest
+from pg_safety_support import login_role, new_database, password_server, state
+from pg_sessions import session_holding
+from sqlalchemy import Connection, text
+from sqlalchemy.engine import URL, make_url
+
+from alembic_steady import Project, StaticSettings
+from alembic_steady.dialects.clients import Clients
+from alembic_steady.dialects.postgresql_clients import libpq_environment
+from alembic_steady.runner.api import Migrations
+from alembic_steady.testing.walk import on_connection
+from alembic_steady.tools import backup, rehearse, restore
+
+CHAIN = demo_project.CHAIN["postgresql"]
+ROWS = 500
+HEAD = ({"alembic_version", "widget"}, {"c3"})
+
+
+def url_string(url: URL) -> str:
+    return url.render_as_string(hide_password=False)
+
+
+def cli(project: Project, url: URL, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`python -m <package>.migrations ARGS` with DATABASE_URL naming `url`."""
+    return demo_project.module_cli(project, *args, env={"DATABASE_URL": url_string(url), **env})
+
+
+def configured(project: Project, url: URL, **settings: Any) -> Project:
+    """The project with its settings naming `url` (and `settings` over the defaults), for a
+    chore's `main` called here."""
+    return replace(project, settings=lambda: StaticSettings(url, **settings))
+
+
+def rows(url: URL, query: str) -> list[tuple[object, ...]]:
+    found: list[tuple[object, ...]] = on_connection(
+        url, lambda c: [tuple(row) for row in c.execute(text(query))]
+    )
+    return found
+
+
+def server_major(clients: Clients, server_url: URL) -> int:
+    return int(str(clients.admin(server_url, "SHOW server_version_num"))) // 10000
+
+
+@pytest.fixture
+def migrated(migration_project: Project, database_url: URL) -> URL:
+    """A database at head with one row in `widget`."""
+    Migrations(migration_project).upgrade(url=database_url)
+    insert = text("INSERT INTO widget (name) VALUES ('kept')")
+    on_connection(database_url, lambda c: c.execute(insert))
+    return database_url
+
+
+# 1. backup and restore
+
+
+def test_a_backup_is_private_and_restores(
+    migration_project: Project,
+    migrated: URL,
+    tmp_path: Path,
+    server_clients: Clients,
+    server_url: URL,
+) -> None:
+    output = cli(migration_project, migrated, "backup", str(tmp_path / "backups"))
+    assert output.returncode == 0, output.stdout
+    assert f"Database: {migrated.database}" in output.stdout
+    match = re.search(
+        r"Backup written to (\S+) \(pg_dump (\d+) for a PostgreSQL (\d+) server\)", output.stdout
+    )
+    assert match, output.stdout
+    dump, client, major = Path(match[1]), int(match[2]), int(match[3])
+    assert major == server_major(server_clients, server_url) and client >= major
+    assert dump.read_bytes().startswith(b"PGDMP")
+    assert stat.S_IMODE(dump.stat().st_mode) == 0o600
+    assert stat.S_IMODE(dump.parent.stat().st_mode) == 0o700
+    on_connection(migrated, lambda c: c.execute(text("DELETE FROM widget")))
+    restored = cli(migration_project, migrated, "restore", str(dump))
+    assert restored.returncode == 0, restored.stdout
+    assert f"Restored {dump} into {migrated.database}" in restored.stdout
+    assert rows(migrated, "SELECT name FROM widget") == [("kept",)]
+
+
+@pytest.fixture(scope="module")
+def checked(request: pytest.FixtureRequest, server_url: URL) -> URL:
+    """A server that refuses a wrong password: a backup that succeeds had the right one."""
+    return password_server(request, server_url)
+
+
+def pg_dump_processes(database: str) -> list[int]:
+    """pg_dump processes dumping `database` (its name is in the dump file's)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv[0].endswith(b"pg_dump") and any(database.encode() in arg for arg in argv):
+            pids.append(int(entry.name))
+    return pids
+
+
+def test_the_password_reaches_pg_dump_through_its_environment(
+    migration_project: Project, checked: URL, tmp_path: Path
+) -> None:
+    password = "pw-" + os.urandom(5).hex()
+    with (
+        new_database(checked) as database,
+        login_role(checked, database, password) as role,
+    ):
+        url = checked.set(username=role, password=password, database=database)
+        Migrations(migration_project).upgrade(url=url)
+        # The role's password is in DATABASE_URL only: no .pgpass, no PGPASSWORD set.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+        env |= {
+            "PYTHONPATH": demo_project.pythonpath(migration_project),
+            "DATABASE_URL": url_string(url),
+        }
+        with session_holding(
+            checked.set(database=database), "LOCK TABLE widget IN ACCESS EXCLUSIVE MODE"
+        ):
+            module = f"{migration_project.package}.migrations"
+            chore = subprocess.Popen(
+                [sys.executable, "-m", module, "backup", str(tmp_path)],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                text=True,
+            )
+            # pg_dump waits for the lock on widget, so it can be looked at while it runs.
+            deadline = time.monotonic() + 60
+            while not (pids := pg_dump_processes(database)):
+                assert chore.poll() is None, chore.communicate()[0]
+                assert time.monotonic() < deadline, "pg_dump never started"
+                time.sleep(0.05)
+            argv = Path(f"/proc/{pids[0]}/cmdline").read_bytes().decode()
+            environ = Path(f"/proc/{pids[0]}/environ").read_bytes().split(b"\0")
+        output = chore.communicate(timeout=120)[0]
+        assert chore.returncode == 0, output
+    assert password not in argv and quote(password, safe="") not in argv, argv
+    assert f"PGPASSWORD={password}".encode() in environ
+    assert password not in output
+    dumps = list(tmp_path.glob(f"{database}-*.dump"))
+    assert len(dumps) == 1 and dumps[0].read_bytes().startswith(b"PGDMP"), output
+
+
+def test_restore_refuses_what_it_cannot_restore(
+    migration_project: Project, migrated: URL, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    project = configured(migration_project, migrated)
+    missing = tmp_path / "nope.dump"
+    assert restore.main(project, [str(missing)]) == 1
+    assert f"{missing} does not exist" in capfd.readouterr().err
+    not_a_dump = tmp_path / "notes.txt"
+    not_a_dump.write_text("hello", encoding="utf-8")
+    assert restore.main(project, [str(not_a_dump)]) == 1
+    assert "is not a pg_dump custom-format dump" in capfd.readouterr().err
+    assert restore.main(project, []) == 2
+    assert "Missing file=...: usage: make restore" in capfd.readouterr().err
+    assert rows(migrated, "SELECT name FROM widget") == [("kept",)]
+
+
+def test_restore_in_production_needs_confirm(
+    migration_project: Project,
+    migrated: URL,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    assert backup.main(configured(migration_project, migrated), [str(tmp_path)]) == 0
+    (dump,) = tmp_path.glob("*.dump")
+    on_connection(migrated, lambda c: c.execute(text("DELETE FROM widget")))
+    production = configured(migration_project, migrated, environment="production")
+    monkeypatch.delenv("CONFIRM", raising=False)
+    capfd.readouterr()
+    assert restore.main(production, [str(dump)]) == 1
+    assert "CONFIRM=yes" in capfd.readouterr().err
+    assert rows(migrated, "SELECT name FROM widget") == []
+    monkeypatch.setenv("CONFIRM", "yes")
+    assert restore.main(production, [str(dump)]) == 0
+    assert rows(migrated, "SELECT name FROM widget") == [("kept",)]
+
+
+def test_no_pg_dump_new_enough_names_the_fix(
+    migration_project: Project,
+    migrated: URL,
+    tmp_path: Path,
+    server_clients: Clients,
+    server_url: URL,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    # A stand-in for the PostgreSQL 9 client programs of an old machine: it only tells its version.
+    old = tmp_path / "bin"
+    old.mkdir()
+    (old / "pg_dump").write_text(
+        "#!/bin/sh\necho 'pg_dump (PostgreSQL) 9.6.24'\n", encoding="utf-8"
+    )
+    (old / "pg_dump").chmod(0o755)
+    monkeypatch.setenv("PG_BINDIR", str(old))
+    folder = tmp_path / "backups"
+    assert backup.main(configured(migration_project, migrated), [str(folder)]) == 1
+    major = server_major(server_clients, server_url)
+    err = capfd.readouterr().err
+    assert f"No pg_dump of PostgreSQL {major} or newer in PG_BINDIR" in err, err
+    assert f"postgresql-client-{major}" in err
+    assert not list(folder.glob("*"))
+
+
+def test_a_backup_gives_up_on_a_held_lock(
+    migration_project: Project, migrated: URL, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    project = configured(migration_project, migrated, backup_lock_wait="1s")
+    with session_holding(migrated, "LOCK TABLE widget IN ACCESS EXCLUSIVE MODE"):
+        started = time.monotonic()
+        status = backup.main(project, [str(tmp_path)])
+        elapsed = time.monotonic() - started
+    # A bound, not a speed: the default wait is 30 s, pg_dump and the version check take ~1 s.
+    assert elapsed < 15, f"gave up after {elapsed:.0f}s, not after BACKUP_LOCK_WAIT=1s"
+    assert status == 1
+    err = capfd.readouterr().err
+    assert "a table lock was not granted within 1s (BACKUP_LOCK_WAIT)" in err, err
+    assert not list(tmp_path.glob("*.dump"))
+
+
+def test_client_programs_get_ssl_and_libpq_parameters() -> None:
+    url = make_url(
+        "postgresql+asyncpg://app:s3cret@db.example:6543/shop?ssl=require&sslrootcert=/etc/ca.pem"
+    )
+    env = libpq_environment(url, StaticSettings(url))
+    assert {k: v for k, v in env.items() if k.startswith("PG")} == {
+        "PGSSLMODE": "require",
+        "PGSSLROOTCERT": "/etc/ca.pem",
+        "PGHOST": "db.example",
+        "PGPORT": "6543",
+        "PGUSER": "app",
+        "PGPASSWORD": "s3cret",
+        "PGDATABASE": "shop",
+        "PGCONNECT_TIMEOUT": "10",
+    }
+
+
+# 2. shell and devdb reset
+
+
+def test_the_shell_opens_on_the_configured_database(
+    migration_project: Project, migrated: URL
+) -> None:
+    query = "SELECT current_database(), count(*) FROM widget"
+    output = cli(migration_project, migrated, "shell", "-tAc", query)
+    assert output.returncode == 0, output.stdout
+    assert f"Database: {migrated.database}" in output.stdout
+    assert output.stdout.strip().splitlines()[-1] == f"{migrated.database}|1"
+
+
+def test_reset_recreates_in_development_only(migration_project: Project, server_url: URL) -> None:
+    with new_database(server_url) as name:
+        url = server_url.set(database=name)
+        Migrations(migration_project).upgrade(url=url)
+        refused = cli(migration_project, url, "devdb", "reset", ENVIRONMENT="production")
+        assert refused.returncode != 0
+        assert "only with ENVIRONMENT=development" in refused.stdout, refused.stdout
+        assert state(url) == HEAD
+        output = cli(migration_project, url, "devdb", "reset")
+        assert output.returncode == 0, output.stdout
+        assert f"Database {name} dropped and created empty" in output.stdout
+        assert state(url) == (set(), None)
+
+
+# 3. rehearse
+
+
+# Adds a column (NOT NULL, with a default or without) and changes every row.
+ADD_OWNER = (
+    '    op.add_column("widget", sa.Column("owner", sa.String(), nullable=False{default}))\n'
+    '    op.execute("UPDATE widget SET price = 1")'
+)
+
+
+def with_pending_owner(name: str, *, default: bool) -> Project:
+    project = demo_project.write("postgresql", name=name)
+    upgrade = ADD_OWNER.format(default=', server_default="nobody"' if default else "")
+    drop = '    op.drop_column("widget", "owner")'
+    demo_project.add_revision(project.versions, "d4", "c3", upgrade, drop, doc="add owner")
+    return project
+
+
+@pytest.fixture(scope="module")
+def fits() -> Project:
+    return with_pending_owner("rehearse_fits", default=True)
+
+
+@pytest.fixture(scope="module")
+def fails() -> Project:
+    return with_pending_owner("rehearse_fails", default=False)
+
+
+@pytest.fixture(scope="module")
+def source(
+    fits: Project, server_url: URL, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[URL, Path]]:
+    """A database at c3 with 500 widgets (d4 pending), and a backup of it."""
+    with new_database(server_url) as name:
+        url = server_url.set(database=name)
+        Migrations(fits).upgrade("c3", url=url)
+        insert = f"INSERT INTO widget (name) SELECT 'w' || g FROM generate_series(1, {ROWS}) g"
+        on_connection(url, lambda c: c.execute(text(insert)))
+        folder = tmp_path_factory.mktemp("rehearse")
+        assert backup.main(configured(fits, url), [str(folder)]) == 0
+        (dump,) = folder.glob("*.dump")
+        yield url, dump
+
+
+def scratch_databases(url: URL) -> list[str]:
+    """The scratch databases rehearsals of `url`'s database left behind."""
+
+    def read(connection: Connection) -> list[str]:
+        query = text("SELECT datname FROM pg_database WHERE datname LIKE :pattern")
+        pattern = f"{url.database}\\_rehearse\\_%"
+        return list(connection.execute(query, {"pattern": pattern}).scalars())
+
+    found: list[str] = on_connection(url, read)
+    return found
+
+
+def test_a_not_null_column_without_default_fails_on_the_copy(
+    fails: Project, source: tuple[URL, Path]
+) -> None:
+    url, dump = source
+    result = cli(fails, url, "rehearse", f"file={dump}")
+    assert result.returncode != 0, result.stdout
+    assert "Revision d4 (add owner) FAILED on this data" in result.stdout
+    assert 'column "owner" of relation "widget" contains null values' in result.stdout
+    assert state(url) == HEAD
+    assert not scratch_databases(url)
+
+
+def test_revisions_that_fit_report_time_locks_and_rows(
+    fits: Project, source: tuple[URL, Path]
+) -> None:
+    url, dump = source
+    from_file = cli(fits, url, "rehearse", f"file={dump}")
+    # The configured database itself as the source: read through pg_dump, never written.
+    from_url = cli(fits, url, "rehearse", f"from={url_string(url)}")
+    for result in (from_file, from_url):
+        assert result.returncode == 0, result.stdout
+        output = result.stdout
+        assert "1 pending revision(s)" in output
+        assert "d4 (add owner):" in output and f"{ROWS} row(s) changed" in output
+        assert re.search(r"d4 \(add owner\): \d+\.\d\d s,", output), output  # its time
+        assert "AccessExclusiveLock on widget, held" in output
+        assert "every pending revision went down and up again" in output
+    assert state(url) == HEAD
+    assert rows(url, "SELECT count(*) FROM widget WHERE price IS NULL") == [(ROWS,)]
+    assert not scratch_databases(url)
+
+
+def test_bad_rehearsal_input_is_named(
+    fits: Project, source: tuple[URL, Path], tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    url, _ = source
+    not_a_dump = tmp_path / "notes.txt"
+    not_a_dump.write_text("hello", encoding="utf-8")
+    cases = {
+        f"file={tmp_path / 'none.dump'}": "none.dump does not exist",
+        f"file={not_a_dump}": "is not a pg_dump custom-format dump",
+        "from=postgresql://someone:s3cret-pw@127.0.0.1:1/app": "cannot reach the source database",
+        "": "give one of file=... or from=...",
+    }
+    for argument, expected in cases.items():
+        status = rehearse.main(configured(fits, url), [argument] if argument else [])
+        err = capfd.readouterr().err
+        assert status == 1, argument
+        assert "Nothing rehearsed: " in err and expected in err, err
+        assert "s3cret-pw" not in err
+    assert not scratch_databases(url)
