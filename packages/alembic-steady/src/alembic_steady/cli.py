@@ -77,7 +77,7 @@ def main(migrations: Migrations, argv: list[str] | None = None) -> int:
     words = project.module_commands
     try:
         if args.command == "upgrade":
-            migrations.upgrade(args.revision, commands=words)
+            migrations.upgrade(args.revision, commands=words, cancel_on_signals=True)
         elif args.command == "current":
             migrations.current(commands=words)
         elif args.command == "wait-for-head":

@@ -53,7 +53,10 @@ def run(
 def test_upgrade_to_head_in_the_module_clis_words(project: Project) -> None:
     code, migrations = run(project, "upgrade")
     assert code == 0
-    assert migrations.calls == [("upgrade", ("head",), {"commands": project.module_commands})]
+    # A Job's or a container's PID 1 process only migrates: SIGTERM cancels the statement.
+    assert migrations.calls == [
+        ("upgrade", ("head",), {"commands": project.module_commands, "cancel_on_signals": True})
+    ]
     words = migrations.calls[0][2]["commands"]
     assert words.migrate == "python -m shop.migrations upgrade"
     assert words.rollback == "make rollback"

@@ -59,15 +59,19 @@ class Migrations:
         url: URL | None = None,
         connection: Connection | None = None,
         commands: Commands | None = None,
+        cancel_on_signals: bool = False,
     ) -> None:
         """Upgrade the database to `revision`, under the migration lock.
 
         On an injected connection it runs inside that connection's transaction (commit it
         after). Without one, env.py runs its own event loop; inside a running loop that happens
-        in a worker thread, since `asyncio.run()` cannot be nested.
+        in a worker thread, since `asyncio.run()` cannot be nested. With `cancel_on_signals`
+        (a process that only migrates), SIGTERM/SIGINT cancel the running statement on the
+        server, release the lock and exit 143/130, as `alembic upgrade` does.
         """
         config = self.alembic_config(url, connection, commands)
         config.attributes["command"] = "upgrade"
+        config.attributes["cancel_on_signals"] = cancel_on_signals
         if connection is not None:
             command.upgrade(config, revision)
         else:

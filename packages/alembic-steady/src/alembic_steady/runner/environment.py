@@ -62,6 +62,12 @@ class MigrationEnvironment:
         self.command_line = config.cmd_opts is not None
         if self.command_line:
             atexit.register(gc.freeze)
+        # SIGTERM/SIGINT cancel the statement on the server in a command-line run, and for the
+        # callers that ask (the module CLI a Job or a container's PID 1 runs); other programs
+        # keep their own handlers.
+        self.cancels_on_signals = self.command_line or bool(
+            config.attributes.get("cancel_on_signals")
+        )
         # Command-line runs log as alembic.ini says; programmatic callers keep their own logging.
         if config.config_file_name is not None and config.attributes.get("configure_logger", True):
             fileConfig(config.config_file_name, disable_existing_loggers=False)
@@ -204,7 +210,7 @@ class MigrationEnvironment:
         )
         dialect, project = self.dialect, self.project
         try:
-            with cancel_on_signals(self.command_line) as received:
+            with cancel_on_signals(self.cancels_on_signals) as received:
                 try:
                     async with connect(engine, dialect, self.settings, project) as connection:
                         if self.command in ("upgrade", "downgrade", "stamp"):
