@@ -144,6 +144,7 @@ class FakeConnection:
         self.log: list[str] = [] if log is None else log
         self.sql: list[tuple[str, dict[str, Any] | None]] = []
         self.options = {"isolation_level": isolation_level} if isolation_level else {}
+        self.info: dict[str, Any] = {}  # SQLAlchemy's per-connection dict
 
     def execute(self, statement: Any, params: dict[str, Any] | None = None) -> FakeResult:
         self.log.append("execute")

@@ -169,6 +169,19 @@ def test_lock_timeouts_are_retried_under_escalating_timeouts(slept: list[float])
     assert 0.1 <= slept[0] <= 0.3 and 0.2 <= slept[1] <= 0.6
 
 
+def test_a_step_bounding_its_own_lock_wait_keeps_its_bound_on_every_attempt(
+    slept: list[float],
+) -> None:
+    # ops.py's brief strong locks: escalating to MIGRATION_LOCK_TIMEOUT would queue the app's
+    # writes behind each attempt for that long.
+    dialect = FakeDialect()
+    connection = FakeConnection(log=dialect.events)
+    connection.info[retries.OWN_LOCK_TIMEOUT] = "50ms"
+    run(failing(2, LockTimeout, dialect.events), dialect=dialect, connection=connection)
+    assert dialect.attempts == []  # the runner never set lock_timeout itself
+    assert dialect.events.count("attempt") == 3 and len(slept) == 2
+
+
 def test_in_a_transaction_a_failed_attempt_is_rolled_back_before_the_blockers_are_read(
     slept: list[float],
 ) -> None:

@@ -33,6 +33,7 @@ from sqlalchemy import Connection, text
 from sqlalchemy.exc import DBAPIError
 
 from ..runner.alembic_internals import in_callers_transaction
+from ..runner.retries import OWN_LOCK_TIMEOUT
 
 # PostgreSQL's SQLSTATEs for a CHECK and a foreign key that existing rows violate, and for a
 # lock not granted within lock_timeout.
@@ -116,9 +117,16 @@ def _briefly(operations: Operations, step: Callable[[], None]) -> None:
         step()
         return
     configured = str(_scalar(operations, "SELECT current_setting('lock_timeout')"))
+    # Under the runner, its retries keep this bound (it would raise lock_timeout before each
+    # attempt otherwise) and take over the pauses between attempts.
+    info = operations.get_bind().info
     try:
         for attempt in range(BRIEF_LOCK_ATTEMPTS):
             last = attempt == BRIEF_LOCK_ATTEMPTS - 1
+            if last:
+                info.pop(OWN_LOCK_TIMEOUT, None)
+            else:
+                info[OWN_LOCK_TIMEOUT] = BRIEF_LOCK_WAIT
             _set_lock_timeout(operations, configured if last else BRIEF_LOCK_WAIT)
             try:
                 step()
@@ -128,6 +136,7 @@ def _briefly(operations: Operations, step: Callable[[], None]) -> None:
                     raise
             time.sleep(min(0.05 * 2**attempt, 2.0) * random.uniform(0.5, 1.0))
     finally:
+        info.pop(OWN_LOCK_TIMEOUT, None)
         _set_lock_timeout(operations, configured)
 
 

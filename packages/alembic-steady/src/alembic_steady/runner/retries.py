@@ -84,6 +84,11 @@ def sleep(seconds: float) -> None:
         time.sleep(seconds)
 
 
+# Set in a connection's `info` by a step that bounds its own lock wait (authoring/ops.py's brief
+# strong locks): the runner's retries then keep that bound instead of escalating the timeout.
+OWN_LOCK_TIMEOUT = "alembic_steady.own_lock_timeout"
+
+
 def with_retries(
     connection: Connection,
     dialect: "Dialect",
@@ -100,8 +105,8 @@ def with_retries(
     started = time.monotonic()
     attempt = 1
     while True:
-        bound = ""
-        if policy.lock_timeout_ms > 0:
+        bound = str(connection.info.get(OWN_LOCK_TIMEOUT, ""))
+        if not bound and policy.lock_timeout_ms > 0:
             bound = dialect.set_lock_timeout(connection, policy, attempt)
         try:
             return attempt_once()
