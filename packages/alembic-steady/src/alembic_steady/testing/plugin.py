@@ -113,7 +113,8 @@ def pytest_runtest_makereport(
     # (password included) among them: the password of TEST_DATABASE_URL becomes ***.
     report = yield
     password = _test_database_password()
-    if password and report.longrepr is not None:
+    # Only failures: a skip's longrepr is a (file, line, reason) tuple pytest's summary unpacks.
+    if password and report.failed and report.longrepr is not None:
         text = str(report.longrepr)
         for secret in {password, quote(password, safe="")}:
             text = text.replace(secret, "***")
