@@ -1,7 +1,6 @@
 """Promises of the READMEs that only a rendered project proves, on one rendered, installed project:
 
 - its own `make test` is green with nothing skipped,
-- `make backup` hands the password to pg_dump in its environment, never on its command line,
 - `make db-up` takes the Docker branch when a Docker engine answers,
 - project code and revisions run from bytecode under PYTHONDONTWRITEBYTECODE=1.
 
@@ -11,30 +10,19 @@ tests/postgresql/test_pg_stairway.py, without a render. The tests share the proj
 what it adds.
 """
 
-import asyncio
 import os
 import re
-import subprocess
-import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import quote
 
-import asyncpg
 import pytest
 
 from .conftest import (
-    Server,
     bake,
     clean_env,
-    embedded_server,
     install,
     make,
     must,
     run,
-    url_as,
     versions,
 )
 
@@ -61,100 +49,6 @@ def test_generated_make_test_passes(project: Path) -> None:
         "test_upgrade_inside_a_running_event_loop",
     ):
         assert re.search(rf"{test}\S* PASSED", output), test
-
-
-# 2. The backup's password
-
-
-@contextmanager
-def password_checking(server: Server) -> Iterator[Server]:
-    """`server` if it refuses a wrong password (the embedded one does), else a throwaway
-    embedded server that does."""
-    role = f"tmpl_pw_{uuid.uuid4().hex[:8]}"
-    server.execute("postgres", f"CREATE ROLE \"{role}\" LOGIN PASSWORD 'right'")
-    try:
-        asyncio.run(asyncpg.connect(**{**server.connect_args("postgres"), "user": role}))
-        checks = False
-    except asyncpg.InvalidPasswordError:
-        checks = True
-    finally:
-        server.execute("postgres", f'DROP ROLE "{role}"')
-    if checks:
-        yield server
-    else:
-        with embedded_server() as embedded:
-            yield embedded
-
-
-def pg_dump_processes(database: str) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if argv[0].endswith(b"pg_dump") and any(database.encode() in arg for arg in argv):
-            pids.append(int(entry.name))
-    return pids
-
-
-@contextmanager
-def table_locked(server: Server, database: str, table: str) -> Iterator[None]:
-    """An ACCESS EXCLUSIVE lock on `table` from another session: pg_dump waits for it."""
-    loop = asyncio.new_event_loop()
-    connection = loop.run_until_complete(asyncpg.connect(**server.connect_args(database)))
-    try:
-        loop.run_until_complete(connection.execute("BEGIN"))
-        loop.run_until_complete(connection.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"))
-        yield
-    finally:
-        loop.run_until_complete(connection.close())
-        loop.close()
-
-
-def test_backup_password_reaches_pg_dump_through_its_environment(
-    project: Path, server: Server
-) -> None:
-    password = f"pw-{uuid.uuid4().hex[:10]}"
-    role = f"tmpl_backup_{uuid.uuid4().hex[:8]}"
-    with password_checking(server) as checked:
-        checked.execute("postgres", f"CREATE ROLE \"{role}\" LOGIN PASSWORD '{password}'")
-        try:
-            with checked.new_database() as database:
-                checked.execute("postgres", f'ALTER DATABASE "{database}" OWNER TO "{role}"')
-                # The role's password is in DATABASE_URL only: no .pgpass, no PGPASSWORD set.
-                env = clean_env(DATABASE_URL=url_as(checked, database, role, password))
-                must(make(project, "migrate", env=env))
-                with table_locked(checked, database, "item"):
-                    backup = subprocess.Popen(
-                        ["make", "--no-print-directory", "backup"],
-                        cwd=project,
-                        env=env,
-                        stdout=subprocess.PIPE,
-                        stderr=subprocess.STDOUT,
-                        stdin=subprocess.DEVNULL,
-                        text=True,
-                    )
-                    # pg_dump waits for the lock on item, so it can be looked at while it runs.
-                    deadline = time.monotonic() + 60
-                    while not (pids := pg_dump_processes(database)):
-                        assert backup.poll() is None, backup.communicate()[0]
-                        assert time.monotonic() < deadline, "pg_dump never started"
-                        time.sleep(0.05)
-                    argv = Path(f"/proc/{pids[0]}/cmdline").read_bytes().decode()
-                    environ = Path(f"/proc/{pids[0]}/environ").read_bytes().split(b"\0")
-                output = backup.communicate(timeout=120)[0]
-                assert backup.returncode == 0, output
-        finally:
-            checked.execute("postgres", f'DROP ROLE IF EXISTS "{role}"')
-    assert password not in argv and quote(password, safe="") not in argv, argv
-    assert f"PGPASSWORD={password}".encode() in environ
-    assert password not in output
-    dumps = list((project / "backups").glob(f"{database}-*.dump"))
-    assert len(dumps) == 1 and dumps[0].read_bytes().startswith(b"PGDMP"), output
-    dumps[0].unlink()
 
 
 # 3. The Docker branch of `make db-up`
