@@ -1,6 +1,6 @@
 """Each option value passes its own generated `make test` and `make lint` after a real install:
 `web_framework=none` on the default Python (the default answers are covered by
-test_generated_tests.py), and the FastAPI project on every other supported Python found on this
+test_readme_promises.py), and the FastAPI project on every other supported Python found on this
 machine (pyenv's versions, as on the development machine and CI)."""
 
 import json
