@@ -210,14 +210,68 @@ def add_revision(
     return path
 
 
+# alembic.ini as a project has it, for plain `alembic` (what `make migrate` and `make sql` run):
+# env.py reads its logging sections (fileConfig).
+ALEMBIC_INI = """
+[alembic]
+script_location = {migrations}
+path_separator = os
+
+[loggers]
+keys = root,alembic_messages
+
+# Alembic prints each error as "FAILED: ..." already; this keeps it from being logged twice.
+[logger_alembic_messages]
+level = CRITICAL
+handlers =
+qualname = alembic.util.messaging
+
+[handlers]
+keys = console
+
+[formatters]
+keys = generic
+
+[logger_root]
+level = WARNING
+handlers = console
+
+[handler_console]
+class = StreamHandler
+args = (sys.stderr,)
+formatter = generic
+
+[formatter_generic]
+format = %%(levelname)-5.5s [%%(name)s] %%(message)s
+"""
+
+
+def alembic_ini(project: Project) -> Path:
+    """The project's alembic.ini (written on first use, next to its package)."""
+    ini = project.migrations.parent.parent / "alembic.ini"
+    if not ini.exists():
+        migrations = str(project.migrations).replace("%", "%%")
+        ini.write_text(ALEMBIC_INI.format(migrations=migrations), encoding="utf-8")
+    return ini
+
+
 def module_cli(
-    project: Project, *args: str, env: dict[str, str], timeout: float = 120
+    project: Project,
+    *args: str,
+    url: URL | str | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 120,
 ) -> subprocess.CompletedProcess[str]:
     """`python -m <package>.migrations ARGS` in a process of its own, as a Job runs it; the
-    environment is os.environ's with `env` over it (DATABASE_URL, MIGRATION_* ...)."""
+    environment is os.environ's with DATABASE_URL naming `url` and `env` over it (MIGRATION_*
+    ...). Its output (stdout and stderr) in `.stdout`."""
+    given = dict(env or {})
+    if url is not None:
+        text = url if isinstance(url, str) else url.render_as_string(hide_password=False)
+        given = {"DATABASE_URL": text, **given}
     return subprocess.run(
         [sys.executable, "-m", f"{project.package}.migrations", *args],
-        env={**os.environ, "PYTHONPATH": pythonpath(project), **env},
+        env={**os.environ, "PYTHONPATH": pythonpath(project), **given},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,

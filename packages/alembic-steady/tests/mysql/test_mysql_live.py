@@ -18,6 +18,7 @@ import pymysql
 import pytest
 from alembic import command
 from alembic.util import CommandError
+from queries import heads, rows
 from sqlalchemy import text
 from sqlalchemy.engine import URL
 
@@ -49,17 +50,8 @@ def plant(planted: list[Path], project: Project, upgrade: str, downgrade: str = 
 
 def cli(project: Project, url: URL, *args: str, **env: str) -> tuple[int, str]:
     """`python -m <package>.migrations ARGS` on `url`, MIGRATION_* settings from `env`."""
-    url_env = {"DATABASE_URL": url.render_as_string(hide_password=False)}
-    result = demo_project.module_cli(project, *args, env={**url_env, **env})
+    result = demo_project.module_cli(project, *args, url=url, env=env)
     return result.returncode, result.stdout
-
-
-def rows(url: URL, statement: str) -> list[tuple[object, ...]]:
-    return list(on_connection(url, lambda c: [tuple(r) for r in c.execute(text(statement))]))
-
-
-def heads(url: URL) -> set[str]:
-    return set(on_connection(url, Migrations.current_heads))
 
 
 def tables(url: URL) -> set[str]:

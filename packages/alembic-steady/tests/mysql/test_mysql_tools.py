@@ -18,6 +18,7 @@ from pathlib import Path
 import demo_project
 import pytest
 from alembic import command
+from queries import rows
 from sqlalchemy import text
 from sqlalchemy.engine import URL
 
@@ -34,13 +35,8 @@ def project() -> Project:
 
 def cli(project: Project, url: URL, *args: str, **env: str) -> tuple[int, str]:
     """`python -m <package>.migrations ARGS` on `url`; its exit status and output."""
-    url_env = {"DATABASE_URL": url.render_as_string(hide_password=False)}
-    result = demo_project.module_cli(project, *args, env={**url_env, **env})
+    result = demo_project.module_cli(project, *args, url=url, env=env)
     return result.returncode, result.stdout
-
-
-def rows(url: URL, statement: str) -> list[tuple[object, ...]]:
-    return list(on_connection(url, lambda c: [tuple(r) for r in c.execute(text(statement))]))
 
 
 def tables(url: URL) -> set[str]:

@@ -23,13 +23,13 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 import demo_project
 import pytest
 from alembic.util import CommandError
+from queries import execute, rows
 from sqlalchemy.engine import URL
 
 from alembic_steady import Project, StaticSettings
@@ -129,35 +129,12 @@ def connect_args(url: URL) -> dict[str, Any]:
     }
 
 
-def fetch(url: URL, query: str) -> list[tuple[Any, ...]]:
-    async def run() -> list[tuple[Any, ...]]:
-        connection = await asyncpg.connect(**connect_args(url))
-        try:
-            return [tuple(row) for row in await connection.fetch(query)]
-        finally:
-            await connection.close()
-
-    return asyncio.run(run())
-
-
-def execute(url: URL, *statements: str) -> None:
-    async def run() -> None:
-        connection = await asyncpg.connect(**connect_args(url))
-        try:
-            for statement in statements:
-                await connection.execute(statement)
-        finally:
-            await connection.close()
-
-    asyncio.run(run())
-
-
 def version(url: URL) -> set[str]:
-    return {row[0] for row in fetch(url, "SELECT version_num FROM alembic_version")}
+    return {row[0] for row in rows(url, "SELECT version_num FROM alembic_version")}
 
 
 def index_valid(url: URL, index: str) -> list[tuple[Any, ...]]:
-    return fetch(url, f"SELECT indisvalid FROM pg_index WHERE indexrelid = '{index}'::regclass")
+    return rows(url, f"SELECT indisvalid FROM pg_index WHERE indexrelid = '{index}'::regclass")
 
 
 def failure(migrations: Migrations, url: URL, to: str) -> str:
@@ -383,7 +360,7 @@ def test_failed_unique_concurrent_index_is_reported_and_rerun(
 
 
 def slow_statement(url: URL, session_name: str) -> list[tuple[Any, ...]]:
-    return fetch(
+    return rows(
         url,
         f"SELECT pid FROM pg_stat_activity WHERE query LIKE '{SLOW}%' "
         f"AND application_name = '{session_name}' AND datname = '{url.database}'",
@@ -436,52 +413,16 @@ def test_lock_lost_to_a_session_reset_stops_the_run(
 
 # 5. Signals from the orchestrator or the keyboard
 
-ALEMBIC_INI = """
-[alembic]
-script_location = {migrations}
-path_separator = os
-
-[loggers]
-keys = root
-
-[handlers]
-keys = console
-
-[formatters]
-keys = generic
-
-[logger_root]
-level = WARNING
-handlers = console
-
-[handler_console]
-class = StreamHandler
-args = (sys.stderr,)
-formatter = generic
-
-[formatter_generic]
-format = %%(levelname)-5.5s [%%(name)s] %%(message)s
-"""
-
-
-@pytest.fixture(scope="module")
-def alembic_ini(project: Project, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The project's alembic.ini, for plain `alembic` as a container's PID 1 runs it."""
-    ini = tmp_path_factory.mktemp("live") / "alembic.ini"
-    migrations = str(project.migrations).replace("%", "%%")
-    ini.write_text(ALEMBIC_INI.format(migrations=migrations), encoding="utf-8")
-    return ini
-
-
 # Both ways a container's PID 1 migrates: `alembic upgrade` (what `make migrate` runs) and the
 # module CLI (what compose and the Kubernetes Job run).
 WAYS = [pytest.param("alembic", id="alembic"), pytest.param("module", id="module CLI")]
 
 
-def command(way: str, project: Project, alembic_ini: Path) -> list[str]:
+def command(way: str, project: Project) -> list[str]:
     """`alembic upgrade` (what `make migrate` runs) or the module CLI (what a Job runs)."""
     if way == "alembic":
-        return [sys.executable, "-m", "alembic", "-c", str(alembic_ini), "upgrade", REV["slow"]]
+        ini = str(demo_project.alembic_ini(project))
+        return [sys.executable, "-m", "alembic", "-c", ini, "upgrade", REV["slow"]]
     return [sys.executable, "-m", f"{project.package}.migrations", "upgrade", REV["slow"]]
 
 
@@ -490,7 +431,6 @@ def command(way: str, project: Project, alembic_ini: Path) -> list[str]:
 def test_signal_cancels_the_statement_on_the_server(
     migrations: Migrations,
     database_url: URL,
-    alembic_ini: Path,
     settings: Callable[..., None],
     signum: signal.Signals,
     way: str,
@@ -499,7 +439,7 @@ def test_signal_cancels_the_statement_on_the_server(
     project = migrations.project
     migrations.upgrade(REV["unique"], url=database_url)
     process = subprocess.Popen(
-        command(way, project, alembic_ini),
+        command(way, project),
         env={
             **os.environ,
             "PYTHONPATH": demo_project.pythonpath(project),
@@ -553,7 +493,7 @@ def test_read_only_target_is_named(migrations: Migrations, own_database: URL) ->
     for words in ("read-only", "primary", "MIGRATION_DATABASE_URL"):
         assert words in message, f"{words!r} missing from:\n{message}"
     assert "Fix the revision" not in message
-    assert fetch(own_database, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") == [
+    assert rows(own_database, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") == [
         (0,)
     ]
 
@@ -609,6 +549,6 @@ def test_a_lock_timeout_that_is_no_duration_is_named(
     settings(migration_lock_timeout="soon")
     message = failure(migrations, database_url, "head")
     assert "MIGRATION_LOCK_TIMEOUT" in message and "is not a duration" in message, message
-    assert fetch(database_url, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") == [
+    assert rows(database_url, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") == [
         (0,)
     ]

@@ -60,40 +60,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.execute("COMMENT ON TABLE widget IS NULL")
 '''
-# `make sql` runs the `alembic` command with the project's alembic.ini: its logging sections
-# are read by env.py (fileConfig), so a project's ini has them.
-ALEMBIC_INI = """
-[alembic]
-script_location = {migrations}
-path_separator = os
-
-[loggers]
-keys = root,alembic_messages
-
-# Alembic prints each error as "FAILED: ..." already; this keeps it from being logged twice.
-[logger_alembic_messages]
-level = CRITICAL
-handlers =
-qualname = alembic.util.messaging
-
-[handlers]
-keys = console
-
-[formatters]
-keys = generic
-
-[logger_root]
-level = WARNING
-handlers = console
-
-[handler_console]
-class = StreamHandler
-args = (sys.stderr,)
-formatter = generic
-
-[formatter_generic]
-format = %(levelname)-5.5s [%(name)s] %(message)s
-"""
 
 
 @pytest.fixture(scope="module")
@@ -136,9 +102,7 @@ def test_sql_renders_the_jsonb_values_of_bulk_insert(project: Project, database_
 def test_a_revision_that_cannot_be_rendered_offline_is_named_without_a_traceback(
     project: Project,
 ) -> None:
-    root = project.migrations.parent.parent
-    ini = root / "alembic.ini"
-    ini.write_text(ALEMBIC_INI.format(migrations=project.migrations), encoding="utf-8")
+    ini = demo_project.alembic_ini(project)
     # `make sql rev=c3:head`, as the Makefile runs it; no database is needed, nor reached.
     result = subprocess.run(
         [sys.executable, "-m", "alembic", "-c", str(ini), "upgrade", "c3:head", "--sql"],

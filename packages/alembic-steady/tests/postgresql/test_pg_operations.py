@@ -26,6 +26,7 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from pg_sessions import session_holding
+from queries import execute, heads, rows
 from sqlalchemy import pool, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
@@ -119,23 +120,8 @@ def check(project: Project, url: URL) -> str:
     return config.stdout.getvalue()
 
 
-def fetch(url: URL, sql: str) -> list[tuple[object, ...]]:
-    rows: list[tuple[object, ...]] = on_connection(
-        url, lambda c: [tuple(row) for row in c.execute(text(sql))]
-    )
-    return rows
-
-
 def count(url: URL, sql: str) -> int:
     return int(on_connection(url, lambda c: c.execute(text(sql)).scalar_one()))
-
-
-def execute(url: URL, sql: str) -> None:
-    on_connection(url, lambda c: c.execute(text(sql)))
-
-
-def heads(url: URL) -> set[str]:
-    return set(on_connection(url, Migrations.current_heads))
 
 
 # --- what autogenerate writes -----------------------------------------------------------------
@@ -195,22 +181,22 @@ def test_autogenerate_writes_concurrent_index_and_validated_foreign_key(
     assert "sa.Column('sku', sa.String(), nullable=True), if_not_exists=True" in text_
 
     migrations.upgrade(url=database_url)
-    assert fetch(
+    assert rows(
         database_url, "SELECT indisvalid FROM pg_index WHERE indexrelid = 'ix_item_sku'::regclass"
     ) == [(True,)]
-    assert fetch(
+    assert rows(
         database_url,
         "SELECT convalidated FROM pg_constraint WHERE conname = 'fk_item_owner_id_owner'",
     ) == [(True,)]
-    assert fetch(
+    assert rows(
         database_url, "SELECT contype::text FROM pg_constraint WHERE conname = 'uq_item_code'"
     ) == [("u",)]
     assert "No new upgrade operations detected" in check(project, database_url)
     # Both directions: down through drop_index_concurrently, and up again.
     command.downgrade(config_for(project, database_url, "downgrade"), "-1")
-    assert fetch(database_url, "SELECT to_regclass('ix_item_sku') IS NULL") == [(True,)]
+    assert rows(database_url, "SELECT to_regclass('ix_item_sku') IS NULL") == [(True,)]
     migrations.upgrade(url=database_url)
-    assert fetch(database_url, "SELECT count(*) FROM item") == [(ROWS,)]
+    assert rows(database_url, "SELECT count(*) FROM item") == [(ROWS,)]
 
 
 SKU_NULLABLE = (
@@ -261,7 +247,7 @@ def test_not_null_fails_cleanly_on_nulls_then_backfill_and_not_null_pass(
         migrations.upgrade(url=database_url)
     assert heads(database_url) == {"a1"}
     # Nothing is left behind that would reject the app's NULLs before it is ready for them.
-    assert fetch(database_url, NOT_NULL_CHECKS) == [(0,)]
+    assert rows(database_url, NOT_NULL_CHECKS) == [(0,)]
     execute(database_url, "INSERT INTO item (name) VALUES ('written by the old app')")
 
     # The order the README gives: backfill first, then NOT NULL.
@@ -282,17 +268,17 @@ def test_not_null_fails_cleanly_on_nulls_then_backfill_and_not_null_pass(
         rf"backfill item\.sku: 700/{total} rows \(\d+%\), \d+ rows/s, ETA \d+s", output
     ), output
     assert f"backfill item.sku: {total}/{total} rows (100%)" in output
-    assert fetch(
+    assert rows(
         database_url, "SELECT count(*) FROM item WHERE sku IS DISTINCT FROM 'SKU-' || id"
     ) == [(0,)]
 
     assert autogenerate(project, database_url, "sku required") is not None
     migrations.upgrade(url=database_url)
-    assert fetch(
+    assert rows(
         database_url,
         "SELECT attnotnull FROM pg_attribute WHERE attrelid = 'item'::regclass AND attname = 'sku'",
     ) == [(True,)]
-    assert fetch(database_url, NOT_NULL_CHECKS) == [(0,)]
+    assert rows(database_url, NOT_NULL_CHECKS) == [(0,)]
     assert "No new upgrade operations detected" in check(project, database_url)
 
 
@@ -519,7 +505,7 @@ def test_live_operations_let_writes_through(
     output, _ = process.communicate(timeout=60)
     assert process.returncode == 0, output
     assert mode == waits_for
-    assert fetch(database_url, done) == [(True,)]
+    assert rows(database_url, done) == [(True,)]
     assert heads(database_url) == {"b2"}
 
 
@@ -537,13 +523,13 @@ def test_an_invalid_leftover_is_rebuilt_where_the_runner_does_not_watch_statemen
     with suppress(DBAPIError):
         execute_outside_transaction(database_url, INVALID_LEFTOVER)
     invalid = "SELECT indisvalid FROM pg_index WHERE indexrelid = 'ix_ledger_note'::regclass"
-    assert fetch(database_url, invalid) == [(False,)]
+    assert rows(database_url, invalid) == [(False,)]
 
     harness = Harness(project)
     b2 = harness.script.get_revision("b2")
     assert b2 is not None
     harness.run_env(database_url, lambda heads, context: [harness.up(b2)])
-    assert fetch(database_url, NOTE_INDEX_DONE) == [(True,)]
+    assert rows(database_url, NOTE_INDEX_DONE) == [(True,)]
     assert heads(database_url) == {"b2"}
 
 
@@ -595,7 +581,7 @@ def test_interrupted_backfill_resumes_where_it_stopped(database_url: URL) -> Non
     remaining = RESUMED_ROWS - done
     # It starts where the killed run stopped: only the rows still NULL are counted and updated.
     assert f"backfill ledger.code: {remaining}/{remaining} rows (100%)" in finished.stdout
-    assert fetch(database_url, "SELECT count(*) FROM ledger WHERE code = 'C-' || id") == [
+    assert rows(database_url, "SELECT count(*) FROM ledger WHERE code = 'C-' || id") == [
         (RESUMED_ROWS,)
     ]
     assert heads(database_url) == {"b2"}
@@ -627,7 +613,7 @@ def test_backfill_runs_from_code(database_url: URL, capsys: pytest.CaptureFixtur
     assert asyncio.run(run()) == ROWS
     assert f"backfill ledger.code: {ROWS}/{ROWS} rows (100%)" in capsys.readouterr().err
     # Committed by backfill itself: the connection closed without a commit of the caller's.
-    assert fetch(database_url, "SELECT count(*) FROM ledger WHERE code = upper(note)") == [(ROWS,)]
+    assert rows(database_url, "SELECT count(*) FROM ledger WHERE code = upper(note)") == [(ROWS,)]
 
 
 # --- a caller's transaction -------------------------------------------------------------------
@@ -656,7 +642,7 @@ def test_safe_operation_inside_a_callers_transaction_is_refused_clearly(
     assert "commit step by step, outside any transaction" in message
     assert "`make migrate` or upgrade() without a connection" in message
     assert heads(database_url) == {"a1"}
-    assert fetch(database_url, "SELECT to_regclass('ix_widget_name') IS NULL") == [(True,)]
+    assert rows(database_url, "SELECT to_regclass('ix_widget_name') IS NULL") == [(True,)]
 
 
 # --- the SQL lint-migrations hands to squawk --------------------------------------------------

@@ -77,8 +77,7 @@ def two_heads_project() -> Project:
 
 def cli(project: Project, url: URL | str, *args: str, **env: str) -> CompletedProcess[str]:
     """`python -m <package>.migrations ARGS` on the database `url`."""
-    database_url = url if isinstance(url, str) else url.render_as_string(hide_password=False)
-    return demo_project.module_cli(project, *args, env={"DATABASE_URL": database_url, **env})
+    return demo_project.module_cli(project, *args, url=url, env=env)
 
 
 def alembic(project: Project, name: str, *args: str, url: URL | None = None) -> None:

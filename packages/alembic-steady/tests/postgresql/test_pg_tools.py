@@ -24,6 +24,7 @@ import demo_project
 import pytest
 from pg_safety_support import login_role, new_database, password_server, state
 from pg_sessions import session_holding
+from queries import rows
 from sqlalchemy import Connection, text
 from sqlalchemy.engine import URL, make_url
 
@@ -45,20 +46,13 @@ def url_string(url: URL) -> str:
 
 def cli(project: Project, url: URL, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     """`python -m <package>.migrations ARGS` with DATABASE_URL naming `url`."""
-    return demo_project.module_cli(project, *args, env={"DATABASE_URL": url_string(url), **env})
+    return demo_project.module_cli(project, *args, url=url, env=env)
 
 
 def configured(project: Project, url: URL, **settings: Any) -> Project:
     """The project with its settings naming `url` (and `settings` over the defaults), for a
     chore's `main` called here."""
     return replace(project, settings=lambda: StaticSettings(url, **settings))
-
-
-def rows(url: URL, query: str) -> list[tuple[object, ...]]:
-    found: list[tuple[object, ...]] = on_connection(
-        url, lambda c: [tuple(row) for row in c.execute(text(query))]
-    )
-    return found
 
 
 def server_major(clients: Clients, server_url: URL) -> int:
