@@ -587,6 +587,45 @@ def test_interrupted_backfill_resumes_where_it_stopped(database_url: URL) -> Non
     assert heads(database_url) == {"b2"}
 
 
+def test_a_signal_during_a_backfill_says_what_it_committed(database_url: URL) -> None:
+    """SIGTERM part way through op.backfill (a deploy cancelled): the run stops as for any
+    signal (143, one line, no traceback), and the line says the batches before it committed,
+    not that nothing was applied; a rerun finishes from there."""
+    project = write_project(
+        "ops_signal",
+        [
+            ("a1", ledger(RESUMED_ROWS), DROP_LEDGER),
+            (
+                "b2",
+                '    op.backfill("ledger", {"code": "\'C-\' || id"}, where="code IS NULL", '
+                "batch_size=100, pause=0.05)",
+                "    pass",
+            ),
+        ],
+    )
+    Migrations(project).upgrade("a1", url=database_url)
+    process = upgrade_process(project, database_url)
+    try:
+        deadline = time.monotonic() + 30
+        while count(database_url, CODED) < 200 and time.monotonic() < deadline:
+            assert process.poll() is None, process.communicate()[0]
+            time.sleep(0.01)
+        process.send_signal(signal.SIGTERM)
+    finally:
+        output, _ = process.communicate(timeout=60)
+    assert process.returncode == 128 + signal.SIGTERM, output
+    assert "Traceback" not in output and "PendingRollbackError" not in output, output
+    (line,) = [line for line in output.splitlines() if line.startswith("Interrupted by SIGTERM")]
+    assert "Nothing of it was applied" not in line and "was rolled back" not in line, line
+    stated = re.search(r"backfill UPDATE ledger SET code = .* \(at least (\d+) rows\)", line)
+    assert stated is not None, line
+    assert 200 <= int(stated.group(1)) <= count(database_url, CODED) < RESUMED_ROWS
+    assert heads(database_url) == {"a1"}
+    finished = demo_project.module_cli(project, "upgrade", url=database_url)
+    assert finished.returncode == 0, finished.stdout
+    assert count(database_url, CODED) == RESUMED_ROWS
+
+
 def test_backfill_runs_from_code(database_url: URL, capsys: pytest.CaptureFixture[str]) -> None:
     """`backfill` outside a migration, as its docstring shows it from async code: on the
     caller's connection, committing batch by batch, with the same progress lines."""

@@ -33,6 +33,7 @@ from sqlalchemy import Connection, text
 from sqlalchemy.exc import DBAPIError
 
 from ..runner.alembic_internals import in_callers_transaction
+from ..runner.progress import PROGRESS
 from ..runner.retries import OWN_LOCK_TIMEOUT
 
 # PostgreSQL's SQLSTATEs for a CHECK and a foreign key that existing rows violate, and for a
@@ -709,6 +710,7 @@ def backfill(
     pause: float = BATCH_PAUSE,
     schema: str | None = None,
     commit: bool = True,
+    on_commit: Callable[[int], None] | None = None,
 ) -> int:
     """Set `values` (column -> SQL expression) on the rows matching `where`, in batches.
 
@@ -718,7 +720,7 @@ def backfill(
     the change (e.g. "email IS NULL"): that makes a rerun skip finished rows, so an interrupted
     backfill picks up where it stopped. From code, pass a `Connection` (sync; from async code:
     `await conn.run_sync(backfill, "item", {...}, where=...)`); it commits after each batch.
-    Returns the number of rows updated.
+    Returns the number of rows updated. `on_commit` hears the rows done after each batch.
     """
     preparer = connection.dialect.identifier_preparer
     table = preparer.quote(table_name)
@@ -755,6 +757,8 @@ def backfill(
         if not rows:
             break
         progress.update(int(rows))
+        if on_commit is not None:
+            on_commit(progress.done)
         statement, last = text(batch(">")), highest
         # Room for the application's own writes (and for replication to catch up).
         time.sleep(pause)
@@ -827,9 +831,14 @@ def _backfill(operations: Operations, op: BackfillOp) -> None:
     table = _table(operations, op.table_name, op.schema)
     with _step_by_step(operations):
         if _online(operations):
-            # Autocommit: each batch statement is its own transaction.
+            # Autocommit: each batch statement is its own transaction. Under the runner, its
+            # record says how far the batches got, should the run stop part way.
+            bind = operations.get_bind()
+            run = bind.info.get(PROGRESS)
+            assignments = ", ".join(f"{col} = {expr}" for col, expr in op.values.items())
+            what = f"backfill UPDATE {op.table_name} SET {assignments} WHERE {op.where}"
             backfill(
-                operations.get_bind(),
+                bind,
                 op.table_name,
                 op.values,
                 where=op.where,
@@ -838,6 +847,7 @@ def _backfill(operations: Operations, op: BackfillOp) -> None:
                 pause=op.pause,
                 schema=op.schema,
                 commit=False,
+                on_commit=None if run is None else run.committed_batches(what),
             )
         else:
             # A printed script cannot loop: one UPDATE, to be batched by whoever runs it.

@@ -35,7 +35,7 @@ from ..dialects.base import for_url
 from ..project import Project
 from . import alembic_internals, guards, logs
 from .errors import clear_errors, connect, offline_failure
-from .progress import Progress
+from .progress import PROGRESS, Progress
 from .retries import RetryPolicy, with_retries
 from .settings import load_settings
 from .signals import Interrupted, cancel_on_signals
@@ -134,6 +134,7 @@ class MigrationEnvironment:
         context = self.context
         commands = self.project.commands
         self.configure(connection=connection)
+        connection.info[PROGRESS] = self.progress
         # `stamp` is how a version row nobody defines gets repaired, so it skips these checks.
         if self.command != "stamp":
             current = context.get_context().get_current_heads()
@@ -223,7 +224,10 @@ class MigrationEnvironment:
                             await connection.commit()
                         finally:
                             await dialect.release_lock(connection, project)
-                except asyncio.CancelledError:
+                except BaseException:
+                    # The cancellation may surface as another error: a statement the greenlet
+                    # was running when asyncpg cancelled it leaves the connection invalid, and
+                    # the next one (a backfill's next batch) raises PendingRollbackError.
                     if received:
                         raise Interrupted(received[0]) from None
                     raise

@@ -1,6 +1,11 @@
 """Where a migration run stands, so every way it can stop says what was applied and what not."""
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+
+# Where the runner leaves its Progress in the migration connection's `info`, for the steps that
+# commit batches themselves (authoring/ops.py's backfill) to say how far they got.
+PROGRESS = "alembic_steady.progress"
 
 
 @dataclass
@@ -28,6 +33,18 @@ class Progress:
         self.last = self.revision
         self.at = tuple(sorted(heads))
         self.revision, self.statements, self.committed, self.leftover = None, [], 0, None
+
+    def committed_batches(self, what: str) -> Callable[[int], None]:
+        """For a step committing batches itself (op.backfill): one statement in the record, and
+        a callback that marks it committed, with the rows done so far, after each batch."""
+        index = len(self.statements)
+        self.statements.append(f"{what} (no batch yet)")
+
+        def committed(rows: int) -> None:
+            self.statements[index] = f"{what} (at least {rows} rows)"
+            self.committed = index + 1
+
+        return committed
 
     def where(self) -> str:
         """'the database stays at <rev>' in words."""
