@@ -6,11 +6,11 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from sqlalchemy.engine import URL
+from sqlalchemy.engine import URL, make_url
 from support import Settings, make_project
 
 from alembic_steady import Project
-from alembic_steady.tools.devdb import MARKER, point_env_file_at, reset
+from alembic_steady.tools.devdb import MARKER, on_this_machine, point_env_file_at, reset
 
 URL_1 = "postgresql://postgres@/shop?host=/src/shop/.devdb"
 URL_2 = "postgresql://postgres@/shop?host=/srv/other/.devdb"
@@ -156,3 +156,39 @@ def test_reset_never_drops_the_servers_own_database(
     url = URL.create(driver, "root", "pw", "localhost", None, database)
     assert reset(with_settings(project, Settings(url=url))) == 1
     assert f"Refusing to drop the server's own database {database!r}." in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql+asyncpg://app:pw@db.shared.internal:5432/shop",
+        "mysql+aiomysql://app:pw@10.0.4.7:3306/shop",
+    ],
+)
+def test_reset_refuses_a_server_elsewhere_without_confirm(
+    project: Project,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    url: str,
+) -> None:
+    # A shared development server: ENVIRONMENT=development (the default) is not enough there.
+    monkeypatch.delenv("CONFIRM", raising=False)
+    assert reset(with_settings(project, Settings(url=make_url(url)))) == 1
+    err = capsys.readouterr().err
+    assert "Refusing: make db-reset drops database 'shop' on " in err
+    assert "make db-reset CONFIRM=yes" in err and ":pw@" not in err
+
+
+@pytest.mark.parametrize(
+    ("url", "local"),
+    [
+        ("postgresql+asyncpg://postgres@/shop?host=/src/shop/.devdb", True),
+        ("postgresql+asyncpg://postgres:pw@localhost:5432/shop", True),
+        ("mysql+aiomysql://root@127.0.0.1:3306/shop", True),
+        ("postgresql+asyncpg://postgres@[::1]:5432/shop", True),
+        ("postgresql+asyncpg://app@db.shared.internal/shop", False),
+        ("postgresql+asyncpg://app@/shop?host=db.shared.internal", False),
+    ],
+)
+def test_the_servers_make_db_up_runs_are_on_this_machine(url: str, local: bool) -> None:
+    assert on_this_machine(make_url(url)) is local

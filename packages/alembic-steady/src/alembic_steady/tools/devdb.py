@@ -13,6 +13,8 @@ import re
 import sys
 from pathlib import Path
 
+from sqlalchemy.engine import URL
+
 from ..dialects.base import for_url
 from ..project import Project
 
@@ -71,6 +73,14 @@ def reset(project: Project) -> int:
             file=sys.stderr,
         )
         return 1
+    if not on_this_machine(url) and os.environ.get("CONFIRM") != "yes":
+        print(
+            f"Refusing: make db-reset drops database {url.database!r} on {url.host}, a server "
+            "elsewhere (make db-up's servers run on this machine: localhost or a socket), which "
+            "others may use. If it is yours to empty, run make db-reset CONFIRM=yes.",
+            file=sys.stderr,
+        )
+        return 1
     clients = for_url(url).clients()
     if (url.database or "").lower() in clients.system_databases:
         print(f"Refusing to drop the server's own database {url.database!r}.", file=sys.stderr)
@@ -85,5 +95,14 @@ def reset(project: Project) -> int:
     print(f"Database {url.database} dropped and created empty; make migrate applies the schema.")
     return 0
 
+
+def on_this_machine(url: URL) -> bool:
+    """A server on this machine, as make db-up runs one: a Unix socket (the embedded server) or
+    localhost (Docker Compose's published port)."""
+    host = url.host or str(url.query.get("host") or "")
+    return not host or host.startswith("/") or host.lower() in LOCAL_HOSTS
+
+
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
 
 ACTIONS = {"start": start, "stop": stop, "reset": reset}
