@@ -147,3 +147,19 @@ def test_replicas_racing_serialise(migrations: Migrations, database_url: URL) ->
     outcomes = demo_project.race(migrations.project, database_url, 4)
     assert [status for status, _ in outcomes] == [0, 0, 0, 0], outcomes
     assert on_connection(database_url, heads) == {"c3"}
+
+
+def test_a_revision_that_does_not_compile_is_one_line_naming_file_and_line(
+    database_url: URL,
+) -> None:
+    # Alembic loads every revision file before running one: the run stops at the start.
+    project = demo_project.write("postgresql", name="syntax")
+    broken = 'revision = "d4"\ndown_revision = "c3"\n\n\ndef upgrade() -> None:\n    op.execute("x"\n'
+    (project.versions / "d4.py").write_text(broken, encoding="utf-8")
+    result = demo_project.module_cli(project, "upgrade", url=database_url)
+    assert result.returncode == 1, result.stdout
+    assert "Traceback" not in result.stdout, result.stdout
+    (line,) = [line for line in result.stdout.splitlines() if line.startswith("FAILED")]
+    assert line.startswith("FAILED: Revision file d4.py, line 6: '(' was never closed"), line
+    assert "This run changed nothing" in line
+    assert on_connection(database_url, heads) == set()

@@ -5,6 +5,7 @@ dialect classifies the driver's errors and says where a half-run revision leaves
 
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
 
 from alembic.script.revision import ResolutionError
 from alembic.util import CommandError
@@ -72,6 +73,16 @@ def clear_errors(
             f"(or {dialect.end_session}), or raise MIGRATION_LOCK_RETRIES / "
             f"MIGRATION_LOCK_RETRY_TOTAL, and run {commands.migrate} again."
         ) from exc
+    except SyntaxError as exc:
+        # Alembic reads every revision file before it runs one: a file that does not compile
+        # stops the run before anything is applied, in one line rather than a traceback.
+        if exc.filename is None or Path(exc.filename).parent != versions:
+            raise
+        raise CommandError(
+            f"Revision file {Path(exc.filename).name}, line {exc.lineno}: {exc.msg} "
+            f"({type(exc).__name__}). {dialect.where(progress, commands)} Fix the file and run "
+            f"{commands.migrate} again."
+        ) from None
     except Exception as exc:
         in_revision = failed_revision(exc, versions)
         if not isinstance(exc, SQLAlchemyError | OSError | RuntimeError) and not in_revision:
