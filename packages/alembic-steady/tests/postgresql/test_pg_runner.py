@@ -154,7 +154,8 @@ def test_a_revision_that_does_not_compile_is_one_line_naming_file_and_line(
 ) -> None:
     # Alembic loads every revision file before running one: the run stops at the start.
     project = demo_project.write("postgresql", name="syntax")
-    broken = 'revision = "d4"\ndown_revision = "c3"\n\n\ndef upgrade() -> None:\n    op.execute("x"\n'
+    broken = 'revision = "d4"\ndown_revision = "c3"\n\n\ndef upgrade() -> None:\n'
+    broken += '    op.execute("x"\n'
     (project.versions / "d4.py").write_text(broken, encoding="utf-8")
     result = demo_project.module_cli(project, "upgrade", url=database_url)
     assert result.returncode == 1, result.stdout
