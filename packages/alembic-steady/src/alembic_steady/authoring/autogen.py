@@ -370,7 +370,27 @@ def process_revision_directives(
     # The reviewer sees the same list in the revision, above the operations (notes on NOT NULL
     # changes sit next to the operation they are about).
     notes = [ReviewNote(note) for _, note in warnings if note]
-    upgrade_ops.ops[:0] = notes
+    upgrade_ops.ops[:0] = notes + _enum_value_notes(upgrade_ops)
+
+
+def _enum_value_notes(upgrade_ops: ops.UpgradeOps) -> list[ReviewNote]:
+    """alembic-postgresql-enum writes an appended value as `op.add_enum_value` (ALTER TYPE ...
+    ADD VALUE, no rewrite). PostgreSQL runs it in the revision's transaction but refuses to use
+    the value before that commits ("unsafe use of new value"): say where such a use belongs."""
+    notes = []
+    for op in upgrade_ops.ops:
+        if getattr(op, "operation_name", None) != "add_enum_value":
+            continue
+        added: Any = getattr(op, "new_values", [])
+        old: Any = getattr(op, "old_values", [])
+        values = ", ".join(repr(value) for value in added if value not in old)
+        notes.append(
+            ReviewNote(
+                f"enum {getattr(op, 'name', '')} gets {values} here; PostgreSQL lets rows and "
+                "defaults use a new value only once this revision committed: use it in a later one"
+            )
+        )
+    return notes
 
 
 def configure_options(*, writing_revision: bool) -> dict[str, Any]:
