@@ -85,6 +85,8 @@ class Commands:
     """
 
     migrate: str = "make migrate"
+    # `migrate` to a given revision; {revision} is replaced.
+    migrate_rev: str = "make migrate rev={revision}"
     rollback: str = "make rollback"
     stamp: str = "make stamp"
     current: str = "make current"
@@ -94,6 +96,9 @@ class Commands:
     migration: str = 'make migration msg="..."'
     backup: str = "make backup"
     db_up: str = "make db-up"
+
+    def migrate_to(self, revision: str) -> str:
+        return self.migrate_rev.format(revision=revision)
 
     def rollback_to(self, argument: str) -> str:
         """`make rollback steps=2`, `make rollback rev=R`: Make takes arguments as variables."""
@@ -143,7 +148,12 @@ class Project:
     def module_commands(self) -> Commands:
         """The words of the module CLI, for what it runs itself; Make's for the rest."""
         module = f"python -m {self.package}.migrations"
-        return replace(self.commands, migrate=f"{module} upgrade", current=f"{module} current")
+        return replace(
+            self.commands,
+            migrate=f"{module} upgrade",
+            migrate_rev=f"{module} upgrade {{revision}}",
+            current=f"{module} current",
+        )
 
     def with_commands(self, commands: Commands) -> "Project":
         return replace(self, commands=commands)

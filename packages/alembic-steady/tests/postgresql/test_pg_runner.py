@@ -35,7 +35,11 @@ def heads(connection: Connection) -> set[str]:
 def advisory_locks(connection: Connection) -> int:
     return int(
         connection.execute(
-            text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")
+            # This database's only: runs sharing the server hold their own.
+            text(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND database = "
+                "(SELECT oid FROM pg_database WHERE datname = current_database())"
+            )
         ).scalar_one()
     )
 
@@ -164,3 +168,36 @@ def test_a_revision_that_does_not_compile_is_one_line_naming_file_and_line(
     assert line.startswith("FAILED: Revision file d4.py, line 6: '(' was never closed"), line
     assert "This run changed nothing" in line
     assert on_connection(database_url, heads) == set()
+
+
+def test_a_run_that_changes_nothing_says_so(migrations: Migrations, database_url: URL) -> None:
+    # Alembic prints nothing for either: silence in a job log reads as a hang or a failure.
+    project = migrations.project
+    current = demo_project.module_cli(project, "current", url=database_url)
+    assert current.returncode == 0, current.stdout
+    migrate = f"python -m {project.package}.migrations upgrade"
+    assert f"No revision is applied yet (base): {migrate} applies them." in current.stdout
+    assert demo_project.module_cli(project, "upgrade", url=database_url).returncode == 0
+    again = demo_project.module_cli(project, "upgrade", url=database_url)
+    assert again.returncode == 0, again.stdout
+    assert "Nothing to apply: the database is at c3." in again.stdout
+    # At a revision, `current` prints Alembic's line only.
+    assert "No revision" not in demo_project.module_cli(project, "current", url=database_url).stdout
+
+
+def test_code_calling_upgrade_gets_no_output(
+    migrations: Migrations, database_url: URL, capfd: pytest.CaptureFixture[str]
+) -> None:
+    migrations.upgrade(url=database_url)
+    migrations.upgrade(url=database_url)
+    assert capfd.readouterr() == ("", "")
+
+
+def test_a_database_that_does_not_exist_is_named_with_the_way_to_create_it(
+    migrations: Migrations, database_url: URL
+) -> None:
+    missing = database_url.set(database=f"{database_url.database}_missing")
+    result = demo_project.module_cli(migrations.project, "upgrade", url=missing)
+    assert result.returncode == 1, result.stdout
+    assert f'does not exist. Create it (CREATE DATABASE "{missing.database}"' in result.stdout
+    assert "Traceback" not in result.stdout

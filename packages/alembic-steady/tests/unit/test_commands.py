@@ -13,6 +13,7 @@ from alembic_steady import MAKE, Commands
 def test_the_default_commands_are_the_make_targets() -> None:
     assert {f.name: getattr(MAKE, f.name) for f in fields(Commands)} == {
         "migrate": "make migrate",
+        "migrate_rev": "make migrate rev={revision}",
         "rollback": "make rollback",
         "stamp": "make stamp",
         "current": "make current",
@@ -27,6 +28,7 @@ def test_the_default_commands_are_the_make_targets() -> None:
 
 
 def test_rollback_and_stamp_take_make_variables() -> None:
+    assert MAKE.migrate_to("c3") == "make migrate rev=c3"
     assert MAKE.rollback_to("steps=2") == "make rollback steps=2"
     assert MAKE.rollback_to("rev=base") == "make rollback rev=base"
     assert MAKE.stamp_to("0b1c2d3e4f50") == "make stamp rev=0b1c2d3e4f50"
@@ -42,7 +44,8 @@ def test_module_commands_replace_what_the_module_cli_runs_itself() -> None:
     module = make_project(package="shop").module_commands
     assert module.migrate == "python -m shop.migrations upgrade"
     assert module.current == "python -m shop.migrations current"
-    unchanged = {f.name for f in fields(Commands)} - {"migrate", "current"}
+    assert module.migrate_to("c3") == "python -m shop.migrations upgrade c3"
+    unchanged = {f.name for f in fields(Commands)} - {"migrate", "migrate_rev", "current"}
     assert {name: getattr(module, name) for name in unchanged} == {
         name: getattr(MAKE, name) for name in unchanged
     }

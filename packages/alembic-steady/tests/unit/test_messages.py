@@ -181,3 +181,25 @@ def test_failing_revision_combines_what_is_known(
 def test_describe_target_never_holds_the_password(url: URL, expected: str) -> None:
     assert describe_target(url) == expected
     assert "s3cret-pw" not in describe_target(url)
+
+
+def test_a_step_count_at_a_branch_point_names_the_revision_form_and_merge() -> None:
+    explained = explain_alembic(CommandError("Ambiguous walk"), "upgrade", MAKE, ("b2",))
+    assert explained == (
+        "A step count is ambiguous here: the database is at b2, where the history branches. "
+        "Name the revision instead (`make migrate rev=<revision>`; `make heads` lists the "
+        "heads), or join the branches (`make merge`)."
+    )
+    module = explain_alembic(CommandError("Ambiguous walk"), "upgrade", MODULE, ("b2",))
+    assert module is not None and "`python -m shop.migrations upgrade <revision>`" in module
+
+
+@pytest.mark.parametrize("command", ["downgrade", "upgrade"])
+def test_rolling_back_at_base_says_nothing_is_applied(command: str) -> None:
+    error = CommandError("Relative revision -1 didn't produce 1 migrations")
+    assert explain_alembic(error, command, MAKE, ()) == (
+        "Nothing to roll back: the database is at base, no revision is applied "
+        "(make history lists them)."
+    )
+    # Above base, the count was too high: the way to roll back everything is named.
+    assert "rev=base" in str(explain_alembic(error, command, MAKE, ("a1",)))

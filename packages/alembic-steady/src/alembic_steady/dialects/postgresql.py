@@ -42,6 +42,7 @@ log = logging.getLogger("alembic_steady")
 
 LOCK_NOT_AVAILABLE = "55P03"
 TOO_MANY_CONNECTIONS = "53300"
+INVALID_CATALOG_NAME = "3D000"  # the database does not exist
 READ_ONLY = "25006"
 # admin_shutdown (pg_terminate_backend), crash_shutdown, cannot_connect_now; class 08 is
 # "connection exception".
@@ -160,6 +161,12 @@ class PostgreSQL(Dialect):
         pooler = self.through_pooler(exc)
         if pooler is not None:
             return CommandError(f"{self.first_line(exc)} ({target}): {pooler}")
+        if sqlstate(exc) == INVALID_CATALOG_NAME:
+            return CommandError(
+                f"Cannot connect to PostgreSQL ({target}): {self.first_line(exc)}. Create it "
+                f'(CREATE DATABASE "{url.database}", or make db-reset in development), or fix '
+                "the name in DATABASE_URL or DB_NAME, then run again."
+            )
         timeout = settings.db_connect_timeout
         reason = self.first_line(exc) if str(exc) else f"no answer within {timeout:g}s"
         return CommandError(

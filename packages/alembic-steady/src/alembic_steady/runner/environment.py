@@ -74,6 +74,9 @@ class MigrationEnvironment:
         # The module CLI and other callers word the advice in their own commands.
         commands = config.attributes.get("commands")
         self.project = project if commands is None else project.with_commands(commands)
+        # A person or a job log reads what a command-line or module CLI run did; code calling
+        # upgrade() gets no output.
+        self.talks = self.command_line or commands is not None
         self.settings = load_settings(project.settings)
         # The URL is an object from the settings (or injected by a caller). It never passes
         # through alembic.ini, whose ConfigParser would choke on a `%` in the password.
@@ -138,6 +141,7 @@ class MigrationEnvironment:
         # `stamp` is how a version row nobody defines gets repaired, so it skips these checks.
         if self.command != "stamp":
             current = context.get_context().get_current_heads()
+            self.progress.found = tuple(sorted(current))
             guards.require_known_revisions(current, context.script)
             if self.command in ("revision", "check"):
                 guards.require_database_at_head(current, context.script, commands)
@@ -258,6 +262,8 @@ class MigrationEnvironment:
                         f"config.attributes['connection'] is a {type(injected).__name__}; pass a "
                         f"Connection or an AsyncEngine ({self.url.drivername})."
                     )
+            if self.talks:
+                self._say_when_nothing_happened()
         except Interrupted as stop:
             # One line, the same with VERBOSE=1: the stop was asked for, there is no bug to trace.
             print(
@@ -267,6 +273,21 @@ class MigrationEnvironment:
                 file=sys.stderr,
             )
             sys.exit(128 + stop.signum)
+
+    def _say_when_nothing_happened(self) -> None:
+        """Silence reads as a hang or a failure: an upgrade with nothing to apply, and a
+        database at base asked for its revision (Alembic prints nothing for either), say so."""
+        found, commands = self.progress.found, self.project.commands
+        if found is None:
+            return
+        if self.command == "upgrade" and self.progress.last is None:
+            at = ", ".join(found) or "base"
+            print(f"Nothing to apply: the database is at {at}.", file=sys.stderr)
+        elif self.command == "current" and found == ():
+            print(
+                f"No revision is applied yet (base): {commands.migrate} applies them.",
+                file=sys.stderr,
+            )
 
     def _run_on_callers_connection(self, connection: Connection) -> None:
         """Inside the caller's transaction; the caller commits. (MySQL's DDL commits on its own

@@ -47,7 +47,7 @@ def clear_errors(
     try:
         yield
     except CommandError as exc:
-        explained = explain_alembic(exc, command, commands)
+        explained = explain_alembic(exc, command, commands, progress.found)
         if explained is not None:
             raise CommandError(explained) from exc
         # Alembic names the revision it cannot find, but not where the known ones are listed.

@@ -43,9 +43,22 @@ def failing_revision(progress: Progress, exc: BaseException, versions: Path) -> 
 _RELATIVE = re.compile(r"Relative revision ([+-]?)(\d+) didn't produce")
 
 
-def explain_alembic(exc: CommandError, command: str | None, commands: Commands) -> str | None:
-    """A clearer line for Alembic's own answers that users of the project's commands meet."""
+def explain_alembic(
+    exc: CommandError,
+    command: str | None,
+    commands: Commands,
+    found: tuple[str, ...] | None = None,
+) -> str | None:
+    """A clearer line for Alembic's own answers that users of the project's commands meet;
+    `found` is where the database was when the run began, where known (() = base)."""
     text = str(exc)
+    at = ", ".join(found) if found else "base"
+    if text == "Ambiguous walk":
+        return (
+            f"A step count is ambiguous here: the database is at {at}, where the history "
+            f"branches. Name the revision instead (`{commands.migrate_to('<revision>')}`; "
+            f"`{commands.heads}` lists the heads), or join the branches (`{commands.merge}`)."
+        )
     if text.startswith("Multiple head revisions are present"):
         return (
             f"There is more than one head ({commands.heads} lists them): run `{commands.merge}` "
@@ -59,6 +72,11 @@ def explain_alembic(exc: CommandError, command: str | None, commands: Commands) 
             return (
                 f"A rollback goes down, and +{steps} would go up: `{commands.migrate}` goes up, "
                 f"`{commands.rollback_to('steps=' + steps)}` goes down."
+            )
+        if (command == "downgrade" or sign == "-") and found == ():
+            return (
+                "Nothing to roll back: the database is at base, no revision is applied "
+                f"({commands.history} lists them)."
             )
         if command == "downgrade" or sign == "-":
             return (

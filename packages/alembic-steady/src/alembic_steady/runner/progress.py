@@ -23,6 +23,8 @@ class Progress:
     leftover: str | None = None
     # The last revision this run applied.
     last: str | None = None
+    # The revisions the database was at when the run began (() = base); None until read.
+    found: tuple[str, ...] | None = None
 
     def start(self, at: tuple[str, ...], revision: str) -> None:
         self.at, self.revision, self.statements, self.committed = at, revision, [], 0
