@@ -1,7 +1,10 @@
-"""Prune what the answers turned off and print the next commands. No network is used here."""
+"""Prune what the answers turned off, lock the dependencies (uv.lock, with uv when present) and
+print the next commands. Only the lock uses the network: the package index."""
 
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 # The toolkit arrives as its source (vendor/alembic-steady is a link to packages/alembic-steady,
@@ -32,6 +35,35 @@ if "{{ cookiecutter.web_framework }}" == "none":
     Path("tests/test_app.py").unlink()
     Path("deploy/deployment.yaml").unlink()
 
+# The lock: `make lock` writes uv.lock and requirements-dev.txt, the pins every install reads (make
+# install, its pip fallback, the Dockerfile, CI). Made here so the first commit holds them; a
+# failure (no network, an index that refuses) leaves the project rendered and says what to run.
+REQUIRES_PYTHON = "{{ cookiecutter.python_version }}"
+LOWEST = tuple(map(int, REQUIRES_PYTHON.split(".")))
+if shutil.which("uv") and shutil.which("make"):
+    locking = subprocess.run(
+        ["make", "--no-print-directory", "lock"],
+        # uv locks with an interpreter of requires-python: cookiecutter's own when it is one,
+        # else the one uv finds.
+        env={**os.environ, "UV_PYTHON_DOWNLOADS": "never"}
+        | ({"UV_PYTHON": sys.executable} if sys.version_info >= LOWEST else {}),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        check=False,
+    )
+    locked = locking.returncode == 0
+    if not locked:
+        print(locking.stdout)
+else:
+    locked = False
+lock_step = (
+    ""
+    if locked
+    else "\nNo uv.lock yet (uv was not found, or locking failed above): `make install` makes it\n"
+    "where uv is installed, or run `make lock`; without uv, pip installs the newest versions.\n"
+)
+
 # Cookiecutter runs this hook inside the new project; the `cd` has to be said from the folder the
 # user is in (the shell's PWD), e.g. `cd build/demo/my-service` after `cookiecutter -o build/demo`.
 project = Path.cwd()
@@ -52,6 +84,5 @@ Created {project.name}. Next:
     make db-up      # {database}
     make migrate    # apply the migrations
 
-`make help` lists every target.
-"""
+`make help` lists every target.{lock_step}"""
 )

@@ -4,7 +4,9 @@ The workflow tests share one rendered, installed project per module and run in f
 step starts from the state the previous one left, as a developer's session would.
 """
 
+import os
 import re
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +17,8 @@ from .conftest import Server, bake, clean_env, install, make, must, revision_id,
 DESIGN_TARGETS = (
     "help",
     "install",
+    "lock",
+    "upgrade-deps",
     "db-up",
     "db-down",
     "migrate",
@@ -312,3 +316,89 @@ def test_backup_writes_a_dump(project: Path, env: dict[str, str]) -> None:
 
 def test_generated_project_stays_lint_clean(project: Path) -> None:
     must(make(project, "lint"))
+
+
+def locked_versions(project: Path) -> dict[str, str]:
+    """Name -> version of every package uv.lock takes from an index."""
+    lock = tomllib.loads((project / "uv.lock").read_text(encoding="utf-8"))
+    return {p["name"]: p["version"] for p in lock["package"] if "registry" in p["source"]}
+
+
+def installed_versions(venv: Path) -> dict[str, str]:
+    site = next(venv.glob("lib/python*/site-packages"))
+    found = {}
+    for info in site.glob("*.dist-info"):
+        name, version = info.name.removesuffix(".dist-info").rsplit("-", 1)
+        found[re.sub(r"[-_.]+", "-", name).lower()] = version
+    return found
+
+
+@pytest.fixture(scope="module")
+def day_one(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A project rendered on the index as it was before alembic's newest release (a cutoff for
+    alembic alone, so that the other packages' floors stay reachable)."""
+    folder = tmp_path_factory.mktemp("day-one")
+    config = folder / "uv.toml"
+    config.write_text('exclude-newer-package = { alembic = "2026-10-15T00:00:00Z" }\n')
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setenv("UV_CONFIG_FILE", str(config))
+        project = bake(folder)
+    # The lock as a day-one lock made without the cutoff reads: uv records the cutoff in its
+    # [options], and would otherwise re-lock without it.
+    lock = project / "uv.lock"
+    head, options = lock.read_text(encoding="utf-8").split("\n[options", 1)
+    lock.write_text(head + options[options.index("\n[[package]]") :], encoding="utf-8")
+    yield project
+
+
+def test_install_takes_the_versions_of_the_lock_not_the_newest(
+    day_one: Path, project: Path
+) -> None:
+    old = day_one
+    # Day two: the index has the newer alembic (today's lock names it), and `make install`
+    # still installs the locked one.
+    pinned = locked_versions(old)["alembic"]
+    newest = locked_versions(project)["alembic"]
+    assert pinned != newest, (pinned, newest)
+    must(make(old, "install"))
+    assert installed_versions(old / ".venv")["alembic"] == pinned
+
+
+def test_a_stale_lock_is_named_in_one_line(project: Path) -> None:
+    pyproject = project / "pyproject.toml"
+    text = pyproject.read_text(encoding="utf-8")
+    try:
+        pyproject.write_text(
+            text.replace('    "python-dotenv>=', '    "six>=1.16",\n    "python-dotenv>='),
+            encoding="utf-8",
+        )
+        result = make(project, "install")
+        assert result.returncode != 0
+        assert result.stdout.startswith(
+            "make install: uv.lock does not match pyproject.toml (its dependencies were edited "
+            "since): run make lock, then commit uv.lock and requirements-dev.txt.\n"
+        ), result.stdout
+        assert "hint:" not in result.stdout
+        assert "six" not in installed_versions(project / ".venv")
+    finally:
+        pyproject.write_text(text, encoding="utf-8")
+
+
+def test_pip_installs_the_locked_versions_without_uv(day_one: Path) -> None:
+    project = day_one
+    # A PATH on which no uv is found: make install falls back to pip and requirements-dev.txt.
+    path = os.pathsep.join(
+        folder
+        for folder in clean_env()["PATH"].split(os.pathsep)
+        if not (Path(folder) / "uv").exists()
+    )
+    output = must(make(project, "install", "VENV=.venv-pip", env=clean_env(PATH=path)))
+    assert "uv sync" not in output
+    installed = installed_versions(project / ".venv-pip")
+    locked = locked_versions(project)
+    assert {"alembic", "sqlalchemy", "pytest"} <= installed.keys()
+    assert {name: installed[name] for name in locked if name in installed} == {
+        name: locked[name] for name in locked if name in installed
+    }
+    assert installed["alembic"] == locked["alembic"]  # the day-one version, not the newest
+    assert installed["alembic-steady"] == "0.1.0"  # from vendor/, editable

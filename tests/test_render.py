@@ -25,6 +25,8 @@ WEB_ONLY = ("src/my_service/app", "tests/test_app.py", "deploy/deployment.yaml")
 MAKE_TARGETS = (
     "help",
     "install",
+    "lock",
+    "upgrade-deps",
     "pre-commit",
     "db-up",
     "db-down",
@@ -97,6 +99,8 @@ def test_every_combination_renders_clean_and_type_checks(
             # Mako's ${...} in script.py.mako is Alembic's template, not a leftover.
             assert not LEFTOVER.search(text), f"unrendered template text in {path}"
     assert (project / ".github").exists() == (answers["github_actions"] == "yes")
+    # Dependabot's updates come with the workflow that checks them (test_service validates both).
+    assert (project / ".github" / "dependabot.yml").exists() == (answers["github_actions"] == "yes")
     web = answers["web_framework"] == "fastapi"
     mysql = answers["database"] == "mysql"
     for path in WEB_ONLY:

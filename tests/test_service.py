@@ -236,6 +236,10 @@ def test_deployment_files_lint_clean(tmp_path: Path, web_framework: str) -> None
     schema = [str(BIN / "check-jsonschema"), "--builtin-schema"]
     must(run(project, *schema, "vendor.compose-spec", "compose.yaml"))
     must(run(project, *schema, "vendor.github-workflows", ".github/workflows/ci.yml"))
+    must(run(project, *schema, "vendor.dependabot", ".github/dependabot.yml"))
+    updates = yaml.safe_load((project / ".github" / "dependabot.yml").read_text(encoding="utf-8"))
+    ecosystems = {update["package-ecosystem"] for update in updates["updates"]}
+    assert ecosystems == {"uv", "docker", "github-actions"}
 
     compose = yaml.safe_load((project / "compose.yaml").read_text(encoding="utf-8"))
     migrate = compose["services"]["migrate"]
