@@ -10,6 +10,7 @@ changes (BACKUP_LOCK_WAIT, ENVIRONMENT), which the demo project reads from nowhe
 
 import os
 import re
+import signal
 import stat
 import subprocess
 import sys
@@ -375,7 +376,11 @@ def test_revisions_that_fit_report_time_locks_and_rows(
 
 
 def test_bad_rehearsal_input_is_named(
-    fits: Project, source: tuple[URL, Path], tmp_path: Path, capfd: pytest.CaptureFixture[str]
+    fits: Project,
+    source: tuple[URL, Path],
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     url, _ = source
     not_a_dump = tmp_path / "notes.txt"
@@ -383,7 +388,9 @@ def test_bad_rehearsal_input_is_named(
     cases = {
         f"file={tmp_path / 'none.dump'}": "none.dump does not exist",
         f"file={not_a_dump}": "is not a pg_dump custom-format dump",
-        "from=postgresql://someone:s3cret-pw@127.0.0.1:1/app": "cannot reach the source database",
+        "from=postgresql://someone@127.0.0.1:1/app": "cannot reach the source database",
+        # On the command line, ps would show it to every user of the machine.
+        "from=postgresql://someone:s3cret-pw@127.0.0.1:1/app": "from=... holds a password",
         "": "give one of file=... or from=...",
     }
     for argument, expected in cases.items():
@@ -392,4 +399,60 @@ def test_bad_rehearsal_input_is_named(
         assert status == 1, argument
         assert "Nothing rehearsed: " in err and expected in err, err
         assert "s3cret-pw" not in err
+    # In the environment, where it belongs, the password is used and never shown.
+    monkeypatch.setenv(rehearse.FROM_VARIABLE, "postgresql://someone:s3cret-pw@127.0.0.1:1/app")
+    assert rehearse.main(configured(fits, url), []) == 1
+    err = capfd.readouterr().err
+    assert "cannot reach the source database" in err and "s3cret-pw" not in err
     assert not scratch_databases(url)
+
+
+def test_sigterm_mid_rehearsal_drops_the_scratch_database(source: tuple[URL, Path]) -> None:
+    """A CI job cancelled while a pending revision runs on the copy: the copy goes too."""
+    url, _ = source
+    slow = demo_project.write("postgresql", name="rehearse_slow")
+    demo_project.add_revision(
+        slow.versions, "d4", "c3", '    op.execute("SELECT pg_sleep(60)")', "    pass"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", f"{slow.package}.migrations", "rehearse", f"from={url_string(url)}"],
+        env={
+            **os.environ,
+            "PYTHONPATH": demo_project.pythonpath(slow),
+            "DATABASE_URL": url_string(url),
+        },
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    sleeping = (
+        "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(60)%' "
+        f"AND datname LIKE '{url.database}\\_rehearse\\_%'"
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while rows(url, sleeping) == [(0,)] and time.monotonic() < deadline:
+            assert process.poll() is None, process.communicate()[0]
+            time.sleep(0.05)
+        assert scratch_databases(url), "no scratch database while the revision runs"
+        process.send_signal(signal.SIGTERM)
+        output = process.communicate(timeout=30)[0]
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 128 + signal.SIGTERM, output
+    assert "Interrupted by SIGTERM: the scratch database was dropped" in output
+    assert "Traceback" not in output, output
+    assert not scratch_databases(url)
+    assert rows(url, sleeping) == [(0,)]
+
+
+def test_rehearsal_stays_off_servers_elsewhere_without_confirm(
+    fits: Project, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # DATABASE_URL naming a shared server (production, say) while ENVIRONMENT=development.
+    monkeypatch.delenv("CONFIRM", raising=False)
+    elsewhere = make_url("postgresql+asyncpg://app:s3cret-pw@db.shared.invalid:5432/app")
+    assert rehearse.main(configured(fits, elsewhere), ["file=backups/x.dump"]) == 1
+    err = capfd.readouterr().err
+    assert "not on this machine" in err and "CONFIRM=yes" in err and "s3cret-pw" not in err

@@ -4,26 +4,30 @@
     make rehearse file=backups/<name>-<timestamp>.dump
     make rehearse from=postgresql://reader@prod-replica/app
 
-The copy (a `make backup` dump, or a dump read from `from=` with pg_dump in a read-only session:
-the source is never written to) is restored into a scratch database on the configured
-development/test server. Each pending revision then runs there, as `make migrate` runs it, and
-prints its wall time, the locks it took (relation, mode) and how long it held them (a lock taken
-in a transaction is held until it commits), and the rows it changed. Then each pending revision
-goes down and up again, and the schema must come back the same. The scratch database is dropped
-at the end, whatever happened.
+The copy (a `make backup` dump, or what pg_dump reads from `from=` in a read-only session,
+streamed straight into pg_restore: the source is never written to, and no dump of it lands on
+disk) is restored into a scratch database on the configured development/test server, a server on
+this machine unless CONFIRM=yes. A password for `from=` goes in REHEARSE_FROM (the environment)
+or ~/.pgpass, never on the command line, where `ps` shows it. Each pending revision then runs
+there, as `make migrate` runs it, and prints its wall time, the locks it took (relation, mode)
+and how long it held them (a lock taken in a transaction is held until it commits), and the rows
+it changed. Then each pending revision goes down and up again, and the schema must come back the
+same. The scratch database is dropped at the end, whatever happened, SIGTERM and Ctrl-C included.
 """
 
 import asyncio
+import os
+import signal
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from types import FrameType
+from typing import IO, Any
 
 from alembic import command
 from alembic.script import Script, ScriptDirectory
@@ -42,9 +46,12 @@ from ..dialects.postgresql_clients import (
 )
 from ..project import MigrationSettings, Project
 from ..runner.api import Migrations
+from .devdb import on_this_machine
 from .restore import usage
 
 USAGE = "make rehearse file=backups/<name>-<timestamp>.dump, or from=postgresql://user@host/db"
+# The source's URL with its password: the environment, which other users cannot read.
+FROM_VARIABLE = "REHEARSE_FROM"
 # The relations a backend holds locks on, with the mode: read after each statement.
 LOCKS = """
 SELECT relation::regclass::text, mode FROM pg_locks
@@ -97,41 +104,69 @@ class StepReport:
 def parse(argv: list[str]) -> tuple[Path | None, URL | None]:
     given = dict(arg.split("=", 1) for arg in argv if "=" in arg)
     file, source = given.get("file") or None, given.get("from") or None
+    from_environment = source is None and bool(os.environ.get(FROM_VARIABLE))
+    if from_environment:
+        source = os.environ[FROM_VARIABLE]
     if bool(file) == bool(source):
-        raise RehearsalError(f"give one of file=... or from=...: {USAGE}")
+        raise RehearsalError(f"give one of file=... or from=... ({FROM_VARIABLE}): {USAGE}")
     if source:
         try:
-            return None, make_url(source.replace("+asyncpg", ""))
+            url = make_url(source.replace("+asyncpg", ""))
         except ArgumentError:
             raise RehearsalError(f"from=... is not a database URL: {USAGE}") from None
+        if url.password is not None and not from_environment:
+            raise RehearsalError(
+                "from=... holds a password, which the process list (ps) shows to every user of "
+                f"this machine: give the URL in the environment instead ({FROM_VARIABLE}="
+                "postgresql://user:password@host/db make rehearse), or keep the password in "
+                "~/.pgpass"
+            )
+        return None, url
     return Path(str(file)), None
 
 
-def dump_source(source: URL, settings: MigrationSettings, folder: Path) -> Path:
-    """Read `source` into a dump with pg_dump, in a read-only session."""
-    env = libpq_environment(source, settings)
-    # Every transaction of the session is read-only: pg_dump cannot write to the source.
-    env["PGOPTIONS"] = "-c default_transaction_read_only=on"
+def source_server(source: URL, settings: MigrationSettings) -> int:
+    """The source's major version, or why it cannot be read."""
     try:
-        server = server_major_version(source.set(drivername="postgresql+asyncpg"), settings)
+        return server_major_version(source.set(drivername="postgresql+asyncpg"), settings)
     except ClientError:
         where = f"{source.host or 'local socket'}/{source.database or ''}"
         raise RehearsalError(
             f"cannot reach the source database {where} as {source.username or '(default)'}: "
             "check from=... (host, port, user, password) and that it accepts connections"
         ) from None
+
+
+def copy_source(source: URL, server: int, scratch: URL, settings: MigrationSettings) -> None:
+    """pg_dump of `source` in a read-only session, piped into pg_restore on `scratch`."""
+    env = libpq_environment(source, settings)
+    # Every transaction of the session is read-only: pg_dump cannot write to the source.
+    env["PGOPTIONS"] = "-c default_transaction_read_only=on"
     _, pg_dump = matching_program("pg_dump", server)
-    target = folder / "source.dump"
-    result = subprocess.run(
-        [str(pg_dump), "--format=custom", f"--file={target}"],
+    dump = subprocess.Popen(
+        [str(pg_dump), "--format=custom"],
         env=env,
-        capture_output=True,
-        text=True,
-        check=False,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
-    if result.returncode != 0:
-        raise RehearsalError(f"pg_dump could not read the source: {result.stderr.strip()}")
-    return target
+    assert dump.stdout is not None
+    try:
+        restore(dump.stdout, scratch, settings)
+    except RehearsalError:
+        if dump.wait() != 0:
+            raise RehearsalError(f"pg_dump could not read the source: {_stderr(dump)}") from None
+        raise
+    finally:
+        dump.stdout.close()
+        if dump.poll() is None:
+            dump.kill()
+    if dump.wait() != 0:
+        raise RehearsalError(f"pg_dump could not read the source: {_stderr(dump)}")
+
+
+def _stderr(process: "subprocess.Popen[bytes]") -> str:
+    assert process.stderr is not None
+    return process.stderr.read().decode(errors="replace").strip()
 
 
 async def _admin(url: URL, settings: MigrationSettings, statement: str) -> None:
@@ -154,21 +189,29 @@ def scratch_database(url: URL, settings: MigrationSettings) -> Iterator[URL]:
         asyncio.run(_admin(url, settings, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-def restore(dump: Path, scratch: URL, settings: MigrationSettings) -> None:
+def restore(dump: Path | IO[bytes], scratch: URL, settings: MigrationSettings) -> None:
+    """pg_restore a dump file, or a stream of one (pg_dump's output), into `scratch`."""
     env = libpq_environment(scratch, settings)
     server = server_major_version(scratch, settings)
-    _, pg_restore = matching_program(
-        "pg_restore", server, lambda path: readable_by(path, dump, env)
-    )
-    args = [
+    if isinstance(dump, Path):
+        file = dump
+        _, pg_restore = matching_program(
+            "pg_restore", server, lambda path: readable_by(path, file, env)
+        )
+        args, stdin = [str(dump)], None
+    else:
+        _, pg_restore = matching_program("pg_restore", server)
+        args, stdin = [], dump
+    command_line = [
         str(pg_restore),
         "--no-owner",
         "--no-acl",
         "--exit-on-error",
         f"--dbname={scratch.database}",
+        *args,
     ]
     result = subprocess.run(
-        [*args, str(dump)], env=env, capture_output=True, text=True, check=False
+        command_line, env=env, stdin=stdin, capture_output=True, text=True, check=False
     )
     if result.returncode != 0:
         reason = result.stderr.strip()
@@ -308,6 +351,17 @@ async def rehearse(scratch: URL, settings: MigrationSettings, migrations: Migrat
         await engine.dispose()
 
 
+class Stopped(Exception):
+    """SIGTERM (a CI job cancelled): unwinds like Ctrl-C, so the scratch database is dropped."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+
+
+def _stop(signum: int, frame: FrameType | None) -> None:
+    raise Stopped(signum)
+
+
 def main(project: Project, argv: list[str]) -> int:
     settings = project.settings()
     if settings.environment == "production":
@@ -317,25 +371,44 @@ def main(project: Project, argv: list[str]) -> int:
             file=sys.stderr,
         )
         return 1
+    url = settings.sqlalchemy_url
+    if not on_this_machine(url) and os.environ.get("CONFIRM") != "yes":
+        print(
+            f"make rehearse creates its scratch database on the configured server, {url.host}, "
+            "which is not on this machine (make db-up's are: localhost or a socket) and may "
+            "serve others. Point DATABASE_URL at a development server, or run again with "
+            "CONFIRM=yes if that server is there for it.",
+            file=sys.stderr,
+        )
+        return 1
+    previous = signal.signal(signal.SIGTERM, _stop)
     try:
         file, source = parse(argv)
-        with tempfile.TemporaryDirectory(prefix="rehearse-") as folder:
+        if file is not None and (problem := PostgreSQLClients().check_dump(file, usage(".dump"))):
+            raise RehearsalError(problem.replace("make restore", "make rehearse"))
+        server = source_server(source, settings) if source is not None else 0
+        with scratch_database(url, settings) as scratch:
+            started = time.perf_counter()
             if source is not None:
-                dump = dump_source(source, settings, Path(folder))
+                copy_source(source, server, scratch, settings)
             else:
                 assert file is not None
-                if problem := PostgreSQLClients().check_dump(file, usage(".dump")):
-                    raise RehearsalError(problem.replace("make restore", "make rehearse"))
-                dump = file
-            url = settings.sqlalchemy_url
-            with scratch_database(url, settings) as scratch:
-                started = time.perf_counter()
-                restore(dump, scratch, settings)
-                print(
-                    f"Copy restored into scratch database {scratch.database} in "
-                    f"{time.perf_counter() - started:.2f} s."
-                )
-                return asyncio.run(rehearse(scratch, settings, Migrations(project)))
+                restore(file, scratch, settings)
+            print(
+                f"Copy restored into scratch database {scratch.database} in "
+                f"{time.perf_counter() - started:.2f} s."
+            )
+            return asyncio.run(rehearse(scratch, settings, Migrations(project)))
     except (RehearsalError, ClientError) as exc:
         print(f"Nothing rehearsed: {exc}.", file=sys.stderr)
         return 1
+    except (Stopped, KeyboardInterrupt) as exc:
+        signum = exc.signum if isinstance(exc, Stopped) else signal.SIGINT
+        print(
+            f"Interrupted by {signal.Signals(signum).name}: the scratch database was dropped; "
+            "nothing else was changed.",
+            file=sys.stderr,
+        )
+        return 128 + signum
+    finally:
+        signal.signal(signal.SIGTERM, previous)
