@@ -151,7 +151,7 @@ class Project:
         return replace(
             self.commands,
             migrate=f"{module} upgrade",
-            migrate_rev=f"{module} upgrade {{revision}}",
+            migrate_rev=f"{module} upgrade " + "{revision}",
             current=f"{module} current",
         )
 
