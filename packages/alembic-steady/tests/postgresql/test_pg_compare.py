@@ -9,7 +9,10 @@ makes."""
 
 import importlib
 import io
+import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -238,3 +241,50 @@ def test_the_models_test_sees_the_drift(project: Project, head: URL) -> None:
         models_match(harness, at_head)
     for name in ("ck_item_name_set", "ix_counter_open", "counter_id_seq"):
         assert name in str(failed.value), name
+
+
+UNRESOLVED_RELATIONSHIP = """
+import sqlalchemy as sa
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class Base(DeclarativeBase):
+    metadata = sa.MetaData(
+        naming_convention={"ix": "ix_%(table_name)s_%(column_0_name)s", "pk": "pk_%(table_name)s"}
+    )
+
+
+class Widget(Base):
+    __tablename__ = "widget"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(100), index=True)
+    price: Mapped[int | None]
+    owner: Mapped["User | None"] = relationship()  # no User model: only the app would fail
+
+
+metadata = Base.metadata
+"""
+
+
+def test_a_relationship_sqlalchemy_cannot_resolve_fails_the_check_naming_the_model(
+    database_url: URL,
+) -> None:
+    # In a process of its own: a mapper that cannot configure breaks every later one there.
+    project = demo_project.write("postgresql", name="mappers", models=UNRESOLVED_RELATIONSHIP)
+    Migrations(project).upgrade(url=database_url)
+    result = subprocess.run(
+        [sys.executable, "-m", "alembic", "-c", str(demo_project.alembic_ini(project)), "check"],
+        env={
+            **os.environ,
+            "PYTHONPATH": demo_project.pythonpath(project),
+            "DATABASE_URL": database_url.render_as_string(hide_password=False),
+        },
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert "FAILED: The models do not configure (InvalidRequestError)" in output
+    assert "Mapper[Widget(widget)], expression 'User' failed to locate" in output
+    assert "Traceback" not in output

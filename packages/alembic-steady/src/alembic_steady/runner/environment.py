@@ -99,6 +99,7 @@ class MigrationEnvironment:
         # stamps and `current` skip importing the models (and SQLModel), which keeps them quick.
         target_metadata = self.metadata() if self.command in COMPARING and self.metadata else None
         if target_metadata is not None:
+            guards.require_configured_mappers()
             from ..authoring import autogen
 
             writing = self.command == "revision"

@@ -121,3 +121,19 @@ def _explain(directives: Iterable[MigrationScript], commands: Commands) -> None:
                 f"New upgrade operations detected: {diffs}. The models differ from the "
                 f"migrations: write a revision for the change with {commands.migration}."
             )
+
+
+def require_configured_mappers() -> None:
+    """Models whose relationships SQLAlchemy cannot resolve (`owner: "User | None"` with no
+    User model) match the schema, so a comparison alone passes them and only the app fails:
+    configure the mappers, as the app's first query would, and name what is wrong."""
+    from sqlalchemy.orm import configure_mappers
+
+    try:
+        configure_mappers()
+    except Exception as exc:
+        reason = " ".join(str(exc).split())
+        raise CommandError(
+            f"The models do not configure ({type(exc).__name__}): {reason} Fix the model it "
+            "names (a relationship's target class or its foreign key), then run again."
+        ) from None
