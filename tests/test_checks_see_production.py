@@ -68,3 +68,25 @@ def test_lint_names_what_cannot_render_and_lints_the_rest(default_project: Path)
     assert "1 revision(s) could not be rendered offline" in lint.stdout
     assert "0000afterall_index.sql" in lint.stdout and "require-concurrent-index" in lint.stdout
     assert lint.returncode != 0
+    assert "`# lint-migrations: not offline: <why>`" in lint.stdout
+
+
+def test_a_revision_that_must_read_data_is_accepted_in_its_file(default_project: Path) -> None:
+    """Without a way to accept it, one such revision keeps the generated CI red for ever."""
+    head = revision_id(versions(default_project)[-1])
+    accepted = READS_DATA_REVISION.replace("@down@", head).replace(
+        "from alembic import op\n",
+        "from alembic import op\n\n# lint-migrations: not offline: comments with the item count\n",
+    )
+    planted = versions_dir(default_project) / "20990103_0000_0000readsdata_count.py"
+    planted.write_text(accepted, encoding="utf-8")
+    try:
+        lint = make(default_project, "lint-migrations")
+    finally:
+        planted.unlink()
+    assert lint.returncode == 0, lint.stdout
+    assert (
+        "0000readsdata_count.py: not linted (accepted in the file: comments with the item count)"
+        in lint.stdout
+    )
+    assert "squawk: no findings." in lint.stdout

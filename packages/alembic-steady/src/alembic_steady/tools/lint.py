@@ -7,6 +7,11 @@ accepted for one revision with comment lines in its file (every such line counts
 
     # squawk-ignore: require-concurrent-index-creation
     # squawk-ignore: ban-drop-column
+
+A revision that cannot be rendered offline (it reads rows through `op.get_bind()`) fails the
+lint until its file accepts that, with the reason, reviewed like any other line of it:
+
+    # lint-migrations: not offline: reads the item count to size its batches
 """
 
 import io
@@ -26,6 +31,9 @@ from alembic.util import CommandError
 from ..project import Project
 
 IGNORE_LINE = re.compile(r"^\s*#\s*squawk-ignore:\s*(.+)$", re.M)
+NOT_OFFLINE_LINE = re.compile(
+    r"^[ \t]*#[ \t]*lint-migrations:[ \t]*not offline:[ \t]*(\S.*)$", re.M
+)
 ACCEPT_HINT = (
     "Make the change in a non-blocking way (see README, zero-downtime changes), or accept a "
     "reviewed finding with a `# squawk-ignore: <rule>` line in that revision's file."
@@ -64,6 +72,12 @@ def accepted_rules(revision_file: Path) -> list[str]:
     ]
 
 
+def accepted_not_offline(revision_file: Path) -> str | None:
+    """The reason a revision gives for not rendering offline, if it gives one."""
+    found = NOT_OFFLINE_LINE.search(revision_file.read_text(encoding="utf-8"))
+    return found.group(1).strip() if found else None
+
+
 def main(project: Project, argv: list[str]) -> int:
     squawk = shutil.which("squawk", path=str(Path(sys.executable).parent)) or shutil.which("squawk")
     if squawk is None:
@@ -87,10 +101,14 @@ def main(project: Project, argv: list[str]) -> int:
             except Exception as exc:
                 # Named, and the other revisions still linted (e.g. one that reads data through
                 # op.get_bind(), which an offline run has not got).
+                name = Path(revision.path).name
+                if (accepted := accepted_not_offline(Path(revision.path))) is not None:
+                    print(f"{name}: not linted (accepted in the file: {accepted})")
+                    continue
                 reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
                 if not isinstance(exc, CommandError):  # env.py's answer names the cause itself
                     reason = f"{type(exc).__name__}: {reason}"
-                print(f"{Path(revision.path).name}: not linted: {reason}")
+                print(f"{name}: not linted: {reason}")
                 unrendered += 1
                 continue
             sql_file.write_text(sql, encoding="utf-8")
@@ -113,5 +131,9 @@ def main(project: Project, argv: list[str]) -> int:
     else:
         print("squawk: no findings.")
     if unrendered:
-        print(f"{unrendered} revision(s) could not be rendered offline and were not linted.")
+        print(
+            f"{unrendered} revision(s) could not be rendered offline and were not linted. If a "
+            "revision must read the database, accept it in its file: "
+            "`# lint-migrations: not offline: <why>`."
+        )
     return 1 if flagged or unrendered else 0
