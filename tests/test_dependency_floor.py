@@ -112,8 +112,10 @@ def test_postgresql_render_passes_at_the_lowest_versions(
     installed = install_floor(project, capsys)
     assert_bounds_are_installed(project, installed)
     assert installed["sqlalchemy"].startswith("2.0."), installed["sqlalchemy"]
-    # The generated tests (on TEST_DATABASE_URL's server, or the embedded one).
+    # The generated tests (on TEST_DATABASE_URL's server, or the embedded one), and the linters
+    # on the generated code (mypy reads the lowest SQLAlchemy's and SQLModel's types).
     must(make(project, "test"))
+    must(make(project, "lint"))
     # Every spelling a hosting provider hands out runs on asyncpg (psycopg is not even
     # installed), through the app's engine and through the migrations.
     url = server.url(database)
