@@ -59,7 +59,7 @@ test-toolkit: $(TOOLKIT_VENV)/.installed ## Run the toolkit's tests: unit (no da
 	cd $(TOOLKIT) && $(TOOLKIT_BIN)/pytest -p no:cacheprovider tests/unit tests/postgresql
 	cd $(TOOLKIT) && $(TOOLKIT_BIN)/pytest -p no:cacheprovider -rs tests/mysql
 
-# The same tiers on the lowest versions the toolkit's bounds allow (alembic 1.18.0, SQLAlchemy
+# The same tiers on the lowest versions the toolkit's bounds allow (alembic 1.19.2, SQLAlchemy
 # 2.0.36, ...): a bound nobody installs would rot.
 FLOOR_VENV := .venv-toolkit-floor
 FLOOR_BIN := $(CURDIR)/$(FLOOR_VENV)/bin
