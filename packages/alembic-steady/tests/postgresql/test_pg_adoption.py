@@ -111,6 +111,12 @@ def test_the_adoption_is_a_few_lines() -> None:
     assert len(lines) <= 25
 
 
+def on_path(root: Path) -> str:
+    """PYTHONPATH for the stock project's processes: its folder, and this toolkit's source
+    ahead of the installed one (so a mutated copy's code is what they run)."""
+    return os.pathsep.join([str(root), str(Path(__file__).resolve().parents[2] / "src")])
+
+
 def run_alembic(root: Path, url: URL, *args: str) -> subprocess.Popen[str]:
     ini = root / "alembic.ini"
     text_ = ini.read_text(encoding="utf-8")
@@ -125,7 +131,7 @@ def run_alembic(root: Path, url: URL, *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [BIN / "alembic", *args],
         cwd=root,
-        env={**os.environ, "PYTHONPATH": str(root)},
+        env={**os.environ, "PYTHONPATH": on_path(root)},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -163,7 +169,7 @@ def test_the_plugin_tests_a_stock_project(stock: Path, server_url: URL) -> None:
         cwd=stock,
         env={
             **os.environ,
-            "PYTHONPATH": str(stock),
+            "PYTHONPATH": on_path(stock),
             "TEST_DATABASE_URL": server_url.render_as_string(hide_password=False),
         },
         capture_output=True,
