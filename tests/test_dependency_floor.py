@@ -143,3 +143,17 @@ def test_mysql_render_passes_at_the_lowest_versions(
     assert_bounds_are_installed(project, installed)
     assert installed["sqlalchemy"].startswith("2.0."), installed["sqlalchemy"]
     must(make(project, "test", env=clean_env(TEST_DATABASE_URL=str(MYSQL_URL))))
+
+
+def test_every_spelling_runs_on_asyncpg_at_the_newest_end(
+    default_project: Path, server: Server, database: str
+) -> None:
+    """SQLAlchemy 2.1, where a bare postgresql:// means psycopg 3: the render's lock holds it,
+    and the render still runs every spelling on asyncpg."""
+    version = "import sqlalchemy; print(sqlalchemy.__version__)"
+    newest = must(run(default_project, ".venv/bin/python", "-c", version)).strip()
+    assert Version(newest) >= Version("2.1"), newest
+    url = server.url(database)
+    urls = [url.replace("postgresql://", f"{scheme}://", 1) for scheme in POSTGRESQL_SPELLINGS]
+    ran = must(run(default_project, ".venv/bin/python", "-c", CONNECT, *urls)).split("\n")
+    assert [line for line in ran if line] == [f"{s} asyncpg 42" for s in POSTGRESQL_SPELLINGS]
