@@ -176,7 +176,8 @@ def test_unknown_revision_in_the_database_is_explained(
     try:
         result = make(project, "migrate", env=env)
         assert result.returncode != 0
-        assert "f00dfeedbeef, which no revision file defines" in result.stdout
+        assert "f00dfeedbeef, which no revision file here defines" in result.stdout
+        assert "After switching git branches" in result.stdout
         assert "Traceback" not in result.stdout
     finally:
         server.execute(db, f"UPDATE alembic_version SET version_num = '{head}'")

@@ -42,8 +42,10 @@ def test_a_version_row_no_file_defines_is_named(chain: ScriptDirectory) -> None:
     with pytest.raises(CommandError) as raised:
         guards.require_known_revisions(("b", "dead01", "dead02"), chain)
     assert str(raised.value) == (
-        "The database is at dead01, dead02, which no revision file defines: pull or restore "
-        "that revision file, or reset the record with `alembic stamp --purge <known revision>`."
+        "The database is at dead01, dead02, which no revision file here defines. After "
+        "switching git branches, that is the other branch's revision: switch back, roll it back "
+        "there, then return. Otherwise pull or restore that revision file, or reset the record "
+        "with `alembic stamp --purge <known revision>`."
     )
 
 

@@ -39,9 +39,10 @@ def require_known_revisions(current: tuple[str, ...], script: ScriptDirectory) -
     unknown = [rev for rev in current if not _defined(script, rev)]
     if unknown:
         raise CommandError(
-            f"The database is at {', '.join(unknown)}, which no revision file defines: pull or "
-            "restore that revision file, or reset the record with "
-            "`alembic stamp --purge <known revision>`."
+            f"The database is at {', '.join(unknown)}, which no revision file here defines. "
+            "After switching git branches, that is the other branch's revision: switch back, "
+            "roll it back there, then return. Otherwise pull or restore that revision file, or "
+            "reset the record with `alembic stamp --purge <known revision>`."
         )
 
 
