@@ -163,9 +163,10 @@ def test_stock_alembic_upgrade_waits_for_the_migration_lock(stock: Path, databas
     assert on_connection(database_url, Migrations.current_heads) == {"5t0c4"}
 
 
-def test_the_plugin_tests_a_stock_project(stock: Path, server_url: URL) -> None:
+@pytest.mark.parametrize("workers", [["-p", "no:xdist"], ["-p", "xdist", "-n", "2"]])
+def test_the_plugin_tests_a_stock_project(stock: Path, server_url: URL, workers: list[str]) -> None:
     result = subprocess.run(
-        [BIN / "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist", str(stock)],
+        [BIN / "pytest", "-q", "-p", "no:cacheprovider", *workers, str(stock)],
         cwd=stock,
         env={
             **os.environ,
@@ -178,3 +179,5 @@ def test_the_plugin_tests_a_stock_project(stock: Path, server_url: URL) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "6 passed" in result.stdout, result.stdout
+    # Which server the tests ran on, said once, with workers too (theirs reach the summary).
+    assert result.stdout.count("PostgreSQL used: ") == 1, result.stdout

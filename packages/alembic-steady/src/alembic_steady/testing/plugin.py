@@ -13,6 +13,7 @@ import os
 import uuid
 from collections.abc import Generator, Iterator
 from contextlib import contextmanager
+from typing import Any
 from urllib.parse import quote
 
 import pytest
@@ -91,6 +92,23 @@ def _default_port(url: URL) -> int:
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     for line in SERVER_USED:
         terminalreporter.write_line(line)
+
+
+# Under pytest-xdist the servers are the workers' to start; the summary is the controller's.
+_WORKER_OUTPUT_KEY = "alembic_steady_server_used"
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    output = getattr(session.config, "workeroutput", None)
+    if output is not None:  # an xdist worker: hand its line to the controller
+        output[_WORKER_OUTPUT_KEY] = list(SERVER_USED)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    for line in getattr(node, "workeroutput", {}).get(_WORKER_OUTPUT_KEY, []):
+        if line not in SERVER_USED:
+            SERVER_USED.append(line)
 
 
 def _test_database_password() -> str | None:
