@@ -308,6 +308,39 @@ def test_lint_migrations_flags_and_accepts_per_revision(project: Path) -> None:
         widget_revision.write_text(text, encoding="utf-8")
 
 
+def test_values_given_to_make_stay_data(
+    project: Path, env: dict[str, str], server: Server, db: str, tmp_path: Path
+) -> None:
+    """Quotes, backticks, `;` and $(...) in msg=, rev=, steps= and file= are text: no command
+    runs, the database stays where it was, and a revision's message is written as given."""
+    ran = tmp_path / "ran"
+    before = server.version(db)
+    hostile = [
+        ("sql", f"rev=head; touch {ran}"),
+        ("migrate", f"rev=$$(touch {ran})"),
+        ("stamp", f"rev=`touch {ran}`"),
+        ("rollback", f"steps=1; touch {ran}"),
+        ("restore", f'file=x"; touch {ran}; "'),
+        ("migration-empty", f"msg=$(shell touch {ran})"),
+    ]
+    written = set(versions(project))
+    try:
+        for target, value in hostile:
+            result = make(project, target, value, env=env)
+            assert not ran.exists(), f"make {target} {value} ran it:\n{result.stdout}"
+            assert server.version(db) == before, (target, result.stdout)
+        (new,) = set(versions(project)) - written
+        assert f'"""$(shell touch {ran})' in new.read_text(encoding="utf-8")
+        # A Windows path's backslashes and a quote still make a file that compiles (issue 23.16).
+        must(make(project, "migration-empty", 'msg=read C:\\users\\data "now"', env=env))
+        (quoted,) = set(versions(project)) - written - {new}
+        compile(quoted.read_text(encoding="utf-8"), str(quoted), "exec")
+        assert 'read C:\\\\users\\\\data \\"now\\"' in quoted.read_text(encoding="utf-8")
+    finally:
+        for path in set(versions(project)) - written:
+            path.unlink()
+
+
 def test_backup_writes_a_dump(project: Path, env: dict[str, str]) -> None:
     output = must(make(project, "backup", env=env))
     dumps = list((project / "backups").glob("*.dump"))

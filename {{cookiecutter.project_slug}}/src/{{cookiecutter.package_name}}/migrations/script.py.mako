@@ -1,4 +1,5 @@
-"""${message}
+## Backslashes and quotes of msg= escaped: the docstring compiles whatever the message says.
+"""${message.replace("\\", "\\\\").replace('"', '\\"')}
 
 Revision ID: ${up_revision}
 Revises: ${down_revision | comma,n}
