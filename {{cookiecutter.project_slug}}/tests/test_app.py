@@ -79,3 +79,21 @@ def test_invalid_item_is_refused(migrated_client: TestClient) -> None:
     before = client.get("/items").json()
     assert client.post("/items", json={"description": "no name"}).status_code == 422
     assert client.get("/items").json() == before
+
+
+def test_what_the_table_cannot_hold_is_a_422_with_the_reason(migrated_client: TestClient) -> None:
+    client = migrated_client
+    item = client.post("/items", json={"name": "kept"}).json()
+    refused = {
+        "a null name": client.patch(f"/items/{item['id']}", json={"name": None}),
+        "a NUL byte": client.post("/items", json={"name": "a\x00b"}),
+        "an id past BIGINT": client.get(f"/items/{2**63}"),
+        "a zero id": client.delete("/items/0"),
+{%- if cookiecutter.database == "mysql" %}
+        "a name past VARCHAR(255)": client.post("/items", json={"name": "x" * 256}),
+{%- endif %}
+    }
+    for case, answer in refused.items():
+        assert answer.status_code == 422, (case, answer.status_code, answer.text)
+        assert answer.json()["detail"], case
+    assert client.get(f"/items/{item['id']}").json() == item
