@@ -1,13 +1,14 @@
 """Settings: every accepted URL form, seed-style DB_* parts, escaping of the parts, and no
 password in any output."""
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 from sqlalchemy.engine import make_url
 
-from {{ cookiecutter.package_name }}.settings import Settings
+from {{ cookiecutter.package_name }}.settings import Settings, database_source
 
 PASSWORD = "p%ss@w:rd/x?#"
 {%- if cookiecutter.database == "mysql" %}
@@ -107,3 +108,13 @@ def test_bad_database_url_names_the_variable_not_the_secret(raw: str, expected: 
         settings(database_url=raw)
     assert expected in str(caught.value)
     assert "secret" not in str(caught.value)
+
+
+def test_an_empty_variable_names_nothing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # Compose passes `DATABASE_URL=` for an unset one: .env's database must still count.
+    env_file = tmp_path / ".env"
+    env_file.write_text("DATABASE_URL={% if cookiecutter.database == "mysql" %}mysql{% else %}postgresql{% endif %}://app@db.internal/shop\n", encoding="utf-8")
+    monkeypatch.setenv("DATABASE_URL", "")
+    chosen = Settings(_env_file=env_file)  # type: ignore[call-arg]  # pydantic-settings init arg
+    assert chosen.sqlalchemy_url.host == "db.internal"
+    assert database_source(env_file) == str(env_file)

@@ -69,8 +69,9 @@ def parse_database_url(raw: str) -> URL:
 
 
 def database_in_environment() -> bool:
-    """Whether the environment names the database (then `.env`'s database settings do not count)."""
-    return any(name.upper() in DATABASE_VARIABLES for name in os.environ)
+    """Whether the environment names the database (then `.env`'s database settings do not count).
+    An empty variable (`DATABASE_URL=`, as Compose passes an unset one) names nothing."""
+    return any(name.upper() in DATABASE_VARIABLES and value for name, value in os.environ.items())
 
 
 def database_source(env_file: Path | None = ENV_FILE) -> str:
@@ -119,7 +120,11 @@ def describe(url: URL, source: str | None = None) -> str:
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_file=ENV_FILE, env_file_encoding="utf-8", extra="ignore", hide_input_in_errors=True
+        env_file=ENV_FILE,
+        env_file_encoding="utf-8",
+        extra="ignore",
+        hide_input_in_errors=True,
+        env_ignore_empty=True,  # `DATABASE_URL=` is unset, as in database_in_environment()
     )
 
     @classmethod
