@@ -140,6 +140,13 @@ def test_install_with_a_too_old_python_stops_at_once(tmp_path: Path) -> None:
     assert "needs Python >= 3.99" in result.stdout and version in result.stdout, result.stdout
     assert "make install PYTHON=python3.99" in result.stdout, result.stdout
     assert not (project / ".venv").exists(), f"install went on ({elapsed:.1f} s)"
+    # Naming one that does not run gets the way to install it, not the same command again.
+    missing = make(project, "install", "PYTHON=python3.99")
+    assert missing.returncode != 0
+    assert "python3.99 does not run here" in missing.stdout, missing.stdout
+    assert "uv python install 3.99" in missing.stdout
+    assert "make install PYTHON=python3.99" not in missing.stdout, missing.stdout
+    assert not (project / ".venv").exists()
 
 
 # 5. make test hides the test server's password and names the server
