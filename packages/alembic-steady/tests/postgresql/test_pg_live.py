@@ -23,6 +23,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -415,7 +416,13 @@ def test_lock_lost_to_a_session_reset_stops_the_run(
 
 # Both ways a container's PID 1 migrates: `alembic upgrade` (what `make migrate` runs) and the
 # module CLI (what compose and the Kubernetes Job run).
-WAYS = [pytest.param("alembic", id="alembic"), pytest.param("module", id="module CLI")]
+# ... and the module CLI as PID 1 of a PID namespace, as in a container: there the kernel drops a
+# signal the process has no handler for, so without one `docker stop` waits for its SIGKILL.
+WAYS = [
+    pytest.param("alembic", id="alembic"),
+    pytest.param("module", id="module CLI"),
+    pytest.param("pid1", id="module CLI as PID 1"),
+]
 
 
 def command(way: str, project: Project) -> list[str]:
@@ -423,7 +430,19 @@ def command(way: str, project: Project) -> list[str]:
     if way == "alembic":
         ini = str(demo_project.alembic_ini(project))
         return [sys.executable, "-m", "alembic", "-c", ini, "upgrade", REV["slow"]]
-    return [sys.executable, "-m", f"{project.package}.migrations", "upgrade", REV["slow"]]
+    module = [sys.executable, "-m", f"{project.package}.migrations", "upgrade", REV["slow"]]
+    return ["unshare", "--pid", "--fork", *module] if way == "pid1" else module
+
+
+def signalled(process: "subprocess.Popen[str]", way: str) -> int:
+    """The pid to signal: the process, or under unshare its child (PID 1 in its namespace)."""
+    if way != "pid1":
+        return process.pid
+    children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
+    deadline = time.monotonic() + 10
+    while not (found := children.read_text().split()) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return int(found[0])
 
 
 @pytest.mark.parametrize("way", WAYS)
@@ -437,6 +456,8 @@ def test_signal_cancels_the_statement_on_the_server(
 ) -> None:
     # The migrating process itself, as PID 1 of a container gets `docker stop`'s SIGTERM.
     project = migrations.project
+    if way == "pid1" and subprocess.run(["unshare", "--pid", "--fork", "true"]).returncode:
+        pytest.skip("unshare --pid cannot make a PID namespace here (root or user namespaces)")
     migrations.upgrade(REV["unique"], url=database_url)
     process = subprocess.Popen(
         command(way, project),
@@ -452,7 +473,7 @@ def test_signal_cancels_the_statement_on_the_server(
     )
     try:
         wait_for_slow_statement(database_url, project.session_name, lambda: process.poll() is None)
-        process.send_signal(signum)
+        os.kill(signalled(process, way), signum)
         output = process.communicate(timeout=30)[0]
         # Nothing keeps running on the server once the process is gone (the cancel request may
         # land a moment after the exit; without one the statement runs its 60 s).
