@@ -216,6 +216,10 @@ def test_seed_commands_from_the_project_root(
     assert "(head)" in must(run(project, alembic, "current", env=env))
     must(run(project, alembic, "downgrade", "-1", env=env))
     must(run(project, alembic, "upgrade", "head", env=env))
+    # From a subfolder, as the README says: ALEMBIC_CONFIG names the project's alembic.ini.
+    inside = project / "src"
+    config = {**env, "ALEMBIC_CONFIG": str(project / "alembic.ini")}
+    assert "(head)" in must(run(inside, str(project / alembic), "current", env=config))
 
 
 def test_branches_are_caught_and_merged(
