@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from alembic.autogenerate import render_python_code
 from alembic.operations import ops
 from alembic.runtime.migration import MigrationContext
+from sqlalchemy.dialects import mysql, postgresql
 
 from alembic_steady.authoring import autogen
 from alembic_steady.authoring import ops as safe
@@ -175,8 +176,10 @@ def test_no_revision_written_is_not_flagged(capsys: pytest.CaptureFixture[str]) 
 # -- process_revision_directives -----------------------------------------------------------
 
 
-def on(dialect: str) -> Any:
-    return SimpleNamespace(dialect=SimpleNamespace(name=dialect))
+def on(dialect: str, metadata: sa.MetaData | None = None) -> Any:
+    """A migration context on `dialect` (the real one), comparing with `metadata`."""
+    real = {"postgresql": postgresql.dialect(), "mysql": mysql.dialect()}[dialect]
+    return SimpleNamespace(dialect=real, opts={"target_metadata": metadata})
 
 
 def test_no_changes_write_no_revision(capsys: pytest.CaptureFixture[str]) -> None:
@@ -254,3 +257,39 @@ def test_type_changes_are_worded_for_the_server_that_runs_them(
     # A MySQL review note speaks of MySQL's table copy, never of PostgreSQL's lock modes.
     assert "ALGORITHM=COPY" in on_mysql and "ACCESS EXCLUSIVE" not in on_mysql
     assert "ACCESS EXCLUSIVE" in on_postgresql and "ALGORITHM" not in on_postgresql
+
+
+def models() -> sa.MetaData:
+    metadata = sa.MetaData()
+    sa.Table("item", metadata, sa.Column("id", sa.BigInteger, primary_key=True))
+    sa.Table(
+        "tag",
+        metadata,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("item_id", sa.Integer, sa.ForeignKey("item.id")),  # a plain SQLModel `int`
+        sa.Column("label", sa.String()),  # SQLModel's `str` without max_length
+    )
+    return metadata
+
+
+@pytest.mark.parametrize("dialect", ["postgresql", "mysql"])
+def test_a_foreign_key_narrower_than_its_target_is_flagged(
+    dialect: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    metadata = models()
+    directives = [script(ops.CreateTableOp.from_table(metadata.tables["tag"]))]
+    autogen.process_revision_directives(on(dialect, metadata), None, directives)
+    err = capsys.readouterr().err
+    assert "adds tag.item_id (INTEGER) referencing item.id (BIGINT): MySQL refuses" in err
+    assert "sa_type=sa.BigInteger" in err
+
+
+def test_a_varchar_without_length_is_flagged_at_make_migration_on_mysql(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    metadata = models()
+    for dialect in ("mysql", "postgresql"):
+        directives = [script(ops.CreateTableOp.from_table(metadata.tables["tag"]))]
+        autogen.process_revision_directives(on(dialect, metadata), None, directives)
+        flagged = "tag.label as VARCHAR without a length" in capsys.readouterr().err
+        assert flagged is (dialect == "mysql"), dialect  # PostgreSQL's VARCHAR needs none

@@ -280,7 +280,41 @@ def _not_null_column(table: str, column: str) -> str:
     )
 
 
-def _warnings(script: ops.MigrationScript, fresh: set[str], dialect: Any) -> list[tuple[str, str]]:
+def _column_notes(table: str, column: sa.Column[Any], metadata: Any, dialect: Any) -> list[str]:
+    """What a new column's declaration gets wrong before any server sees it."""
+    notes: list[str] = []
+    stored = _stored(column.type)
+    if (
+        dialect.name == "mysql"
+        and isinstance(stored, sa.String)
+        and not isinstance(stored, sa.Text)
+        and stored.length is None
+    ):
+        notes.append(
+            f"adds {table}.{column.name} as VARCHAR without a length, which MySQL refuses at "
+            "migrate: give it one (Field(max_length=255)) or make it sa.Text"
+        )
+    for key in column.foreign_keys:
+        target_table, _, target_column = key.target_fullname.rpartition(".")
+        tables = getattr(metadata, "tables", {})
+        target = tables.get(target_table)
+        if target is None or target_column not in target.c:
+            continue
+        width, target_width = _int_bytes(stored), _int_bytes(_stored(target.c[target_column].type))
+        if width is not None and target_width is not None and width < target_width:
+            notes.append(
+                f"adds {table}.{column.name} ({_spell(stored, dialect)}) referencing "
+                f"{key.target_fullname} ({_spell(_stored(target.c[target_column].type), dialect)}):"
+                " MySQL refuses the foreign key at migrate (errno 150), PostgreSQL accepts it but"
+                " the column cannot hold every id; declare it with the same type "
+                "(Field(sa_type=sa.BigInteger, foreign_key=...))"
+            )
+    return notes
+
+
+def _warnings(
+    script: ops.MigrationScript, fresh: set[str], dialect: Any, metadata: Any = None
+) -> list[tuple[str, str]]:
     """(warning, review note) for each operation of the upgrade a reviewer must look at."""
     found: list[tuple[str, str]] = []
     for upgrade_ops in script.upgrade_ops_list:
@@ -288,9 +322,17 @@ def _warnings(script: ops.MigrationScript, fresh: set[str], dialect: Any) -> lis
             if isinstance(op, ops.DropTableOp):
                 text = f"drops table {op.table_name}"
                 found.append((text, f"{text}: existing data is lost"))
+            if isinstance(op, ops.CreateTableOp):
+                for column in op.columns:
+                    if isinstance(column, sa.Column):
+                        notes = _column_notes(op.table_name, column, metadata, dialect)
+                        found.extend((note, note) for note in notes)
             if not isinstance(op, ops.ModifyTableOps):
                 continue
             for sub in op.ops:
+                if isinstance(sub, ops.AddColumnOp):
+                    notes = _column_notes(op.table_name, sub.column, metadata, dialect)
+                    found.extend((note, note) for note in notes)
                 if isinstance(sub, ops.DropColumnOp):
                     text = f"drops column {op.table_name}.{sub.column_name}"
                     found.append((text, f"{text}: existing data is lost"))
@@ -364,7 +406,7 @@ def process_revision_directives(
         _safe_forms(fresh).process_revision_directives(context, revision, directives)
         for op_list in (*script.upgrade_ops_list, *script.downgrade_ops_list):
             _make_rerunnable(op_list)
-    warnings = _warnings(script, fresh, context.dialect)
+    warnings = _warnings(script, fresh, context.dialect, context.opts.get("target_metadata"))
     for warning, _ in warnings:
         print(f"WARNING: this revision {warning}; review it before applying.", file=sys.stderr)
     # The reviewer sees the same list in the revision, above the operations (notes on NOT NULL
