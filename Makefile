@@ -53,11 +53,15 @@ WORKERS ?= 2
 test: venv test-toolkit test-toolkit-floor ## Run every test: the toolkit's tiers (newest and lowest dependencies), then the template's (renders projects)
 	$(BIN)/pytest $(if $(filter 0,$(WORKERS)),,-n $(WORKERS) --dist loadfile) $(args)
 
+# The toolkit's tests are parallel-safe (a database per test, unique names): two workers, each with
+# its own server when none is named. WORKERS=0 runs them in one process too.
+TOOLKIT_WORKERS = $(if $(filter 0,$(WORKERS)),,-n $(WORKERS))
+
 # The toolkit's tiers run apart: each names its own project to the plugin. Its MySQL tier needs
 # TEST_MYSQL_URL, and says so when it is unset.
 test-toolkit: $(TOOLKIT_VENV)/.installed ## Run the toolkit's tests: unit (no database), postgresql, mysql
-	cd $(TOOLKIT) && $(TOOLKIT_BIN)/pytest -p no:cacheprovider tests/unit tests/postgresql
-	cd $(TOOLKIT) && $(TOOLKIT_BIN)/pytest -p no:cacheprovider -rs tests/mysql
+	cd $(TOOLKIT) && $(TOOLKIT_BIN)/pytest -p no:cacheprovider $(TOOLKIT_WORKERS) tests/unit tests/postgresql
+	cd $(TOOLKIT) && $(TOOLKIT_BIN)/pytest -p no:cacheprovider $(TOOLKIT_WORKERS) -rs tests/mysql
 
 # The same tiers on the lowest versions the toolkit's bounds allow (alembic 1.19.2, SQLAlchemy
 # 2.0.36, ...): a bound nobody installs would rot.
@@ -72,8 +76,8 @@ $(FLOOR_VENV)/.installed: $(TOOLKIT)/pyproject.toml | $(VENV)/.installed
 
 test-toolkit-floor: $(FLOOR_VENV)/.installed ## Run the toolkit's tests on its lowest dependency versions
 	@$(FLOOR_BIN)/python -c 'import alembic, sqlalchemy; print(f"Lowest versions: alembic {alembic.__version__}, SQLAlchemy {sqlalchemy.__version__}")'
-	cd $(TOOLKIT) && $(FLOOR_BIN)/pytest -p no:cacheprovider -q tests/unit tests/postgresql
-	cd $(TOOLKIT) && $(FLOOR_BIN)/pytest -p no:cacheprovider -q -rs tests/mysql
+	cd $(TOOLKIT) && $(FLOOR_BIN)/pytest -p no:cacheprovider -q $(TOOLKIT_WORKERS) tests/unit tests/postgresql
+	cd $(TOOLKIT) && $(FLOOR_BIN)/pytest -p no:cacheprovider -q $(TOOLKIT_WORKERS) -rs tests/mysql
 
 mutate: venv $(TOOLKIT_VENV)/.installed ## Break each README promise once (mutation/mutations.toml); fail if a test misses one
 	$(BIN)/python mutation/run.py $(args)

@@ -29,6 +29,8 @@ for variant in sorted(p for p in Path(".").rglob("*_mysql.*") if TOOLKIT not in 
 if MYSQL:
     # squawk's rule set: `make lint-migrations` lints PostgreSQL's SQL only (it says so on MySQL).
     Path(".squawk.toml").unlink()
+    # The safe operations (CONCURRENTLY, NOT VALID) are PostgreSQL's: their guide renders empty.
+    Path("docs/zero-downtime.md").unlink()
 
 if "{{ cookiecutter.web_framework }}" == "none":
     shutil.rmtree(Path("src/{{ cookiecutter.package_name }}/app"))

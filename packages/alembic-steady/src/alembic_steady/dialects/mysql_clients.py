@@ -147,8 +147,8 @@ class MySQLClients(Clients):
             return 0
         print(
             "No Docker engine answers, the configured server does not either, and there is no "
-            "embedded MySQL. Point the project at a MySQL "
-            "8 or MariaDB 10.6+ server: set DATABASE_URL=mysql://USER:PASSWORD@HOST:3306/NAME (or "
+            "embedded MySQL. Point the project at a MySQL 8.4+ or MariaDB 10.11+ server: set "
+            "DATABASE_URL=mysql://USER:PASSWORD@HOST:3306/NAME (or "
             "DB_HOST, DB_PORT, DB_USER, DB_PASSWORD, DB_NAME) in .env or the environment, create "
             "the database (make db-reset does, in development), then make migrate. With Docker, "
             "make db-up starts one from compose.yaml.",
