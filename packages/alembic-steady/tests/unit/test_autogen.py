@@ -151,6 +151,12 @@ def test_two_ddl_statements_are_already_flagged(capsys: pytest.CaptureFixture[st
         [ops.CreateTableOp("widget", [sa.Column("id", sa.Integer())])],
         [ReviewNote("a note"), ops.ModifyTableOps("item", [ops.DropColumnOp("item", "old")])],
         [],
+        # A new table's indexes count with it: an indexed column of a new model is one step.
+        [
+            ops.CreateTableOp("tag", [sa.Column("id", sa.Integer()), sa.Column("tag", sa.Text())]),
+            ops.CreateIndexOp("ix_tag_tag", "tag", ["tag"]),
+            ops.CreateIndexOp("ix_tag_id", "tag", ["id"]),
+        ],
     ],
 )
 def test_one_ddl_statement_is_not_flagged(
