@@ -1,6 +1,7 @@
 """Settings: every accepted URL form, seed-style DB_* parts, escaping of the parts, and no
 password in any output."""
 
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -110,11 +111,14 @@ def test_bad_database_url_names_the_variable_not_the_secret(raw: str, expected: 
     assert "secret" not in str(caught.value)
 
 
-def test_an_empty_variable_names_nothing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_an_empty_variable_names_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     # Compose passes `DATABASE_URL=` for an unset one: .env's database must still count.
-    env_file = tmp_path / ".env"
-    env_file.write_text("DATABASE_URL={% if cookiecutter.database == "mysql" %}mysql{% else %}postgresql{% endif %}://app@db.internal/shop\n", encoding="utf-8")
-    monkeypatch.setenv("DATABASE_URL", "")
-    chosen = Settings(_env_file=env_file)  # type: ignore[call-arg]  # pydantic-settings init arg
-    assert chosen.sqlalchemy_url.host == "db.internal"
-    assert database_source(env_file) == str(env_file)
+    # (A folder of its own, not tmp_path: pytest makes its base folder private when it creates
+    # one, and the embedded server of this run may be running from below it.)
+    with tempfile.TemporaryDirectory() as folder:
+        env_file = Path(folder) / ".env"
+        env_file.write_text("DATABASE_URL={% if cookiecutter.database == "mysql" %}mysql{% else %}postgresql{% endif %}://app@db.internal/shop\n", encoding="utf-8")
+        monkeypatch.setenv("DATABASE_URL", "")
+        chosen = Settings(_env_file=env_file)  # type: ignore[call-arg]  # pydantic-settings init arg
+        assert chosen.sqlalchemy_url.host == "db.internal"
+        assert database_source(env_file) == str(env_file)
