@@ -122,6 +122,27 @@ def downgrade() -> None:
 {downgrade}
 """
 
+# The project's template for new revisions (autogenerate writes with it), as a project keeps
+# next to env.py.
+SCRIPT_MAKO = '''"""${message}"""
+
+import sqlalchemy as sa
+from alembic import op
+${imports if imports else ""}
+revision = ${repr(up_revision)}
+down_revision = ${repr(down_revision)}
+branch_labels = ${repr(branch_labels)}
+depends_on = ${repr(depends_on)}
+
+
+def upgrade() -> None:
+    ${upgrades if upgrades else "pass"}
+
+
+def downgrade() -> None:
+    ${downgrades if downgrades else "pass"}
+'''
+
 # (revision, upgrade body, downgrade body); the index is built CONCURRENTLY on PostgreSQL.
 CHAIN = {
     "postgresql": [
@@ -182,6 +203,7 @@ def write(
         encoding="utf-8",
     )
     (migrations / "__main__.py").write_text(MIGRATIONS_MAIN, encoding="utf-8")
+    (migrations / "script.py.mako").write_text(SCRIPT_MAKO, encoding="utf-8")
     env_py = ENV_PY.format(package=package) + FOUR_FUNCTIONS
     (migrations / "env.py").write_text(env_py, encoding="utf-8")
     down = None

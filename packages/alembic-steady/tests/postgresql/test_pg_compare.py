@@ -60,32 +60,6 @@ def build(*, check="length(name) > 0", where="label IS NOT NULL", key=sa.Integer
 
 metadata = build()
 '''
-# A project's template for new revisions (the template's own, which has no Jinja in it).
-SCRIPT_MAKO = '''"""${message}
-
-Revision ID: ${up_revision}
-Revises: ${down_revision | comma,n}
-Create Date: ${create_date}
-"""
-
-from collections.abc import Sequence
-
-import sqlalchemy as sa
-from alembic import op
-${imports if imports else ""}
-revision: str = ${repr(up_revision)}
-down_revision: str | Sequence[str] | None = ${repr(down_revision)}
-branch_labels: str | Sequence[str] | None = ${repr(branch_labels)}
-depends_on: str | Sequence[str] | None = ${repr(depends_on)}
-
-
-def upgrade() -> None:
-    ${upgrades if upgrades else "pass"}
-
-
-def downgrade() -> None:
-    ${downgrades if downgrades else "pass"}
-'''
 # What changed in the models since the last revision: the CHECK's expression, the index's WHERE
 # and the key's width, all at once (one autogenerate, as a team's `make migration` would).
 DRIFT: dict[str, Any] = {
@@ -99,7 +73,6 @@ DRIFT: dict[str, Any] = {
 def project() -> Project:
     """No revision yet: autogenerate writes them all."""
     project = demo_project.write("postgresql", name="compare", chain=[], models=MODELS)
-    (project.migrations / "script.py.mako").write_text(SCRIPT_MAKO, encoding="utf-8")
     return project
 
 

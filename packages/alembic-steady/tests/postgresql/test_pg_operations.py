@@ -40,26 +40,6 @@ from alembic_steady.tools import lint
 
 ROWS = 3000
 
-# Alembic's template for a new revision, which a project keeps next to env.py (the template's,
-# without its type annotations).
-SCRIPT_MAKO = '''"""${message}"""
-
-import sqlalchemy as sa
-from alembic import op
-${imports if imports else ""}
-revision = ${repr(up_revision)}
-down_revision = ${repr(down_revision)}
-branch_labels = ${repr(branch_labels)}
-depends_on = ${repr(depends_on)}
-
-
-def upgrade() -> None:
-    ${upgrades if upgrades else "pass"}
-
-
-def downgrade() -> None:
-    ${downgrades if downgrades else "pass"}
-'''
 
 # The template's naming convention: the names autogenerate writes (ix_item_sku, uq_item_code,
 # fk_item_owner_id_owner) come from it.
@@ -87,7 +67,6 @@ DROP_ITEM = '    op.drop_table("item")'
 def write_project(name: str, chain: demo_project.Chain, models: str = METADATA) -> Project:
     """A demo project with its own chain and models, and the file `alembic revision` renders."""
     project = demo_project.write("postgresql", name=name, chain=chain, models=models)
-    (project.migrations / "script.py.mako").write_text(SCRIPT_MAKO, encoding="utf-8")
     return project
 
 

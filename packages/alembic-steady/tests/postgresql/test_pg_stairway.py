@@ -124,25 +124,6 @@ OPEN_CLOSED = '"open", "closed"'
 PENDING = '"open", "closed", "pending"'
 ARCHIVED = '"open", "closed", "pending", "archived"'
 ENUM_CREATED, ENUM_EXTENDED = "e1e1e1e1e1e1", "e2e2e2e2e2e2"
-# A project's revision template, as the template's script.py.mako has it.
-SCRIPT_MAKO = '''"""${message}"""
-
-import sqlalchemy as sa
-from alembic import op
-${imports if imports else ""}
-revision = ${repr(up_revision)}
-down_revision = ${repr(down_revision)}
-branch_labels = None
-depends_on = None
-
-
-def upgrade() -> None:
-    ${upgrades if upgrades else "pass"}
-
-
-def downgrade() -> None:
-    ${downgrades if downgrades else "pass"}
-'''
 # The classic bug: the downgrade drops the table but forgets the enum type.
 ENUM_TYPE_DROP = re.compile(
     r"\n\s*sa\.Enum\(['\"]open['\"], ['\"]closed['\"], name=['\"]status['\"]\)"
@@ -172,7 +153,6 @@ def enum_revisions(server_clients: Clients, server_url: URL) -> dict[str, str]:
     """The two revisions autogenerate writes for an enum column, then a new value of it (file
     name -> text)."""
     project = demo_project.write("postgresql", name="stairway_autogen", chain=[])
-    (project.migrations / "script.py.mako").write_text(SCRIPT_MAKO, encoding="utf-8")
     with new_database(server_clients, server_url) as url:
         autogenerate(project, url, ENUM_CREATED, "add ticket", OPEN_CLOSED)
         autogenerate(project, url, ENUM_EXTENDED, "add pending status", PENDING)
