@@ -138,7 +138,8 @@ class MigrationEnvironment:
         context = self.context
         commands = self.project.commands
         self.configure(connection=connection)
-        connection.info[PROGRESS] = self.progress
+        if own_session:  # a caller's connection outlives the run: leave nothing on it
+            connection.info[PROGRESS] = self.progress
         # `stamp` is how a version row nobody defines gets repaired, so it skips these checks.
         if self.command != "stamp":
             current = context.get_context().get_current_heads()
