@@ -18,6 +18,7 @@ import pymysql
 import pytest
 from alembic import command
 from alembic.util import CommandError
+from mysql_queries import cli, tables
 from queries import heads, rows
 from sqlalchemy import text
 from sqlalchemy.engine import URL
@@ -46,19 +47,6 @@ def planted(project: Project) -> Iterator[list[Path]]:
 def plant(planted: list[Path], project: Project, upgrade: str, downgrade: str = "    pass") -> None:
     """Revision d4 on top of c3."""
     planted.append(demo_project.add_revision(project.versions, "d4", "c3", upgrade, downgrade))
-
-
-def cli(project: Project, url: URL, *args: str, **env: str) -> tuple[int, str]:
-    """`python -m <package>.migrations ARGS` on `url`, MIGRATION_* settings from `env`."""
-    result = demo_project.module_cli(project, *args, url=url, env=env)
-    return result.returncode, result.stdout
-
-
-def tables(url: URL) -> set[str]:
-    found = rows(
-        url, "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE()"
-    )
-    return {str(name) for (name,) in found} - {"alembic_version"}
 
 
 def session(url: URL) -> "pymysql.connections.Connection[pymysql.cursors.Cursor]":

@@ -18,6 +18,7 @@ from pathlib import Path
 import demo_project
 import pytest
 from alembic import command
+from mysql_queries import cli, tables
 from queries import rows
 from sqlalchemy import text
 from sqlalchemy.engine import URL
@@ -31,19 +32,6 @@ from alembic_steady.testing.walk import on_connection
 def project() -> Project:
     """The demo chain: widget (id, name, price) and its index."""
     return demo_project.write("mysql", name="tools")
-
-
-def cli(project: Project, url: URL, *args: str, **env: str) -> tuple[int, str]:
-    """`python -m <package>.migrations ARGS` on `url`; its exit status and output."""
-    result = demo_project.module_cli(project, *args, url=url, env=env)
-    return result.returncode, result.stdout
-
-
-def tables(url: URL) -> set[str]:
-    found = rows(
-        url, "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE()"
-    )
-    return {str(name) for (name,) in found} - {"alembic_version"}
 
 
 @pytest.fixture
