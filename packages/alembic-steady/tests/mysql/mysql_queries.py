@@ -18,4 +18,4 @@ def tables(url: URL) -> set[str]:
     found = rows(
         url, "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE()"
     )
-    return {str(name) for (name,) in found} - {"alembic_version"}
+    return {str(name) for (name,) in found} - {"alembic_version", "alembic_steady_progress"}

@@ -7,7 +7,11 @@ the exit status and the one-line message are what is asserted.
 """
 
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +23,7 @@ import pytest
 from alembic import command
 from alembic.util import CommandError
 from mysql_queries import cli, tables
-from queries import heads, rows
+from queries import execute, heads, rows
 from sqlalchemy import text
 from sqlalchemy.engine import URL
 
@@ -131,6 +135,139 @@ def test_statement_timeout_bounds_a_statement(
     assert time.monotonic() - started < 4.5
     assert "Revision d4" in output and "failed" in output, output
     assert heads(database_url) == {"c3"}
+
+
+# -- signals ---------------------------------------------------------------------------------
+
+
+def runner_statement(url: URL, like: str) -> list[tuple[object, ...]]:
+    """The sessions of the test database running a statement that starts with `like`."""
+    return rows(
+        url,
+        "SELECT ID, STATE FROM information_schema.PROCESSLIST WHERE DB = DATABASE() "
+        f"AND INFO LIKE '{like}%%' AND ID <> CONNECTION_ID()",
+    )
+
+
+def test_sigterm_stops_the_statement_on_the_server(
+    project: Project, database_url: URL, planted: list[Path]
+) -> None:
+    """SIGTERM while the ALTER waits behind an app's transaction: the runner ends its statement
+    on the server before it exits, so the ALTER does not run once the app lets go, the message
+    says so, the lock is free and the same command then goes through."""
+    Migrations(project).upgrade(url=database_url)
+    add_note = '    op.add_column("widget", sa.Column("note", sa.String(20)))'
+    plant(planted, project, add_note, '    op.drop_column("widget", "note")')
+    blocker = session(database_url)
+    with blocker.cursor() as cursor:
+        cursor.execute("BEGIN")
+        cursor.execute("SELECT * FROM widget")
+    process = subprocess.Popen(
+        [sys.executable, "-m", f"{project.package}.migrations", "upgrade"],
+        env={
+            **os.environ,
+            "PYTHONPATH": demo_project.pythonpath(project),
+            "DATABASE_URL": database_url.render_as_string(hide_password=False),
+            # One attempt waits 15 s: longer than the test, so only the signal ends it.
+            "MIGRATION_LOCK_TIMEOUT": "60s",
+        },
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not runner_statement(database_url, "ALTER TABLE widget ADD"):
+            assert process.poll() is None and time.monotonic() < deadline, process.stdout
+            time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        output = process.communicate(timeout=30)[0]
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+        # The app lets go: an ALTER left running on the server would go ahead now.
+        blocker.commit()
+        blocker.close()
+    deadline = time.monotonic() + 10
+    while runner_statement(database_url, "ALTER TABLE widget ADD") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    columns = rows(
+        database_url,
+        "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE "
+        "TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'widget'",
+    )
+    assert ("note",) not in columns
+    assert process.returncode == 128 + signal.SIGTERM, output
+    assert "Traceback" not in output, output
+    (line,) = [line for line in output.splitlines() if "Interrupted" in line]
+    assert "Interrupted by SIGTERM: revision d4 (d4) was rolled back" in line, line
+    assert "stays at c3" in line and "stopped on the server" in line, line
+    assert heads(database_url) == {"c3"}
+    # The lock went with the session: the next run gets it at once, and applies d4.
+    status, output = cli(project, database_url, "upgrade", MIGRATION_LOCK_WAIT="3")
+    assert status == 0, output
+    assert heads(database_url) == {"d4"}
+
+
+DIES_INSIDE = """\
+    op.execute("INSERT INTO widget (name) VALUES ('once')")
+    op.add_column("widget", sa.Column("note", sa.String(20)))
+    # The runner dies here: the ALTER committed itself and the INSERT before it.
+    op.execute("SELECT SLEEP(60)")"""
+
+
+def test_a_replica_does_not_rerun_what_a_dead_runner_committed(
+    project: Project, database_url: URL, planted: list[Path]
+) -> None:
+    """The runner is killed inside d4 (SIGKILL: an OOM kill, a lost node) after its ALTER
+    committed; the server ends its session. The replica that takes the lock next stops, naming
+    what d4 committed, instead of inserting the row again; once stamped, runs go through."""
+    Migrations(project).upgrade(url=database_url)
+    plant(planted, project, DIES_INSIDE, '    op.drop_column("widget", "note")')
+    process = subprocess.Popen(
+        [sys.executable, "-m", f"{project.package}.migrations", "upgrade"],
+        env={
+            **os.environ,
+            "PYTHONPATH": demo_project.pythonpath(project),
+            "DATABASE_URL": database_url.render_as_string(hide_password=False),
+        },
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while not (running := runner_statement(database_url, "SELECT SLEEP")):
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    process.kill()
+    process.wait()
+    # The server notices the client gone at its own pace: the operator's KILL stands in for it.
+    execute(database_url, f"KILL {running[0][0]}")
+    while runner_statement(database_url, "SELECT SLEEP"):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+    status, output = cli(project, database_url, "upgrade")
+    assert status == 1, output
+    assert (
+        "A previous run stopped inside revision d4 (d4) (c3 -> d4, " in output
+        and "it had committed INSERT INTO widget, and was running (so may have applied) ALTER "
+        "TABLE widget ADD COLUMN note VARCHAR. The version row still says c3"
+        in output
+        and "make stamp rev=d4" in output
+        and "make stamp rev=c3" in output
+    ), output
+    assert rows(database_url, "SELECT COUNT(*) FROM widget WHERE name = 'once'") == [(1,)]
+    assert heads(database_url) == {"c3"}
+
+    # Repaired by hand (d4's last statement changes nothing): stamped, the record is gone.
+    alembic_run(project, database_url, "stamp", revision="d4")
+    status, output = cli(project, database_url, "upgrade")
+    assert status == 0, output
+    assert "Nothing to apply: the database is at d4." in output
+    assert rows(database_url, "SELECT COUNT(*) FROM alembic_steady_progress") == [(0,)]
 
 
 # -- failures explained ---------------------------------------------------------------------

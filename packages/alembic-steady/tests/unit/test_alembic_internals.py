@@ -92,7 +92,10 @@ def test_a_fn_of_alembic_command_named_otherwise_is_not() -> None:
 
 
 def step(revision: str, doc: str) -> SimpleNamespace:
-    return SimpleNamespace(revision=SimpleNamespace(revision=revision, doc=doc))
+    """An upgrade step to `revision`."""
+    return SimpleNamespace(
+        revision=SimpleNamespace(revision=revision, doc=doc), to_revisions=(revision,)
+    )
 
 
 class RecordingFn:
@@ -114,7 +117,7 @@ def test_each_call_offers_one_step_and_starts_it_in_the_progress() -> None:
 
     assert list(steps((), None)) == [fn.steps[0]]
     assert steps.offered is fn.steps[0]
-    assert (progress.at, progress.revision) == ((), "a1 (create item)")
+    assert (progress.at, progress.revision, progress.to) == ((), "a1 (create item)", ("a1",))
 
     assert list(steps(("a1",), None)) == [fn.steps[1]]
     assert (progress.at, progress.revision) == (("a1",), "b2 (add price)")

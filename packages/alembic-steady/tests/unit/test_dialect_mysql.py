@@ -281,16 +281,17 @@ def test_where_ddl_was_committed_names_it_and_the_stamp_command() -> None:
         "MySQL commits each DDL statement on its own, and these statements of the revision were "
         "already committed: CREATE TABLE widget; CREATE INDEX ix ON widget. The version row was "
         "NOT advanced: the database's version stays at a. To recover, either finish the revision "
-        "by hand (run its remaining statements) and then `make stamp rev=b0b0c0d0`, or undo "
-        "what was committed (e.g. DROP the objects above), fix the revision and run make "
-        "migrate again. Keep one DDL statement per revision on MySQL to avoid this."
+        "by hand (run its remaining statements) and `make stamp rev=b0b0c0d0`, or undo what was "
+        "committed (e.g. DROP the objects above) and `make stamp rev=a`: until then make migrate "
+        "refuses to run the revision again. Keep one DDL statement per revision on MySQL to "
+        "avoid this."
     )
 
 
 def test_where_uses_the_given_command_words() -> None:
     words = make_project(package="shop").module_commands
     where = MY.where(running("CREATE TABLE t (a INT)", committed=1), words)
-    assert "and run python -m shop.migrations upgrade again" in where
+    assert "until then python -m shop.migrations upgrade refuses" in where
 
 
 # -- connecting and the SQL it sends -------------------------------------------------------

@@ -5,6 +5,7 @@ import pytest
 from alembic_steady.runner.progress import Progress
 
 STEPS = "its steps up to an autocommit_block()"
+STOPPED = "Its statement was cancelled on the server and the migration lock released."
 
 
 def running(*statements: str, committed: int = 0, at: tuple[str, ...] = ("a",)) -> Progress:
@@ -42,16 +43,17 @@ def test_where(at: tuple[str, ...] | None, expected: str) -> None:
 
 
 def test_interrupted_between_revisions() -> None:
-    assert Progress().interrupted(STEPS) == ("no revision was running; this run changed nothing.")
-    assert Progress(at=("a",)).interrupted(STEPS) == (
+    assert Progress().interrupted(STEPS, STOPPED) == (
+        "no revision was running; this run changed nothing."
+    )
+    assert Progress(at=("a",)).interrupted(STEPS, STOPPED) == (
         "no revision was running; the database's version stays at a."
     )
 
 
 def test_interrupted_revision_was_rolled_back() -> None:
-    assert running("ALTER TABLE item ADD price int").interrupted(STEPS) == (
-        "revision b0b0 (add price) was rolled back; the database's version stays at a. Its "
-        "statement was cancelled on the server and the migration lock released."
+    assert running("ALTER TABLE item ADD price int").interrupted(STEPS, STOPPED) == (
+        "revision b0b0 (add price) was rolled back; the database's version stays at a. " + STOPPED
     )
 
 
@@ -59,10 +61,10 @@ def test_interrupted_revision_names_what_was_committed() -> None:
     progress = running(
         "CREATE TABLE t (id int)", "CREATE INDEX CONCURRENTLY ix ON t (id)", committed=1
     )
-    assert progress.interrupted(STEPS) == (
+    assert progress.interrupted(STEPS, STOPPED) == (
         "revision b0b0 (add price) was stopped part way: its steps up to an autocommit_block() "
         "were committed (CREATE TABLE t (id int)), the rest rolled back; the database's version "
-        "stays at a. Its statement was cancelled on the server and the migration lock released."
+        "stays at a. " + STOPPED
     )
 
 

@@ -6,14 +6,14 @@ catalog, error codes or lock functions.
 """
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
 from alembic.util import CommandError
 from sqlalchemy import Connection
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..project import Commands, MigrationSettings, Project
 from ..runner.progress import Progress
@@ -67,6 +67,10 @@ class Dialect(ABC):
     # True where what a revision committed stays when it fails (DDL on MySQL), so a plain rerun
     # is not the fix; False where a rerun of a rerun-safe revision is.
     committed_is_final: bool
+    # What cancelling the migrating task did on the server, where that is all it takes.
+    cancelled_on_signal = (
+        "Its statement was cancelled on the server and the migration lock released."
+    )
 
     # -- connecting --------------------------------------------------------------------------
     @abstractmethod
@@ -153,6 +157,37 @@ class Dialect(ABC):
     ) -> Any:
         """Run one statement of a revision (`run`), already recorded in `progress.statements`,
         and note in `progress.committed` what it commits."""
+
+    async def server_stopper(
+        self, connection: AsyncConnection, engine: AsyncEngine, progress: Progress
+    ) -> Callable[[], Coroutine[Any, Any, str]] | None:
+        """What ends the run's statement on the server when a signal comes, where cancelling the
+        task does not (it returns what it did, in words); None where cancelling does."""
+        return None
+
+    # -- revisions a run died inside ---------------------------------------------------------
+    # Where a revision commits part way (MySQL's DDL), a record of how far it got lets the next
+    # run stop instead of repeating what was committed. Where it cannot, these do nothing.
+    def refuse_unfinished(  # noqa: B027  (a hook: one dialect needs nothing here)
+        self, connection: Connection, progress: Progress, commands: Commands
+    ) -> None:
+        """Stop (CommandError) before running anything when an earlier run stopped inside a
+        revision after committing part of it."""
+
+    def revision_done(  # noqa: B027
+        self, connection: Connection, progress: Progress
+    ) -> None:
+        """The current revision is applied: called in its transaction, before the commit."""
+
+    def revision_failed(  # noqa: B027
+        self, connection: Connection, progress: Progress
+    ) -> None:
+        """The current revision failed: leave a record of exactly what of it stays committed."""
+
+    def forget_unfinished(  # noqa: B027
+        self, connection: Connection
+    ) -> None:
+        """`stamp` (the repair): the version row says where the database is from now on."""
 
     # -- failures ----------------------------------------------------------------------------
     @abstractmethod

@@ -12,24 +12,26 @@ DDL statement commits whatever ran before it, and itself once it ran), so a fail
 names what stands.
 """
 
+import asyncio
 import hashlib
 import math
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from alembic.util import CommandError
 from sqlalchemy import Connection, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..project import Commands, MigrationSettings, Project
 from ..runner.messages import HINT_VERBOSE, cap, describe_target
 from ..runner.progress import Progress
 from ..runner.retries import RetryPolicy
 from ..runner.settings import duration_ms
+from . import mysql_progress
 from .base import NO_BLOCKER_SEEN, Dialect, LockLost, Retry, SchemaTracker
 from .clients import Clients
 
@@ -49,6 +51,10 @@ TOO_MANY_CONNECTIONS = (1040, 1203)
 READ_ONLY = (1290, 1792)
 # Server gone away, lost during a query, killed (KILL), shutting down; 2002/2003: cannot connect.
 CONNECTION_LOST = (2006, 2013, 1927, 1053, 2002, 2003)
+# KILL of a session that has ended meanwhile.
+UNKNOWN_THREAD = 1094
+# How long a killed session may take to roll back its statement before a signalled run exits.
+_KILL_WAIT = 30.0
 
 # Sessions with an open InnoDB transaction: whoever holds a table's metadata lock is among them.
 _BLOCKERS = text(
@@ -137,6 +143,9 @@ class MySQL(Dialect):
     direct_connection = "a direct connection"
     lost_connection_causes = "server restart, failover, KILL"
     committed_is_final = True
+
+    def __init__(self) -> None:
+        self._record_table = False  # mysql_progress's table is known to exist
 
     # -- connecting --------------------------------------------------------------------------
     def connect_args(self, settings: MigrationSettings, session_name: str) -> dict[str, Any]:
@@ -303,13 +312,97 @@ class MySQL(Dialect):
         progress: Progress,
         retry: Retry,
     ) -> Any:
-        """A DDL statement commits all before it, and itself once it ran."""
+        """A DDL statement commits all before it, and itself once it ran. The record of how far
+        the revision got goes in just before, so the same implicit commit makes it durable."""
         if not is_ddl(sql):
             return run()
         progress.committed = len(progress.statements) - 1
+        if connection is not None:
+            if not self._record_table:
+                mysql_progress.create(connection)
+                self._record_table = True
+            mysql_progress.before_ddl(
+                connection, progress, committed_objects(progress), name_statement(sql)
+            )
         result = run()
         progress.committed = len(progress.statements)
         return result
+
+    async def server_stopper(
+        self, connection: AsyncConnection, engine: AsyncEngine, progress: Progress
+    ) -> Callable[[], Coroutine[Any, Any, str]]:
+        """KILL the session from a second connection: the server does not notice a client gone
+        mid-statement, and would run an ALTER to its end and commit it, lock held meanwhile."""
+        session = int((await connection.execute(text("SELECT CONNECTION_ID()"))).scalar_one())
+        await connection.commit()
+
+        async def stop() -> str:
+            return await self._kill(engine, session, progress)
+
+        return stop
+
+    async def _kill(self, engine: AsyncEngine, session: int, progress: Progress) -> str:
+        alive = text("SELECT INFO FROM information_schema.PROCESSLIST WHERE ID = :id")
+        try:
+            async with engine.connect() as other:
+                found = (await other.execute(alive, {"id": session})).first()
+                idle = found is not None and found[0] is None
+                if idle and progress.statements and is_ddl(progress.statements[-1]):
+                    # Its last statement had ended, and a DDL statement that ended is
+                    # committed, whether or not its answer reached this process.
+                    progress.committed = len(progress.statements)
+                if found is not None:
+                    try:
+                        await other.execute(text(f"KILL {session}"))
+                    except DBAPIError as exc:
+                        if errno(exc) != UNKNOWN_THREAD:
+                            raise
+                deadline = time.monotonic() + _KILL_WAIT
+                while (await other.execute(alive, {"id": session})).first() is not None:
+                    await other.commit()
+                    if time.monotonic() > deadline:
+                        return (
+                            f"Its session was killed on the server (KILL {session}) and still "
+                            "rolls back its statement: the migration lock is held until that ends."
+                        )
+                    await asyncio.sleep(0.05)
+                if progress.revision is not None:
+                    await other.run_sync(self._settle, progress)
+        except Exception as exc:
+            return (
+                f"Its statement could not be stopped on the server ({self.first_line(exc)}): it "
+                f"may still run, and commit, holding the migration lock: end it with KILL "
+                f"{session}."
+            )
+        what = "statement was stopped" if found is not None and found[0] else "session was ended"
+        return f"Its {what} on the server (KILL {session}) and the migration lock released."
+
+    # -- revisions a run died inside ---------------------------------------------------------
+    def refuse_unfinished(
+        self, connection: Connection, progress: Progress, commands: Commands
+    ) -> None:
+        self._record_table = mysql_progress.exists(connection)
+        connection.commit()
+        if self._record_table:
+            mysql_progress.refuse_unfinished(connection, commands)
+
+    def revision_done(self, connection: Connection, progress: Progress) -> None:
+        if self._record_table:
+            mysql_progress.done(connection, progress)
+
+    def revision_failed(self, connection: Connection, progress: Progress) -> None:
+        if not self._record_table or progress.revision is None:
+            return
+        try:
+            self._settle(connection, progress)
+        except Exception:  # the connection is gone: the record says what may have been applied
+            return
+
+    def _settle(self, connection: Connection, progress: Progress) -> None:
+        mysql_progress.settle(connection, progress, committed_objects(progress))
+
+    def forget_unfinished(self, connection: Connection) -> None:
+        mysql_progress.forget(connection)
 
     # -- failures ----------------------------------------------------------------------------
     def first_line(self, exc: BaseException) -> str:
@@ -336,14 +429,16 @@ class MySQL(Dialect):
         committed = committed_objects(progress)
         if not committed:
             return f"Nothing of it was applied; {progress.where()}."
-        revision = progress.revision.split(" ", 1)[0]
+        finished = ", ".join(progress.to) or progress.revision.split(" ", 1)[0]
+        undone = ", ".join(progress.at or ()) or "base"
         return (
             "MySQL commits each DDL statement on its own, and these statements of the revision "
             f"were already committed: {'; '.join(committed)}. The version row was NOT advanced: "
             f"{progress.where()}. To recover, either finish the revision by hand (run its "
-            f"remaining statements) and then `{commands.stamp_to(revision)}`, or undo what was "
-            f"committed (e.g. DROP the objects above), fix the revision and run {commands.migrate} "
-            "again. Keep one DDL statement per revision on MySQL to avoid this."
+            f"remaining statements) and `{commands.stamp_to(finished)}`, or undo what was "
+            f"committed (e.g. DROP the objects above) and `{commands.stamp_to(undone)}`: until "
+            f"then {commands.migrate} refuses to run the revision again. Keep one DDL statement "
+            "per revision on MySQL to avoid this."
         )
 
     # -- chores ------------------------------------------------------------------------------
@@ -376,12 +471,18 @@ class MySQL(Dialect):
         return f"can lose data or fail on values that do not convert; {copy}"
 
     def autogenerate_options(self, options: dict[str, Any], writing_revision: bool) -> None:
+        # The runner's own table, like alembic_version, is nobody's model.
+        options["include_name"] = _not_the_runners_table
         if writing_revision:
             from ..authoring.autogen import warn_mixed_ddl
 
             options["process_revision_directives"] = warn_mixed_ddl(
                 options["process_revision_directives"]
             )
+
+
+def _not_the_runners_table(name: str | None, type_: str, parent_names: object) -> bool:
+    return not (type_ == "table" and name == mysql_progress.TABLE)
 
 
 def _name(connection: Connection, package: str) -> str:

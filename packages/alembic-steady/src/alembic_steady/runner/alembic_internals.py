@@ -61,7 +61,11 @@ class OneRevisionAtATime:
         self.offered = self._pending[0] if self._pending else None
         if self.offered is not None:
             script = self.offered.revision
-            self._progress.start(tuple(heads), f"{script.revision} ({script.doc})")
+            self._progress.start(
+                tuple(heads),
+                f"{script.revision} ({script.doc})",
+                tuple(self.offered.to_revisions),
+            )
             yield self.offered
             self._pending.pop(0)  # reached only once the step's transaction has committed
 

@@ -140,6 +140,8 @@ class MigrationEnvironment:
         self.configure(connection=connection)
         if own_session:  # a caller's connection outlives the run: leave nothing on it
             connection.info[PROGRESS] = self.progress
+        if self.command == "stamp":  # how a half-applied revision is settled by hand
+            self.dialect.forget_unfinished(connection)
         # `stamp` is how a version row nobody defines gets repaired, so it skips these checks.
         if self.command != "stamp":
             current = context.get_context().get_current_heads()
@@ -164,21 +166,32 @@ class MigrationEnvironment:
         # timeout, the lock checked before each and at the end. Configured outside a
         # transaction, so Alembic gives every revision its own.
         connection.commit()
+        self.dialect.refuse_unfinished(connection, self.progress, commands)
         steps = alembic_internals.OneRevisionAtATime(fn, self.progress)
         with logs.quiet("alembic.runtime.migration"):  # its dialect lines were logged once above
-            self.configure(connection=connection, fn=steps)
+            self.configure(
+                connection=connection,
+                fn=steps,
+                on_version_apply=[
+                    lambda **_: self.dialect.revision_done(connection, self.progress)
+                ],
+            )
         alembic_internals.hook_statements(context.get_context(), self._on_statement)
         while True:
             self.dialect.verify_lock(connection, self.project)
-            with_retries(
-                connection,
-                self.dialect,
-                self.policy,
-                self.progress,
-                lambda: f"Revision {self.progress.revision}",
-                context.run_migrations,
-                in_transaction=True,
-            )
+            try:
+                with_retries(
+                    connection,
+                    self.dialect,
+                    self.policy,
+                    self.progress,
+                    lambda: f"Revision {self.progress.revision}",
+                    context.run_migrations,
+                    in_transaction=True,
+                )
+            except Exception:
+                self.dialect.revision_failed(connection, self.progress)
+                raise
             if steps.offered is None:
                 connection.commit()
                 return
@@ -217,9 +230,12 @@ class MigrationEnvironment:
         )
         dialect, project = self.dialect, self.project
         try:
-            with cancel_on_signals(self.cancels_on_signals) as received:
+            with cancel_on_signals(self.cancels_on_signals) as signals:
                 try:
                     async with connect(engine, dialect, self.settings, project) as connection:
+                        signals.stop_on_server = await dialect.server_stopper(
+                            connection, engine, self.progress
+                        )
                         if self.command in ("upgrade", "downgrade", "stamp"):
                             await connection.run_sync(dialect.require_writable)
                         await dialect.acquire_lock(connection, project, self.settings)
@@ -234,8 +250,8 @@ class MigrationEnvironment:
                     # The cancellation may surface as another error: a statement the greenlet
                     # was running when asyncpg cancelled it leaves the connection invalid, and
                     # the next one (a backfill's next batch) raises PendingRollbackError.
-                    if received:
-                        raise Interrupted(received[0]) from None
+                    if signals.received:
+                        raise await signals.interrupted(dialect.cancelled_on_signal) from None
                     raise
         finally:
             if own:
@@ -270,7 +286,7 @@ class MigrationEnvironment:
             # One line, the same with VERBOSE=1: the stop was asked for, there is no bug to trace.
             print(
                 f"Interrupted by {stop}: "
-                f"{self.progress.interrupted(self.dialect.committed_steps)} "
+                f"{self.progress.interrupted(self.dialect.committed_steps, stop.stopped)} "
                 f"Run {self.project.commands.migrate} again.",
                 file=sys.stderr,
             )

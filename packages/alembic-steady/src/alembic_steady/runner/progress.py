@@ -15,6 +15,9 @@ class Progress:
     at: tuple[str, ...] | None = None
     # The revision being applied, e.g. "0b1c2d3e4f50 (create item)"; None between revisions.
     revision: str | None = None
+    # Where the current revision takes the database once applied (its id, or its down
+    # revisions when it is undone).
+    to: tuple[str, ...] = ()
     # SQL the current revision ran; the first `committed` of them were committed outside the
     # revision's transaction (the dialect says when: an autocommit_block(), a MySQL DDL statement).
     statements: list[str] = field(default_factory=list)
@@ -26,8 +29,9 @@ class Progress:
     # The revisions the database was at when the run began (() = base); None until read.
     found: tuple[str, ...] | None = None
 
-    def start(self, at: tuple[str, ...], revision: str) -> None:
+    def start(self, at: tuple[str, ...], revision: str, to: tuple[str, ...] = ()) -> None:
         self.at, self.revision, self.statements, self.committed = at, revision, [], 0
+        self.to = to
         self.leftover = None
 
     def applied(self, heads: tuple[str, ...]) -> None:
@@ -54,22 +58,20 @@ class Progress:
             return "this run changed nothing"
         return f"the database's version stays at {', '.join(self.at) or 'base'}"
 
-    def interrupted(self, committed_steps: str) -> str:
+    def interrupted(self, committed_steps: str, stopped: str) -> str:
         """Where an interrupted run leaves the database, as sentences. `committed_steps` is the
-        dialect's word for what commits part of a revision."""
+        dialect's word for what commits part of a revision, `stopped` what became of the
+        revision's statement on the server."""
         if self.revision is None:  # e.g. while waiting for the lock
             return f"no revision was running; {self.where()}."
         committed = self.committed_part()
-        stopped = (
+        outcome = (
             f"stopped part way: {committed_steps} were committed ({committed}), the rest rolled "
             "back"
             if committed
             else "rolled back"
         )
-        return (
-            f"revision {self.revision} was {stopped}; {self.where()}. Its statement was "
-            "cancelled on the server and the migration lock released."
-        )
+        return f"revision {self.revision} was {outcome}; {self.where()}. {stopped}"
 
     def committed_part(self) -> str:
         """The statements of the current revision already committed, for a message."""
