@@ -149,8 +149,9 @@ def runner_statement(url: URL, like: str) -> list[tuple[object, ...]]:
     )
 
 
+@pytest.mark.parametrize("way", ["alembic", "module CLI"])
 def test_sigterm_stops_the_statement_on_the_server(
-    project: Project, database_url: URL, planted: list[Path]
+    project: Project, database_url: URL, planted: list[Path], way: str
 ) -> None:
     """SIGTERM while the ALTER waits behind an app's transaction: the runner ends its statement
     on the server before it exits, so the ALTER does not run once the app lets go, the message
@@ -162,8 +163,12 @@ def test_sigterm_stops_the_statement_on_the_server(
     with blocker.cursor() as cursor:
         cursor.execute("BEGIN")
         cursor.execute("SELECT * FROM widget")
+    # `alembic upgrade` is what `make migrate` runs, the module CLI what a Job runs.
+    ini = str(demo_project.alembic_ini(project))
     process = subprocess.Popen(
-        [sys.executable, "-m", f"{project.package}.migrations", "upgrade"],
+        [sys.executable, "-m", "alembic", "-c", ini, "upgrade", "head"]
+        if way == "alembic"
+        else [sys.executable, "-m", f"{project.package}.migrations", "upgrade"],
         env={
             **os.environ,
             "PYTHONPATH": demo_project.pythonpath(project),
@@ -308,6 +313,10 @@ def test_revision_failing_half_way_names_what_was_committed(
     assert "make stamp rev=d4" in output
     assert heads(database_url) == {"c3"}
     assert tables(database_url) == {"widget", "gadget"}
+    # A rerun (a Job's retry) would repeat what was committed: it stops, naming it.
+    status, output = cli(project, database_url, "upgrade")
+    assert status == 1, output
+    assert f"it had committed {committed.rstrip('.')}. The version row still says c3" in output
 
 
 @pytest.mark.parametrize(
