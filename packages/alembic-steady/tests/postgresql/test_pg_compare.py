@@ -261,3 +261,85 @@ def test_a_relationship_sqlalchemy_cannot_resolve_fails_the_check_naming_the_mod
     assert "FAILED: The models do not configure (InvalidRequestError)" in output
     assert "Mapper[Widget(widget)], expression 'User' failed to locate" in output
     assert "Traceback" not in output
+
+
+# A column added together with a named CHECK and a partial index that name it (issue #23.12):
+# the model's side is read from a scratch copy of the table as the database has it, which must
+# hold the new column too ("column discount does not exist" otherwise).
+ADDED_COLUMN_MODELS = '''
+import sqlalchemy as sa
+
+NAMING = {"ix": "ix_%(column_0_label)s", "ck": "ck_%(table_name)s_%(constraint_name)s",
+          "pk": "pk_%(table_name)s"}
+
+
+def build(*, discount=False):
+    """offer with a partial index on name; with `discount`, a discount column and a kind (a new
+    enum type), CHECKs on them, the index's predicate naming discount and a new partial index on
+    it."""
+    metadata = sa.MetaData(naming_convention=NAMING)
+    added = [sa.Column("discount", sa.Integer, nullable=True),
+             sa.Column("kind", sa.Enum("plain", "bulk", name="offer_kind"), nullable=True),
+             sa.CheckConstraint("discount >= 0", name="discount_positive"),
+             sa.CheckConstraint("kind <> 'bulk' OR discount > 0", name="bulk_discounted"),
+             sa.Index("ix_offer_discounted", "discount",
+                      postgresql_where=sa.text("discount IS NOT NULL"))] if discount else []
+    where = "discount > 0" if discount else "name IS NOT NULL"
+    sa.Table("offer", metadata, sa.Column("id", sa.Integer, primary_key=True),
+             sa.Column("name", sa.String, nullable=True),
+             sa.Index("ix_offer_name", "name", postgresql_where=sa.text(where)), *added)
+    return metadata
+
+
+metadata = build()
+'''
+OFFERS = "SELECT count(*) FROM offer"
+DISCOUNT_OBJECTS = (
+    "SELECT count(*) FROM pg_constraint WHERE conname = 'ck_offer_discount_positive'"
+    " UNION ALL SELECT count(*) FROM pg_constraint WHERE conname = 'ck_offer_bulk_discounted'"
+    " UNION ALL SELECT count(*) FROM pg_indexes WHERE indexname = 'ix_offer_discounted'"
+    " UNION ALL SELECT count(*) FROM pg_indexes WHERE indexname = 'ix_offer_name'"
+    " AND indexdef LIKE '%discount > 0%'"
+)
+
+
+def discount_objects(url: URL) -> list[int]:
+    """How many of the two CHECKs, the new index and the index on discount > 0 there are."""
+    return on_connection(url, lambda c: list(c.execute(text(DISCOUNT_OBJECTS)).scalars()))
+
+
+def test_a_check_and_a_predicate_naming_a_column_added_with_them_are_written(
+    server_clients: Clients, server_url: URL
+) -> None:
+    project = demo_project.write(
+        "postgresql", name="added_column", chain=[], models=ADDED_COLUMN_MODELS
+    )
+    migrations = Migrations(project)
+    with new_database(server_clients, server_url) as url:
+        write_revision(project, url, "add offer", "offer0")
+        migrations.upgrade(url=url)
+        on_connection(
+            url,
+            lambda c: c.execute(
+                text("INSERT INTO offer (name) SELECT 'o' || n FROM generate_series(1, 50) n")
+            ),
+        )
+        with models(project, discount=True):
+            written = write_revision(project, url, "add discount", "discount0")
+            assert written is not None
+            revision = written.read_text(encoding="utf-8")
+            upgrade = revision.split("def downgrade")[0]
+            assert "op.add_column('offer', sa.Column('discount'" in upgrade, upgrade
+            assert "'ck_offer_discount_positive'" in upgrade and "'discount >= 0'" in upgrade, (
+                upgrade
+            )
+            assert "postgresql_where=sa.text('discount > 0')" in upgrade, upgrade
+            assert "postgresql_where=sa.text('discount IS NOT NULL')" in upgrade, upgrade
+            # Up on a table holding rows, with nothing left for `make check`; down, and up again.
+            migrations.upgrade(url=url)
+            assert "No new upgrade operations detected" in check(project, url)
+        assert discount_objects(url) == [1, 1, 1, 1]
+        command.downgrade(config(project, url, "downgrade"), "-1")
+        assert discount_objects(url) == [0, 0, 0, 0]
+        migrations.upgrade(url=url)
+        assert on_connection(url, lambda c: c.execute(text(OFFERS)).scalar_one()) == 50

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import demo_project
 import pytest
 from alembic import command
+from alembic.util import CommandError
 from sqlalchemy import Connection, text
 from sqlalchemy.engine import URL
 
@@ -136,3 +137,102 @@ def test_the_stairway_passes_through_the_append(
         assert outcome.stairway_failure is None, outcome.stairway_failure
         labels = on_connection(url, state)[0]
     assert labels == "open,closed,pending"
+
+
+# Partial indexes whose predicate uses the enum (issue #23.12). A swap of the type (the
+# downgrade of an appended value) makes `=` between the old type and the new one for the casts;
+# those indexes depend on it, so they are dropped and recreated around the swap, or PostgreSQL
+# refuses to drop the operator and the downgrade fails.
+INDEXED_MODELS = """
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+ticket = sa.Table(
+    "ticket", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("status", sa.Enum(@values@, name="status"), nullable=False),
+    sa.Column("owner", sa.Integer, nullable=True),
+    sa.Index("ix_ticket_open_owner", "owner", postgresql_where=sa.text("status = 'open'")),
+    @indexes@
+)
+"""
+# Created in the same revision as the appended value: the downgrade drops it before the swap.
+CLOSED_INDEX = "sa.Index('ix_ticket_closed', 'id', postgresql_where=sa.text(\"status = 'closed'\"))"
+INDEXES = (
+    "SELECT string_agg(indexname || ': ' || substring(indexdef from 'WHERE .*'), '; '"
+    " ORDER BY indexname) FROM pg_indexes WHERE tablename = 'ticket' AND indexdef LIKE '%WHERE%'"
+)
+
+
+def write_indexed(project: Project, values: str, indexes: str = "") -> None:
+    models = INDEXED_MODELS.replace("@values@", values).replace("@indexes@", indexes)
+    (project.migrations.parent / "models.py").write_text(models, encoding="utf-8")
+    sys.modules.pop(f"{project.package}.models", None)  # env.py imports the new models
+
+
+def revise(project: Project, url: URL, revision: str, message: str) -> str:
+    """`make migration` on the models as written; the revision's text."""
+    config = Migrations(project).alembic_config(url=url)
+    config.attributes["command"] = "revision"
+    command.revision(config, message=message, autogenerate=True, rev_id=revision)
+    path = next((project.migrations / "versions").glob(f"{revision}_*.py"))
+    return path.read_text(encoding="utf-8")
+
+
+def test_an_appended_value_goes_down_past_partial_indexes_using_the_enum(
+    server_clients: Clients, server_url: URL
+) -> None:
+    project = demo_project.write("postgresql", name="enum_indexed", chain=[])
+    migrations = Migrations(project)
+    with new_database(server_clients, server_url) as url:
+        write_indexed(project, OPEN_CLOSED)
+        revise(project, url, CREATED, "add ticket")
+        migrations.upgrade(url=url)
+        on_connection(url, lambda c: c.execute(text("INSERT INTO ticket VALUES (1, 'open', 7)")))
+        write_indexed(project, APPENDED, CLOSED_INDEX)
+        written = revise(project, url, EXTENDED, "add pending status")
+        migrations.upgrade(url=url)
+        both = (
+            "ix_ticket_closed: WHERE (status = 'closed'::status); "
+            "ix_ticket_open_owner: WHERE (status = 'open'::status)"
+        )
+        assert on_connection(url, lambda c: c.execute(text(INDEXES)).scalar_one()) == both
+        command.downgrade(Migrations(project).alembic_config(url=url), CREATED)
+        labels, _, rows = on_connection(url, state)
+        assert (labels, rows) == ("open,closed", [(1, "open")])
+        assert on_connection(url, lambda c: c.execute(text(INDEXES)).scalar_one()) == (
+            "ix_ticket_open_owner: WHERE (status = 'open'::status)"
+        )
+        migrations.upgrade(url=url)
+        assert on_connection(url, lambda c: c.execute(text(INDEXES)).scalar_one()) == both
+        downgrade = written.split("def downgrade()")[1]
+        # The swap lists the index the database had, and runs once the new index is dropped.
+        assert "indexes_to_recreate=[" in downgrade and "ix_ticket_open_owner" in downgrade
+        assert downgrade.index("drop_index") < downgrade.index("op.sync_enum_values(")
+
+    with new_database(server_clients, server_url) as url:
+        outcome = Walk(url)
+        Harness(project).walk_base_to_head(url, outcome, stairway=True)
+        assert outcome.upgrade_failure is None, outcome.upgrade_failure
+        assert outcome.stairway_failure is None, outcome.stairway_failure
+
+
+def test_removing_a_value_a_partial_index_uses_is_refused_naming_the_index(
+    server_clients: Clients, server_url: URL
+) -> None:
+    """The swap would recreate the index with the removed value in its predicate: no revision
+    can be written that runs, so `make migration` says what to do by hand."""
+    project = demo_project.write("postgresql", name="enum_refused", chain=[])
+    with new_database(server_clients, server_url) as url:
+        write_indexed(project, OPEN_CLOSED, CLOSED_INDEX)
+        revise(project, url, CREATED, "add ticket")
+        Migrations(project).upgrade(url=url)
+        write_indexed(project, '"open"')
+        with pytest.raises(CommandError) as refused:
+            revise(project, url, "dropclosed", "drop closed")
+    assert str(refused.value) == (
+        "Index public.ix_ticket_closed has a predicate using 'closed', which this change removes "
+        "from enum status: no revision written. Change or drop that index first (make migration "
+        "with only that change), then remove the value"
+    )
+    assert not list(project.versions.glob("dropclosed_*.py"))

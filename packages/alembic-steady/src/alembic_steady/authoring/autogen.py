@@ -14,6 +14,7 @@ from alembic.autogenerate.api import AutogenContext
 from alembic.autogenerate.rewriter import Rewriter
 from alembic.operations import ops
 from alembic.runtime.migration import MigrationContext
+from alembic.util import CommandError
 
 from ..dialects.base import by_name
 from . import compare
@@ -403,6 +404,7 @@ def process_revision_directives(
     fresh = _fresh_tables(script)
     # The safe forms (ops.py) are PostgreSQL's: CONCURRENTLY, NOT VALID and VALIDATE.
     if context.dialect.name == "postgresql":
+        _enum_swaps_keep_their_indexes(context, script)
         _safe_forms(fresh).process_revision_directives(context, revision, directives)
         for op_list in (*script.upgrade_ops_list, *script.downgrade_ops_list):
             _make_rerunnable(op_list)
@@ -413,6 +415,67 @@ def process_revision_directives(
     # changes sit next to the operation they are about).
     notes = [ReviewNote(note) for _, note in warnings if note]
     upgrade_ops.ops[:0] = notes + _enum_value_notes(upgrade_ops)
+
+
+# alembic-postgresql-enum's swap of a type's values (sync_enum_values: a new type, each column
+# cast to it, the old one dropped).
+ENUM_SWAP = "change_enum_variants"
+
+
+def _is_enum_swap(op: ops.MigrateOperation) -> bool:
+    return getattr(op, "operation_name", None) == ENUM_SWAP
+
+
+def _enum_swaps_keep_their_indexes(context: MigrationContext, script: ops.MigrationScript) -> None:
+    """An enum swap must drop and recreate the partial indexes whose predicate uses the type:
+    they depend on the comparison operator it makes between the old type and the new one, so
+    PostgreSQL refuses to drop that ("cannot drop operator =(status,status_old)").
+
+    alembic-postgresql-enum lists them in a swap it writes for the upgrade (a value removed), but
+    not in the swap it writes as the downgrade of an appended value (its AddEnumValuesOp keeps
+    none): that downgrade failed on any such index. Chosen here: the written revision drops and
+    recreates them both ways, as the library does in its own swaps (recreated from
+    pg_get_indexdef, inside the revision's transaction: the swap rewrites the table under an
+    ACCESS EXCLUSIVE lock anyway), rather than refusing: a user expects `make migration` to write
+    a revision that goes up and down, and nothing is done by hand that this could not do.
+
+    Both the columns and the indexes a swap lists are read from the database as it is before the
+    upgrade, so the swap runs where the schema is in that state: first in the upgrade, last in
+    the downgrade. (Alembic puts it after the table changes, so a partial index the same revision
+    creates or changes was missing from the list, or stale.) `op.add_enum_value` stays where it
+    is: it has no IF NOT EXISTS, so it must not commit ahead of a CONCURRENTLY step a rerun
+    repeats. A dependent index whose predicate names a value the swap removes cannot be
+    recreated: that is refused, naming the index."""
+    for upgrade_ops, downgrade_ops in zip(
+        script.upgrade_ops_list, script.downgrade_ops_list, strict=True
+    ):
+        swaps = [op for op in upgrade_ops.ops if _is_enum_swap(op)]
+        upgrade_ops.ops[:] = swaps + [op for op in upgrade_ops.ops if not _is_enum_swap(op)]
+        down_swaps = [op for op in downgrade_ops.ops if _is_enum_swap(op)]
+        downgrade_ops.ops[:] = [
+            op for op in downgrade_ops.ops if not _is_enum_swap(op)
+        ] + down_swaps
+        for op in (*swaps, *down_swaps):
+            swap: Any = op
+            if not swap.indexes_to_recreate and context.connection is not None:
+                from alembic_postgresql_enum.sql_commands.indexes import get_dependent_indexes
+
+                found = get_dependent_indexes(context.connection, swap.schema, swap.name)
+                swap.indexes_to_recreate = sorted(found, key=lambda index: index.name)
+            _refuse_removed_values_in_predicates(swap)
+
+
+def _refuse_removed_values_in_predicates(swap: Any) -> None:
+    removed = [value for value in swap.old_values if value not in swap.new_values]
+    for index in swap.indexes_to_recreate:
+        used = [value for value in removed if f"'{value}'::" in index.definition]
+        if used:
+            values = ", ".join(repr(value) for value in used)
+            raise CommandError(
+                f"Index {index.name} has a predicate using {values}, which this change removes "
+                f"from enum {swap.name}: no revision written. Change or drop that index first "
+                "(make migration with only that change), then remove the value"
+            )
 
 
 def _enum_value_notes(upgrade_ops: ops.UpgradeOps) -> list[ReviewNote]:

@@ -16,7 +16,16 @@ from alembic.autogenerate.api import AutogenContext
 from alembic.operations import ops
 from alembic.runtime.plugins import Plugin
 from alembic.util import DispatchPriority, PriorityDispatchResult
-from sqlalchemy import CheckConstraint, Column, Connection, MetaData, Table, text
+from sqlalchemy import (
+    CheckConstraint,
+    Column,
+    Connection,
+    Enum,
+    MetaData,
+    Table,
+    TypeDecorator,
+    text,
+)
 from sqlalchemy.sql.elements import ClauseElement, conv
 
 PLUGIN = "alembic_steady.compare"
@@ -82,11 +91,40 @@ def _sql(element: ClauseElement | Any, autogen_context: AutogenContext) -> str:
     return str(compiled)
 
 
+def _added_columns(conn_table: Table, metadata_table: Table) -> list[Column[Any]]:
+    """The models' columns the database's table lacks yet: the revision adds them, and a CHECK
+    or a predicate of the same change may name them."""
+    return [column for column in metadata_table.columns if column.name not in conn_table.columns]
+
+
+def _add_scratch_column(
+    connection: Connection, column: Column[Any], autogen_context: AutogenContext
+) -> None:
+    """`column` on the scratch copy, with the models' type; a native enum the revision creates
+    is created for the moment too (the savepoint's rollback drops it)."""
+    preparer = autogen_context.dialect.identifier_preparer
+    stored = column.type
+    while isinstance(stored, TypeDecorator):
+        stored = stored.impl_instance
+    if isinstance(stored, Enum) and stored.native_enum:
+        stored.create(connection, checkfirst=True)
+    spelled = column.type.compile(dialect=autogen_context.dialect)
+    connection.execute(
+        text(f"ALTER TABLE {SCRATCH} ADD COLUMN {preparer.quote(column.name)} {spelled}")
+    )
+
+
 def _model_definitions(
-    connection: Connection, table: str, checks: dict[str, str], predicates: dict[str, str]
+    connection: Connection,
+    table: str,
+    checks: dict[str, str],
+    predicates: dict[str, str],
+    autogen_context: AutogenContext,
+    added: list[Column[Any]],
 ) -> tuple[dict[str, str], dict[str, str]]:
     """What PostgreSQL makes of the models' CHECK expressions and index predicates, read from a
-    temporary copy of `table` in a savepoint that is rolled back."""
+    temporary copy of `table` (with the columns the models add to it) in a savepoint that is
+    rolled back."""
     found_checks: dict[str, str] = {}
     found_predicates: dict[str, str] = {}
     if not checks and not predicates:
@@ -94,6 +132,8 @@ def _model_definitions(
     savepoint = connection.begin_nested()
     try:
         connection.execute(text(f"CREATE TEMPORARY TABLE autogen_scratch (LIKE {table})"))
+        for column in added:
+            _add_scratch_column(connection, column, autogen_context)
         for number, (name, expression) in enumerate(checks.items()):
             connection.execute(
                 text(f"ALTER TABLE {SCRATCH} ADD CONSTRAINT scratch_{number} CHECK ({expression})")
@@ -160,7 +200,12 @@ def compare_table(
         if (where := ix.dialect_options["postgresql"].get("where")) is not None
     }
     normalised_checks, normalised_predicates = _model_definitions(
-        connection, qualified, model_checks, model_predicates
+        connection,
+        qualified,
+        model_checks,
+        model_predicates,
+        autogen_context,
+        _added_columns(conn_table, metadata_table),
     )
 
     for name in sorted(set(conn_checks) - set(normalised_checks)):
