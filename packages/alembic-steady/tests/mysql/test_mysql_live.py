@@ -6,6 +6,7 @@ and the stairway. Most runs go through `python -m <package>.migrations`, as a Jo
 the exit status and the one-line message are what is asserted.
 """
 
+import importlib
 import json
 import os
 import shutil
@@ -14,7 +15,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import alembic
 import demo_project
@@ -24,8 +27,10 @@ from alembic import command
 from alembic.util import CommandError
 from mysql_queries import cli, tables
 from queries import execute, heads, rows
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
 
 from alembic_steady import Project
 from alembic_steady.dialects.clients import Clients
@@ -273,6 +278,40 @@ def test_a_replica_does_not_rerun_what_a_dead_runner_committed(
     assert status == 0, output
     assert "Nothing to apply: the database is at d4." in output
     assert rows(database_url, "SELECT COUNT(*) FROM alembic_steady_progress") == [(0,)]
+
+
+SESSION_SETTINGS = (
+    "SELECT @@SESSION.wait_timeout, @@SESSION.lock_wait_timeout, "
+    "@@SESSION.innodb_lock_wait_timeout, @@SESSION.max_statement_time"
+)
+
+
+def test_the_session_goes_back_to_a_pool_with_its_own_timeouts(
+    project: Project, database_url: URL, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A caller's pooled engine (or a proxy) hands the session the runner used to the app next:
+    with the server's timeouts, not the runner's."""
+    module = importlib.import_module(f"{project.package}.migrations")
+    timeouts = {"migration_lock_timeout": "3s", "migration_statement_timeout": "7s"}
+    monkeypatch.setattr(module, "SETTINGS", replace(module.SETTINGS, **timeouts))
+    # The session as the runner gives it back: a pooler or a pool keeps it for the next client
+    # (NullPool then closes it, so nothing outlives the event loop the run had).
+    engine = create_async_engine(database_url, poolclass=NullPool)
+    released: list[tuple[object, ...]] = []
+
+    @event.listens_for(engine.sync_engine, "checkin")
+    def on_checkin(dbapi_connection: Any, record: object) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute(SESSION_SETTINGS)
+        released.append(tuple(cursor.fetchone()))
+
+    config = Migrations(project).alembic_config()
+    config.attributes["connection"] = engine
+    config.attributes["command"] = "upgrade"
+    command.upgrade(config, "head")
+    fresh = rows(database_url, SESSION_SETTINGS)
+    assert released and set(released) == set(fresh), (released, fresh)
+    assert heads(database_url) == {"c3"}
 
 
 # -- failures explained ---------------------------------------------------------------------

@@ -29,9 +29,13 @@ from typing import Any
 import asyncpg
 import demo_project
 import pytest
+from alembic import command as alembic_command
 from alembic.util import CommandError
 from queries import execute, rows
+from sqlalchemy import event
 from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
 
 from alembic_steady import Project, StaticSettings
 from alembic_steady.dialects.clients import Clients
@@ -538,6 +542,56 @@ def test_one_connection_per_run_and_none_left(migrations: Migrations, database_u
     for words in ("too many connections", "max_connections"):
         assert words in message, f"{words!r} missing from:\n{message}"
     assert "make db-up" not in message
+
+
+SESSION_SETTINGS = (
+    "SELECT current_setting('lock_timeout'), current_setting('statement_timeout'), "
+    "current_setting('idle_session_timeout'), "
+    "current_setting('idle_in_transaction_session_timeout')"
+)
+
+
+@pytest.mark.parametrize("until", ["alter", "failing"])
+def test_the_session_goes_back_to_a_pool_with_its_own_timeouts(
+    migrations: Migrations,
+    own_database: URL,
+    settings: Callable[..., None],
+    until: str,
+) -> None:
+    """A pooler in transaction mode (or a caller's engine) hands the server session the runner
+    used to the app next: it must carry the database's timeouts, not the runner's, whether the
+    run succeeds or fails."""
+    database_url = own_database
+    name = database_url.database
+    execute(
+        database_url,
+        f"ALTER DATABASE \"{name}\" SET idle_in_transaction_session_timeout = '1h'",
+        f"ALTER DATABASE \"{name}\" SET idle_session_timeout = '2h'",
+    )
+    settings(migration_lock_timeout="3s", migration_statement_timeout="7s")
+    if until == "failing":  # the run stops at revision reset, its lock lost
+        execute(database_url, "CREATE TABLE simulate_pooler_reset ()")
+    # The session as the runner gives it back: a pooler or a pool keeps it for the next client
+    # (NullPool then closes it, so nothing outlives the event loop the run had).
+    engine = create_async_engine(database_url, poolclass=NullPool)
+    released: list[tuple[str, ...]] = []
+
+    @event.listens_for(engine.sync_engine, "checkin")
+    def on_checkin(dbapi_connection: Any, record: object) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute(SESSION_SETTINGS)
+        released.append(tuple(cursor.fetchone()))
+
+    config = migrations.alembic_config()
+    config.attributes["connection"] = engine
+    config.attributes["command"] = "upgrade"
+    try:
+        alembic_command.upgrade(config, REV["alter"])
+    except CommandError:
+        assert until == "failing"
+    defaults = rows(database_url, SESSION_SETTINGS)
+    assert released and set(released) == set(defaults), (released, defaults)
+    assert defaults == [("0", "0", "2h", "1h")]
 
 
 @dataclass(frozen=True)

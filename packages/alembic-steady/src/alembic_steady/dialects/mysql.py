@@ -146,6 +146,7 @@ class MySQL(Dialect):
 
     def __init__(self) -> None:
         self._record_table = False  # mysql_progress's table is known to exist
+        self._statement_time = ""  # the variable set_statement_timeout set
 
     # -- connecting --------------------------------------------------------------------------
     def connect_args(self, settings: MigrationSettings, session_name: str) -> dict[str, Any]:
@@ -220,6 +221,16 @@ class MySQL(Dialect):
         """Release before the connection closes (closing alone releases it too)."""
         try:
             await connection.rollback()
+            # A caller's pooled engine hands the session on: with the server's timeouts.
+            reset: tuple[str, ...] = (
+                "wait_timeout",
+                "lock_wait_timeout",
+                "innodb_lock_wait_timeout",
+            )
+            reset += (self._statement_time,) if self._statement_time else ()
+            await connection.execute(
+                text("SET " + ", ".join(f"SESSION {name} = DEFAULT" for name in reset))
+            )
             await connection.run_sync(self.release_caller_lock, project)
             await connection.commit()
         except Exception:  # the connection is gone, and with it the lock
@@ -270,8 +281,10 @@ class MySQL(Dialect):
         limit_ms = duration_ms("migration_statement_timeout", settings.migration_statement_timeout)
         version = str(connection.execute(text("SELECT VERSION()")).scalar_one())
         if "mariadb" in version.lower():
+            self._statement_time = "max_statement_time"
             connection.execute(text("SET SESSION max_statement_time = :s"), {"s": limit_ms / 1000})
         else:
+            self._statement_time = "max_execution_time"
             connection.execute(text("SET SESSION max_execution_time = :ms"), {"ms": int(limit_ms)})
         connection.commit()
 

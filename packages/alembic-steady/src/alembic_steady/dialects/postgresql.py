@@ -223,9 +223,11 @@ class PostgreSQL(Dialect):
 
     async def release_lock(self, connection: AsyncConnection, project: Project) -> None:
         """Unlock before the connection closes. Closing alone releases it on a direct connection,
-        but a pooler keeps the server session, and the lock with it, for its next client."""
+        but a pooler (or a caller's engine) keeps the server session, and the lock with it, for
+        its next client: who also gets the server's timeouts back, not the runner's."""
         try:
             await connection.rollback()
+            await connection.execute(_RESET_SESSION)
             await connection.execute(
                 text("SELECT pg_advisory_unlock(:key)"), {"key": lock_key(project.package)}
             )
@@ -441,6 +443,14 @@ class PostgreSQL(Dialect):
         from ..authoring.literals import render_json_literals
 
         render_json_literals(dialect)  # bulk_insert of JSON values
+
+
+# What the runner sets for its session (_protect_session, set_lock_timeout,
+# set_statement_timeout), back to what the session started with.
+_RESET_SESSION = text(
+    "SELECT set_config(name, reset_val, false) FROM pg_settings WHERE name IN ('lock_timeout', "
+    "'statement_timeout', 'idle_session_timeout', 'idle_in_transaction_session_timeout')"
+)
 
 
 def _protect_session(connection: Connection) -> None:
