@@ -19,13 +19,15 @@ import demo_project
 import pytest
 from alembic import command
 from mysql_queries import cli, tables
-from queries import rows
+from queries import execute, heads, rows
 from sqlalchemy import text
 from sqlalchemy.engine import URL
 
 from alembic_steady import Project
 from alembic_steady.runner.api import Migrations
 from alembic_steady.testing.walk import on_connection
+
+CHAIN = demo_project.CHAIN["mysql"]
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +85,85 @@ def test_backup_restore_and_shell_keep_the_password_private(
     assert status == 0, shell
     assert shell.splitlines()[-1].strip() == "1"
     assert secret not in shell
+
+
+# A revision after the demo chain: a table referring to widget, a view on it, an index on widget.
+LATER = (
+    "d4",
+    '    op.create_table("gadget", sa.Column("id", sa.Integer, primary_key=True), '
+    'sa.Column("widget_id", sa.Integer, sa.ForeignKey("widget.id")))\n'
+    '    op.execute("CREATE VIEW gadget_names AS SELECT gadget.id, widget.name FROM gadget '
+    'JOIN widget ON widget.id = gadget.widget_id")\n'
+    '    op.create_index("ix_widget_price", "widget", ["price"])',
+    '    op.drop_index("ix_widget_price", table_name="widget")\n'
+    '    op.execute("DROP VIEW gadget_names")\n'
+    '    op.drop_table("gadget")',
+)
+
+
+@pytest.fixture(scope="module")
+def later_project() -> Project:
+    """The demo chain and LATER after it."""
+    return demo_project.write("mysql", name="restore_later", chain=[*CHAIN, LATER])
+
+
+@pytest.fixture
+def past_the_dump(later_project: Project, database_url: URL, folder: Path) -> tuple[URL, Path]:
+    """A database backed up at c3 (one widget, 'kept'), then migrated on to d4 (a gadget, the
+    widget renamed)."""
+    migrations = Migrations(later_project)
+    migrations.upgrade("c3", url=database_url)
+    execute(database_url, "INSERT INTO widget (id, name) VALUES (1, 'kept')")
+    status, output = cli(later_project, database_url, "backup", str(folder))
+    assert status == 0, output
+    (dump,) = folder.glob("*.sql")
+    migrations.upgrade(url=database_url)
+    execute(
+        database_url,
+        "INSERT INTO gadget VALUES (1, 1)",
+        "UPDATE widget SET name = 'changed since'",
+    )
+    assert tables(database_url) == {"widget", "gadget", "gadget_names"}
+    return database_url, dump
+
+
+def test_a_restore_takes_away_what_later_migrations_made(
+    later_project: Project, past_the_dump: tuple[URL, Path]
+) -> None:
+    url, dump = past_the_dump
+    status, restored = cli(later_project, url, "restore", str(dump))
+    assert status == 0, restored
+    assert f"Restored {dump} into {url.database}" in restored
+    assert tables(url) == {"widget"}
+    assert heads(url) == {"c3"}
+    assert rows(url, "SELECT id, name FROM widget") == [(1, "kept")]
+    indexes = rows(
+        url,
+        "SELECT DISTINCT INDEX_NAME FROM information_schema.STATISTICS "
+        "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'widget'",
+    )
+    assert {name for (name,) in indexes} == {"PRIMARY", "ix_widget_name"}
+    # From the dump's revision on, as if the later revision had never run.
+    Migrations(later_project).upgrade(url=url)
+    assert heads(url) == {"d4"}
+    assert rows(url, "SELECT COUNT(*) FROM gadget") == [(0,)]
+
+
+def test_a_dump_cut_short_is_refused_before_anything_is_dropped(
+    later_project: Project, past_the_dump: tuple[URL, Path]
+) -> None:
+    """MySQL cannot roll a half-loaded dump back: a file without mysqldump's last line is
+    refused before the restore drops anything."""
+    url, dump = past_the_dump
+    whole = dump.read_bytes()
+    cut = dump.with_name("cut.sql")
+    cut.write_bytes(whole[: whole.index(b"INSERT INTO")])
+    status, refused = cli(later_project, url, "restore", str(cut))
+    assert status == 1, refused
+    assert f"Nothing restored: {cut} is not a complete mysqldump file" in refused, refused
+    assert tables(url) == {"widget", "gadget", "gadget_names"}
+    assert heads(url) == {"d4"}
+    assert rows(url, "SELECT name FROM widget") == [("changed since",)]
 
 
 def client_command_line(marker: str, deadline: float) -> list[str]:

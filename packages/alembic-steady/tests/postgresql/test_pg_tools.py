@@ -25,7 +25,7 @@ import demo_project
 import pytest
 from pg_safety_support import login_role, new_database, password_server, state
 from pg_sessions import session_holding
-from queries import rows
+from queries import execute, heads, rows
 from sqlalchemy import Connection, text
 from sqlalchemy.engine import URL, make_url
 
@@ -174,7 +174,7 @@ def test_restore_refuses_what_it_cannot_restore(
     not_a_dump = tmp_path / "notes.txt"
     not_a_dump.write_text("hello", encoding="utf-8")
     assert restore.main(project, [str(not_a_dump)]) == 1
-    assert "is not a pg_dump custom-format dump" in capfd.readouterr().err
+    assert f"{not_a_dump} is not a dump pg_restore can read" in capfd.readouterr().err
     assert restore.main(project, []) == 2
     assert "Missing file=...: usage: make restore" in capfd.readouterr().err
     assert rows(migrated, "SELECT name FROM widget") == [("kept",)]
@@ -258,6 +258,180 @@ def test_client_programs_get_ssl_and_libpq_parameters() -> None:
         "PGDATABASE": "shop",
         "PGCONNECT_TIMEOUT": "10",
     }
+
+
+# A revision after the demo chain, of every kind a restore of a c3 dump must take away again: a
+# schema and its table, an enum type, a table referring to widget, an index on widget.
+LATER = (
+    "d4",
+    '    op.execute("CREATE SCHEMA audit")\n'
+    '    op.create_table("log", sa.Column("id", sa.Integer, primary_key=True), schema="audit")\n'
+    "    op.execute(\"CREATE TYPE mood AS ENUM ('calm', 'busy')\")\n"
+    '    op.execute("CREATE TABLE gadget (id int PRIMARY KEY, '
+    'widget_id int REFERENCES widget (id), mood mood)")\n'
+    '    op.create_index("ix_widget_price", "widget", ["price"])',
+    '    op.drop_index("ix_widget_price", table_name="widget")\n'
+    '    op.drop_table("gadget")\n'
+    '    op.execute("DROP TYPE mood")\n'
+    '    op.execute("DROP SCHEMA audit CASCADE")',
+)
+# Every table, type and index outside the system schemas, as "schema.name".
+OBJECTS = """
+SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind IN ('r', 'i') AND n.nspname NOT LIKE 'pg\\_%' AND n.nspname <> 'information_schema'
+UNION ALL
+SELECT n.nspname || '.' || t.typname FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+ WHERE t.typtype = 'e'
+UNION ALL
+SELECT nspname FROM pg_namespace WHERE nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema'
+"""
+AT_C3 = {
+    "public",
+    "public.alembic_version",
+    "public.alembic_version_pkc",
+    "public.widget",
+    "public.pk_widget",
+    "public.ix_widget_name",
+}
+
+
+def objects(url: URL) -> set[str]:
+    return {str(name) for (name,) in rows(url, OBJECTS)}
+
+
+@pytest.fixture(scope="module")
+def later_project() -> Project:
+    """The demo chain and LATER after it."""
+    return demo_project.write("postgresql", name="restore_later", chain=[*CHAIN, LATER])
+
+
+@pytest.fixture
+def past_the_dump(later_project: Project, database_url: URL, tmp_path: Path) -> tuple[URL, Path]:
+    """A database backed up at c3 (one widget, 'kept'), then migrated on to d4 (a gadget, the
+    widget renamed)."""
+    migrations = Migrations(later_project)
+    migrations.upgrade("c3", url=database_url)
+    execute(database_url, "INSERT INTO widget (id, name) VALUES (1, 'kept')")
+    assert objects(database_url) == AT_C3
+    output = cli(later_project, database_url, "backup", str(tmp_path))
+    assert output.returncode == 0, output.stdout
+    (dump,) = tmp_path.glob("*.dump")
+    migrations.upgrade(url=database_url)
+    execute(
+        database_url,
+        "INSERT INTO gadget VALUES (1, 1, 'busy')",
+        "UPDATE widget SET name = 'changed since'",
+    )
+    return database_url, dump
+
+
+def test_a_restore_takes_away_what_later_migrations_made(
+    later_project: Project, past_the_dump: tuple[URL, Path]
+) -> None:
+    url, dump = past_the_dump
+    restored = cli(later_project, url, "restore", str(dump))
+    assert restored.returncode == 0, restored.stdout
+    assert f"Restored {dump} into {url.database}" in restored.stdout
+    assert objects(url) == AT_C3
+    assert heads(url) == {"c3"}
+    assert rows(url, "SELECT id, name FROM widget") == [(1, "kept")]
+    # From the dump's revision on, as if the later revision had never run.
+    Migrations(later_project).upgrade(url=url)
+    assert heads(url) == {"d4"}
+    assert rows(url, "SELECT count(*) FROM gadget") == [(0,)]
+
+
+def test_a_restore_that_fails_part_way_changes_nothing(
+    later_project: Project, past_the_dump: tuple[URL, Path], capfd: pytest.CaptureFixture[str]
+) -> None:
+    """pg_restore reads the table of contents of a dump cut short in its data, starts, and fails
+    once the drops and the first tables have run (past a pipe's 64 kB of rows, so psql has run
+    the drops): the transaction takes them all back."""
+    url, dump = past_the_dump
+    execute(url, "INSERT INTO widget SELECT g, md5(g::text) FROM generate_series(2, 20000) g")
+    config = replace(later_project, settings=lambda: StaticSettings(url))
+    assert backup.main(config, [str(dump.parent / "big")]) == 0
+    (big,) = (dump.parent / "big").glob("*.dump")
+    cut = dump.parent / "cut.dump"
+    cut.write_bytes(big.read_bytes()[: big.stat().st_size * 9 // 10])
+    before = objects(url)
+    capfd.readouterr()
+    assert restore.main(config, [str(cut)]) == 1
+    err = capfd.readouterr().err
+    assert f"Nothing restored: {cut} is not a dump pg_restore can read (" in err, err
+    assert "The database is as it was" in err
+    assert objects(url) == before and "audit" in before
+    assert heads(url) == {"d4"}
+    assert rows(url, "SELECT count(*) FROM widget") == [(20000,)]
+    assert rows(url, "SELECT mood::text FROM gadget") == [("busy",)]
+
+
+def test_a_corrupt_dump_is_named_as_such(
+    migration_project: Project, migrated: URL, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Not "no pg_restore found": the file is what is wrong, and the database is untouched."""
+    project = configured(migration_project, migrated)
+    assert backup.main(project, [str(tmp_path)]) == 0
+    (dump,) = tmp_path.glob("*.dump")
+    whole = dump.read_bytes()
+    damaged = {
+        "half.dump": whole[: len(whole) // 2],
+        "header.dump": whole[:40],
+        "random.dump": b"PGDMP" + os.urandom(3000),
+    }
+    on_connection(migrated, lambda c: c.execute(text("UPDATE widget SET name = 'now'")))
+    for name, content in damaged.items():
+        (tmp_path / name).write_bytes(content)
+        capfd.readouterr()
+        assert restore.main(project, [str(tmp_path / name)]) == 1, name
+        err = capfd.readouterr().err
+        assert f"Nothing restored: {tmp_path / name} is not a dump pg_restore can read (" in err
+        assert "make backup writes them to backups/" in err
+        assert "No pg_restore" not in err and "newer pg_dump" not in err, err
+    text_file = tmp_path / "notes.dump"
+    text_file.write_text("-- not a dump\n", encoding="utf-8")
+    assert restore.main(project, [str(text_file)]) == 1
+    assert (
+        f"Nothing restored: {text_file} is not a dump pg_restore can read" in capfd.readouterr().err
+    )
+    assert rows(migrated, "SELECT name FROM widget") == [("now",)]
+
+
+def test_a_dump_newer_than_every_pg_restore_is_a_version_problem(
+    migration_project: Project,
+    migrated: URL,
+    tmp_path: Path,
+    server_clients: Clients,
+    server_url: URL,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    project = configured(migration_project, migrated)
+    assert backup.main(project, [str(tmp_path)]) == 0
+    (dump,) = tmp_path.glob("*.dump")
+    major = server_major(server_clients, server_url)
+    # A pg_restore of the server's version that finds the dump's format too new, as an older
+    # one does with a newer pg_dump's file.
+    old = tmp_path / "bin"
+    old.mkdir()
+    (old / "pg_restore").write_text(
+        "#!/bin/sh\n"
+        f'[ "$1" = --version ] && echo "pg_restore (PostgreSQL) {major}.1" && exit 0\n'
+        'echo "pg_restore: error: unsupported version (1.99) in file header" >&2; exit 1\n',
+        encoding="utf-8",
+    )
+    (old / "pg_restore").chmod(0o755)
+    monkeypatch.setenv("PG_BINDIR", str(old))
+    assert restore.main(project, [str(dump)]) == 1
+    err = capfd.readouterr().err
+    assert f"No pg_restore on this machine reads {dump}: it was written by a newer pg_dump" in err
+    assert "unsupported version (1.99) in file header" in err and "PG_BINDIR=" in err, err
+    # No pg_restore at all: the same words as before.
+    monkeypatch.setenv("PG_BINDIR", str(tmp_path / "empty"))
+    assert restore.main(project, [str(dump)]) == 1
+    err = capfd.readouterr().err
+    assert f"No pg_restore of PostgreSQL {major} or newer in PG_BINDIR (found: none)" in err, err
+    assert rows(migrated, "SELECT name FROM widget") == [("kept",)]
 
 
 # 2. shell and devdb reset

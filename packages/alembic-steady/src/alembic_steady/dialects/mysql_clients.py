@@ -8,6 +8,7 @@ answers, else checks that the configured server answers, or explains how to poin
 """
 
 import asyncio
+import contextlib
 import os
 import shutil
 import subprocess
@@ -101,20 +102,39 @@ class MySQLClients(Clients):
         with path.open("rb") as dump:
             if b"dump" not in dump.read(200).lower():
                 return f"{path} is not a mysqldump file (make backup writes those)"
+            # mysqldump's last line; a file without it was cut short, and MySQL cannot roll a
+            # half-loaded dump back: better refuse it before anything is dropped.
+            dump.seek(max(0, path.stat().st_size - 200))
+            if b"-- Dump completed" not in dump.read():
+                return (
+                    f'{path} is not a complete mysqldump file: it lacks the "-- Dump completed" '
+                    "line mysqldump ends with (a copy that did not finish?). Restore a complete "
+                    "copy or another dump (make backup writes them to backups/)"
+                )
         return None
 
     def restore(self, url: URL, settings: MigrationSettings, dump: Path) -> str:
-        """The dump's tables replace their namesakes (it drops and recreates each). MySQL
-        commits each DDL statement, so a restore that fails half way is NOT rolled back."""
+        """The database comes out as the dump holds it: the tables, views, routines and events
+        it holds now are dropped first (the dump drops and makes again only its own, so a table
+        a later migration made would survive, and the next `make migrate` fail on it with
+        "already exists"), then the dump is loaded, in one mysql session. MySQL commits each DDL
+        statement: a restore that fails half way is NOT rolled back."""
         mysql = program("mysql")
+        drops = asyncio.run(drop_statements(url, settings))
         with option_file(url) as options, dump.open("rb") as source:
             args = [mysql, f"--defaults-extra-file={options}", str(url.database)]
-            result = subprocess.run(args, stdin=source, check=False)
-        if result.returncode != 0:
+            with subprocess.Popen(args, stdin=subprocess.PIPE) as session:
+                assert session.stdin is not None
+                with contextlib.suppress(BrokenPipeError):  # mysql stopped: it said why
+                    session.stdin.write(drops.encode())
+                    shutil.copyfileobj(source, session.stdin)
+                    session.stdin.close()
+            status = session.returncode
+        if status != 0:
             raise ToolFailed(
-                f"mysql failed (exit {result.returncode}, see above). MySQL commits each DDL "
-                "statement, so part of the dump may be loaded: fix the cause and restore again "
-                "(the dump drops and recreates its tables)."
+                f"mysql failed (exit {status}, see above). MySQL commits each DDL statement, so "
+                "the restore is not atomic: what the database held may be dropped and part of "
+                "the dump loaded. Fix the cause and restore again."
             )
         return "mysql"
 
@@ -196,6 +216,41 @@ class MySQLClients(Clients):
         milliseconds)."""
         name = self.quote(str(database.database))
         self.admin(database.set(database=""), self.drop_statement(name), f"CREATE DATABASE {name}")
+
+
+async def drop_statements(url: URL, settings: MigrationSettings) -> str:
+    """SQL dropping every table, view, routine and event of the database (triggers go with their
+    tables), for the mysql session of a restore to run before the dump."""
+    engine = engine_for(url, settings)
+    try:
+        async with engine.connect() as connection:
+            found = list(await connection.execute(text(OBJECTS)))
+    except Exception as exc:
+        cause = str(getattr(exc, "orig", None) or exc).strip().splitlines() or [type(exc).__name__]
+        raise ClientError(
+            f"Cannot connect to MySQL: {cause[0]}. Check DATABASE_URL or DB_* (environment or "
+            ".env) and that the server runs (make db-up)."
+        ) from None
+    finally:
+        await engine.dispose()
+    statements = ["SET FOREIGN_KEY_CHECKS = 0;"]
+    statements += [f"DROP {kind} IF EXISTS `{name.replace('`', '``')}`;" for kind, name in found]
+    return "\n".join(statements) + "\n"
+
+
+# What a restore drops before loading the dump: the database's objects. In any order: a view
+# outlives its tables, foreign keys go unchecked.
+OBJECTS = """
+SELECT CASE TABLE_TYPE WHEN 'VIEW' THEN 'VIEW' WHEN 'SEQUENCE' THEN 'SEQUENCE' ELSE 'TABLE' END,
+       TABLE_NAME
+  FROM information_schema.TABLES
+ WHERE TABLE_SCHEMA = DATABASE()
+UNION ALL
+SELECT ROUTINE_TYPE, ROUTINE_NAME FROM information_schema.ROUTINES
+ WHERE ROUTINE_SCHEMA = DATABASE()
+UNION ALL
+SELECT 'EVENT', EVENT_NAME FROM information_schema.EVENTS WHERE EVENT_SCHEMA = DATABASE()
+"""
 
 
 def _server_answers(url: URL, settings: MigrationSettings) -> bool:

@@ -18,6 +18,7 @@ import contextlib
 import glob
 import os
 import re
+import shutil
 import subprocess
 import tempfile
 import warnings
@@ -73,6 +74,88 @@ BEGIN
   CREATE SCHEMA public;
 END $$
 """
+
+# Run by psql right after the BEGIN of pg_restore's script, so inside its one transaction (see
+# PostgreSQLClients.restore): the schemas of the database come out as the dump holds them. A
+# schema the dump lacks (made after the backup) is dropped; in those it holds, @held@, every
+# extension, table, view, sequence, type and routine goes, and the script then makes the dump's
+# again (indexes, constraints, triggers, a serial's or identity's sequence, a partition go with
+# their table; members of an extension with it). Emptied rather than dropped and made again: the
+# schema keeps its owner and grants, and before PostgreSQL 15 a database owner who is no
+# superuser may empty `public` but not drop it. Left alone: what lives outside schemas (large
+# objects, event triggers, publications) and rarer schema objects (operators, collations, text
+# search configurations) made after the backup. Every statement is formed before the first one
+# runs, as CASCADE takes objects out from under the later ones (hence IF EXISTS).
+EMPTY_SCHEMAS = r"""
+SET LOCAL search_path = pg_catalog;
+SET LOCAL client_min_messages = warning;
+DO $steady$
+DECLARE
+  held name[] := @held@;
+  statements text[];
+  command text;
+BEGIN
+  WITH owned AS (  -- goes with what owns it: its extension, its table, its element type
+    SELECT classid, objid FROM pg_depend WHERE deptype IN ('e', 'a', 'i')
+  ), drops(step, command) AS (
+    SELECT 0, format('DROP SCHEMA IF EXISTS %I CASCADE', n.nspname)
+      FROM pg_namespace n
+     WHERE n.nspname NOT LIKE 'pg\_%' AND n.nspname <> 'information_schema'
+       AND n.nspname <> ALL (held)
+       AND (n.tableoid, n.oid) NOT IN (SELECT classid, objid FROM owned)
+    UNION ALL
+    SELECT 1, format('DROP EXTENSION IF EXISTS %I CASCADE', e.extname)
+      FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+     WHERE n.nspname = ANY (held)
+    UNION ALL
+    SELECT 2, format('DROP %s IF EXISTS %I.%I CASCADE',
+                     CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW'
+                                    WHEN 'S' THEN 'SEQUENCE' WHEN 'f' THEN 'FOREIGN TABLE'
+                                    ELSE 'TABLE' END,
+                     n.nspname, c.relname)
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE n.nspname = ANY (held) AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+       AND (c.tableoid, c.oid) NOT IN (SELECT classid, objid FROM owned)
+    UNION ALL
+    SELECT 3, format('DROP %s IF EXISTS %I.%I CASCADE',
+                     CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END, n.nspname, t.typname)
+      FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+     WHERE n.nspname = ANY (held) AND t.typtype IN ('c', 'd', 'e', 'r')
+       AND (t.typrelid = 0 OR (SELECT relkind FROM pg_class WHERE oid = t.typrelid) = 'c')
+       AND (t.tableoid, t.oid) NOT IN (SELECT classid, objid FROM owned)
+    UNION ALL
+    SELECT 4, format('DROP ROUTINE IF EXISTS %s CASCADE', p.oid::regprocedure)
+      FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+     WHERE n.nspname = ANY (held)
+       AND (p.tableoid, p.oid) NOT IN (SELECT classid, objid FROM owned)
+  )
+  SELECT array_agg(drops.command ORDER BY step) INTO statements FROM drops;
+  FOREACH command IN ARRAY coalesce(statements, '{}') LOOP
+    EXECUTE command;
+  END LOOP;
+END $steady$;
+"""
+# `pg_restore --list` names each schema the dump makes: "<id>; <oid> <oid> SCHEMA - <name> <owner>".
+# `public` has no such line (pg_dump assumes it), but the dump's objects in it are its own.
+SCHEMA_ENTRY = re.compile(r"^\d+; \d+ \d+ SCHEMA - (.+) \S+$", re.MULTILINE)
+# What pg_restore says of a dump in a format newer than it reads; other numbers there ("25.-84")
+# come from a damaged header.
+NEWER_FORMAT = re.compile(r"unsupported version \(1\.\d+\) in file header")
+
+
+def held_schemas(listing: str) -> str:
+    """The schemas a dump restores, from its `pg_restore --list`, as an SQL array."""
+    names = {"public", *SCHEMA_ENTRY.findall(listing)}
+    return "ARRAY[" + ", ".join("'" + name.replace("'", "''") + "'" for name in sorted(names)) + "]"
+
+
+def sibling(program: Path, name: str, version: int) -> Path:
+    """The client `name` next to `program` (psql for a pg_restore: it must know the script's
+    meta-commands), else the matching one found elsewhere."""
+    if (beside := program.parent / name).is_file() and os.access(beside, os.X_OK):
+        return beside
+    return matching_program(name, version)[1]
+
 
 # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); its fallback folder is fine.
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")
@@ -180,20 +263,75 @@ def matching_program(
     for major, path in programs:
         if major >= server_major and usable(path):
             return major, path
-    seen = ", ".join(f"{path} ({major})" for major, path in programs) or "none"
+    raise none_found(program, server_major, programs)
+
+
+def found(programs: list[tuple[int, Path]]) -> str:
+    return ", ".join(f"{path} ({major})" for major, path in programs) or "none"
+
+
+def none_found(program: str, server_major: int, programs: list[tuple[int, Path]]) -> ClientError:
     where = "in PG_BINDIR" if os.environ.get("PG_BINDIR") else "on this machine"
-    raise ClientError(
-        f"No {program} of PostgreSQL {server_major} or newer {where} (found: {seen}); the "
-        f"server runs PostgreSQL {server_major}. Install its client programs (e.g. "
+    return ClientError(
+        f"No {program} of PostgreSQL {server_major} or newer {where} (found: {found(programs)}); "
+        f"the server runs PostgreSQL {server_major}. Install its client programs (e.g. "
         f"apt install postgresql-client-{server_major}, brew install postgresql@{server_major}) "
         "or set PG_BINDIR=/path/to/its/bin."
     )
 
 
+def listing_error(path: Path, dump: Path, env: dict[str, str]) -> str | None:
+    """Why this pg_restore cannot read the dump's table of contents (its first error line), or
+    None when it can."""
+    listing = subprocess.run(
+        [path, "--list", dump], env=env, capture_output=True, text=True, check=False
+    )
+    return None if listing.returncode == 0 else error_line(listing.stderr)
+
+
 def readable_by(path: Path, dump: Path, env: dict[str, str]) -> bool:
     """Whether this pg_restore reads the dump (an older one rejects a newer dump's header)."""
-    listing = subprocess.run([path, "--list", dump], env=env, capture_output=True, check=False)
-    return listing.returncode == 0
+    return listing_error(path, dump, env) is None
+
+
+def error_line(stderr: str) -> str:
+    """pg_restore's first error, without its "pg_restore: error: " prefix."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    first = next((line for line in lines if "error" in line.lower()), lines[0] if lines else "")
+    return re.sub(r"^pg_restore: (error: )?", "", first) or "no message"
+
+
+def restore_program(server_major: int, dump: Path, env: dict[str, str]) -> tuple[int, Path]:
+    """The pg_restore of the lowest major version >= the server's that reads `dump`. A
+    ClientError naming the version problem when only older ones are found, a ToolFailed saying
+    the file is no dump when the newest one found cannot read it either."""
+    programs = client_programs("pg_restore")
+    candidates = [(major, path) for major, path in programs if major >= server_major]
+    if not candidates:
+        raise none_found("pg_restore", server_major, programs)
+    error = ""
+    for major, path in candidates:
+        if (error := listing_error(path, dump, env) or "") == "":
+            return major, path
+    # `error` is the newest pg_restore's. A format newer than it reads is a version problem; any
+    # other complaint (or a version number no pg_dump writes: a damaged header) is the file's.
+    if NEWER_FORMAT.search(error):
+        raise ClientError(
+            f"No pg_restore on this machine reads {dump}: it was written by a newer pg_dump "
+            f"({error}; found: {found(programs)}). Install the client programs of the "
+            'PostgreSQL version whose pg_dump wrote it (make backup named it: "pg_dump N for '
+            '..."), e.g. apt install postgresql-client-N, brew install postgresql@N, or set '
+            "PG_BINDIR=/path/to/its/bin."
+        )
+    raise ToolFailed(not_a_dump(dump, error))
+
+
+def not_a_dump(dump: Path, error: str) -> str:
+    return (
+        f"Nothing restored: {dump} is not a dump pg_restore can read ({error}). It is cut short "
+        "or damaged (a copy that did not finish?): restore a complete copy or another dump "
+        "(make backup writes them to backups/). The database is as it was."
+    )
 
 
 def start_server(data_dir: Path, *, keep_running: bool) -> tuple[Any, URL]:
@@ -262,25 +400,76 @@ class PostgreSQLClients(Clients):
             return problem
         with path.open("rb") as dump:
             if dump.read(5) != b"PGDMP":
-                return f"{path} is not a pg_dump custom-format dump (make backup writes those)"
+                return (
+                    f"{path} is not a dump pg_restore can read (it is not a pg_dump "
+                    "custom-format dump, as make backup writes to backups/)"
+                )
         return None
 
     def restore(self, url: URL, settings: MigrationSettings, dump: Path) -> str:
-        """Objects in the dump replace their namesakes, in ONE transaction: if anything fails,
-        the database is left as it was."""
+        """The database's schemas come out as the dump holds them, in ONE transaction: if
+        anything fails, the database is left as it was.
+
+        pg_restore writes the SQL (`--file=-`: its --dbname mode cannot run statements of ours in
+        its transaction) and psql runs it with ON_ERROR_STOP. Right after the script's BEGIN go
+        the drops of EMPTY_SCHEMAS: `--clean` alone drops only the objects the dump holds, so
+        what a later migration made (a table, an enum type, a schema) would survive the restore
+        and the next `make migrate` would fail on it with "already exists". The COMMIT is the
+        script's last statement, which pg_restore writes only when it read the whole dump; psql
+        is killed (the server rolls back) when pg_restore fails part way."""
         env = libpq_environment(url, settings)
         server = server_major_version(url, settings)
-        version, pg_restore = matching_program(
-            "pg_restore", server, lambda path: readable_by(path, dump, env)
+        version, pg_restore = restore_program(server, dump, env)
+        psql = sibling(pg_restore, "psql", version)
+        listing = subprocess.run(
+            [pg_restore, "--list", dump], env=env, capture_output=True, text=True, check=True
         )
-        # --dbname: without it pg_restore prints SQL instead of restoring.
+        drops = EMPTY_SCHEMAS.replace("@held@", held_schemas(listing.stdout))
         args = [str(pg_restore), "--clean", "--if-exists", "--no-owner", "--single-transaction"]
-        args += [f"--dbname={url.database or 'postgres'}", str(dump)]
-        result = subprocess.run(args, env=env, check=False)
-        if result.returncode != 0:
+        args += ["--file=-", str(dump)]
+        session_args = [str(psql), "--no-psqlrc", "--quiet", "--no-password"]
+        session_args += ["--set=ON_ERROR_STOP=1"]
+        with (
+            tempfile.TemporaryFile() as errors,
+            subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=errors) as script,
+        ):
+            assert script.stdout is not None
+            head = []
+            for line in script.stdout:
+                head.append(line)
+                if line == b"BEGIN;\n":  # before the first statement that changes anything
+                    break
+            else:  # pg_restore stopped before its BEGIN: nothing ran
+                script.wait()
+                errors.seek(0)
+                raise ToolFailed(
+                    not_a_dump(dump, error_line(errors.read().decode("utf-8", "replace")))
+                )
+            session = subprocess.Popen(
+                session_args, env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL
+            )
+            assert session.stdin is not None
+            try:
+                session.stdin.writelines([*head, drops.encode()])
+                shutil.copyfileobj(script.stdout, session.stdin)
+                stopped = False
+            except BrokenPipeError:  # psql stopped on an error: it said which
+                stopped = True
+            script.stdout.close()  # with psql gone, pg_restore stops on its next write
+            if script.wait() != 0 and not stopped:
+                session.kill()  # the script is cut short: no COMMIT reaches the server
+                session.wait()
+                errors.seek(0)
+                raise ToolFailed(
+                    not_a_dump(dump, error_line(errors.read().decode("utf-8", "replace")))
+                )
+            with contextlib.suppress(BrokenPipeError):
+                session.stdin.close()
+            status = session.wait()
+        if status != 0:
             raise ToolFailed(
-                f"pg_restore failed (exit {result.returncode}, see above); the transaction was "
-                "rolled back, so the database is as it was."
+                f"Nothing restored: psql stopped on the error above (exit {status}) and the "
+                "transaction was rolled back, so the database is as it was."
             )
         return f"pg_restore {version}"
 

@@ -1,4 +1,7 @@
-"""`make restore file=...`: load a `make backup` dump into the configured database.
+"""`make restore file=...`: load a `make backup` dump into the configured database, which comes
+out as the dump holds it: what was made after the backup (a later migration's tables, types,
+schemas) goes too, so `make migrate` then runs from the dump's revision. On PostgreSQL in one
+transaction; MySQL commits each DDL statement, so there a failed restore is not rolled back.
 
 In production it refuses unless run with CONFIRM=yes, as `rollback` and `stamp` do.
 """
@@ -30,8 +33,9 @@ def main(project: Project, argv: list[str]) -> int:
         return 1
     if settings.environment == "production" and os.environ.get("CONFIRM") != "yes":
         print(
-            "Refusing to restore over a production database: it replaces the tables the dump "
-            "holds. Run make backup first, then make restore file=... CONFIRM=yes.",
+            "Refusing to restore over a production database: it replaces all the database "
+            "holds with the dump's contents. Run make backup first, then make restore file=... "
+            "CONFIRM=yes.",
             file=sys.stderr,
         )
         return 1
