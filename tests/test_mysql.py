@@ -68,11 +68,13 @@ def url(database: str, scheme: str = "mysql") -> str:
 
 
 def tables(database: str) -> set[str]:
+    """The project's tables: not Alembic's version table, nor the runner's record of a revision
+    part way (alembic_steady_progress)."""
     rows = sql(
         database,
         "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE()",
     )
-    return {str(row[0]) for row in rows} - {"alembic_version"}
+    return {str(row[0]) for row in rows} - {"alembic_version", "alembic_steady_progress"}
 
 
 def version(database: str) -> list[str]:
