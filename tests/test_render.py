@@ -84,6 +84,12 @@ def test_next_steps_are_printed(tmp_path: Path) -> None:
         assert step in output
 
 
+def python_files(project: Path) -> dict[str, str]:
+    """What ruff and mypy read: the Python files and pyproject.toml, by path."""
+    paths = [*project.rglob("*.py"), project / "pyproject.toml"]
+    return {str(path.relative_to(project)): path.read_text(encoding="utf-8") for path in paths}
+
+
 @pytest.fixture(scope="module")
 def mypy_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One mypy cache per Python version, shared by the combinations (per xdist worker)."""
@@ -120,6 +126,11 @@ def test_every_combination_renders_clean_and_type_checks(
     expected = {*MAKE_TARGETS, *(("run",) if web else ()), *(("dbshell",) if mysql else ())}
     expected -= {"rehearse"} if mysql else set()  # it restores with pg_restore: PostgreSQL only
     assert listed == expected, listed ^ expected
+    if answers["github_actions"] == "no":
+        # The answer adds .github/ only: the code is that of the render with it, linted there.
+        with_ci = bake(tmp_path / "with-ci", **{**answers, "github_actions": "yes"})
+        assert python_files(project) == python_files(with_ci)
+        return
     ruff = [sys.executable, "-m", "ruff"]
     must(run(project, *ruff, "check", "."))
     must(run(project, *ruff, "format", "--check", "."))
