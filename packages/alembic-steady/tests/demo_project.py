@@ -303,6 +303,24 @@ def module_cli(
     )
 
 
+def started(project: Project, argv: list[str], url: URL, **env: str) -> "subprocess.Popen[str]":
+    """`argv` (a migration command) started in the background against `url`, as a deploy job or
+    a terminal runs it, with MIGRATION_* settings from `env`; output in `.stdout`."""
+    return subprocess.Popen(
+        argv,
+        env={
+            **os.environ,
+            "PYTHONPATH": pythonpath(project),
+            "DATABASE_URL": url.render_as_string(hide_password=False),
+            **env,
+        },
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+
+
 def pythonpath(project: Project) -> str:
     """PYTHONPATH for a process that imports the project (and this toolkit's source first, so a
     mutated copy's code is what runs)."""

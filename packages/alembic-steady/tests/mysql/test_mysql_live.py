@@ -8,10 +8,8 @@ the exit status and the one-line message are what is asserted.
 
 import importlib
 import json
-import os
 import shutil
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -145,6 +143,11 @@ def test_statement_timeout_bounds_a_statement(
 # -- signals ---------------------------------------------------------------------------------
 
 
+def module_upgrade(project: Project) -> list[str]:
+    """The module CLI's upgrade, as a Job runs it."""
+    return [sys.executable, "-m", f"{project.package}.migrations", "upgrade"]
+
+
 def runner_statement(url: URL, like: str) -> list[tuple[object, ...]]:
     """The sessions of the test database running a statement that starts with `like`."""
     return rows(
@@ -170,21 +173,14 @@ def test_sigterm_stops_the_statement_on_the_server(
         cursor.execute("SELECT * FROM widget")
     # `alembic upgrade` is what `make migrate` runs, the module CLI what a Job runs.
     ini = str(demo_project.alembic_ini(project))
-    process = subprocess.Popen(
+    process = demo_project.started(
+        project,
         [sys.executable, "-m", "alembic", "-c", ini, "upgrade", "head"]
         if way == "alembic"
-        else [sys.executable, "-m", f"{project.package}.migrations", "upgrade"],
-        env={
-            **os.environ,
-            "PYTHONPATH": demo_project.pythonpath(project),
-            "DATABASE_URL": database_url.render_as_string(hide_password=False),
-            # One attempt waits 15 s: longer than the test, so only the signal ends it.
-            "MIGRATION_LOCK_TIMEOUT": "60s",
-        },
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        text=True,
+        else module_upgrade(project),
+        database_url,
+        # One attempt waits 15 s: longer than the test, so only the signal ends it.
+        MIGRATION_LOCK_TIMEOUT="60s",
     )
     try:
         deadline = time.monotonic() + 30
@@ -236,23 +232,13 @@ def test_a_replica_does_not_rerun_what_a_dead_runner_committed(
     what d4 committed, instead of inserting the row again; once stamped, runs go through."""
     Migrations(project).upgrade(url=database_url)
     plant(planted, project, DIES_INSIDE, '    op.drop_column("widget", "note")')
-    process = subprocess.Popen(
-        [sys.executable, "-m", f"{project.package}.migrations", "upgrade"],
-        env={
-            **os.environ,
-            "PYTHONPATH": demo_project.pythonpath(project),
-            "DATABASE_URL": database_url.render_as_string(hide_password=False),
-        },
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        stdin=subprocess.DEVNULL,
-    )
+    process = demo_project.started(project, module_upgrade(project), database_url)
     deadline = time.monotonic() + 30
     while not (running := runner_statement(database_url, "SELECT SLEEP")):
         assert process.poll() is None and time.monotonic() < deadline
         time.sleep(0.05)
     process.kill()
-    process.wait()
+    process.communicate()
     # The server notices the client gone at its own pace: the operator's KILL stands in for it.
     execute(database_url, f"KILL {running[0][0]}")
     while runner_statement(database_url, "SELECT SLEEP"):
