@@ -207,6 +207,57 @@ def test_through_pooler(error: BaseException, hint: bool) -> None:
     assert PG.through_pooler(error) == (POOLER_HINT if hint else None)
 
 
+def extension_error(sqlstate: str, message: str, statement: str) -> OperationalError:
+    return OperationalError(statement, {}, PgError(message, sqlstate))
+
+
+PRE_15 = (
+    'could not open extension control file "/usr/share/postgresql/14/extension/pgcrypto.control": '
+    "No such file or directory"
+)
+
+
+@pytest.mark.parametrize(
+    ("error", "name"),
+    [
+        (
+            extension_error(
+                "0A000",
+                'extension "uuid-ossp" is not available',
+                'CREATE EXTENSION IF NOT EXISTS "uuid-ossp"',
+            ),
+            "uuid-ossp",
+        ),
+        (extension_error("58P01", PRE_15, "create extension pgcrypto"), "pgcrypto"),
+        # Not in English: the name as the statement writes it.
+        (
+            extension_error("0A000", "Erweiterung nicht verfügbar", "CREATE EXTENSION PgCrypto"),
+            "pgcrypto",
+        ),
+    ],
+)
+def test_an_unavailable_uuid_extension_points_at_gen_random_uuid(
+    error: BaseException, name: str
+) -> None:
+    fix = PG.unavailable_extension(error, MAKE)
+    assert fix is not None
+    assert fix.startswith(f'This PostgreSQL server does not ship the extension "{name}": ')
+    assert "gen_random_uuid()" in fix and "built in since PostgreSQL 13" in fix
+    assert "make db-up" in fix and "make migrate again" in fix
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        extension_error("0A000", "not supported", "ALTER TABLE item ADD COLUMN x int"),
+        extension_error("42501", "permission denied to create extension", "CREATE EXTENSION x"),
+        ValueError("CREATE EXTENSION x"),
+    ],
+)
+def test_other_errors_are_no_unavailable_extension(error: BaseException) -> None:
+    assert PG.unavailable_extension(error, MAKE) is None
+
+
 # -- messages ------------------------------------------------------------------------------
 
 

@@ -32,6 +32,7 @@ from alembic.util import CommandError
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import DBAPIError
 
+from ..dialects.postgresql import AS_STORED
 from ..runner.alembic_internals import in_callers_transaction
 from ..runner.progress import PROGRESS
 from ..runner.retries import OWN_LOCK_TIMEOUT
@@ -66,6 +67,13 @@ def backfill_hint(table_name: str, column_name: str) -> str:
 
 def _quote(operations: Operations, name: str) -> str:
     return str(operations.impl.dialect.identifier_preparer.quote(name))
+
+
+def _index_name(operations: Operations, name: str) -> str:
+    """The index name SQLAlchemy writes for `name` (as `op.f(name)`): one over 63 characters is
+    cut to 55 and a hash of it; the server then cuts one over 63 bytes (see AS_STORED)."""
+    preparer = operations.impl.dialect.identifier_preparer
+    return preparer.truncate_and_render_index_name(operations.f(name), _alembic_quote=False)
 
 
 def _table(operations: Operations, table_name: str, schema: str | None) -> str:
@@ -233,8 +241,9 @@ def _invalid_index(operations: Operations, name: str, schema: str | None) -> boo
             "SELECT NOT i.indisvalid FROM pg_index i "
             "JOIN pg_class c ON c.oid = i.indexrelid "
             "JOIN pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE c.relname = :name AND n.nspname = coalesce(:schema, current_schema())",
-            name=name,
+            f"WHERE c.relname = {AS_STORED.format(':name')} "
+            "AND n.nspname = coalesce(:schema, current_schema())",
+            name=_index_name(operations, name),
             schema=schema,
         )
     )
@@ -335,7 +344,8 @@ def _create_unique_constraint_concurrently(
         )
     )
     table = _table(operations, op.table_name, op.schema)
-    name = _quote(operations, op.constraint_name)
+    # The index's name as built, also when SQLAlchemy shortened it: it becomes the constraint's.
+    name = _quote(operations, _index_name(operations, op.constraint_name))
     with _step_by_step(operations):
         _briefly(
             operations,
@@ -346,7 +356,8 @@ def _create_unique_constraint_concurrently(
 
 
 def _constraint_exists(operations: Operations, op: CreateUniqueConstraintConcurrentlyOp) -> bool:
-    return _constraint_state(operations, op.constraint_name, op.table_name, op.schema) is not None
+    name = _index_name(operations, op.constraint_name)
+    return _constraint_state(operations, name, op.table_name, op.schema) is not None
 
 
 # --- NOT NULL ---------------------------------------------------------------------------------
@@ -418,7 +429,7 @@ def _column_not_null(operations: Operations, op: SetNotNullOp) -> bool:
         _scalar(
             operations,
             "SELECT a.attnotnull FROM pg_attribute a "
-            "WHERE a.attrelid = to_regclass(:table) AND a.attname = :column",
+            f"WHERE a.attrelid = to_regclass(:table) AND a.attname = {AS_STORED.format(':column')}",
             table=_table(operations, op.table_name, op.schema),
             column=op.column_name,
         )
@@ -432,7 +443,7 @@ def _constraint_state(
     validated = _scalar(
         operations,
         "SELECT convalidated FROM pg_constraint "
-        "WHERE conname = :name AND conrelid = to_regclass(:table)",
+        f"WHERE conname = {AS_STORED.format(':name')} AND conrelid = to_regclass(:table)",
         name=name,
         table=_table(operations, table_name, schema),
     )

@@ -204,6 +204,10 @@ class Dialect(ABC):
         """The fix when `exc` is what a transaction-mode pooler does to the session."""
         return None
 
+    def unavailable_extension(self, exc: BaseException, commands: Commands) -> str | None:
+        """The cause and the ways round when `exc` is an extension the server does not ship."""
+        return None
+
     @abstractmethod
     def where(self, progress: Progress, commands: Commands) -> str:
         """Where the database stands after the current revision stopped part way, as sentences."""

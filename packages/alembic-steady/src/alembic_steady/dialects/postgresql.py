@@ -44,6 +44,9 @@ LOCK_NOT_AVAILABLE = "55P03"
 TOO_MANY_CONNECTIONS = "53300"
 INVALID_CATALOG_NAME = "3D000"  # the database does not exist
 READ_ONLY = "25006"
+# CREATE EXTENSION of one the server does not ship: feature_not_supported ("extension ... is not
+# available", PostgreSQL 15+), undefined_file (its control file is missing, before 15).
+EXTENSION_MISSING = ("0A000", "58P01")
 # admin_shutdown (pg_terminate_backend), crash_shutdown, cannot_connect_now; class 08 is
 # "connection exception".
 CONNECTION_LOST = ("57P01", "57P02", "57P03")
@@ -66,6 +69,12 @@ _HOLDERS = text(
 )
 _FIRST_POLL, _LONGEST_POLL = 0.05, 1.0
 
+# A name as PostgreSQL stores it: one longer than NAMEDATALEN-1 (63) bytes is cut there (in the
+# server's encoding, never inside a character), as the server does to the names a statement
+# writes, with a NOTICE. A longer parameter compared to a `name` column fails instead
+# ("identifier too long"), so catalog lookups by a written name go through this cast.
+AS_STORED = "CAST(CAST({} AS text) AS name)"
+
 _WORDS = re.compile(r'"([^"]+)"|\b([A-Za-z_][\w$]*)\b')
 # Sessions holding a lock on a relation the failed statement names: the likely blockers.
 _BLOCKERS = text(
@@ -74,7 +83,7 @@ _BLOCKERS = text(
     "extract(epoch FROM now() - coalesce(a.xact_start, a.query_start))::numeric(10,1), "
     "c.relname FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
     "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'relation' AND l.granted "
-    "AND l.pid <> pg_backend_pid() AND c.relname = ANY(:names) "
+    "AND l.pid <> pg_backend_pid() AND c.relname = ANY(CAST(CAST(:names AS text[]) AS name[])) "
     "ORDER BY a.pid, a.xact_start LIMIT 3"
 )
 _OLDEST = text(
@@ -85,6 +94,13 @@ _OLDEST = text(
 )
 
 _NAME = r'(?:"[^"]+"|[\w$]+)'
+_CREATE_EXTENSION = re.compile(
+    rf"^\s*CREATE\s+EXTENSION\s+(?:IF\s+NOT\s+EXISTS\s+)?({_NAME})", re.IGNORECASE
+)
+# The extension the server names (a CASCADE's dependency, say), where it speaks English.
+_MISSING_EXTENSION = re.compile(
+    r'extension "([^"]+)" is not available|extension control file "[^"]*/([^"/]+)\.control"'
+)
 _CONCURRENT_INDEX = re.compile(
     rf"^\s*CREATE\s+(?:UNIQUE\s+)?INDEX\s+CONCURRENTLY\s+(?:IF\s+NOT\s+EXISTS\s+)?({_NAME})"
     rf"\s+ON\s+(?:ONLY\s+)?({_NAME}(?:\.{_NAME})?)",
@@ -93,7 +109,7 @@ _CONCURRENT_INDEX = re.compile(
 _INDEX = text(
     "SELECT i.indisvalid, format('%I.%I', n.nspname, c.relname) FROM pg_index i "
     "JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
-    "WHERE c.relname = :index AND i.indrelid = to_regclass(:table)"
+    f"WHERE c.relname = {AS_STORED.format(':index')} AND i.indrelid = to_regclass(:table)"
 )
 
 
@@ -376,6 +392,29 @@ class PostgreSQL(Dialect):
             return POOLER_HINT
         return None
 
+    def unavailable_extension(self, exc: BaseException, commands: Commands) -> str | None:
+        created = _CREATE_EXTENSION.match(_failed_statement(exc) or "")
+        if sqlstate(exc) not in EXTENSION_MISSING or created is None:
+            return None
+        said = _MISSING_EXTENSION.search(str(exc))
+        written = created.group(1)
+        name = (said and (said.group(1) or said.group(2))) or (
+            written[1:-1] if written.startswith('"') else written.lower()
+        )
+        uuids = {
+            "uuid-ossp": " For UUIDs, gen_random_uuid() is built in since PostgreSQL 13: use it "
+            "instead of uuid-ossp's uuid_generate_v4() and drop the CREATE EXTENSION.",
+            "pgcrypto": " If it is there for gen_random_uuid(), that is built in since "
+            "PostgreSQL 13: drop the CREATE EXTENSION.",
+        }.get(name, "")
+        return (
+            f'This PostgreSQL server does not ship the extension "{name}": run the migrations '
+            "on a server that has it (point DATABASE_URL, or TEST_DATABASE_URL for the tests, "
+            f"at one, or start Docker's: {commands.db_up} with a Docker engine running; without "
+            "one it starts an embedded server that lacks some extensions), then run "
+            f"{commands.migrate} again.{uuids}"
+        )
+
     def where(self, progress: Progress, commands: Commands) -> str:
         if progress.revision is None:
             return f"{cap(progress.where())}."
@@ -483,6 +522,17 @@ def describe_holders(connection: Connection, package: str) -> str:
 
 def _session(app: str, state: str, age: object) -> str:
     return f"application_name {app!r}, {state or 'unknown state'}, transaction open {age}s"
+
+
+def _failed_statement(exc: BaseException) -> str | None:
+    """The SQL of the statement that raised `exc`, as SQLAlchemy keeps it."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        statement = getattr(seen, "statement", None)
+        if isinstance(statement, str):
+            return statement
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _autocommit(connection: Connection) -> bool:

@@ -108,6 +108,11 @@ def clear_errors(
                 "Migrations must run on the primary: point MIGRATION_DATABASE_URL (or "
                 f"DATABASE_URL) at it. {where}"
             ) from exc
+        missing = dialect.unavailable_extension(exc, commands)
+        if missing is not None:
+            raise CommandError(
+                f"Revision {failing} failed: {first_line}. {where} {missing} {HINT_VERBOSE}"
+            ) from exc
         if command == "downgrade" and (in_revision or progress.revision):
             # Its own advice: the upgrade's would send the user to migrate.
             raise CommandError(
