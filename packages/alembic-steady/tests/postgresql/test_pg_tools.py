@@ -550,6 +550,66 @@ def test_revisions_that_fit_report_time_locks_and_rows(
     assert not scratch_databases(url)
 
 
+# Revisions that commit step by step, as `make migrate` runs them: the template's own
+# op.create_index_concurrently, and a plain autocommit_block() whose UPDATE holds its lock for
+# 0.3 s at least (what a report of locks taken outside a transaction must show).
+STEP_BY_STEP = [
+    (
+        "d4",
+        '    op.execute("UPDATE widget SET price = 2")\n'
+        '    op.create_index_concurrently("ix_widget_price", "widget", ["price"])',
+        '    op.drop_index_concurrently("ix_widget_price", table_name="widget")',
+        "index widget price",
+    ),
+    (
+        "e5",
+        "    with op.get_context().autocommit_block():\n"
+        '        op.execute("CREATE INDEX CONCURRENTLY ix_widget_both ON widget (name, price)")\n'
+        '        op.execute("UPDATE widget SET price = 3 FROM (SELECT pg_sleep(0.3)) AS pause")',
+        "    with op.get_context().autocommit_block():\n"
+        '        op.execute("DROP INDEX CONCURRENTLY ix_widget_both")',
+        "index widget name and price",
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def step_by_step() -> Project:
+    project = demo_project.write("postgresql", name="rehearse_step_by_step")
+    down = "c3"
+    for revision, upgrade, downgrade, doc in STEP_BY_STEP:
+        demo_project.add_revision(project.versions, revision, down, upgrade, downgrade, doc=doc)
+        down = revision
+    return project
+
+
+def test_revisions_that_commit_step_by_step_are_rehearsed(
+    step_by_step: Project, source: tuple[URL, Path]
+) -> None:
+    """An autocommit_block() commits on the copy as it does under make migrate (each revision
+    in transactions of its own), and the report still gives each revision's time, rows and
+    locks, those its statements outside a transaction held included."""
+    url, dump = source
+    result = cli(step_by_step, url, "rehearse", f"file={dump}")
+    output = result.stdout
+    assert result.returncode == 0, output
+    assert "FAILED" not in output and "your own transaction" not in output, output
+    assert "2 pending revision(s)" in output
+    d4, e5 = output.split("d4 (index widget price): ")[1].split(
+        "e5 (index widget name and price): "
+    )
+    assert re.match(rf"\d+\.\d\d s, {ROWS} row\(s\) changed", d4), output
+    assert "RowExclusiveLock on widget, held" in d4, output  # the UPDATE, before the index
+    assert re.match(rf"\d+\.\d\d s, {ROWS} row\(s\) changed", e5), output
+    # The UPDATE's lock, released when it committed on its own, and how long it was held.
+    assert re.search(r"RowExclusiveLock on widget, held 0\.[3-9]\d s", e5), output
+    # A concurrent index build's lock, which lets writes through.
+    assert "ShareUpdateExclusiveLock on widget, held" in output
+    assert "every pending revision went down and up again" in output
+    assert state(url) == HEAD
+    assert not scratch_databases(url)
+
+
 def test_bad_rehearsal_input_is_named(
     fits: Project,
     source: tuple[URL, Path],

@@ -20,9 +20,10 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,10 +32,12 @@ from typing import IO, Any
 
 from alembic import command
 from alembic.script import Script, ScriptDirectory
-from sqlalchemy import Connection, event, text
+from sqlalchemy import Connection, event, pool, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from ..dialects.base import for_url
 from ..dialects.clients import ClientError
 from ..dialects.postgresql_clients import (
     PostgreSQLClients,
@@ -60,6 +63,10 @@ SELECT relation::regclass::text, mode FROM pg_locks
                      WHERE relkind IN ('r', 'p', 'm', 'S') AND relname NOT LIKE 'alembic_version%'
                        AND relnamespace <> 'pg_catalog'::regnamespace)
 """
+# The same, read by the runner's own session after one of its statements.
+LOCKS_HERE = LOCKS.replace(":pid", "pg_backend_pid()")
+# The sampler's first pause between two reads of a statement's locks, and its longest.
+_FIRST_SAMPLE, _LAST_SAMPLE = 0.001, 0.1
 # What a down-and-up round trip must restore: columns, constraints, indexes, sequences.
 SCHEMA = r"""
 WITH rel AS (
@@ -90,8 +97,7 @@ class StepReport:
     revision: str
     seconds: float = 0.0
     rows: int = 0
-    # (relation, mode) -> when the statement that took it started; how long it was held
-    locks: dict[tuple[str, str], float] = field(default_factory=dict)
+    # (relation, mode) -> the longest it was held at a stretch
     held: dict[tuple[str, str], float] = field(default_factory=dict)
 
     def lines(self) -> list[str]:
@@ -225,16 +231,117 @@ def pending(connection: Connection, migrations: Migrations) -> list[Script]:
     return list(reversed([step for step in steps if step.revision not in at]))
 
 
-def _watch(connection: Connection, report: StepReport) -> list[Any]:
-    """After each statement of the revision, note the relations its transaction now locks, as
-    taken when that statement started, and the rows it changed."""
-    pid = connection.execute(text("SELECT pg_backend_pid()")).scalar_one()
+def runner_engine(scratch: URL, settings: MigrationSettings, project: Project) -> AsyncEngine:
+    """The engine the runner would make for itself (one connection at a time, its session
+    name), handed to it so that the rehearsal can watch its statements."""
+    return create_async_engine(
+        scratch,
+        poolclass=pool.NullPool,
+        connect_args=for_url(scratch).connect_args(settings, project.session_name),
+    )
+
+
+def run(engine: AsyncEngine, migrations: Migrations, step: str, target: str) -> None:
+    """`make migrate` (or `make rollback`) on the copy: the runner applies each revision in
+    transactions of its own, under the migration lock, through its statement hook, so an
+    autocommit_block() commits there as it does in production."""
+    config = migrations.alembic_config()
+    config.attributes["connection"] = engine
+    config.attributes["command"] = step
+    getattr(command, step)(config, target)
+
+
+class _Sampler(threading.Thread):
+    """A second session that reads the relation locks of the runner's session while one of its
+    statements runs outside a transaction (in an autocommit_block()): that statement has
+    committed, and released them, by the time it returns."""
+
+    def __init__(self, url: URL, settings: MigrationSettings) -> None:
+        super().__init__(daemon=True)
+        self._url, self._settings = url, settings
+        self._guard = threading.Lock()
+        self._pid: int | None = None
+        self._seen: set[tuple[str, str]] = set()
+        self._wake, self._ready, self._done = (
+            threading.Event(),
+            threading.Event(),
+            threading.Event(),
+        )
+
+    def __enter__(self) -> "_Sampler":
+        self.start()
+        self._ready.wait(self._settings.db_connect_timeout + 5)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._wake.set()
+        self.join(5)
+
+    def watch(self, pid: int) -> None:
+        with self._guard:
+            self._pid, self._seen = pid, set()
+        self._wake.set()
+
+    def seen(self) -> set[tuple[str, str]]:
+        with self._guard:
+            self._pid, seen = None, self._seen
+        self._wake.clear()
+        return seen
+
+    def run(self) -> None:
+        try:
+            asyncio.run(self._poll())
+        finally:
+            self._ready.set()
+
+    async def _poll(self) -> None:
+        engine = engine_for(self._url, self._settings)
+        try:
+            async with engine.connect() as connection:
+                await connection.execution_options(isolation_level="AUTOCOMMIT")
+                self._ready.set()
+                pause = _FIRST_SAMPLE
+                while not self._done.is_set():
+                    pid = self._pid
+                    if pid is None:
+                        pause = _FIRST_SAMPLE
+                        await asyncio.to_thread(self._wake.wait, 0.5)
+                        continue
+                    found = await connection.execute(text(LOCKS), {"pid": pid})
+                    with self._guard:
+                        if self._pid == pid:
+                            self._seen.update((relation, mode) for relation, mode in found)
+                    # Every millisecond at first (a short statement), then less often.
+                    await asyncio.sleep(pause)
+                    pause = min(pause * 2, _LAST_SAMPLE)
+        finally:
+            await engine.dispose()
+
+
+@contextmanager
+def _watched(engine: AsyncEngine, sampler: _Sampler, report: StepReport) -> Iterator[None]:
+    """Note the relations the runner's session locks and the rows its statements change.
+
+    In a transaction, its session reads its locks after each statement: taken, at the latest,
+    when that statement started, held until the transaction ends. Outside one (an
+    autocommit_block()), the sampler reads them while the statement runs, and they are held
+    until it returns."""
     reading = [False]
     started = [time.perf_counter()]
+    # (relation, mode) -> when the statement that took it started, in the open transaction
+    holding: dict[tuple[str, str], float] = {}
+
+    def hold(key: tuple[str, str], seconds: float) -> None:
+        report.held[key] = max(report.held.get(key, 0.0), seconds)
 
     def before(conn: Connection, *args: Any) -> None:
-        if not reading[0]:
-            started[0] = time.perf_counter()
+        if reading[0]:
+            return
+        started[0] = time.perf_counter()
+        if _autocommit(conn):
+            driver: Any = conn.connection.driver_connection  # asyncpg's
+            sampler.watch(driver.get_server_pid())
 
     def after(conn: Connection, cursor: Any, statement: str, *args: Any) -> None:
         if reading[0]:
@@ -244,35 +351,59 @@ def _watch(connection: Connection, report: StepReport) -> list[Any]:
         own = "alembic_version" not in statement
         if own and verb in ("INSERT", "UPDATE", "DELETE") and cursor.rowcount > 0:
             report.rows += cursor.rowcount
+        if _autocommit(conn):
+            done = time.perf_counter()
+            for key in sampler.seen():
+                hold(key, done - started[0])
+            return
         reading[0] = True
         try:
-            for relation, mode in conn.execute(text(LOCKS), {"pid": pid}):
-                report.locks.setdefault((relation, mode), started[0])
+            for relation, mode in conn.execute(text(LOCKS_HERE)):
+                holding.setdefault((relation, mode), started[0])
         finally:
             reading[0] = False
 
-    event.listen(connection, "before_cursor_execute", before)
-    event.listen(connection, "after_cursor_execute", after)
-    return [("before_cursor_execute", before), ("after_cursor_execute", after)]
+    def ended(conn: Connection) -> None:
+        done = time.perf_counter()
+        for key, first in holding.items():
+            hold(key, done - first)
+        holding.clear()
 
-
-def upgrade_one(connection: Connection, revision: Script, migrations: Migrations) -> StepReport:
-    """Run `revision` in its own transaction on `connection`, noting its locks and rows."""
-    report = StepReport(f"{revision.revision} ({revision.doc})")
-    started = time.perf_counter()
-    listeners = _watch(connection, report)
+    listeners: list[tuple[str, Callable[..., None]]] = [
+        ("before_cursor_execute", before),
+        ("after_cursor_execute", after),
+        ("commit", ended),
+        ("rollback", ended),
+    ]
+    for name, listener in listeners:
+        event.listen(engine.sync_engine, name, listener)
     try:
-        config = migrations.alembic_config(connection=connection)
-        config.attributes["command"] = "upgrade"
-        command.upgrade(config, revision.revision)
-        connection.commit()
+        yield
     finally:
         for name, listener in listeners:
-            event.remove(connection, name, listener)
-    done = time.perf_counter()
-    report.seconds = done - started
-    report.held = {key: done - first for key, first in report.locks.items()}
+            event.remove(engine.sync_engine, name, listener)
+        ended(None)  # type: ignore[arg-type]
+
+
+def _autocommit(connection: Connection) -> bool:
+    return connection.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
+
+
+def upgrade_one(
+    engine: AsyncEngine, sampler: _Sampler, revision: Script, migrations: Migrations
+) -> StepReport:
+    """Run `revision` as `make migrate` would, noting its time, locks and rows."""
+    report = StepReport(f"{revision.revision} ({revision.doc})")
+    started = time.perf_counter()
+    with _watched(engine, sampler, report):
+        run(engine, migrations, "upgrade", revision.revision)
+    report.seconds = time.perf_counter() - started
     return report
+
+
+async def _read(engine: AsyncEngine, read: Callable[..., Any], *args: Any) -> Any:
+    async with engine.connect() as connection:
+        return await connection.run_sync(read, *args)
 
 
 def schema(connection: Connection) -> set[str]:
@@ -284,22 +415,16 @@ def _first_line(exc: BaseException) -> str:
     return message.splitlines()[0].split(" Fix the cause")[0] if message else type(exc).__name__
 
 
-def round_trip(
-    connection: Connection, revisions: list[Script], migrations: Migrations
-) -> str | None:
+def round_trip(engine: AsyncEngine, revisions: list[Script], migrations: Migrations) -> str | None:
     """Each revision, from the last, down one and up again: the schema must come back."""
-    config = migrations.alembic_config(connection=connection)
     for revision in reversed(revisions):
-        before = schema(connection)
+        before = asyncio.run(_read(engine, schema))
         for step, target in (("downgrade", "-1"), ("upgrade", revision.revision)):
-            config.attributes["command"] = step
             try:
-                getattr(command, step)(config, target)
-                connection.commit()
+                run(engine, migrations, step, target)
             except Exception as exc:
-                connection.rollback()
                 return f"the {step} of revision {revision.revision} failed: {_first_line(exc)}"
-        after = schema(connection)
+        after = asyncio.run(_read(engine, schema))
         if after != before:
             return (
                 f"revision {revision.revision} does not go down and up again on this data: "
@@ -307,27 +432,25 @@ def round_trip(
             )
         if revision is not revisions[0]:
             # Down to the revision before it, for the next one's round trip.
-            config.attributes["command"] = "downgrade"
-            command.downgrade(config, "-1")
-            connection.commit()
+            run(engine, migrations, "downgrade", "-1")
     return None
 
 
-async def rehearse(scratch: URL, settings: MigrationSettings, migrations: Migrations) -> int:
-    engine = engine_for(scratch, settings)
+def rehearse(scratch: URL, settings: MigrationSettings, migrations: Migrations) -> int:
+    # Synchronous: the runner runs its own event loop for each revision, as `make migrate` does.
+    engine = runner_engine(scratch, settings, migrations.project)
     try:
-        async with engine.connect() as connection:
-            revisions = await connection.run_sync(pending, migrations)
-            if not revisions:
-                print("No pending revisions: the copy is at head already.")
-                return 0
-            print(f"{len(revisions)} pending revision(s), run on the copy:")
-            started = time.perf_counter()
+        revisions: list[Script] = asyncio.run(_read(engine, pending, migrations))
+        if not revisions:
+            print("No pending revisions: the copy is at head already.")
+            return 0
+        print(f"{len(revisions)} pending revision(s), run on the copy:")
+        started = time.perf_counter()
+        with _Sampler(scratch, settings) as sampler:
             for revision in revisions:
                 try:
-                    report = await connection.run_sync(upgrade_one, revision, migrations)
+                    report = upgrade_one(engine, sampler, revision, migrations)
                 except Exception as exc:
-                    await connection.rollback()
                     print(
                         f"Revision {revision.revision} ({revision.doc}) FAILED on this data: "
                         f"{_first_line(exc)} Fix it before make migrate in "
@@ -337,22 +460,23 @@ async def rehearse(scratch: URL, settings: MigrationSettings, migrations: Migrat
                     )
                     return 1
                 print("\n".join(report.lines()))
-            print(f"Pending revisions applied in {time.perf_counter() - started:.2f} s.")
-            started = time.perf_counter()
-            print("Each pending revision down and up again:")
-            problem = await connection.run_sync(round_trip, revisions, migrations)
-            print(f"Round trips done in {time.perf_counter() - started:.2f} s.")
-            if problem:
-                print(f"Stairway FAILED: {problem}.", file=sys.stderr)
-                return 1
-            print("OK: every pending revision went down and up again with the same schema.")
-            return 0
+        print(f"Pending revisions applied in {time.perf_counter() - started:.2f} s.")
+        started = time.perf_counter()
+        print("Each pending revision down and up again:")
+        problem = round_trip(engine, revisions, migrations)
+        print(f"Round trips done in {time.perf_counter() - started:.2f} s.")
+        if problem:
+            print(f"Stairway FAILED: {problem}.", file=sys.stderr)
+            return 1
+        print("OK: every pending revision went down and up again with the same schema.")
+        return 0
     finally:
-        await engine.dispose()
+        asyncio.run(engine.dispose())
 
 
-class Stopped(Exception):
-    """SIGTERM (a CI job cancelled): unwinds like Ctrl-C, so the scratch database is dropped."""
+class Stopped(BaseException):
+    """SIGTERM (a CI job cancelled): unwinds like Ctrl-C, so the scratch database is dropped
+    (a BaseException, as KeyboardInterrupt is: no revision's failure handling takes it)."""
 
     def __init__(self, signum: int) -> None:
         self.signum = signum
@@ -398,7 +522,7 @@ def main(project: Project, argv: list[str]) -> int:
                 f"Copy restored into scratch database {scratch.database} in "
                 f"{time.perf_counter() - started:.2f} s."
             )
-            return asyncio.run(rehearse(scratch, settings, Migrations(project)))
+            return rehearse(scratch, settings, Migrations(project))
     except (RehearsalError, ClientError) as exc:
         print(f"Nothing rehearsed: {exc}.", file=sys.stderr)
         return 1
