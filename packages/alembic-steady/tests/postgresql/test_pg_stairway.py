@@ -187,12 +187,27 @@ def enum_project(name: str, revisions: dict[str, str], values: str, *, left: boo
     return project
 
 
-# A column in the models that no revision adds.
+# A column in the models that no revision adds, and a model (a table of 12 columns) no
+# revision creates.
 MODEL_DRIFT = demo_project.MODELS.replace(
     '    sa.Column("price", sa.Integer, nullable=True),\n',
     '    sa.Column("price", sa.Integer, nullable=True),\n'
     '    sa.Column("sku", sa.String(20), nullable=True),\n',
+) + (
+    'gizmo = sa.Table("gizmo", metadata, sa.Column("id", sa.Integer, primary_key=True),\n'
+    + "".join(f'    sa.Column("part_{n}", sa.Text, server_default="none"),\n' for n in range(11))
+    + ")\n"
 )
+# The demo chain, with a downgrade that fails (as one whose data no longer fits the old schema
+# does) on its last revision.
+DOWN_FAILS = [
+    *demo_project.CHAIN["postgresql"][:2],
+    (
+        "c3",
+        '    op.add_column("widget", sa.Column("price", sa.Integer, nullable=True))',
+        '    op.execute("SELECT 1 / 0")\n    op.drop_column("widget", "price")',
+    ),
+]
 # A second root revision: a second head beside the chain's.
 SIDEWAYS = "5d5d5d5d5d5d"
 
@@ -221,6 +236,9 @@ def projects(enum_revisions: dict[str, str]) -> dict[str, Project]:
             "postgresql", name="stairway_model_drift", models=MODEL_DRIFT
         ),
         "two_heads": two_heads_project(),
+        "down_fails": demo_project.write(
+            "postgresql", name="stairway_down_fails", chain=DOWN_FAILS
+        ),
     }
 
 
@@ -334,6 +352,7 @@ def test_only_the_planted_defects_fail(superuser_run: Run) -> None:
         "test_models_match_head_schema[model_drift]",
         "test_single_head[two_heads]",
         "test_models_match_head_schema[two_heads]",
+        "test_stairway[down_fails]",
     }, superuser_run.output
 
 
@@ -397,7 +416,25 @@ def test_model_drift_is_named(superuser_run: Run) -> None:
     test = "test_models_match_head_schema"
     assert superuser_run.outcome(test, "model_drift") == "FAILED", superuser_run.output
     failure = superuser_run.failure(test, "model_drift")
-    assert "add_column" in failure and "sku" in failure, failure
+    # The revision autogenerate would write, as code, rather than reprs of Table objects.
+    assert "write a revision for the difference with `make migration" in failure, failure
+    assert "op.add_column('widget', sa.Column('sku', sa.String(length=20)" in failure, failure
+    assert "op.create_table('gizmo'," in failure and "sa.Column('part_10'" in failure, failure
+    assert "Table(" not in failure and "MetaData(" not in failure, failure
+    assert "###" not in failure, failure
+    assert len(failure) < 3000, failure
+
+
+def test_a_downgrade_failing_in_the_stairway_gets_the_downgrade_advice(
+    superuser_run: Run,
+) -> None:
+    assert superuser_run.outcome("test_stairway", "down_fails") == "FAILED", superuser_run.output
+    failure = superuser_run.failure("test_stairway", "down_fails")
+    assert "revision c3 " in failure and "downgrade failed" in failure, failure
+    assert "division by zero" in failure, failure
+    assert "Fix that revision's downgrade()" in failure and "make rollback" in failure, failure
+    assert "make migrate" not in failure, failure
+    assert "server_default or a backfill" not in failure, failure  # the upgrade's remedies
 
 
 def test_a_second_head_is_named(superuser_run: Run) -> None:

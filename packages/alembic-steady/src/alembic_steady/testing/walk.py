@@ -151,15 +151,30 @@ class Harness:
         except Exception as exc:
             what, where = phase
             # Empty tables would not have failed the way a populated database does: say so.
-            rows = (
+            held = (
                 f" (the tables {', '.join(filled)} held generated rows, as a populated database "
-                "does: a new NOT NULL column needs a server_default or a backfill first, a "
+                "does"
+                if filled
+                else ""
+            )
+            rows = (
+                f"{held}: a new NOT NULL column needs a server_default or a backfill first, a "
                 "narrower type or a new unique constraint needs the data checked first)"
                 if filled
                 else ""
             )
             if what == "upgrade":
                 outcome.upgrade_failure = f"upgrade to {where} failed: {exc}{rows}"
+            elif what == "downgrade":
+                # The runner's message gives the upgrade's advice (the walk is an upgrade run):
+                # the cause alone, then the downgrade's own advice.
+                cause = self.dialect.first_line(exc.__cause__ or exc)
+                outcome.stairway_failure = (
+                    f"{where}: downgrade failed: {cause}{held}{')' if held else ''}. Fix that "
+                    "revision's downgrade() (data the upgrade changed may not fit the old "
+                    "schema: move it back first), then try it on a development database with "
+                    f"{self.project.commands.rollback}"
+                )
             else:
                 outcome.stairway_failure = f"{where}: {what} failed: {exc}{rows}"
 
