@@ -11,6 +11,7 @@ from sqlalchemy import Connection
 from sqlalchemy.engine import URL
 
 from alembic_steady import Project
+from alembic_steady.dialects.clients import Clients
 from alembic_steady.runner.api import Migrations
 from alembic_steady.testing.walk import Harness, Walk, on_connection
 
@@ -76,3 +77,46 @@ def test_a_failed_downgrade_gets_the_downgrade_advice(project: Project, database
     assert "run make migrate again" not in message
     # Its transaction rolled back: the database stays at p3, as the advice implies.
     assert on_connection(database_url, heads) == {"p3"}
+
+
+# A unique index built CONCURRENTLY (op.create_index_concurrently, an autocommit_block()) on a
+# table holding a duplicate: the build fails and leaves an INVALID index, which only the
+# runner's statement hook notes (and drops before the next build).
+UNIQUE_CHAIN = [
+    (
+        "q1",
+        '    op.create_table("item", sa.Column("id", sa.Integer, primary_key=True), '
+        'sa.Column("name", sa.String()))\n'
+        "    op.execute(\"INSERT INTO item (name) VALUES ('twice'), ('twice')\")",
+        '    op.drop_table("item")',
+    ),
+    (
+        "q2",
+        '    op.create_index_concurrently("ix_item_name_unique", "item", ["name"], unique=True)',
+        '    op.drop_index_concurrently("ix_item_name_unique", "item")',
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def unique_project() -> Project:
+    return demo_project.write("postgresql", name="populated_unique", chain=UNIQUE_CHAIN)
+
+
+def test_the_walk_runs_a_concurrent_build_as_make_migrate_does(
+    unique_project: Project, database_url: URL, server_clients: Clients
+) -> None:
+    """The walk's steps go through the runner, as `make migrate` runs them: the failed unique
+    CONCURRENTLY build is answered with the same message (the revision, what was committed, the
+    INVALID index it left and that the next run drops it)."""
+    with pytest.raises(CommandError) as failed:
+        Migrations(unique_project).upgrade(url=database_url)
+    migrate_says = str(failed.value)
+    assert "INVALID index" in migrate_says, migrate_says  # the runner's own handling
+    server_clients.empty(database_url)
+
+    outcome = Walk(database_url)
+    Harness(unique_project).walk_base_to_head(database_url, outcome, stairway=True)
+    failure = outcome.upgrade_failure
+    assert failure is not None and failure.startswith("upgrade to revision q2 "), failure
+    assert migrate_says in failure, f"make migrate says:\n{migrate_says}\nthe walk:\n{failure}"

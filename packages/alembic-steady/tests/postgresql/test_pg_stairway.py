@@ -211,6 +211,41 @@ DOWN_FAILS = [
 # A second root revision: a second head beside the chain's.
 SIDEWAYS = "5d5d5d5d5d5d"
 
+# A correct revision in plain Alembic style: the enum type is made by create_table (its
+# before_create event), and dropped by hand on the way down. Up, down and up in one migration
+# context would skip the second CREATE TYPE (the context remembers the type as made).
+ENUM_PLAIN = [
+    (
+        "e0e0e0e0e0e0",
+        '    op.create_table("ticket", sa.Column("id", sa.Integer, primary_key=True), '
+        'sa.Column("status", sa.Enum("open", "closed", name="status"), nullable=False))',
+        '    op.drop_table("ticket")\n    op.execute("DROP TYPE status")',
+    )
+]
+# Several bad revisions in one chain, then an upgrade that fails: every finding is named in one
+# run, each with its own cause, the one after a failed downgrade included.
+MANY = ["f1f1", "f2f2", "f3f3", "f4f4", "f5f5"]
+MANY_FINDINGS = [
+    (MANY[0], '    op.execute("CREATE TABLE alpha (id int)")', "    pass"),
+    (
+        MANY[1],
+        '    op.execute("CREATE TABLE beta (id int)")',
+        '    op.execute("SELECT 1 / 0")\n    op.execute("DROP TABLE beta")',
+    ),
+    (
+        MANY[2],
+        '    op.execute("CREATE TABLE gamma (id int)")',
+        '    op.execute("DROP TABLE gamma")',
+    ),
+    (MANY[3], '    op.execute("CREATE SEQUENCE delta_serial")', "    pass"),
+    (
+        MANY[4],
+        '    op.execute("CREATE TABLE epsilon (id int)")\n'
+        '    op.execute("SELECT * FROM no_such_epsilon")',
+        "    pass",
+    ),
+]
+
 
 def two_heads_project() -> Project:
     project = demo_project.write("postgresql", name="stairway_two_heads")
@@ -238,6 +273,15 @@ def projects(enum_revisions: dict[str, str]) -> dict[str, Project]:
         "two_heads": two_heads_project(),
         "down_fails": demo_project.write(
             "postgresql", name="stairway_down_fails", chain=DOWN_FAILS
+        ),
+        "enum_plain": demo_project.write(
+            "postgresql",
+            name="stairway_enum_plain",
+            chain=ENUM_PLAIN,
+            models=enum_models(OPEN_CLOSED),
+        ),
+        "many_findings": demo_project.write(
+            "postgresql", name="stairway_many_findings", chain=MANY_FINDINGS
         ),
     }
 
@@ -342,7 +386,7 @@ def test_only_the_planted_defects_fail(superuser_run: Run) -> None:
     # on those projects, and on each planted one only the test its defect concerns fails (and,
     # with two heads, the models test: it compares at head, as `make check` does, which two
     # heads do not have).
-    for project in ("objects_good", "enum_good"):
+    for project in ("objects_good", "enum_good", "enum_plain"):
         assert superuser_run.outcome("test_stairway", project) == "PASSED", superuser_run.output
     assert superuser_run.not_passed() == {
         "test_stairway[fast_left]",
@@ -353,6 +397,11 @@ def test_only_the_planted_defects_fail(superuser_run: Run) -> None:
         "test_single_head[two_heads]",
         "test_models_match_head_schema[two_heads]",
         "test_stairway[down_fails]",
+        # An upgrade that fails fails every test that needs the chain at head.
+        "test_stairway[many_findings]",
+        "test_upgrade_base_to_head_one_revision_at_a_time[many_findings]",
+        "test_models_match_head_schema[many_findings]",
+        "test_data_survives_later_upgrades[many_findings]",
     }, superuser_run.output
 
 
@@ -360,7 +409,7 @@ def test_a_project_without_data_checks_passes_rather_than_skips(
     superuser_run: Run, projects: dict[str, Project]
 ) -> None:
     # None of the demo projects has data checks: a skip would be a test that proves nothing.
-    for project in projects:
+    for project in set(projects) - {"many_findings"}:  # its upgrade fails: no data to check
         test = "test_data_survives_later_upgrades"
         assert superuser_run.outcome(test, project) == "PASSED", superuser_run.output
     summary = superuser_run.output.strip().splitlines()[-1]
@@ -435,6 +484,34 @@ def test_a_downgrade_failing_in_the_stairway_gets_the_downgrade_advice(
     assert "Fix that revision's downgrade()" in failure and "make rollback" in failure, failure
     assert "make migrate" not in failure, failure
     assert "server_default or a backfill" not in failure, failure  # the upgrade's remedies
+
+
+def test_a_plain_alembic_enum_goes_round_the_stairway(superuser_run: Run) -> None:
+    # make migrate, make rollback, make migrate pass on it: each is a run of its own, and so is
+    # each step of the stairway (a fresh migration context), so the second upgrade creates the
+    # type again.
+    for test in ("test_stairway", "test_models_match_head_schema"):
+        assert superuser_run.outcome(test, "enum_plain") == "PASSED", superuser_run.output
+
+
+def test_the_stairway_names_every_finding_and_the_upgrade_that_stopped_it(
+    superuser_run: Run,
+) -> None:
+    failure = superuser_run.failure("test_stairway", "many_findings")
+    findings = [line for line in failure.splitlines() if line.startswith("- ")]
+    assert len(findings) == 4, failure
+    left, down_failed, sequence_left, stopped = findings
+    # Each names its revision, what differs and the fix.
+    assert f"revision {MANY[0]} " in left and "public.alpha" in left, left
+    assert "downgrade() drop what it leaves" in left and "make rollback" in left, left
+    assert f"revision {MANY[1]} " in down_failed, down_failed
+    assert "downgrade failed" in down_failed and "division by zero" in down_failed, down_failed
+    assert "Fix that revision's downgrade()" in down_failed, down_failed
+    assert f"revision {MANY[3]} " in sequence_left and "delta_serial" in sequence_left
+    # The upgrade that failed after them, with its own cause; the good revision is not named.
+    assert stopped.startswith(f"- the stairway stopped: upgrade to revision {MANY[4]} "), stopped
+    assert "no_such_epsilon" in stopped, stopped
+    assert f"revision {MANY[2]} " not in failure, failure
 
 
 def test_a_second_head_is_named(superuser_run: Run) -> None:

@@ -10,6 +10,7 @@ this module (and its tests) rather than the runner at large.
 """
 
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any, TypeGuard
 
 from alembic.runtime.migration import MigrationContext, RevisionStep
@@ -43,21 +44,63 @@ def wraps_alembic_command(fn: object) -> TypeGuard[Callable[..., Iterable[Revisi
     ) in ("upgrade", "downgrade")
 
 
-class OneRevisionAtATime:
-    """Wraps Alembic's upgrade/downgrade `fn` so each run_migrations() applies one revision.
+@dataclass(frozen=True)
+class Stepwise:
+    """A caller's steps (the test walk's), applied as `make migrate` applies Alembic's: one
+    revision per run_migrations(), each in its own transaction, retried, its statements hooked.
 
-    The whole list of steps is computed once, from the heads at the start, so relative targets
-    (+1, -2) keep their meaning; a failed attempt leaves its step first in line.
+    `steps(heads, context)` yields the steps one at a time and may run checks on
+    `context.connection` between them: the next step is asked for only once the one before has
+    committed. With `fresh_contexts`, every step runs in a migration context of its own, as a
+    separate `make migrate` or `make rollback` would (nothing one step's operations remember,
+    such as the enum types a create_table made, carries into the next).
     """
 
-    def __init__(self, fn: Callable[..., Iterable[RevisionStep]], progress: Progress) -> None:
+    steps: Callable[[tuple[str, ...], MigrationContext], Iterable[RevisionStep]]
+    fresh_contexts: bool = False
+
+    def __call__(self, heads: tuple[str, ...], context: MigrationContext) -> Iterable[RevisionStep]:
+        """Run as given where the runner does not step (inside a caller's transaction)."""
+        return self.steps(heads, context)
+
+
+def runs_one_revision_at_a_time(fn: object) -> bool:
+    """Alembic's own upgrade/downgrade, or a caller's `Stepwise` steps."""
+    return isinstance(fn, Stepwise) or wraps_alembic_command(fn)
+
+
+class OneRevisionAtATime:
+    """Wraps Alembic's upgrade/downgrade `fn` (or a caller's `Stepwise`) so each
+    run_migrations() applies one revision.
+
+    Alembic's whole list of steps is computed once, from the heads at the start, so relative
+    targets (+1, -2) keep their meaning; a `Stepwise`'s are asked for one at a time. A failed
+    attempt leaves its step first in line.
+    """
+
+    def __init__(
+        self, fn: Callable[..., Iterable[RevisionStep]] | Stepwise, progress: Progress
+    ) -> None:
         self._fn, self._progress = fn, progress
         self._pending: list[RevisionStep] | None = None
+        self._source: Iterator[RevisionStep] | None = None
         self.offered: RevisionStep | None = None
 
     def __call__(self, heads: tuple[str, ...], context: MigrationContext) -> Iterator[Any]:
         if self._pending is None:
-            self._pending = list(self._fn(heads, context))
+            if isinstance(self._fn, Stepwise):
+                self._pending, self._source = [], iter(self._fn.steps(heads, context))
+            else:
+                self._pending = list(self._fn(heads, context))
+        if not self._pending and self._source is not None:
+            step = next(self._source, None)
+            if step is not None:
+                self._pending.append(step)
+            connection = context.connection
+            if connection is not None and connection.in_transaction():
+                # What the caller ran before the step commits apart: the revision's own
+                # transaction holds the revision alone, as in `make migrate`.
+                connection.commit()
         self.offered = self._pending[0] if self._pending else None
         if self.offered is not None:
             script = self.offered.revision

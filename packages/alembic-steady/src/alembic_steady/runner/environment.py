@@ -153,8 +153,8 @@ class MigrationEnvironment:
                 destination = context.get_revision_argument()
                 guards.refuse_upgrade_below_current(current, context.script, destination, commands)
         fn = context.get_context().opts.get("fn")
-        if not own_session or not alembic_internals.wraps_alembic_command(fn):
-            # A caller's transaction, or a caller's own `fn` (a test walk): run as given, each
+        if not own_session or not alembic_internals.runs_one_revision_at_a_time(fn):
+            # A caller's transaction, or a caller's own `fn` (the models test): run as given, each
             # statement waiting for locks at most MIGRATION_LOCK_TIMEOUT, without retries.
             if own_session:
                 self.dialect.set_lock_timeout(connection, self.policy, 0)
@@ -168,16 +168,25 @@ class MigrationEnvironment:
         connection.commit()
         self.dialect.refuse_unfinished(connection, self.progress, commands)
         steps = alembic_internals.OneRevisionAtATime(fn, self.progress)
-        with logs.quiet("alembic.runtime.migration"):  # its dialect lines were logged once above
-            self.configure(
-                connection=connection,
-                fn=steps,
-                on_version_apply=[
-                    lambda **_: self.dialect.revision_done(connection, self.progress)
-                ],
-            )
-        alembic_internals.hook_statements(context.get_context(), self._on_statement)
+        fresh = isinstance(fn, alembic_internals.Stepwise) and fn.fresh_contexts
+
+        def new_context() -> None:
+            with logs.quiet("alembic.runtime.migration"):  # its dialect lines were logged above
+                self.configure(
+                    connection=connection,
+                    fn=steps,
+                    on_version_apply=[
+                        lambda **_: self.dialect.revision_done(connection, self.progress)
+                    ],
+                )
+            alembic_internals.hook_statements(context.get_context(), self._on_statement)
+
+        new_context()
+        first = True
         while True:
+            if fresh and not first:
+                new_context()  # the step remembers nothing of the one before
+            first = False
             self.dialect.verify_lock(connection, self.project)
             try:
                 with_retries(

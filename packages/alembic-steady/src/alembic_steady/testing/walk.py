@@ -1,11 +1,11 @@
 """The walk: the revisions loaded once, every walk one run of the project's env.py, and the
 stairway's snapshots through the dialect.
 
-A walk is one run of the project's env.py, as `make migrate` runs it (the same lock, timeouts,
-`transaction_per_migration` and error messages), whose steps are produced one at a time: Alembic
-runs each revision in its own transaction and keeps the version table, while the checks run
-between steps on env.py's own connection, without a new migration context, version-table lookup
-or script load per step.
+A walk is one run of the project's env.py through the runner, as `make migrate` runs it (the
+same lock, timeouts, one revision per transaction, autocommit_block() committing, the statement
+hook, the retries and error messages), whose steps are produced one at a time (a `Stepwise`):
+the checks run between steps on env.py's own connection, without a new connection or script
+load per step.
 """
 
 import asyncio
@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from ..dialects.base import by_name
 from ..project import Project
+from ..runner.alembic_internals import Stepwise
 from ..runner.api import Migrations
 from .data_checks import DATA_CHECKS
 
@@ -35,12 +36,14 @@ class Walk:
 
     url: URL  # the database the walk left at head (when it got there)
     upgrade_failure: str | None = None  # the revision whose upgrade failed, and why
-    stairway_failure: str | None = None  # the revision that does not go down and up again
+    # Every revision that does not go down and up again: what differs, and the fix.
+    stairway_failures: list[str] = field(default_factory=list)
     data_failures: dict[str, str] = field(default_factory=dict)  # revision -> what broke
 
-
-class _Stop(Exception):
-    """Ends a walk once its outcome records why."""
+    @property
+    def stairway_failure(self) -> str | None:
+        """The stairway's findings, one a line; None when every revision went round."""
+        return "\n".join(self.stairway_failures) if self.stairway_failures else None
 
 
 class Harness:
@@ -75,7 +78,7 @@ class Harness:
     def run_env(
         self,
         url: URL,
-        steps: StepsFn,
+        steps: StepsFn | Stepwise,
         *,
         command: str = "upgrade",
         script: ScriptDirectory | None = None,
@@ -84,9 +87,10 @@ class Harness:
         context)` in place of the command's own list of revisions.
 
         env.py configures the migration context itself (its lock, timeouts, transaction per
-        revision and error messages); `steps` may yield the revisions one at a time and run
-        checks on `context.connection` between them. The script directory is the cached one, so
-        nothing is loaded again.
+        revision and error messages). A `Stepwise` is applied as `make migrate` applies
+        Alembic's steps (one revision per transaction, retried, its statements hooked), and may
+        run checks on `context.connection` between them; a plain function runs as given. The
+        script directory is the cached one, so nothing is loaded again.
         """
         config = self.migrations.alembic_config(url=url)
         config.attributes["command"] = command
@@ -99,11 +103,41 @@ class Harness:
         where the dialect makes them; with `stairway`, also downgrade each revision and check
         that it restores exactly the schema before it, then upgrade it again.
 
-        Each revision's data check writes its rows once the revision is applied, and checks them
-        at head. The outcome records the first failure of each kind instead of raising, so one
-        walk answers the upgrade, stairway, data and model tests.
+        Every step runs through the runner as `make migrate` runs it (one revision per
+        transaction, autocommit_block() committing, the statement hook, the retries), and each
+        step of the stairway in a migration context of its own, as separate `make migrate` and
+        `make rollback` runs would. Each revision's data check writes its rows once the revision
+        is applied, and checks them at head.
+
+        The outcome records every stairway finding, the first upgrade failure and the data
+        failures instead of raising, so one walk answers the upgrade, stairway, data and model
+        tests. After a finding the walk goes on: the database is emptied, walked again to that
+        revision without the stairway, and the stairway resumes after it. Not by upgrading the
+        revision again where it stands: a downgrade that leaves an object makes the second
+        upgrade fail on it, one that drops too much leaves a head the models test would blame,
+        and where DDL commits on its own (MySQL) a failed downgrade leaves its revision half
+        undone. A fresh database at that revision is the one state that holds on both servers
+        and for every kind of finding; it costs a plain walk to that revision per finding, and
+        nothing while every revision goes round.
         """
+        revisions = self.revisions_base_to_head()
+        resume = 0
+        while True:
+            outcome.data_failures.clear()  # every pass runs the data checks from base
+            failed_at = self._walk_once(url, outcome, revisions, stairway, resume)
+            if failed_at is None:
+                return
+            self.dialect.clients().empty(url)
+            resume = failed_at + 1
+
+    def _walk_once(
+        self, url: URL, outcome: Walk, revisions: list[Script], stairway: bool, resume: int
+    ) -> int | None:
+        """One env.py run from base: the stairway for the revisions from `resume` on. Returns
+        the index of the revision with a stairway finding (the run stops there), else None."""
         phase = ["upgrade", "base"]
+        at = [0]  # the index of the revision being walked
+        found: list[int] = []  # the revision whose downgrade differs
         filled: list[str] = []  # the tables holding generated rows when a step failed
 
         def steps(heads: tuple[str, ...], context: MigrationContext) -> Iterator[RevisionStep]:
@@ -112,25 +146,30 @@ class Harness:
             schema = self.dialect.schema_tracker(connection) if stairway else None
             filler = self.dialect.table_filler(connection)
             written: list[str] = []
-            for revision in self.revisions_base_to_head():
+            for index, revision in enumerate(revisions):
                 where = f"revision {revision.revision} ({revision.path})"
-                phase[:] = ["upgrade", where]
+                phase[:], at[0] = ["upgrade", where], index
                 # Every table holds rows, as in production.
                 filler.fill_new_tables()
                 filled[:] = filler.filled
                 yield self.up(revision)
-                if schema:
+                if schema and index < resume:
+                    schema.refresh()  # walked again after a failed step: the new baseline
+                elif schema:
                     # Read once after the round trip: whatever the upgrade or the downgrade
                     # touched must be back as it was.
                     phase[0] = "downgrade"
                     yield self.down(revision)
                     wanted, got = schema.refresh()
                     if got != wanted:
-                        outcome.stairway_failure = (
-                            f"{where}: downgrade leaves {sorted(got - wanted)}, "
-                            f"misses {sorted(wanted - got)}"
+                        outcome.stairway_failures.append(
+                            f"{where}: downgrade leaves {sorted(got - wanted)}, misses "
+                            f"{sorted(wanted - got)}. Make that revision's downgrade() drop "
+                            "what it leaves and restore what it misses, then try it on a "
+                            f"development database with {self.project.commands.rollback}"
                         )
-                        raise _Stop
+                        found.append(index)
+                        return  # the runner commits what ran: the walk resumes after it
                     phase[0] = "second upgrade"
                     filler.fill_new_tables()
                     filled[:] = filler.filled
@@ -145,9 +184,7 @@ class Harness:
                 _guarded(connection, outcome, revision_id, DATA_CHECKS[revision_id].after)
 
         try:
-            self.run_env(url, steps)
-        except _Stop:
-            return
+            self.run_env(url, Stepwise(steps, fresh_contexts=stairway))
         except Exception as exc:
             what, where = phase
             # Empty tables would not have failed the way a populated database does: say so.
@@ -165,18 +202,21 @@ class Harness:
             )
             if what == "upgrade":
                 outcome.upgrade_failure = f"upgrade to {where} failed: {exc}{rows}"
-            elif what == "downgrade":
+                return None
+            if what == "downgrade":
                 # The runner's message gives the upgrade's advice (the walk is an upgrade run):
                 # the cause alone, then the downgrade's own advice.
                 cause = self.dialect.first_line(exc.__cause__ or exc)
-                outcome.stairway_failure = (
+                outcome.stairway_failures.append(
                     f"{where}: downgrade failed: {cause}{held}{')' if held else ''}. Fix that "
                     "revision's downgrade() (data the upgrade changed may not fit the old "
                     "schema: move it back first), then try it on a development database with "
                     f"{self.project.commands.rollback}"
                 )
             else:
-                outcome.stairway_failure = f"{where}: {what} failed: {exc}{rows}"
+                outcome.stairway_failures.append(f"{where}: {what} failed: {exc}{rows}")
+            return at[0]
+        return found[0] if found else None
 
 
 def _guarded(
