@@ -17,8 +17,10 @@ from support import LINEAR, write_revisions
 
 from alembic_steady.runner.alembic_internals import (
     OneRevisionAtATime,
+    Stepwise,
     hook_statements,
     in_callers_transaction,
+    runs_one_revision_at_a_time,
     wraps_alembic_command,
 )
 from alembic_steady.runner.progress import Progress
@@ -170,6 +172,36 @@ def test_with_alembics_own_upgrade_fn(config: Config) -> None:
         offered.append(progress.revision)
         heads = (revision_step.revision.revision,)
     assert offered == ["a (step a)", "b (step b)", "c (step c)"]
+
+
+def test_a_callers_stepwise_steps_are_asked_for_one_at_a_time(config: Config) -> None:
+    # The test walk's steps: the runner applies them as it applies Alembic's, and asks for the
+    # next only once the one before has committed (the walk checks the database in between);
+    # a retried step is offered again without asking.
+    asked: list[str] = []
+    a1, b2 = step("a1", "create item"), step("b2", "add price")
+
+    def walk(heads: tuple[str, ...], context: object) -> Iterator[Any]:
+        for offered in (a1, b2):
+            asked.append(offered.revision.revision)
+            yield offered
+        asked.append("end")
+
+    stepwise = Stepwise(walk)
+    assert runs_one_revision_at_a_time(stepwise)
+    assert runs_one_revision_at_a_time(fn_of(config, lambda: command.upgrade(config, "head")))
+    assert not runs_one_revision_at_a_time(upgrade)  # a plain fn runs as given
+    steps = OneRevisionAtATime(stepwise, Progress())
+    context = SimpleNamespace(connection=None)
+    failed = steps((), context)
+    assert next(failed) is a1 and asked == ["a1"]
+    failed.close()  # a failed attempt: a1 stays first in line, nothing more is asked
+    assert list(steps((), context)) == [a1] and asked == ["a1"]
+    assert list(steps(("a1",), context)) == [b2] and asked == ["a1", "b2"]
+    assert list(steps(("b2",), context)) == [] and steps.offered is None
+    assert asked == ["a1", "b2", "end"]
+    # Where the runner does not step (a caller's transaction), the steps run as given.
+    assert list(stepwise((), context)) == [a1, b2]
 
 
 # -- hook_statements -----------------------------------------------------------------------
