@@ -21,6 +21,7 @@ from alembic_steady.runner.alembic_internals import (
     hook_statements,
     in_callers_transaction,
     runs_one_revision_at_a_time,
+    version_table_exists,
     wraps_alembic_command,
 )
 from alembic_steady.runner.progress import Progress
@@ -240,3 +241,14 @@ def test_alembics_context_has_the_transaction_attribute_read() -> None:
 def test_a_transaction_alembic_began_is_not_the_callers() -> None:
     assert not in_callers_transaction(SimpleNamespace(_transaction=object()))
     assert not in_callers_transaction(SimpleNamespace())
+
+
+# -- version_table_exists ------------------------------------------------------------------
+
+
+def test_a_context_told_its_version_table_exists_looks_it_up_no_more() -> None:
+    # The installed Alembic still looks the table up through this method before reading heads.
+    assert callable(getattr(MigrationContext, "_has_version_table", None))
+    context = MigrationContext.configure(dialect_name="postgresql")
+    version_table_exists(context)
+    assert context._has_version_table() is True

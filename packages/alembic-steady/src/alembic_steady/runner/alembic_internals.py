@@ -5,6 +5,8 @@ this module (and its tests) rather than the runner at large.
   hook around one statement (statements run on `op.get_bind()` directly bypass it).
 - `alembic.command`'s own upgrade/downgrade `fn`, recognised by its module, and applied one
   revision per `run_migrations()` by resuming the steps it yields.
+- `MigrationContext._has_version_table`: once a revision of the run is applied, the version table
+  exists (Alembic never drops it), so the catalog lookup before every run_migrations() is spared.
 - `MigrationContext._transaction`: None while a revision runs in a transaction Alembic did not
   begin (a caller's), where `autocommit_block()` cannot commit.
 """
@@ -111,6 +113,13 @@ class OneRevisionAtATime:
             )
             yield self.offered
             self._pending.pop(0)  # reached only once the step's transaction has committed
+
+
+def version_table_exists(context: MigrationContext) -> None:
+    """Tell `context` its version table exists: run_migrations() then reads the heads without
+    looking the table up in the catalog first (a round trip per revision)."""
+    if callable(getattr(context, "_has_version_table", None)):
+        setattr(context, "_has_version_table", lambda: True)  # noqa: B010
 
 
 def in_callers_transaction(context: MigrationContext) -> bool:

@@ -169,17 +169,18 @@ class MigrationEnvironment:
         self.dialect.refuse_unfinished(connection, self.progress, commands)
         steps = alembic_internals.OneRevisionAtATime(fn, self.progress)
         fresh = isinstance(fn, alembic_internals.Stepwise) and fn.fresh_contexts
+        reached: list[tuple[str, ...]] = []  # the heads Alembic wrote for the step
+
+        def done(heads: set[str], **_: Any) -> None:
+            reached[:] = [tuple(heads)]
+            self.dialect.revision_done(connection, self.progress)
 
         def new_context() -> None:
             with logs.quiet("alembic.runtime.migration"):  # its dialect lines were logged above
-                self.configure(
-                    connection=connection,
-                    fn=steps,
-                    on_version_apply=[
-                        lambda **_: self.dialect.revision_done(connection, self.progress)
-                    ],
-                )
+                self.configure(connection=connection, fn=steps, on_version_apply=[done])
             alembic_internals.hook_statements(context.get_context(), self._on_statement)
+            if self.progress.last is not None:  # a revision of this run wrote the version table
+                alembic_internals.version_table_exists(context.get_context())
 
         new_context()
         first = True
@@ -204,7 +205,11 @@ class MigrationEnvironment:
             if steps.offered is None:
                 connection.commit()
                 return
-            self.progress.applied(context.get_context().get_current_heads())
+            # The heads the step wrote (no query: the next run_migrations reads them anyway).
+            self.progress.applied(
+                reached.pop() if reached else context.get_context().get_current_heads()
+            )
+            alembic_internals.version_table_exists(context.get_context())
 
     def _on_statement(self, connection: Connection | None, sql: str, run: Callable[[], Any]) -> Any:
         def retry(attempt: Callable[[], Any], where: str) -> Any:
