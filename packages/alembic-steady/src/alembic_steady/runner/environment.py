@@ -183,12 +183,18 @@ class MigrationEnvironment:
                 alembic_internals.version_table_exists(context.get_context())
 
         new_context()
+        # The lock is checked before each of Alembic's revisions (a pooler may have reset the
+        # session since the last). A Stepwise (the tests' walk, on a database of its own) is
+        # checked before its first step, and like every run at the end (run_async): its hundreds
+        # of steps would pay a pg_locks scan each.
+        walking = isinstance(fn, alembic_internals.Stepwise)
         first = True
         while True:
             if fresh and not first:
                 new_context()  # the step remembers nothing of the one before
+            if first or not walking:
+                self.dialect.verify_lock(connection, self.project)
             first = False
-            self.dialect.verify_lock(connection, self.project)
             try:
                 with_retries(
                     connection,
