@@ -32,7 +32,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from ..dialects.base import for_url
-from ..project import Project
+from ..project import MigrationSettings, Project
 from . import alembic_internals, guards, logs
 from .errors import clear_errors, connect, offline_failure
 from .progress import PROGRESS, Progress
@@ -241,13 +241,8 @@ class MigrationEnvironment:
     ) -> None:
         """Migrate under the migration lock, on one connection of `engine` (a caller's) or our
         own, calling `run_on` (env.py's do_run_migrations) with it."""
-        # NullPool: the connection closes when released, which also releases the lock.
         own = engine is None
-        engine = engine or create_async_engine(
-            self.url,
-            poolclass=pool.NullPool,
-            connect_args=self.dialect.connect_args(self.settings, self.project.session_name),
-        )
+        engine = engine or migration_engine(self.url, self.settings, self.project)
         dialect, project = self.dialect, self.project
         try:
             with cancel_on_signals(self.cancels_on_signals) as signals:
@@ -336,6 +331,16 @@ class MigrationEnvironment:
             self.run_on(connection, own_session=False)
         finally:
             self.dialect.release_caller_lock(connection, self.project)
+
+
+def migration_engine(url: URL, settings: MigrationSettings, project: Project) -> AsyncEngine:
+    """The engine a run makes for itself: one connection at a time under its session name
+    (NullPool: the connection closes when released, which also releases the lock)."""
+    return create_async_engine(
+        url,
+        poolclass=pool.NullPool,
+        connect_args=for_url(url).connect_args(settings, project.session_name),
+    )
 
 
 def _url_of(injected: object) -> URL | None:

@@ -32,12 +32,11 @@ from typing import IO, Any
 
 from alembic import command
 from alembic.script import Script, ScriptDirectory
-from sqlalchemy import Connection, event, pool, text
+from sqlalchemy import Connection, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ..dialects.base import for_url
 from ..dialects.clients import ClientError
 from ..dialects.postgresql_clients import (
     PostgreSQLClients,
@@ -49,6 +48,7 @@ from ..dialects.postgresql_clients import (
 )
 from ..project import MigrationSettings, Project
 from ..runner.api import Migrations
+from ..runner.environment import migration_engine
 from .devdb import on_this_machine
 from .restore import usage
 
@@ -229,16 +229,6 @@ def pending(connection: Connection, migrations: Migrations) -> list[Script]:
     at = migrations.current_heads(connection)
     steps = script.iterate_revisions("heads", tuple(at) or "base")
     return list(reversed([step for step in steps if step.revision not in at]))
-
-
-def runner_engine(scratch: URL, settings: MigrationSettings, project: Project) -> AsyncEngine:
-    """The engine the runner would make for itself (one connection at a time, its session
-    name), handed to it so that the rehearsal can watch its statements."""
-    return create_async_engine(
-        scratch,
-        poolclass=pool.NullPool,
-        connect_args=for_url(scratch).connect_args(settings, project.session_name),
-    )
 
 
 def run(engine: AsyncEngine, migrations: Migrations, step: str, target: str) -> None:
@@ -438,7 +428,9 @@ def round_trip(engine: AsyncEngine, revisions: list[Script], migrations: Migrati
 
 def rehearse(scratch: URL, settings: MigrationSettings, migrations: Migrations) -> int:
     # Synchronous: the runner runs its own event loop for each revision, as `make migrate` does.
-    engine = runner_engine(scratch, settings, migrations.project)
+    # The runner is handed the engine it would make for itself, so that the rehearsal can watch
+    # its statements.
+    engine = migration_engine(scratch, settings, migrations.project)
     try:
         revisions: list[Script] = asyncio.run(_read(engine, pending, migrations))
         if not revisions:
