@@ -7,7 +7,7 @@ catalog, error codes or lock functions.
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Coroutine
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from alembic.util import CommandError
 from sqlalchemy import Connection
@@ -38,6 +38,8 @@ class TableFiller:
     def fill_new_tables(self) -> None:
         """Give the tables new since the last call a few rows."""
 
+
+_T = TypeVar("_T")
 
 # When no session is seen in the way any more (it ended between the timeout and the look).
 NO_BLOCKER_SEEN = "a lock held by another session (none seen holding it any more)"
@@ -241,6 +243,18 @@ class Dialect(ABC):
         self, dialect: Any
     ) -> None:
         """Let `make sql` render what the dialect's revisions hold as literals."""
+
+
+def first_in_chain(exc: BaseException, pick: Callable[[BaseException], _T | None]) -> _T | None:
+    """The first value `pick` finds in `exc` or the exceptions it was raised from (SQLAlchemy
+    wraps the driver's error; the runner's messages wrap SQLAlchemy's)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        found = pick(seen)
+        if found is not None:
+            return found
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 # Runs one attempt of a statement under the policy's retries (see runner/retries.py).

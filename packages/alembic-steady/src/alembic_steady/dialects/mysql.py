@@ -32,7 +32,7 @@ from ..runner.progress import Progress
 from ..runner.retries import RetryPolicy
 from ..runner.settings import duration_ms
 from . import mysql_progress
-from .base import NO_BLOCKER_SEEN, Dialect, LockLost, Retry, SchemaTracker
+from .base import NO_BLOCKER_SEEN, Dialect, LockLost, Retry, SchemaTracker, first_in_chain
 from .clients import Clients
 
 # MySQL refuses lock names longer than 64 characters; a long database name is hashed instead.
@@ -84,13 +84,7 @@ def errno(exc: BaseException) -> int | None:
 
 
 def _errno_in_chain(exc: BaseException) -> int | None:
-    seen: BaseException | None = exc
-    while seen is not None:
-        number = errno(seen)
-        if number is not None:
-            return number
-        seen = seen.__cause__ or seen.__context__
-    return None
+    return first_in_chain(exc, errno)
 
 
 def is_ddl(sql: str) -> bool:

@@ -35,7 +35,15 @@ from ..project import Commands, MigrationSettings, Project
 from ..runner.messages import HINT_VERBOSE, cap, describe_target
 from ..runner.progress import Progress
 from ..runner.retries import RetryPolicy
-from .base import NO_BLOCKER_SEEN, Dialect, LockLost, Retry, SchemaTracker, TableFiller
+from .base import (
+    NO_BLOCKER_SEEN,
+    Dialect,
+    LockLost,
+    Retry,
+    SchemaTracker,
+    TableFiller,
+    first_in_chain,
+)
 from .clients import Clients
 
 log = logging.getLogger("alembic_steady")
@@ -129,13 +137,14 @@ class InvalidIndex(Exception):
 
 
 def sqlstate(exc: BaseException) -> str | None:
-    seen: BaseException | None = exc
-    while seen is not None:
-        for candidate in (getattr(seen, "orig", None), seen):
-            state = getattr(candidate, "sqlstate", None)
-            if isinstance(state, str):
-                return state
-        seen = seen.__cause__ or seen.__context__
+    return first_in_chain(exc, _own_sqlstate)
+
+
+def _own_sqlstate(exc: BaseException) -> str | None:
+    for candidate in (getattr(exc, "orig", None), exc):
+        state = getattr(candidate, "sqlstate", None)
+        if isinstance(state, str):
+            return state
     return None
 
 
@@ -348,7 +357,7 @@ class PostgreSQL(Dialect):
         """Statements in an `autocommit_block()` commit one by one: each is retried on a lock
         timeout on its own, recorded as committed, and a concurrent index build is made
         rerun-safe (an INVALID leftover dropped before, validity checked after)."""
-        if connection is None or not _autocommit(connection):
+        if connection is None or not in_autocommit(connection):
             return run()
         # Entering autocommit_block() committed everything the revision ran before.
         progress.committed = len(progress.statements) - 1
@@ -526,16 +535,16 @@ def _session(app: str, state: str, age: object) -> str:
 
 def _failed_statement(exc: BaseException) -> str | None:
     """The SQL of the statement that raised `exc`, as SQLAlchemy keeps it."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        statement = getattr(seen, "statement", None)
-        if isinstance(statement, str):
-            return statement
-        seen = seen.__cause__ or seen.__context__
-    return None
+    return first_in_chain(exc, _own_statement)
 
 
-def _autocommit(connection: Connection) -> bool:
+def _own_statement(exc: BaseException) -> str | None:
+    statement = getattr(exc, "statement", None)
+    return statement if isinstance(statement, str) else None
+
+
+def in_autocommit(connection: Connection) -> bool:
+    """Whether `connection` runs each statement on its own (an autocommit_block())."""
     return connection.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
 
 

@@ -38,6 +38,7 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..dialects.clients import ClientError
+from ..dialects.postgresql import in_autocommit
 from ..dialects.postgresql_clients import (
     PostgreSQLClients,
     engine_for,
@@ -329,7 +330,7 @@ def _watched(engine: AsyncEngine, sampler: _Sampler, report: StepReport) -> Iter
         if reading[0]:
             return
         started[0] = time.perf_counter()
-        if _autocommit(conn):
+        if in_autocommit(conn):
             driver: Any = conn.connection.driver_connection  # asyncpg's
             sampler.watch(driver.get_server_pid())
 
@@ -341,7 +342,7 @@ def _watched(engine: AsyncEngine, sampler: _Sampler, report: StepReport) -> Iter
         own = "alembic_version" not in statement
         if own and verb in ("INSERT", "UPDATE", "DELETE") and cursor.rowcount > 0:
             report.rows += cursor.rowcount
-        if _autocommit(conn):
+        if in_autocommit(conn):
             done = time.perf_counter()
             for key in sampler.seen():
                 hold(key, done - started[0])
@@ -373,10 +374,6 @@ def _watched(engine: AsyncEngine, sampler: _Sampler, report: StepReport) -> Iter
         for name, listener in listeners:
             event.remove(engine.sync_engine, name, listener)
         ended(None)  # type: ignore[arg-type]
-
-
-def _autocommit(connection: Connection) -> bool:
-    return connection.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
 
 
 def upgrade_one(
