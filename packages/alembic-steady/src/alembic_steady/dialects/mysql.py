@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..project import Commands, MigrationSettings, Project
 from ..runner.messages import HINT_VERBOSE, cap, describe_target
-from ..runner.progress import Progress
+from ..runner.progress import Progress, named
 from ..runner.retries import RetryPolicy
 from ..runner.settings import duration_ms
 from . import mysql_progress
@@ -437,7 +437,7 @@ class MySQL(Dialect):
         if not committed:
             return f"Nothing of it was applied; {progress.where()}."
         finished = ", ".join(progress.to) or progress.revision.split(" ", 1)[0]
-        undone = ", ".join(progress.at or ()) or "base"
+        undone = named(progress.at)
         return (
             "MySQL commits each DDL statement on its own, and these statements of the revision "
             f"were already committed: {'; '.join(committed)}. The version row was NOT advanced: "

@@ -17,7 +17,7 @@ from alembic.util import CommandError
 from sqlalchemy import Connection, text
 
 from ..project import Commands
-from ..runner.progress import Progress
+from ..runner.progress import Progress, named
 
 TABLE = "alembic_steady_progress"
 
@@ -51,8 +51,9 @@ def create(connection: Connection) -> None:
     connection.execute(_CREATE)
 
 
-def _revisions(revisions: tuple[str, ...] | None) -> str:
-    return ", ".join(revisions or ()) or "base"
+def _key(progress: Progress) -> str:
+    """The record's key: the revision as the runner names it, within the column's length."""
+    return (progress.revision or "")[:255]
 
 
 def before_ddl(
@@ -62,9 +63,9 @@ def before_ddl(
     connection.execute(
         _WRITE,
         {
-            "revision": (progress.revision or "")[:255],
-            "from_revisions": _revisions(progress.at),
-            "to_revisions": _revisions(progress.to),
+            "revision": _key(progress),
+            "from_revisions": named(progress.at),
+            "to_revisions": named(progress.to),
             "committed": "; ".join(committed),
             "running": running,
         },
@@ -75,7 +76,7 @@ def done(connection: Connection, progress: Progress) -> None:
     """In the revision's transaction: it is applied, nothing of it is left half way."""
     connection.execute(
         text(f"DELETE FROM {TABLE} WHERE revision = :revision"),
-        {"revision": (progress.revision or "")[:255]},
+        {"revision": _key(progress)},
     )
 
 

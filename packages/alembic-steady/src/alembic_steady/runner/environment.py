@@ -35,7 +35,7 @@ from ..dialects.base import for_url
 from ..project import MigrationSettings, Project
 from . import alembic_internals, guards, logs
 from .errors import clear_errors, connect, offline_failure
-from .progress import PROGRESS, Progress
+from .progress import PROGRESS, Progress, named
 from .retries import RetryPolicy, with_retries
 from .settings import load_settings
 from .signals import Interrupted, cancel_on_signals
@@ -314,8 +314,7 @@ class MigrationEnvironment:
         if found is None:
             return
         if self.command == "upgrade" and self.progress.last is None:
-            at = ", ".join(found) or "base"
-            print(f"Nothing to apply: the database is at {at}.", file=sys.stderr)
+            print(f"Nothing to apply: the database is at {named(found)}.", file=sys.stderr)
         elif self.command == "current" and found == ():
             print(
                 f"No revision is applied yet (base): {commands.migrate} applies them.",

@@ -11,6 +11,7 @@ from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 
 from ..project import Commands, MigrationSettings
+from .progress import named
 
 
 def command_name(config: Config) -> str | None:
@@ -65,7 +66,7 @@ def require_database_at_head(
         )
     if set(current) != set(heads):
         raise CommandError(
-            f"The database is at {', '.join(current) or 'base'}, behind head "
+            f"The database is at {named(current)}, behind head "
             f"{', '.join(heads)}: run `{commands.migrate}` first."
         )
 

@@ -1,11 +1,16 @@
 """Where a migration run stands, so every way it can stop says what was applied and what not."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 # Where the runner leaves its Progress in the migration connection's `info`, for the steps that
 # commit batches themselves (authoring/ops.py's backfill) to say how far they got.
 PROGRESS = "alembic_steady.progress"
+
+
+def named(revisions: Iterable[str] | None) -> str:
+    """Revisions as messages name them: "a1, b2", or "base" for none."""
+    return ", ".join(revisions or ()) or "base"
 
 
 @dataclass
@@ -56,7 +61,7 @@ class Progress:
         """'the database stays at <rev>' in words."""
         if self.at is None:
             return "this run changed nothing"
-        return f"the database's version stays at {', '.join(self.at) or 'base'}"
+        return f"the database's version stays at {named(self.at)}"
 
     def interrupted(self, committed_steps: str, stopped: str) -> str:
         """Where an interrupted run leaves the database, as sentences. `committed_steps` is the
