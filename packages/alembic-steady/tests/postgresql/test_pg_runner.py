@@ -5,6 +5,7 @@ import asyncio
 import io
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import replace
 
@@ -13,7 +14,7 @@ import pytest
 from alembic import command
 from alembic.util import CommandError
 from pg_sessions import session_holding
-from sqlalchemy import Connection, pool, text
+from sqlalchemy import Connection, Engine, event, pool, text
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -50,6 +51,36 @@ def test_upgrade_reaches_head_and_releases_the_lock(
     migrations.upgrade(url=database_url)
     assert on_connection(database_url, heads) == {"c3"}
     assert on_connection(database_url, advisory_locks) == 0
+
+
+def test_what_a_run_reads_and_sets_once_does_not_grow_with_its_revisions(
+    migrations: Migrations, database_url: URL
+) -> None:
+    # The version table is read, and lock_timeout set, once per run: a step knows the heads the
+    # step before wrote and the bound the session holds (a walk of hundreds of revisions paid
+    # two round trips per step for them).
+    def counted(revision: str) -> Counter[str]:
+        seen: Counter[str] = Counter()
+
+        def count(_: object, __: object, statement: str, *args: object) -> None:
+            if "FROM alembic_version" in statement:
+                seen["version read"] += 1
+            elif "set_config('lock_timeout'" in statement:
+                seen["lock bound"] += 1
+
+        event.listen(Engine, "before_cursor_execute", count)
+        try:
+            migrations.upgrade(revision, url=database_url)
+        finally:
+            event.remove(Engine, "before_cursor_execute", count)
+        return seen
+
+    migrations.upgrade("a1", url=database_url)
+    one = counted("b2")
+    command.downgrade(migrations.alembic_config(url=database_url), "a1")
+    two = counted("head")  # b2 and c3
+    assert on_connection(database_url, heads) == {"c3"}
+    assert one == two and one["lock bound"] == 1, (one, two)
 
 
 def test_the_concurrent_index_is_built_and_valid(migrations: Migrations, database_url: URL) -> None:

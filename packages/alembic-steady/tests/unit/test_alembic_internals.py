@@ -18,10 +18,10 @@ from support import LINEAR, write_revisions
 from alembic_steady.runner.alembic_internals import (
     OneRevisionAtATime,
     Stepwise,
+    heads_known,
     hook_statements,
     in_callers_transaction,
     runs_one_revision_at_a_time,
-    version_table_exists,
     wraps_alembic_command,
 )
 from alembic_steady.runner.progress import Progress
@@ -243,12 +243,17 @@ def test_a_transaction_alembic_began_is_not_the_callers() -> None:
     assert not in_callers_transaction(SimpleNamespace())
 
 
-# -- version_table_exists ------------------------------------------------------------------
+# -- heads_known -------------------------------------------------------------------------
 
 
-def test_a_context_told_its_version_table_exists_looks_it_up_no_more() -> None:
-    # The installed Alembic still looks the table up through this method before reading heads.
+def test_a_context_told_its_heads_starts_from_them_once_then_reads_the_table(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # run_migrations() of the installed Alembic reads the heads through these two methods.
     assert callable(getattr(MigrationContext, "_has_version_table", None))
+    monkeypatch.setattr(MigrationContext, "get_current_heads", lambda self: ("read",))
     context = MigrationContext.configure(dialect_name="postgresql")
-    version_table_exists(context)
+    heads_known(context, ("a1",))
     assert context._has_version_table() is True
+    assert context.get_current_heads() == ("a1",)
+    assert context.get_current_heads() == ("read",)  # a later read goes to the table

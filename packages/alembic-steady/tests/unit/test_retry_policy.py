@@ -169,6 +169,28 @@ def test_lock_timeouts_are_retried_under_escalating_timeouts(slept: list[float])
     assert 0.1 <= slept[0] <= 0.3 and 0.2 <= slept[1] <= 0.6
 
 
+def test_a_bound_the_session_holds_already_is_not_set_again(slept: list[float]) -> None:
+    # A walk's hundreds of steps on one session: one round trip, not one per step.
+    dialect = FakeDialect()
+    connection = FakeConnection(log=dialect.events)
+    for _ in range(3):
+        run(failing(0, LockTimeout, dialect.events), dialect=dialect, connection=connection)
+    assert dialect.attempts == [1]
+    retries.forget_lock_bound(connection)  # a new run: the session may hold another bound
+    run(failing(0, LockTimeout, dialect.events), dialect=dialect, connection=connection)
+    assert dialect.attempts == [1, 1]
+
+
+def test_a_failed_attempt_sets_its_bound_again_on_the_next_run(slept: list[float]) -> None:
+    # The rollback after a failure undoes a set_config made in its transaction.
+    dialect = FakeDialect()
+    connection = FakeConnection(log=dialect.events)
+    with pytest.raises(ValueError):
+        run(failing(1, ValueError, dialect.events), dialect=dialect, connection=connection)
+    run(failing(0, LockTimeout, dialect.events), dialect=dialect, connection=connection)
+    assert dialect.attempts == [1, 1]
+
+
 def test_a_step_bounding_its_own_lock_wait_keeps_its_bound_on_every_attempt(
     slept: list[float],
 ) -> None:

@@ -5,8 +5,9 @@ this module (and its tests) rather than the runner at large.
   hook around one statement (statements run on `op.get_bind()` directly bypass it).
 - `alembic.command`'s own upgrade/downgrade `fn`, recognised by its module, and applied one
   revision per `run_migrations()` by resuming the steps it yields.
-- `MigrationContext._has_version_table`: once a revision of the run is applied, the version table
-  exists (Alembic never drops it), so the catalog lookup before every run_migrations() is spared.
+- `MigrationContext._has_version_table` and `get_current_heads`: once a revision of the run is
+  applied, the version table exists (Alembic never drops it) and holds the heads that revision
+  wrote, so the next run_migrations() starts from them without the two round trips.
 - `MigrationContext._transaction`: None while a revision runs in a transaction Alembic did not
   begin (a caller's), where `autocommit_block()` cannot commit.
 """
@@ -115,11 +116,19 @@ class OneRevisionAtATime:
             self._pending.pop(0)  # reached only once the step's transaction has committed
 
 
-def version_table_exists(context: MigrationContext) -> None:
-    """Tell `context` its version table exists: run_migrations() then reads the heads without
-    looking the table up in the catalog first (a round trip per revision)."""
+def heads_known(context: MigrationContext, heads: tuple[str, ...]) -> None:
+    """Tell `context` its version table exists and holds `heads` (what the run's last revision
+    wrote, under the migration lock): the next run_migrations() starts from them without looking
+    the table up or reading it. Once only: any later read goes to the table."""
     if callable(getattr(context, "_has_version_table", None)):
         setattr(context, "_has_version_table", lambda: True)  # noqa: B010
+    read = context.get_current_heads
+
+    def known() -> tuple[str, ...]:
+        setattr(context, "get_current_heads", read)  # noqa: B010
+        return heads
+
+    setattr(context, "get_current_heads", known)  # noqa: B010
 
 
 def in_callers_transaction(context: MigrationContext) -> bool:

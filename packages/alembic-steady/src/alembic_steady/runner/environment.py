@@ -36,7 +36,7 @@ from ..project import MigrationSettings, Project
 from . import alembic_internals, guards, logs
 from .errors import clear_errors, connect, offline_failure
 from .progress import PROGRESS, Progress, named
-from .retries import RetryPolicy, with_retries
+from .retries import RetryPolicy, forget_lock_bound, with_retries
 from .settings import load_settings
 from .signals import Interrupted, cancel_on_signals
 
@@ -166,6 +166,7 @@ class MigrationEnvironment:
         # timeout, the lock checked before each and at the end. Configured outside a
         # transaction, so Alembic gives every revision its own.
         connection.commit()
+        forget_lock_bound(connection)
         self.dialect.refuse_unfinished(connection, self.progress, commands)
         steps = alembic_internals.OneRevisionAtATime(fn, self.progress)
         fresh = isinstance(fn, alembic_internals.Stepwise) and fn.fresh_contexts
@@ -180,7 +181,7 @@ class MigrationEnvironment:
                 self.configure(connection=connection, fn=steps, on_version_apply=[done])
             alembic_internals.hook_statements(context.get_context(), self._on_statement)
             if self.progress.last is not None:  # a revision of this run wrote the version table
-                alembic_internals.version_table_exists(context.get_context())
+                alembic_internals.heads_known(context.get_context(), self.progress.at or ())
 
         new_context()
         # The lock is checked before each of Alembic's revisions (a pooler may have reset the
@@ -211,11 +212,11 @@ class MigrationEnvironment:
             if steps.offered is None:
                 connection.commit()
                 return
-            # The heads the step wrote (no query: the next run_migrations reads them anyway).
+            # The heads the step wrote: the next run_migrations() starts from them, unread.
             self.progress.applied(
                 reached.pop() if reached else context.get_context().get_current_heads()
             )
-            alembic_internals.version_table_exists(context.get_context())
+            alembic_internals.heads_known(context.get_context(), self.progress.at or ())
 
     def _on_statement(self, connection: Connection | None, sql: str, run: Callable[[], Any]) -> Any:
         def retry(attempt: Callable[[], Any], where: str) -> Any:

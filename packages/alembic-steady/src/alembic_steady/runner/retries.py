@@ -88,6 +88,30 @@ def sleep(seconds: float) -> None:
 # strong locks): the runner's retries then keep that bound instead of escalating the timeout.
 OWN_LOCK_TIMEOUT = "alembic_steady.own_lock_timeout"
 
+# The bound this module last set on the session, as (milliseconds, words): a step whose bound is
+# the same sets nothing (a test walk's hundreds of steps each paid a round trip for it). Dropped
+# when an attempt fails, since the rollback that follows may undo the setting (PostgreSQL's
+# set_config is transactional), and at the start of each run (forget_lock_bound).
+_LOCK_BOUND = "alembic_steady.lock_bound"
+
+
+def forget_lock_bound(connection: Connection) -> None:
+    """Make the next attempt set its lock bound: the session may hold another (a pooled
+    connection's earlier run, or the reset at its end)."""
+    connection.info.pop(_LOCK_BOUND, None)
+
+
+def _bound_lock_waits(
+    connection: Connection, dialect: "Dialect", policy: RetryPolicy, attempt: int
+) -> str:
+    wanted = policy.timeout_ms(attempt)
+    held = connection.info.get(_LOCK_BOUND)
+    if held is not None and held[0] == wanted:
+        return str(held[1])
+    words = dialect.set_lock_timeout(connection, policy, attempt)
+    connection.info[_LOCK_BOUND] = (wanted, words)
+    return words
+
 
 def with_retries(
     connection: Connection,
@@ -107,10 +131,11 @@ def with_retries(
     while True:
         bound = str(connection.info.get(OWN_LOCK_TIMEOUT, ""))
         if not bound and policy.lock_timeout_ms > 0:
-            bound = dialect.set_lock_timeout(connection, policy, attempt)
+            bound = _bound_lock_waits(connection, dialect, policy, attempt)
         try:
             return attempt_once()
         except Exception as exc:
+            forget_lock_bound(connection)
             if not dialect.is_lock_timeout(exc) or not dialect.may_retry(progress):
                 raise
             if in_transaction:
