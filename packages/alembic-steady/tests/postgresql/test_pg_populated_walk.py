@@ -120,3 +120,33 @@ def test_the_walk_runs_a_concurrent_build_as_make_migrate_does(
     failure = outcome.upgrade_failure
     assert failure is not None and failure.startswith("upgrade to revision q2 "), failure
     assert migrate_says in failure, f"make migrate says:\n{migrate_says}\nthe walk:\n{failure}"
+
+
+# A CHECK that refuses one of the generated rows (the last leaves every nullable column NULL).
+CHECKED_CHAIN = [
+    (
+        "r1",
+        '    op.create_table("gauge", sa.Column("id", sa.Integer, primary_key=True), '
+        'sa.Column("label", sa.String()), sa.CheckConstraint("label IS NOT NULL"))',
+        '    op.drop_table("gauge")',
+    ),
+    ("r2", '    op.execute("COMMENT ON TABLE gauge IS NULL")', "    pass"),
+]
+
+
+@pytest.fixture(scope="module")
+def checked_project() -> Project:
+    return demo_project.write("postgresql", name="populated_checked", chain=CHECKED_CHAIN)
+
+
+def test_rows_a_check_refuses_stay_out_and_the_others_go_in(
+    checked_project: Project, database_url: URL
+) -> None:
+    outcome = Walk(database_url)
+    Harness(checked_project).walk_base_to_head(database_url, outcome, stairway=True)
+    assert outcome.upgrade_failure is None and not outcome.stairway_failures, outcome
+    count = on_connection(
+        database_url, lambda c: c.exec_driver_sql("SELECT count(*) FROM gauge").scalar_one()
+    )
+    # Three generated rows, refused together for the last one's NULL, then tried one by one.
+    assert count == 2
