@@ -232,3 +232,12 @@ def test_a_database_that_does_not_exist_is_named_with_the_way_to_create_it(
     assert result.returncode == 1, result.stdout
     assert f'does not exist. Create it (CREATE DATABASE "{missing.database}"' in result.stdout
     assert "Traceback" not in result.stdout
+
+
+def test_a_test_database_commits_without_waiting_for_the_disk(database_url: URL) -> None:
+    # The walk's hundreds of transactions each waited for a WAL flush; a test database is
+    # thrown away, so nothing is lost by not waiting (locks and visibility are the same).
+    setting = on_connection(
+        database_url, lambda c: c.exec_driver_sql("SHOW synchronous_commit").scalar_one()
+    )
+    assert setting == "off"

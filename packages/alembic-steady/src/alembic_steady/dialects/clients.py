@@ -84,6 +84,7 @@ class Clients(ABC):
         """Empty `database` of every object a test may have made."""
 
     def create_database(self, server: URL, name: str) -> URL:
+        """A new database for a test run (dropped at its end)."""
         self.admin(server, f"CREATE DATABASE {self.quote(name)}")
         return server.set(database=name)
 
