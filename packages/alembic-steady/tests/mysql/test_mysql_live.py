@@ -477,3 +477,33 @@ def test_the_stairway_sees_an_enum_value_a_downgrade_leaves(database_url: URL) -
     failure = walked.stairway_failure or ""
     assert failure.startswith("revision b2"), failure
     assert "enum('open','shipped','lost')" in failure, failure
+
+
+def test_a_revision_file_accepts_its_stairway_finding_and_a_one_way_downgrade(
+    database_url: URL,
+) -> None:
+    """The same enum value left by the downgrade, accepted in the revision's file; a later
+    revision whose downgrade cannot run, marked one-way: the walk passes and lists both."""
+    keep_lost = (
+        "b2",
+        "    # migration-tests: accept stairway: old releases may still write 'lost'\n"
+        '    op.alter_column("order", "status", existing_nullable=False, '
+        'existing_type=sa.Enum("open", "shipped", name="status"), '
+        'type_=sa.Enum("open", "shipped", "lost", name="status"))',
+        "    pass",
+    )
+    one_way = (
+        "c3",
+        "    # migration-tests: one-way: the rows it deletes are gone\n"
+        "    op.execute(\"DELETE FROM `order` WHERE status = 'lost'\")",
+        '    raise NotImplementedError("deleted rows cannot come back")',
+    )
+    project = order_project("enum_accepted", [CREATE_ORDER, keep_lost, one_way])
+    walked = Walk(database_url)
+    Harness(project).walk_base_to_head(database_url, walked, stairway=True)
+    assert (walked.upgrade_failure, walked.stairway_failure) == (None, None)
+    accepted = "\n".join(walked.accepted)
+    assert len(walked.accepted) == 2, accepted
+    assert "revision b2" in accepted and "enum('open','shipped','lost')" in accepted
+    assert "(accepted: old releases may still write 'lost')" in accepted
+    assert "revision c3" in accepted and "one-way, not taken down (the rows it deletes" in accepted

@@ -6,7 +6,7 @@ catalog, error codes or lock functions.
 """
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, Protocol, TypeVar
 
 from alembic.util import CommandError
@@ -30,13 +30,21 @@ class SchemaTracker(Protocol):
 
 
 class TableFiller:
-    """Puts generated rows in each table that appears during a walk; this one puts none."""
+    """Puts generated rows in each table that appears during a walk; this one puts none.
 
-    def __init__(self) -> None:
+    `given` holds what revisions' markers (testing/markers.py) say of a table: the INSERT
+    statement to run instead of generated rows, or None for no rows at all."""
+
+    def __init__(self, given: Mapping[str, str | None]) -> None:
         self.filled: list[str] = []  # the tables holding generated rows
+        self.given = given
 
     def fill_new_tables(self) -> None:
         """Give the tables new since the last call a few rows."""
+
+    def never_seen(self) -> list[str]:
+        """The tables `given` names that never appeared during the walk (a misspelt name)."""
+        return []
 
 
 _T = TypeVar("_T")
@@ -224,9 +232,15 @@ class Dialect(ABC):
     def schema_tracker(self, connection: Connection) -> SchemaTracker:
         """The stairway's snapshot of everything a revision can create."""
 
-    def table_filler(self, connection: Connection) -> TableFiller:
+    def table_filler(self, connection: Connection, given: Mapping[str, str | None]) -> TableFiller:
         """Generated rows for the walk's tables, where the dialect can make them."""
-        return TableFiller()
+        if given:
+            raise CommandError(
+                f"The walk puts no generated rows on {self.server}, so the `rows for` and "
+                f"`no rows for` markers of {', '.join(sorted(given))} have nothing to act on: "
+                "remove those lines."
+            )
+        return TableFiller(given)
 
     # -- authoring ---------------------------------------------------------------------------
     def autogenerate_options(  # noqa: B027  (a hook: one dialect needs nothing here)

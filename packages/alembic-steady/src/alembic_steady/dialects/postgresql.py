@@ -22,7 +22,7 @@ import random
 import re
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from alembic.util import CommandError
@@ -457,10 +457,10 @@ class PostgreSQL(Dialect):
 
         return PostgreSQLSchema(connection)
 
-    def table_filler(self, connection: Connection) -> TableFiller:
+    def table_filler(self, connection: Connection, given: Mapping[str, str | None]) -> TableFiller:
         from .postgresql_rows import PostgreSQLRows
 
-        return PostgreSQLRows(connection)
+        return PostgreSQLRows(connection, given)
 
     # -- authoring ---------------------------------------------------------------------------
     def autogenerate_options(self, options: dict[str, Any], writing_revision: bool) -> None:

@@ -20,8 +20,10 @@ tables new since the last step are read, so the cost per step stays flat as the 
 Hand-written data checks (testing/data_checks.py) stay for data a revision moves.
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
+from alembic.util import CommandError
 from sqlalchemy import Connection, text
 
 from .base import TableFiller
@@ -118,10 +120,11 @@ class _Column:
 class PostgreSQLRows(TableFiller):
     """Puts generated rows in each table that appears during a walk."""
 
-    def __init__(self, connection: Connection) -> None:
-        super().__init__()
+    def __init__(self, connection: Connection, given: Mapping[str, str | None]) -> None:
+        super().__init__(given)
         self.connection = connection
         self.seen: list[int] = []
+        self.seen_names: set[str] = set()
         connection.exec_driver_sql(TRY_INSERT)
 
     def fill_new_tables(self) -> None:
@@ -134,6 +137,10 @@ class PostgreSQLRows(TableFiller):
             tables.setdefault(oid, (table, []))[1].append(_Column(*fields))
         # Referenced tables first, so a foreign key finds a row.
         for table, columns in _referenced_first(list(tables.values())):
+            self.seen_names.add(table)
+            if table in self.given:
+                self._insert_given(table)
+                continue
             rows = [values for row in range(ROWS) if (values := _row(columns, row)) is not None]
             # All rows in one statement; if one is refused (a CHECK, a composite key), each goes
             # in on its own and the others stay.
@@ -141,6 +148,24 @@ class PostgreSQLRows(TableFiller):
                 [self._insert(table, columns, [values]) for values in rows]
             ):
                 self.filled.append(table)
+
+    def never_seen(self) -> list[str]:
+        return sorted(set(self.given) - self.seen_names)
+
+    def _insert_given(self, table: str) -> None:
+        """The rows a revision's marker gives the table (none for `no rows for`)."""
+        statement = self.given[table]
+        if statement is None:
+            return
+        try:
+            self.connection.exec_driver_sql(statement)
+        except Exception as exc:  # the walk ends here: say which line gave the rows
+            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+            raise CommandError(
+                f"The rows the `# migration-tests: rows for {table}` line gives were refused: "
+                f"{reason}. Fix that INSERT statement."
+            ) from exc
+        self.filled.append(table)
 
     def _insert(self, table: str, columns: list[_Column], rows: list[list[str]]) -> bool:
         if not rows:

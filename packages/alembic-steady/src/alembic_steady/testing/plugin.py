@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+from alembic.util import CommandError
 from sqlalchemy.engine import URL
 
 from ..dialects.base import by_name, parse_url
@@ -24,8 +25,10 @@ from ..dialects.clients import ClientError, Clients
 from ..project import Project
 from .walk import Harness, Walk
 
-# The server the run used, said in one line at the end of the run.
+# The server the run used, said in one line at the end of the run, and what revisions' markers
+# accepted (testing/markers.py), listed after it: never silent.
 SERVER_USED: list[str] = []
+ACCEPTED: list[str] = []
 
 
 @pytest.fixture(scope="session")
@@ -92,6 +95,10 @@ def _default_port(url: URL) -> int:
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     for line in SERVER_USED:
         terminalreporter.write_line(line)
+    if ACCEPTED:
+        terminalreporter.write_line(f"Accepted by `# migration-tests:` lines ({len(ACCEPTED)}):")
+        for line in ACCEPTED:
+            terminalreporter.write_line(f"- {line}")
 
 
 # Under pytest-xdist the servers are the workers' to start; the summary is the controller's.
@@ -100,15 +107,19 @@ _WORKER_OUTPUT_KEY = "alembic_steady_server_used"
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     output = getattr(session.config, "workeroutput", None)
-    if output is not None:  # an xdist worker: hand its line to the controller
-        output[_WORKER_OUTPUT_KEY] = list(SERVER_USED)
+    if output is not None:  # an xdist worker: hand its lines to the controller
+        output[_WORKER_OUTPUT_KEY] = [list(SERVER_USED), list(ACCEPTED)]
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node: Any, error: object) -> None:
-    for line in getattr(node, "workeroutput", {}).get(_WORKER_OUTPUT_KEY, []):
-        if line not in SERVER_USED:
-            SERVER_USED.append(line)
+    server_used, accepted = getattr(node, "workeroutput", {}).get(_WORKER_OUTPUT_KEY, [[], []])
+    _add_new(SERVER_USED, server_used)
+    _add_new(ACCEPTED, accepted)
+
+
+def _add_new(lines: list[str], more: list[str]) -> None:
+    lines.extend(line for line in more if line not in lines)
 
 
 def _test_database_password() -> str | None:
@@ -174,7 +185,11 @@ def walk(migration_harness: Harness, server_clients: Clients, server_url: URL) -
     the one it leaves (`walk.url`), so no test pays for a second walk through the chain."""
     with new_database(server_clients, server_url) as url:
         outcome = Walk(url)
-        migration_harness.walk_base_to_head(url, outcome, stairway=True)
+        try:
+            migration_harness.walk_base_to_head(url, outcome, stairway=True)
+        except CommandError as exc:  # a `# migration-tests:` line the walk does not know
+            pytest.fail(str(exc), pytrace=False)
+        _add_new(ACCEPTED, outcome.accepted)
         yield outcome
 
 

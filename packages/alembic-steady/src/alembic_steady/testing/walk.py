@@ -25,7 +25,9 @@ from ..dialects.base import by_name
 from ..project import Project
 from ..runner.alembic_internals import Stepwise
 from ..runner.api import Migrations
+from . import markers
 from .data_checks import DATA_CHECKS
+from .markers import Accepted
 
 StepsFn = Callable[[tuple[str, ...], MigrationContext], Iterable[RevisionStep]]
 
@@ -39,6 +41,8 @@ class Walk:
     # Every revision that does not go down and up again: what differs, and the fix.
     stairway_failures: list[str] = field(default_factory=list)
     data_failures: dict[str, str] = field(default_factory=dict)  # revision -> what broke
+    # What revisions' markers accepted (testing/markers.py), one line each, listed by the plugin.
+    accepted: list[str] = field(default_factory=list)
 
     @property
     def stairway_failure(self) -> str | None:
@@ -68,6 +72,24 @@ class Harness:
     def revisions_base_to_head(self, script: ScriptDirectory | None = None) -> list[Script]:
         script = script or self.script
         return list(reversed(list(script.walk_revisions("base", "heads"))))
+
+    @cached_property
+    def marked(self) -> dict[str, Accepted]:
+        """Each revision's markers, read once (a line the tests do not know raises)."""
+        return {
+            revision.revision: markers.read(revision.path)
+            for revision in self.revisions_base_to_head()
+        }
+
+    @cached_property
+    def given_rows(self) -> dict[str, str | None]:
+        """What the markers say of tables: the INSERT to run instead of generated rows, or None
+        for no rows."""
+        given: dict[str, str | None] = {}
+        for marked in self.marked.values():
+            given.update(dict.fromkeys(marked.no_rows))
+            given.update(marked.rows)
+        return given
 
     def up(self, revision: Script) -> RevisionStep:
         return RevisionStep(self.script.revision_map, revision, True)
@@ -121,6 +143,12 @@ class Harness:
         nothing while every revision goes round.
         """
         revisions = self.revisions_base_to_head()
+        for revision in revisions:
+            where, marked = _where(revision), self.marked[revision.revision]
+            outcome.accepted += [
+                f"{where}: no generated rows for {table} ({reason})"
+                for table, reason in marked.no_rows.items()
+            ] + [f"{where}: its own rows for {table}" for table in marked.rows]
         resume = 0
         while True:
             outcome.data_failures.clear()  # every pass runs the data checks from base
@@ -144,17 +172,21 @@ class Harness:
             connection = context.connection
             assert connection is not None
             schema = self.dialect.schema_tracker(connection) if stairway else None
-            filler = self.dialect.table_filler(connection)
+            filler = self.dialect.table_filler(connection, self.given_rows)
             written: list[str] = []
             for index, revision in enumerate(revisions):
-                where = f"revision {revision.revision} ({revision.path})"
+                where = _where(revision)
                 phase[:], at[0] = ["upgrade", where], index
                 # Every table holds rows, as in production.
                 filler.fill_new_tables()
                 filled[:] = filler.filled
                 yield self.up(revision)
+                one_way = self.marked[revision.revision].one_way
                 if schema and index < resume:
                     schema.refresh()  # walked again after a failed step: the new baseline
+                elif schema and one_way:
+                    schema.refresh()
+                    outcome.accepted.append(f"{where}: one-way, not taken down ({one_way})")
                 elif schema:
                     # Read once after the round trip: whatever the upgrade or the downgrade
                     # touched must be back as it was.
@@ -162,11 +194,17 @@ class Harness:
                     yield self.down(revision)
                     wanted, got = schema.refresh()
                     if got != wanted:
-                        outcome.stairway_failures.append(
-                            f"{where}: downgrade leaves {sorted(got - wanted)}, misses "
-                            f"{sorted(wanted - got)}. Make that revision's downgrade() drop "
-                            "what it leaves and restore what it misses, then try it on a "
-                            f"development database with {self.project.commands.rollback}"
+                        differs = (
+                            f"downgrade leaves {sorted(got - wanted)}, misses "
+                            f"{sorted(wanted - got)}"
+                        )
+                        self._finding(
+                            outcome,
+                            revision,
+                            f"{where}: {differs}. Make that revision's downgrade() drop what it "
+                            "leaves and restore what it misses, then try it on a development "
+                            f"database with {self.project.commands.rollback}",
+                            f"{where}: {differs}",
                         )
                         found.append(index)
                         return  # the runner commits what ran: the walk resumes after it
@@ -182,6 +220,12 @@ class Harness:
             # through.
             for revision_id in written:
                 _guarded(connection, outcome, revision_id, DATA_CHECKS[revision_id].after)
+            if unseen := filler.never_seen():
+                outcome.upgrade_failure = (
+                    f"no revision creates {', '.join(unseen)}, which a `# migration-tests: "
+                    "rows for` or `no rows for` line names: name the table as PostgreSQL prints "
+                    "it (schema-qualified outside the search path)"
+                )
 
         try:
             self.run_env(url, Stepwise(steps, fresh_contexts=stairway))
@@ -207,16 +251,32 @@ class Harness:
                 # The runner's message gives the upgrade's advice (the walk is an upgrade run):
                 # the cause alone, then the downgrade's own advice.
                 cause = self.dialect.first_line(exc.__cause__ or exc)
-                outcome.stairway_failures.append(
-                    f"{where}: downgrade failed: {cause}{held}{')' if held else ''}. Fix that "
-                    "revision's downgrade() (data the upgrade changed may not fit the old "
-                    "schema: move it back first), then try it on a development database with "
-                    f"{self.project.commands.rollback}"
+                failed = f"{where}: downgrade failed: {cause}{held}{')' if held else ''}"
+                self._finding(
+                    outcome,
+                    revisions[at[0]],
+                    f"{failed}. Fix that revision's downgrade() (data the upgrade changed may "
+                    "not fit the old schema: move it back first), then try it on a development "
+                    f"database with {self.project.commands.rollback}",
+                    failed,
                 )
             else:
-                outcome.stairway_failures.append(f"{where}: {what} failed: {exc}{rows}")
+                failed = f"{where}: {what} failed: {exc}{rows}"
+                self._finding(outcome, revisions[at[0]], failed, failed)
             return at[0]
         return found[0] if found else None
+
+    def _finding(self, outcome: Walk, revision: Script, failure: str, accepted: str) -> None:
+        """A stairway finding: failed, or listed where the revision's marker accepts it."""
+        reason = self.marked[revision.revision].stairway
+        if reason:
+            outcome.accepted.append(f"{accepted} (accepted: {reason})")
+        else:
+            outcome.stairway_failures.append(failure)
+
+
+def _where(revision: Script) -> str:
+    return f"revision {revision.revision} ({revision.path})"
 
 
 def _guarded(
