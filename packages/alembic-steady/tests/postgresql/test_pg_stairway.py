@@ -468,7 +468,7 @@ def test_model_drift_is_named(superuser_run: Run) -> None:
     assert superuser_run.outcome(test, "model_drift") == "FAILED", superuser_run.output
     failure = superuser_run.failure(test, "model_drift")
     # The revision autogenerate would write, as code, rather than reprs of Table objects.
-    assert "write a revision for the difference with `make migration" in failure, failure
+    assert "write a revision for the change with make migration" in failure, failure
     assert "op.add_column('widget', sa.Column('sku', sa.String(length=20)" in failure, failure
     assert "op.create_table('gizmo'," in failure and "sa.Column('part_10'" in failure, failure
     assert "Table(" not in failure and "MetaData(" not in failure, failure

@@ -109,20 +109,15 @@ def explain_model_drift(commands: Commands) -> Callable[..., None]:
     def explain(
         context: MigrationContext, revision: object, directives: Iterable[MigrationScript]
     ) -> None:
-        _explain(directives, commands)
+        # Imported here: only `check` renders a drift, and upgrades start without the renderer.
+        from ..authoring.drift import drift_message
+
+        for script in directives:
+            upgrade_ops = script.upgrade_ops
+            if upgrade_ops is not None and not upgrade_ops.is_empty():
+                raise CommandError(drift_message(upgrade_ops, context, commands))
 
     return explain
-
-
-def _explain(directives: Iterable[MigrationScript], commands: Commands) -> None:
-    for script in directives:
-        upgrade_ops = script.upgrade_ops
-        diffs = upgrade_ops.as_diffs() if upgrade_ops is not None else []
-        if diffs:
-            raise CommandError(
-                f"New upgrade operations detected: {diffs}. The models differ from the "
-                f"migrations: write a revision for the change with {commands.migration}."
-            )
 
 
 def require_configured_mappers() -> None:

@@ -15,14 +15,14 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
-from alembic.autogenerate import produce_migrations, render_python_code
-from alembic.operations.ops import UpgradeOps
+from alembic.autogenerate import produce_migrations
 from alembic.runtime.migration import MigrationContext, RevisionStep
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy import Connection, inspect
 from sqlalchemy.engine import URL
 
+from ..authoring.drift import drift_message
 from .data_checks import DATA_CHECKS
 from .walk import Harness, Walk, on_connection
 
@@ -71,50 +71,17 @@ def test_models_match_head_schema(migration_harness: Harness, walk: Walk) -> Non
     if walk.upgrade_failure:
         pytest.fail(f"cannot compare the models: {walk.upgrade_failure}")
     found: list[str] = []
+    commands = migration_harness.project.commands
 
     def compare(heads: tuple[str, ...], context: MigrationContext) -> list[RevisionStep]:
         upgrade_ops = produce_migrations(context, context.opts["target_metadata"]).upgrade_ops
         if upgrade_ops is not None and not upgrade_ops.is_empty():
-            found.append(drift_as_code(upgrade_ops, context))
+            found.append(drift_message(upgrade_ops, context, commands))
         return []
 
     migration_harness.run_env(walk.url, compare, command="check")
     if found:
-        command = migration_harness.project.commands.migration
-        pytest.fail(
-            f"the models differ from the migrations: write a revision for the difference with "
-            f"`{command}`; its upgrade() would be:\n{found[0]}",
-            pytrace=False,
-        )
-
-
-# The most of a drift's revision the models test prints (a new model's table is a few lines),
-# and the longest line (a long server default or CHECK is cut).
-DRIFT_LINES, DRIFT_WIDTH = 40, 200
-
-
-def drift_as_code(upgrade_ops: UpgradeOps, context: MigrationContext) -> str:
-    """The upgrade() autogenerate would write for `upgrade_ops`, cut to DRIFT_LINES lines of
-    DRIFT_WIDTH characters at most."""
-    opts = context.opts
-    code = render_python_code(
-        upgrade_ops,
-        sqlalchemy_module_prefix=opts.get("sqlalchemy_module_prefix", "sa."),
-        alembic_module_prefix=opts.get("alembic_module_prefix", "op."),
-        render_item=opts.get("render_item"),
-        # The dialect's, without the env's script (whose context would want the metadata).
-        migration_context=MigrationContext.configure(dialect=context.dialect),
-        user_module_prefix=opts.get("user_module_prefix"),
-    )
-    lines = [
-        line if len(line) <= DRIFT_WIDTH else f"{line[:DRIFT_WIDTH]} ..."
-        for line in code.splitlines()
-        if "###" not in line  # Alembic's "commands auto generated" markers
-    ]
-    if len(lines) > DRIFT_LINES:
-        rest = len(lines) - DRIFT_LINES
-        lines = [*lines[:DRIFT_LINES], f"    # ... {rest} more line(s)"]
-    return "\n".join(lines)
+        pytest.fail(found[0], pytrace=False)
 
 
 def test_data_survives_later_upgrades(migration_harness: Harness, walk: Walk) -> None:
