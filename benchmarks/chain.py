@@ -99,11 +99,48 @@ def template_revisions(project: Path) -> tuple[int, str]:
     return len(revisions), heads.pop()
 
 
-def write_chain(project: Path, total: int) -> int:
+BASELINE_TEMPLATE = '''"""squashed baseline: {tables} tables
+
+Revision ID: {revision}
+Revises: {down}
+Create Date: 2026-01-01 00:00:00
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "{revision}"
+down_revision: str | Sequence[str] | None = "{down}"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+{creates}
+
+
+def downgrade() -> None:
+{drops}
+'''
+
+
+def _body(template: str, function: str, table: str) -> str:
+    """The lines of `function` (upgrade/downgrade) in REVISION_TEMPLATE, for `table`."""
+    text = template.format(table=table, revision="x", down="x")
+    start = text.index(f"def {function}() -> None:\n") + len(f"def {function}() -> None:\n")
+    end = text.find("\n\n\n", start)
+    return text[start : end if end != -1 else None].rstrip("\n")
+
+
+def write_chain(project: Path, total: int, baseline: int = 0) -> int:
     """Make the project's chain `total` revisions long; return how many were generated.
 
     The template's own revisions count towards `total`, so per-revision figures divide by the
-    real length of the chain the tests walk.
+    real length of the chain the tests walk. With `baseline`, the first generated revision is a
+    squashed baseline creating that many tables (each with its index and model), as a history
+    whose old revisions were squashed starts: a large first revision.
     """
     clear(project)
     shipped, down = template_revisions(project)
@@ -111,6 +148,23 @@ def write_chain(project: Path, total: int) -> int:
     versions = package / "migrations" / "versions"
     models = package / "models"
     generated = max(total - shipped, 0)
+    if baseline and generated:
+        tables = [f"{PREFIX}b{index:04d}" for index in range(1, baseline + 1)]
+        revision = "bb0000000000"
+        (versions / f"20260101_0000_{revision}_{PREFIX}baseline.py").write_text(
+            BASELINE_TEMPLATE.format(
+                tables=baseline,
+                revision=revision,
+                down=down,
+                creates="\n".join(_body(REVISION_TEMPLATE, "upgrade", t) for t in tables),
+                drops="\n".join(_body(REVISION_TEMPLATE, "downgrade", t) for t in reversed(tables)),
+            )
+        )
+        for index, table in enumerate(tables, 1):
+            (models / f"{table}.py").write_text(
+                MODEL_TEMPLATE.format(table=table, cls=f"BenchB{index:04d}")
+            )
+        down, generated = revision, generated - 1
     for index in range(1, generated + 1):
         table = f"{PREFIX}{index:04d}"
         # Hex ids like Alembic's own, and distinct from any 12-digit one the template ships.
@@ -123,4 +177,4 @@ def write_chain(project: Path, total: int) -> int:
             MODEL_TEMPLATE.format(table=table, cls=f"BenchT{index:04d}")
         )
         down = revision
-    return generated
+    return generated + (1 if baseline else 0)

