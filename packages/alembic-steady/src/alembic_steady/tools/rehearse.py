@@ -50,6 +50,7 @@ from ..dialects.postgresql_clients import (
 from ..project import MigrationSettings, Project
 from ..runner.api import Migrations
 from ..runner.environment import migration_engine
+from ..testing import markers
 from .devdb import on_this_machine
 from .restore import usage
 
@@ -402,25 +403,46 @@ def _first_line(exc: BaseException) -> str:
     return message.splitlines()[0].split(" Fix the cause")[0] if message else type(exc).__name__
 
 
-def round_trip(engine: AsyncEngine, revisions: list[Script], migrations: Migrations) -> str | None:
-    """Each revision, from the last, down one and up again: the schema must come back."""
+def round_trip(
+    engine: AsyncEngine, revisions: list[Script], migrations: Migrations
+) -> tuple[str | None, list[str]]:
+    """Each revision, from the last, down one and up again: the schema must come back. Returns
+    the problem (None when there is none) and what the revisions' `# migration-tests:` lines
+    accepted: a one-way revision is not taken down, and the round trips stop there (the
+    revisions below it cannot be reached); an accepted difference is listed, and they stop
+    after it too (the copy no longer stands where its revision left it)."""
+    accepted: list[str] = []
     for revision in reversed(revisions):
+        marked = markers.read(revision.path)
+        below = revisions.index(revision)
+        stopped = f"; the {below} revision(s) below it were not taken down" if below else ""
+        if marked.one_way:
+            accepted.append(f"revision {revision.revision} is one-way ({marked.one_way}){stopped}")
+            return None, accepted
         before = asyncio.run(_read(engine, schema))
         for step, target in (("downgrade", "-1"), ("upgrade", revision.revision)):
             try:
                 run(engine, migrations, step, target)
             except Exception as exc:
-                return f"the {step} of revision {revision.revision} failed: {_first_line(exc)}"
+                failed = f"the {step} of revision {revision.revision} failed: {_first_line(exc)}"
+                if not marked.stairway:
+                    return failed, accepted
+                accepted.append(f"{failed} (accepted: {marked.stairway}){stopped}")
+                return None, accepted
         after = asyncio.run(_read(engine, schema))
         if after != before:
-            return (
+            differs = (
                 f"revision {revision.revision} does not go down and up again on this data: "
                 f"the schema gains {sorted(after - before)}, loses {sorted(before - after)}"
             )
+            if not marked.stairway:
+                return differs, accepted
+            accepted.append(f"{differs} (accepted: {marked.stairway}){stopped}")
+            return None, accepted
         if revision is not revisions[0]:
             # Down to the revision before it, for the next one's round trip.
             run(engine, migrations, "downgrade", "-1")
-    return None
+    return None, accepted
 
 
 def rehearse(scratch: URL, settings: MigrationSettings, migrations: Migrations) -> int:
@@ -452,12 +474,17 @@ def rehearse(scratch: URL, settings: MigrationSettings, migrations: Migrations) 
         print(f"Pending revisions applied in {time.perf_counter() - started:.2f} s.")
         started = time.perf_counter()
         print("Each pending revision down and up again:")
-        problem = round_trip(engine, revisions, migrations)
+        problem, accepted = round_trip(engine, revisions, migrations)
         print(f"Round trips done in {time.perf_counter() - started:.2f} s.")
+        for line in accepted:
+            print(f"Accepted by its `# migration-tests:` line: {line}.")
         if problem:
             print(f"Stairway FAILED: {problem}.", file=sys.stderr)
             return 1
-        print("OK: every pending revision went down and up again with the same schema.")
+        if accepted:
+            print("OK: the pending revisions above it went down and up again with the same schema.")
+        else:
+            print("OK: every pending revision went down and up again with the same schema.")
         return 0
     finally:
         asyncio.run(engine.dispose())
