@@ -418,8 +418,8 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="bench-work-"))
     try:
         with embedded_server() as server:
-            tables, _, revisions = args.baseline.partition("+")
-            baseline = (int(tables), int(revisions or 0)) if int(tables) else None
+            count, _, revisions = args.baseline.partition("+")
+            baseline = (int(count), int(revisions or 0)) if int(count) else None
             report = Report(sizes, baseline, server)
             report.settings = server.settings(["synchronous_commit", "fsync", "shared_buffers"])
             log(f"PostgreSQL {server.version} at {server.socket_dir}; work folder {work}")

@@ -179,7 +179,7 @@ def test_model_drift_names_the_command_that_writes_a_revision(
         alembic(project, "check", url=database_url)
     message = str(drift.value)
     assert message.startswith(
-        'The models differ from the migrations: write a revision for the change with make '
+        "The models differ from the migrations: write a revision for the change with make "
         'migration msg="...". Its upgrade() would be:\n'
     ), message
     assert "op.create_table('drift'," in message, message
