@@ -14,11 +14,11 @@ PREFIX = "bench_t"
 REVISION_RE = re.compile(r'^revision(?:: str)? = "([^"]+)"', re.MULTILINE)
 DOWN_RE = re.compile(r"^down_revision[^=]*= (.+)$", re.MULTILINE)
 
-REVISION_TEMPLATE = '''"""create {table}
+REVISION_TEMPLATE = '''"""{doc}
 
 Revision ID: {revision}
 Revises: {down}
-Create Date: 2026-01-02 00:00:00
+Create Date: {date}
 """
 
 from collections.abc import Sequence
@@ -33,19 +33,24 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+{upgrade}
+
+
+def downgrade() -> None:
+{downgrade}
+'''
+# What autogenerate writes for one model of the chain.
+CREATE_TABLE = """\
     op.create_table(
         "{table}",
         sa.Column("id", sa.BigInteger(), sa.Identity(always=False), nullable=False),
         sa.Column("name", sa.String(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_{table}")),
     )
-    op.create_index(op.f("ix_{table}_name"), "{table}", ["name"], unique=False)
-
-
-def downgrade() -> None:
+    op.create_index(op.f("ix_{table}_name"), "{table}", ["name"], unique=False)"""
+DROP_TABLE = """\
     op.drop_index(op.f("ix_{table}_name"), table_name="{table}")
-    op.drop_table("{table}")
-'''
+    op.drop_table("{table}")"""
 
 MODEL_TEMPLATE = '''"""Benchmark table {table}: one of a generated chain."""
 
@@ -99,41 +104,6 @@ def template_revisions(project: Path) -> tuple[int, str]:
     return len(revisions), heads.pop()
 
 
-BASELINE_TEMPLATE = '''"""squashed baseline: {tables} tables
-
-Revision ID: {revision}
-Revises: {down}
-Create Date: 2026-01-01 00:00:00
-"""
-
-from collections.abc import Sequence
-
-import sqlalchemy as sa
-from alembic import op
-
-revision: str = "{revision}"
-down_revision: str | Sequence[str] | None = "{down}"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
-
-
-def upgrade() -> None:
-{creates}
-
-
-def downgrade() -> None:
-{drops}
-'''
-
-
-def _body(template: str, function: str, table: str) -> str:
-    """The lines of `function` (upgrade/downgrade) in REVISION_TEMPLATE, for `table`."""
-    text = template.format(table=table, revision="x", down="x")
-    start = text.index(f"def {function}() -> None:\n") + len(f"def {function}() -> None:\n")
-    end = text.find("\n\n\n", start)
-    return text[start : end if end != -1 else None].rstrip("\n")
-
-
 def write_chain(project: Path, total: int, baseline: int = 0) -> int:
     """Make the project's chain `total` revisions long; return how many were generated.
 
@@ -152,12 +122,13 @@ def write_chain(project: Path, total: int, baseline: int = 0) -> int:
         tables = [f"{PREFIX}b{index:04d}" for index in range(1, baseline + 1)]
         revision = "bb0000000000"
         (versions / f"20260101_0000_{revision}_{PREFIX}baseline.py").write_text(
-            BASELINE_TEMPLATE.format(
-                tables=baseline,
+            REVISION_TEMPLATE.format(
+                doc=f"squashed baseline: {baseline} tables",
                 revision=revision,
                 down=down,
-                creates="\n".join(_body(REVISION_TEMPLATE, "upgrade", t) for t in tables),
-                drops="\n".join(_body(REVISION_TEMPLATE, "downgrade", t) for t in reversed(tables)),
+                date="2026-01-01 00:00:00",
+                upgrade="\n".join(CREATE_TABLE.format(table=table) for table in tables),
+                downgrade="\n".join(DROP_TABLE.format(table=table) for table in reversed(tables)),
             )
         )
         for index, table in enumerate(tables, 1):
@@ -171,7 +142,14 @@ def write_chain(project: Path, total: int, baseline: int = 0) -> int:
         revision = f"be{index:010x}"
         name = f"20260102_0000_{revision}_create_{table}.py"
         (versions / name).write_text(
-            REVISION_TEMPLATE.format(table=table, revision=revision, down=down)
+            REVISION_TEMPLATE.format(
+                doc=f"create {table}",
+                revision=revision,
+                down=down,
+                date="2026-01-02 00:00:00",
+                upgrade=CREATE_TABLE.format(table=table),
+                downgrade=DROP_TABLE.format(table=table),
+            )
         )
         (models / f"{table}.py").write_text(
             MODEL_TEMPLATE.format(table=table, cls=f"BenchT{index:04d}")
