@@ -33,6 +33,9 @@ class Progress:
     last: str | None = None
     # The revisions the database was at when the run began (() = base); None until read.
     found: tuple[str, ...] | None = None
+    # Rows the run's batch-committing steps (op.backfill) changed: their statements' own row
+    # counts say only how many batches ran (`make rehearse` reports rows changed).
+    batched_rows: int = 0
 
     def start(self, at: tuple[str, ...], revision: str, to: tuple[str, ...] = ()) -> None:
         self.at, self.revision, self.statements, self.committed = at, revision, [], 0
@@ -50,10 +53,13 @@ class Progress:
         a callback that marks it committed, with the rows done so far, after each batch."""
         index = len(self.statements)
         self.statements.append(f"{what} (no batch yet)")
+        done = [0]
 
         def committed(rows: int) -> None:
             self.statements[index] = f"{what} (at least {rows} rows)"
             self.committed = index + 1
+            self.batched_rows += rows - done[0]
+            done[0] = rows
 
         return committed
 

@@ -50,6 +50,7 @@ from ..dialects.postgresql_clients import (
 from ..project import MigrationSettings, Project
 from ..runner.api import Migrations
 from ..runner.environment import migration_engine
+from ..runner.progress import PROGRESS, Progress
 from ..testing import markers
 from .devdb import on_this_machine
 from .restore import usage
@@ -321,6 +322,7 @@ def _watched(engine: AsyncEngine, sampler: _Sampler, report: StepReport) -> Iter
     until it returns."""
     reading = [False]
     started = [time.perf_counter()]
+    runs: dict[int, Progress] = {}  # by id: a Progress is not hashable
     # (relation, mode) -> when the statement that took it started, in the open transaction
     holding: dict[tuple[str, str], float] = {}
 
@@ -330,6 +332,9 @@ def _watched(engine: AsyncEngine, sampler: _Sampler, report: StepReport) -> Iter
     def before(conn: Connection, *args: Any) -> None:
         if reading[0]:
             return
+        # The run's record, whose batch-committing steps count their own rows.
+        if (run := conn.info.get(PROGRESS)) is not None:
+            runs[id(run)] = run
         started[0] = time.perf_counter()
         if in_autocommit(conn):
             driver: Any = conn.connection.driver_connection  # asyncpg's
@@ -375,6 +380,7 @@ def _watched(engine: AsyncEngine, sampler: _Sampler, report: StepReport) -> Iter
         for name, listener in listeners:
             event.remove(engine.sync_engine, name, listener)
         ended(None)  # type: ignore[arg-type]
+        report.rows += sum(run.batched_rows for run in runs.values())
 
 
 def upgrade_one(
