@@ -7,15 +7,17 @@ import os
 import subprocess
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import demo_project
 import pytest
 from sqlalchemy.engine import URL
 
-from alembic_steady import Project
+from alembic_steady import Project, StaticSettings
 from alembic_steady.dialects.clients import Clients
 from alembic_steady.testing.walk import Harness, Walk, on_connection
+from alembic_steady.tools import backup
 
 ONE_WAY = "    # migration-tests: one-way: enum values cannot be removed\n"
 KEPT = "    # migration-tests: accept stairway: the old release still reads the type\n"
@@ -183,3 +185,20 @@ def test_a_test_run_lists_what_the_lines_accept_at_its_end(
     assert result.returncode == 0, result.stdout
     tail = result.stdout[result.stdout.index("Accepted by `# migration-tests:` lines (4):") :]
     assert tail.count("\n- revision m") == 4, tail
+
+
+def test_make_rehearse_lists_an_accepted_difference_and_stops_there(
+    marked: Project, database_url: URL, tmp_path: Path
+) -> None:
+    # From the top: m5 and m4 go down and up again; m3's downgrade leaves its type, which its
+    # line accepts, so the rehearsal lists it and stops there (as the walk lists it).
+    configured = replace(marked, settings=lambda: StaticSettings(database_url))
+    assert backup.main(configured, [str(tmp_path)]) == 0
+    (dump,) = tmp_path.glob("*.dump")
+    result = demo_project.module_cli(marked, "rehearse", f"file={dump}", url=database_url)
+    assert result.returncode == 0, result.stdout
+    accepted = result.stdout.split("Accepted by its `# migration-tests:` line: ")[1]
+    # Its downgrade left the type: the upgrade after it cannot create it again.
+    assert accepted.startswith("the upgrade of revision m3 failed: "), result.stdout
+    assert 'type "kept" already exists' in accepted
+    assert "(accepted: the old release still reads the type); the 2 revision(s) below" in accepted
