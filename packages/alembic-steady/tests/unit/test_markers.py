@@ -58,3 +58,10 @@ def test_a_line_the_tests_do_not_know_names_its_file_line_and_the_forms(
     message = str(raised.value)
     assert message.startswith(f"{path}:3: `{line}` is not a marker the migration tests know")
     assert "`# migration-tests: one-way: <reason>`" in message
+
+
+def test_a_finding_is_listed_with_the_reason_its_line_gives_else_not_accepted() -> None:
+    assert Accepted(stairway="kept on purpose").accepting("downgrade leaves x") == (
+        "downgrade leaves x (accepted: kept on purpose)"
+    )
+    assert Accepted(one_way="gone").accepting("downgrade leaves x") is None

@@ -44,6 +44,11 @@ class Accepted:
     no_rows: dict[str, str] = field(default_factory=dict)  # table -> reason
     rows: dict[str, str] = field(default_factory=dict)  # table -> INSERT statement
 
+    def accepting(self, finding: str) -> str | None:
+        """`finding` as listed when the revision's `accept stairway` line accepts it; None when
+        it has no such line (the finding fails)."""
+        return f"{finding} (accepted: {self.stairway})" if self.stairway else None
+
 
 def read(path: str | Path) -> Accepted:
     """The markers of the revision file at `path` (none when it has no such line)."""

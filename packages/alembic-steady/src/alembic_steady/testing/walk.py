@@ -266,13 +266,14 @@ class Harness:
             return at[0]
         return found[0] if found else None
 
-    def _finding(self, outcome: Walk, revision: Script, failure: str, accepted: str) -> None:
-        """A stairway finding: failed, or listed where the revision's marker accepts it."""
-        reason = self.marked[revision.revision].stairway
-        if reason:
-            outcome.accepted.append(f"{accepted} (accepted: {reason})")
-        else:
+    def _finding(self, outcome: Walk, revision: Script, failure: str, finding: str) -> None:
+        """A stairway finding: failed (`failure`, with its fix), or `finding` listed where the
+        revision's marker accepts it."""
+        listed = self.marked[revision.revision].accepting(finding)
+        if listed is None:
             outcome.stairway_failures.append(failure)
+        else:
+            outcome.accepted.append(listed)
 
 
 def _where(revision: Script) -> str:
