@@ -162,7 +162,7 @@ def test_reset_never_drops_the_servers_own_database(
     "url",
     [
         "postgresql+asyncpg://app:pw@db.shared.internal:5432/shop",
-        "mysql+aiomysql://app:pw@10.0.4.7:3306/shop",
+        "mysql+aiomysql://app:pw@mysql.shared.invalid:3306/shop",
     ],
 )
 def test_reset_refuses_a_server_elsewhere_without_confirm(
