@@ -3,6 +3,9 @@ holding generated rows (a NOT NULL text column among them), so a new NOT NULL co
 default fails there rather than on the first populated database; and a downgrade that fails is
 answered with the downgrade's own advice, not the upgrade's."""
 
+import uuid
+from collections.abc import Iterator
+
 import demo_project
 import pytest
 from alembic import command
@@ -12,6 +15,7 @@ from sqlalchemy.engine import URL
 
 from alembic_steady import Project
 from alembic_steady.dialects.clients import Clients
+from alembic_steady.dialects.postgresql_clients import PostgreSQLClients
 from alembic_steady.runner.api import Migrations
 from alembic_steady.testing.walk import Harness, Walk, on_connection
 
@@ -150,3 +154,61 @@ def test_rows_a_check_refuses_stay_out_and_the_others_go_in(
     )
     # Three generated rows, refused together for the last one's NULL, then tried one by one.
     assert count == 2
+
+
+# Each step meets the tables before it holding rows, a table a downgrade made again included:
+# s2's upgrade refuses to run on an empty `spare` (which s1 made), and its downgrade makes `spare`
+# again, empty, before the stairway's second upgrade of s2.
+REFUSES_EMPTY = """DO $body$ BEGIN
+        IF NOT EXISTS (SELECT FROM spare) THEN RAISE 'spare is empty'; END IF;
+    END $body$"""
+REFILLED_CHAIN = [
+    (
+        "s1",
+        '    op.create_table("spare", sa.Column("id", sa.Integer, primary_key=True), '
+        'sa.Column("code", sa.String(), nullable=False))',
+        '    op.drop_table("spare")',
+    ),
+    (
+        "s2",
+        f'    op.execute("""{REFUSES_EMPTY}""")\n    op.drop_table("spare")',
+        '    op.create_table("spare", sa.Column("id", sa.Integer, primary_key=True), '
+        'sa.Column("code", sa.String(), nullable=False))',
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def refilled_project() -> Project:
+    return demo_project.write("postgresql", name="populated_refilled", chain=REFILLED_CHAIN)
+
+
+@pytest.fixture(params=["event triggers", "full read"])
+def walked_url(
+    request: pytest.FixtureRequest, database_url: URL, server_url: URL, server_clients: Clients
+) -> Iterator[URL]:
+    """The test database as the superuser (the stairway's snapshot follows the event triggers),
+    or one of a plain role's own (no event triggers: each snapshot reads the whole schema)."""
+    if request.param == "event triggers":
+        yield database_url
+        return
+    assert isinstance(server_clients, PostgreSQLClients)
+    role, password = f"plain_{uuid.uuid4().hex[:8]}", "plain-pw"
+    admin = server_url.set(database="postgres")
+    server_clients.admin(admin, f"CREATE ROLE \"{role}\" LOGIN PASSWORD '{password}'")
+    server_clients.admin(admin, f'CREATE DATABASE "{role}" OWNER "{role}"')
+    try:
+        yield server_url.set(database=role, username=role, password=password)
+    finally:
+        server_clients.admin(admin, f'DROP DATABASE "{role}" WITH (FORCE)', f'DROP ROLE "{role}"')
+
+
+@pytest.mark.parametrize("stairway", [True, False], ids=["stairway", "upgrades only"])
+def test_every_step_meets_its_tables_holding_rows_one_a_downgrade_made_again_included(
+    refilled_project: Project, walked_url: URL, stairway: bool
+) -> None:
+    outcome = Walk(walked_url)
+    Harness(refilled_project).walk_base_to_head(walked_url, outcome, stairway=stairway)
+    assert outcome.upgrade_failure is None, outcome.upgrade_failure
+    assert not outcome.stairway_failures, outcome.stairway_failures
+    assert on_connection(walked_url, heads) == {"s2"}

@@ -6,7 +6,7 @@ catalog, error codes or lock functions.
 """
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Collection, Coroutine, Mapping
 from typing import Any, Protocol, TypeVar
 
 from alembic.util import CommandError
@@ -24,6 +24,12 @@ from .clients import Clients
 class SchemaTracker(Protocol):
     """The schema a revision can change, kept current after each step of a walk."""
 
+    @property
+    def created(self) -> Collection[int] | None:
+        """The relations the last refresh found that were not there before it (the tables a
+        step created among them); None until a refresh, or where the tracker cannot tell."""
+        ...
+
     def refresh(self) -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
         """The rows of what changed since the last refresh: as they were, as they are."""
         ...
@@ -39,8 +45,9 @@ class TableFiller:
         self.filled: list[str] = []  # the tables holding generated rows
         self.given = given
 
-    def fill_new_tables(self) -> None:
-        """Give the tables new since the last call a few rows."""
+    def fill_new_tables(self, among: Collection[int] | None = None) -> None:
+        """Give the tables new since the last call a few rows. `among`: the relations that can
+        be new (what the stairway's last refresh saw created), or None to look at them all."""
 
     def never_seen(self) -> list[str]:
         """The tables `given` names that never appeared during the walk (a misspelt name)."""

@@ -64,6 +64,9 @@ class MySQLSchema:
     """The database's schema, re-read whole after each step (information_schema answers in
     milliseconds for a project's tables; MySQL has no event triggers to narrow it down)."""
 
+    # Rows carry names, not ids: the walk's filler (none on MySQL) is not told what is new.
+    created = None
+
     def __init__(self, connection: Connection) -> None:
         self.connection = connection
         self.rows = self._read()

@@ -20,7 +20,7 @@ tables new since the last step are read, so the cost per step stays flat as the 
 Hand-written data checks (testing/data_checks.py) stay for data a revision moves.
 """
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 from alembic.util import CommandError
@@ -35,6 +35,9 @@ SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND {_SCHEMAS}
    AND c.relname NOT LIKE 'alembic_version%' AND NOT c.oid = ANY(CAST(:seen AS oid[]))
 """
+# Among the relations a step created: an index lookup, where the scan above compares every
+# relation of the database with every table seen (thousands of times over, past a large baseline).
+NEW_TABLES_AMONG = NEW_TABLES + "   AND c.oid = ANY(CAST(:among AS oid[]))\n"
 # Per column of the new tables: what it holds, whether it fills itself, is unique, refers to. Asked
 # only when NEW_TABLES found some: planning it costs more than the rest of a step's reads. "char"
 # columns are cast to text: the driver returns them as bytes, which match no category below.
@@ -127,8 +130,16 @@ class PostgreSQLRows(TableFiller):
         self.seen_names: set[str] = set()
         connection.exec_driver_sql(TRY_INSERT)
 
-    def fill_new_tables(self) -> None:
-        new = [oid for (oid,) in self.connection.execute(text(NEW_TABLES), {"seen": self.seen})]
+    def fill_new_tables(self, among: Collection[int] | None = None) -> None:
+        if among is None:
+            found = self.connection.execute(text(NEW_TABLES), {"seen": self.seen})
+        elif among:
+            found = self.connection.execute(
+                text(NEW_TABLES_AMONG), {"seen": self.seen, "among": sorted(among)}
+            )
+        else:  # no step created a relation: nothing can be new
+            return
+        new = [oid for (oid,) in found]
         if not new:
             return
         self.seen.extend(new)

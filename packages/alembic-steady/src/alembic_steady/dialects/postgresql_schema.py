@@ -266,6 +266,7 @@ class PostgreSQLSchema:
             for statement in PROBE_SQL:
                 connection.exec_driver_sql(statement)
         self.objects: dict[Key, Rows] = self._read(SNAPSHOT_ALL)
+        self.created: set[int] | None = None
         # Each relation's key by its name row: ALTER COLUMN TYPE rebuilds the table's indexes
         # under new oids without an event for the old ones, which would otherwise stay behind.
         self.by_name: dict[Row, Key] = {}
@@ -285,6 +286,7 @@ class PostgreSQLSchema:
             touched: set[Key] = set()
             fresh = self._read(SNAPSHOT_TOUCHED, touched)
             if ("x", 0) not in touched:
+                self.created = _new_relations(fresh, self.objects)
                 # `fresh` holds the touched objects that still exist; the others are gone.
                 old = [self.objects.pop(key) for key in touched if key in self.objects]
                 # A new object under the name of an untouched one replaced it (a rebuilt index).
@@ -297,6 +299,7 @@ class PostgreSQLSchema:
                 self._index_names(fresh)
                 return _rows(old), _rows(fresh.values())
         old_objects, self.objects = self.objects, self._read(SNAPSHOT_ALL)
+        self.created = _new_relations(self.objects, old_objects)
         return _rows(old_objects.values()), _rows(self.objects.values())
 
     def _read(self, query: str, touched: set[Key] | None = None) -> dict[Key, Rows]:
@@ -309,6 +312,10 @@ class PostgreSQLSchema:
             else:
                 grouped.setdefault((kind, int(oid)), []).append((what, item))
         return {key: tuple(sorted(rows)) for key, rows in grouped.items()}
+
+
+def _new_relations(now: dict[Key, Rows], before: dict[Key, Rows]) -> set[int]:
+    return {oid for kind, oid in now if kind == "r" and (kind, oid) not in before}
 
 
 def _rows(objects: Iterable[Rows]) -> set[Row]:

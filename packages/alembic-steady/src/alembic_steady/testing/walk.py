@@ -177,8 +177,9 @@ class Harness:
             for index, revision in enumerate(revisions):
                 where = _where(revision)
                 phase[:], at[0] = ["upgrade", where], index
-                # Every table holds rows, as in production.
-                filler.fill_new_tables()
+                # Every table holds rows, as in production: the tables new since the last fill
+                # are among those the last refresh saw created, where there was one.
+                filler.fill_new_tables(schema.created if schema else None)
                 filled[:] = filler.filled
                 yield self.up(revision)
                 one_way = self.marked[revision.revision].one_way
@@ -209,7 +210,7 @@ class Harness:
                         found.append(index)
                         return  # the runner commits what ran: the walk resumes after it
                     phase[0] = "second upgrade"
-                    filler.fill_new_tables()
+                    filler.fill_new_tables(schema.created)  # what the downgrade made again
                     filled[:] = filler.filled
                     yield self.up(revision)
                     schema.refresh()
