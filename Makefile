@@ -54,13 +54,17 @@ test: venv test-toolkit test-toolkit-floor ## Run every test: the toolkit's tier
 	$(BIN)/pytest $(if $(filter 0,$(WORKERS)),,-n $(WORKERS) --dist loadfile) $(args)
 
 # The toolkit's tests are parallel-safe (a database per test, unique names): two workers, each with
-# its own server when none is named. WORKERS=0 runs them in one process too.
+# its own server when none is named. WORKERS=0 runs them in one process too. In the PostgreSQL
+# tier a module's tests stay on one worker (BY_MODULE), so a fixture they share, such as
+# test_pg_stairway.py's run of its planted projects, is made once: 50 s instead of 57. The MySQL
+# tier's three uneven modules spread better test by test.
 TOOLKIT_WORKERS = $(if $(filter 0,$(WORKERS)),,-n $(WORKERS))
+BY_MODULE = $(if $(filter 0,$(WORKERS)),,--dist loadfile)
 
 # The toolkit's tiers run apart: each names its own project to the plugin. Its MySQL tier needs
 # TEST_MYSQL_URL, and says so when it is unset.
 test-toolkit: $(TOOLKIT_VENV)/.installed ## Run the toolkit's tests: unit (no database), postgresql, mysql
-	cd $(TOOLKIT) && $(TOOLKIT_BIN)/pytest -p no:cacheprovider $(TOOLKIT_WORKERS) tests/unit tests/postgresql
+	cd $(TOOLKIT) && $(TOOLKIT_BIN)/pytest -p no:cacheprovider $(TOOLKIT_WORKERS) $(BY_MODULE) tests/unit tests/postgresql
 	cd $(TOOLKIT) && $(TOOLKIT_BIN)/pytest -p no:cacheprovider $(TOOLKIT_WORKERS) -rs tests/mysql
 
 # The same tiers on the lowest versions the toolkit's bounds allow (alembic 1.19.2, SQLAlchemy
@@ -81,7 +85,7 @@ FLOOR_SKIPS := --ignore=tests/postgresql/test_pg_tools.py --ignore=tests/postgre
 
 test-toolkit-floor: $(FLOOR_VENV)/.installed ## Run the toolkit's tests on its lowest dependency versions
 	@$(FLOOR_BIN)/python -c 'import alembic, sqlalchemy; print(f"Lowest versions: alembic {alembic.__version__}, SQLAlchemy {sqlalchemy.__version__}")'
-	cd $(TOOLKIT) && $(FLOOR_BIN)/pytest -p no:cacheprovider -q $(TOOLKIT_WORKERS) $(FLOOR_SKIPS) tests/unit tests/postgresql
+	cd $(TOOLKIT) && $(FLOOR_BIN)/pytest -p no:cacheprovider -q $(TOOLKIT_WORKERS) $(BY_MODULE) $(FLOOR_SKIPS) tests/unit tests/postgresql
 	cd $(TOOLKIT) && $(FLOOR_BIN)/pytest -p no:cacheprovider -q $(TOOLKIT_WORKERS) -rs tests/mysql
 
 mutate: venv $(TOOLKIT_VENV)/.installed ## Break each README promise once (mutation/mutations.toml); fail if a test misses one
