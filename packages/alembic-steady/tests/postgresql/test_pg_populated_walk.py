@@ -126,13 +126,16 @@ def test_the_walk_runs_a_concurrent_build_as_make_migrate_does(
     assert migrate_says in failure, f"make migrate says:\n{migrate_says}\nthe walk:\n{failure}"
 
 
-# A CHECK that refuses one of the generated rows (the last leaves every nullable column NULL).
+# A CHECK that refuses one of the generated rows (the last leaves every nullable column NULL),
+# and a table made in the same revision whose rows refer to those that went in.
 CHECKED_CHAIN = [
     (
         "r1",
         '    op.create_table("gauge", sa.Column("id", sa.Integer, primary_key=True), '
-        'sa.Column("label", sa.String()), sa.CheckConstraint("label IS NOT NULL"))',
-        '    op.drop_table("gauge")',
+        'sa.Column("label", sa.String()), sa.CheckConstraint("label IS NOT NULL"))\n'
+        '    op.create_table("reading", sa.Column("id", sa.Integer, primary_key=True), '
+        'sa.Column("gauge_id", sa.Integer, sa.ForeignKey("gauge.id"), nullable=False))',
+        '    op.drop_table("reading")\n    op.drop_table("gauge")',
     ),
     ("r2", '    op.execute("COMMENT ON TABLE gauge IS NULL")', "    pass"),
 ]
@@ -149,11 +152,15 @@ def test_rows_a_check_refuses_stay_out_and_the_others_go_in(
     outcome = Walk(database_url)
     Harness(checked_project).walk_base_to_head(database_url, outcome, stairway=True)
     assert outcome.upgrade_failure is None and not outcome.stairway_failures, outcome
-    count = on_connection(
-        database_url, lambda c: c.exec_driver_sql("SELECT count(*) FROM gauge").scalar_one()
+    counts = on_connection(
+        database_url,
+        lambda c: c.exec_driver_sql(
+            "SELECT (SELECT count(*) FROM gauge), (SELECT count(*) FROM reading)"
+        ).one(),
     )
-    # Three generated rows, refused together for the last one's NULL, then tried one by one.
-    assert count == 2
+    # Three generated rows, refused together for the last one's NULL, then tried one by one;
+    # the table after it then gets all of its rows, each referring to a gauge that went in.
+    assert tuple(counts) == (2, 3)
 
 
 # Each step meets the tables before it holding rows, a table a downgrade made again included:

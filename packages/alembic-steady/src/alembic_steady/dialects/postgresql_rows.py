@@ -57,16 +57,22 @@ SELECT a.attrelid, a.attrelid::regclass::text, quote_ident(a.attname),
  WHERE a.attrelid = ANY(CAST(:tables AS oid[])) AND a.attnum > 0 AND NOT a.attisdropped
  ORDER BY a.attrelid, a.attnum
 """
-# Runs one INSERT; a refused one is undone alone and answers false. In pg_temp, so it needs no
-# privilege beyond a session's temporary objects and leaves nothing behind in the database.
-TRY_INSERT = """
-CREATE OR REPLACE FUNCTION pg_temp.alembic_steady_try(statement text) RETURNS boolean
+# Runs INSERT statements in order, each undone alone if refused; stops at the first refused one and
+# answers its position (from 1), or 0 when all went in: the rows of every new table in one round
+# trip. In pg_temp, so it needs no privilege beyond a session's temporary objects and leaves
+# nothing behind in the database.
+TRY_INSERTS = """
+CREATE OR REPLACE FUNCTION pg_temp.alembic_steady_try(statements text[]) RETURNS integer
 LANGUAGE plpgsql AS $$
 BEGIN
-  EXECUTE statement;
-  RETURN true;
-EXCEPTION WHEN OTHERS THEN
-  RETURN false;
+  FOR i IN 1 .. coalesce(array_length(statements, 1), 0) LOOP
+    BEGIN
+      EXECUTE statements[i];
+    EXCEPTION WHEN OTHERS THEN
+      RETURN i;
+    END;
+  END LOOP;
+  RETURN 0;
 END $$
 """
 # Above the next narrower type: 2**14, 2**30, 2**40.
@@ -128,7 +134,7 @@ class PostgreSQLRows(TableFiller):
         self.connection = connection
         self.seen: list[int] = []
         self.seen_names: set[str] = set()
-        connection.exec_driver_sql(TRY_INSERT)
+        connection.exec_driver_sql(TRY_INSERTS)
 
     def fill_new_tables(self, among: Collection[int] | None = None) -> None:
         if among is None:
@@ -147,18 +153,18 @@ class PostgreSQLRows(TableFiller):
         for oid, table, *fields in self.connection.execute(text(COLUMNS), {"tables": new}):
             tables.setdefault(oid, (table, []))[1].append(_Column(*fields))
         # Referenced tables first, so a foreign key finds a row.
+        generated: list[tuple[str, list[_Column], list[list[str]]]] = []
         for table, columns in _referenced_first(list(tables.values())):
             self.seen_names.add(table)
             if table in self.given:
+                self._insert_generated(generated)  # the tables before it, in order
+                generated = []
                 self._insert_given(table)
                 continue
             rows = [values for row in range(ROWS) if (values := _row(columns, row)) is not None]
-            # All rows in one statement; if one is refused (a CHECK, a composite key), each goes
-            # in on its own and the others stay.
-            if self._insert(table, columns, rows) or any(
-                [self._insert(table, columns, [values]) for values in rows]
-            ):
-                self.filled.append(table)
+            if rows:
+                generated.append((table, columns, rows))
+        self._insert_generated(generated)
 
     def never_seen(self) -> list[str]:
         return sorted(set(self.given) - self.seen_names)
@@ -178,16 +184,33 @@ class PostgreSQLRows(TableFiller):
             ) from exc
         self.filled.append(table)
 
-    def _insert(self, table: str, columns: list[_Column], rows: list[list[str]]) -> bool:
-        if not rows:
-            return False
-        names = [column.name for column in columns if not column.fills_itself]
-        if not names:  # every column fills itself
-            names, rows = [columns[0].name], [["DEFAULT"]] * len(rows)
-        values = ", ".join(f"({', '.join(row)})" for row in rows)
-        statement = f"INSERT INTO {table} ({', '.join(names)}) VALUES {values}"
-        tried = text("SELECT pg_temp.alembic_steady_try(:statement)")
-        return bool(self.connection.execute(tried, {"statement": statement}).scalar_one())
+    def _insert_generated(self, tables: list[tuple[str, list[_Column], list[list[str]]]]) -> None:
+        """Each table's rows in one statement, the tables in order in one round trip. Where a
+        table refuses its statement (a CHECK, a composite key), its rows go in one by one, the
+        others staying, before the tables after it."""
+        while tables:
+            refused = self._try([_insert(*table) for table in tables])
+            done = tables if not refused else tables[: refused - 1]
+            self.filled.extend(table for table, _, _ in done)
+            if not refused:
+                return
+            table, columns, rows = tables[refused - 1]
+            if [values for values in rows if not self._try([_insert(table, columns, [values])])]:
+                self.filled.append(table)
+            tables = tables[refused:]
+
+    def _try(self, statements: list[str]) -> int:
+        """The position (from 1) of the first statement refused, undone alone; 0: all ran."""
+        tried = text("SELECT pg_temp.alembic_steady_try(CAST(:statements AS text[]))")
+        return int(self.connection.execute(tried, {"statements": statements}).scalar_one())
+
+
+def _insert(table: str, columns: list[_Column], rows: list[list[str]]) -> str:
+    names = [column.name for column in columns if not column.fills_itself]
+    if not names:  # every column fills itself
+        names, rows = [columns[0].name], [["DEFAULT"]] * len(rows)
+    values = ", ".join(f"({', '.join(row)})" for row in rows)
+    return f"INSERT INTO {table} ({', '.join(names)}) VALUES {values}"
 
 
 def _row(columns: list[_Column], row: int) -> list[str] | None:
