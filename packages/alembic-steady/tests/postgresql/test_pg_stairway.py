@@ -28,7 +28,7 @@ from alembic_steady import Project
 from alembic_steady.dialects.clients import Clients
 from alembic_steady.runner.api import Migrations
 from alembic_steady.testing.plugin import new_database
-from alembic_steady.testing.walk import on_connection
+from alembic_steady.testing.walk import Harness, Walk, on_connection
 
 
 def indent(body: str) -> str:
@@ -549,3 +549,26 @@ def test_a_failure_part_way_from_base_keeps_the_good_revisions_and_says_so(
     # Started from base: the first revision and the good one stay applied.
     assert on_connection(database_url, Migrations.current_heads) == {GOOD}
     assert on_connection(database_url, tables) == {"widget", "good_one"}
+
+
+# A revision that keeps a temporary table for its own data work (danswer's 4ea2c93919c1 does):
+# it lives until the session ends, so a second upgrade in the same session would find it.
+# make migrate, make rollback and make migrate are three sessions, and pass.
+TEMP_TABLE = [
+    (
+        "t7t7t7t7t7t7",
+        '    op.execute("CREATE TEMPORARY TABLE scratch AS SELECT 1 AS one")\n'
+        '    op.execute("CREATE TABLE kept (id int)")',
+        '    op.execute("CREATE TEMPORARY TABLE scratch AS SELECT 1 AS one")\n'
+        '    op.execute("DROP TABLE kept")',
+    )
+]
+
+
+def test_a_temporary_table_does_not_outlive_its_step_in_the_stairway(database_url: URL) -> None:
+    project = demo_project.write("postgresql", name="stairway_temp_table", chain=TEMP_TABLE)
+    outcome = Walk(database_url)
+    Harness(project).walk_base_to_head(database_url, outcome, stairway=True)
+    assert outcome.upgrade_failure is None, outcome.upgrade_failure
+    assert not outcome.stairway_failures, outcome.stairway_failures
+    assert on_connection(database_url, Migrations.current_heads) == {"t7t7t7t7t7t7"}

@@ -239,6 +239,11 @@ class Dialect(ABC):
     def schema_tracker(self, connection: Connection) -> SchemaTracker:
         """The stairway's snapshot of everything a revision can create."""
 
+    def forget_temporary_tables(self, connection: Connection) -> None:  # noqa: B027
+        """Drop the temporary tables revisions made on `connection`, which a new session would
+        not see: a step of the stairway runs as a separate `make rollback` or `make migrate`
+        would. Where they cannot be listed (MySQL), they stay."""
+
     def table_filler(self, connection: Connection, given: Mapping[str, str | None]) -> TableFiller:
         """Generated rows for the walk's tables, where the dialect can make them."""
         if given:

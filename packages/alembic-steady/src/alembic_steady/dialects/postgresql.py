@@ -457,6 +457,9 @@ class PostgreSQL(Dialect):
 
         return PostgreSQLSchema(connection)
 
+    def forget_temporary_tables(self, connection: Connection) -> None:
+        connection.exec_driver_sql(DROP_TEMPORARY_TABLES)
+
     def table_filler(self, connection: Connection, given: Mapping[str, str | None]) -> TableFiller:
         from .postgresql_rows import PostgreSQLRows
 
@@ -495,6 +498,19 @@ class PostgreSQL(Dialect):
 
 # What the runner sets for its session (_protect_session, set_lock_timeout,
 # set_statement_timeout), back to what the session started with.
+# The session's temporary relations (a revision's CREATE TEMPORARY TABLE lives until the session
+# ends); the walk's own helper, pg_temp.alembic_steady_try, is a function and stays.
+DROP_TEMPORARY_TABLES = r"""
+DO $$
+DECLARE r record;
+BEGIN
+  FOR r IN SELECT c.relname FROM pg_class c
+            WHERE c.relnamespace = pg_my_temp_schema() AND c.relkind IN ('r', 'p')
+  LOOP
+    EXECUTE format('DROP TABLE IF EXISTS pg_temp.%I CASCADE', r.relname);
+  END LOOP;
+END $$
+"""
 _RESET_SESSION = text(
     "SELECT set_config(name, reset_val, false) FROM pg_settings WHERE name IN ('lock_timeout', "
     "'statement_timeout', 'idle_session_timeout', 'idle_in_transaction_session_timeout')"

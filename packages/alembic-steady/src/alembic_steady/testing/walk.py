@@ -192,6 +192,9 @@ class Harness:
                     # Read once after the round trip: whatever the upgrade or the downgrade
                     # touched must be back as it was.
                     phase[0] = "downgrade"
+                    # Each step of the round trip in a session as fresh as a separate make
+                    # rollback or make migrate has: no temporary table of the step before.
+                    self.dialect.forget_temporary_tables(connection)
                     yield self.down(revision)
                     wanted, got = schema.refresh()
                     if got != wanted:
@@ -210,6 +213,7 @@ class Harness:
                         found.append(index)
                         return  # the runner commits what ran: the walk resumes after it
                     phase[0] = "second upgrade"
+                    self.dialect.forget_temporary_tables(connection)
                     filler.fill_new_tables(schema.created)  # what the downgrade made again
                     filled[:] = filler.filled
                     yield self.up(revision)
