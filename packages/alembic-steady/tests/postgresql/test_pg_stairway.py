@@ -63,12 +63,12 @@ op.execute("DROP PROCEDURE purge_gadgets()")
 op.execute("DROP FUNCTION touch()")
 """
 FAST_PATH_LEFT = (
-    "('function', 'f public.touch() ",
-    "('function', 'p public.purge_gadgets() ",
-    "('trigger', 'CREATE TRIGGER widget_touch ",
-    "('view', 'public.gadget_names AS ",
-    "('sequence', 'public.gadget_serial bigint start 7 ",
-    "('policy', 'public.gadget gadget_all ",
+    "function f public.touch() ",
+    "function p public.purge_gadgets() ",
+    "trigger CREATE TRIGGER widget_touch ",
+    "view public.gadget_names AS ",
+    "sequence public.gadget_serial bigint start 7 ",
+    "policy public.gadget gadget_all ",
     "comment gadgets",
 )
 # Objects that make the next snapshot read everything: a schema, a table in it, an extension,
@@ -86,10 +86,10 @@ op.execute("DROP EXTENSION pg_trgm")
 op.execute("DROP SCHEMA reporting CASCADE")
 """
 FULL_READ_LEFT = (
-    "('schema', 'reporting",
-    "('relation', 'r reporting.daily",
-    "('extension', 'pg_trgm ",
-    "('relation', 'r public.widget grants ",
+    "schema reporting",
+    "relation r reporting.daily",
+    "extension pg_trgm ",
+    "relation r public.widget grants ",
 )
 # The chain's models: the demo's widget and the gadget table (the other objects are not models).
 OBJECTS_MODELS = (
@@ -124,7 +124,7 @@ ENUM_TYPE_DROP = re.compile(
     r"\n\s*sa\.Enum\(['\"]open['\"], ['\"]closed['\"], name=['\"]status['\"]\)"
     r"\.drop\(op\.get_bind\(\)\)"
 )
-ENUM_LEFT = "('type', 'public.status open,closed')"
+ENUM_LEFT = "type public.status open,closed"
 
 
 def enum_models(values: str) -> str:

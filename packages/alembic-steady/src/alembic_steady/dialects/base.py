@@ -6,7 +6,7 @@ catalog, error codes or lock functions.
 """
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Collection, Coroutine, Mapping
+from collections.abc import Callable, Collection, Coroutine, Iterable, Mapping
 from typing import Any, Protocol, TypeVar
 
 from alembic.util import CommandError
@@ -33,6 +33,12 @@ class SchemaTracker(Protocol):
     def refresh(self) -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
         """The rows of what changed since the last refresh: as they were, as they are."""
         ...
+
+
+def described(rows: Iterable[tuple[str, str]]) -> str:
+    """Snapshot rows as a message lists them, one object part each, sorted:
+    `[column public.item.name text not null; type public.status open,closed]`."""
+    return "[" + "; ".join(f"{what} {description}" for what, description in sorted(rows)) + "]"
 
 
 class TableFiller:

@@ -21,7 +21,7 @@ from sqlalchemy import Connection, pool
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from ..dialects.base import by_name
+from ..dialects.base import by_name, described
 from ..project import Project
 from ..runner.alembic_internals import Stepwise
 from ..runner.api import Migrations
@@ -199,8 +199,8 @@ class Harness:
                     wanted, got = schema.refresh()
                     if got != wanted:
                         differs = (
-                            f"downgrade leaves {sorted(got - wanted)}, misses "
-                            f"{sorted(wanted - got)}"
+                            f"downgrade leaves {described(got - wanted)}, misses "
+                            f"{described(wanted - got)}"
                         )
                         self._finding(
                             outcome,
@@ -238,8 +238,7 @@ class Harness:
             what, where = phase
             # Empty tables would not have failed the way a populated database does: say so.
             held = (
-                f" (the tables {', '.join(filled)} held generated rows, as a populated database "
-                "does"
+                f" (the tables {some_of(filled)} held generated rows, as a populated database does"
                 if filled
                 else ""
             )
@@ -279,6 +278,12 @@ class Harness:
             outcome.stairway_failures.append(failure)
         else:
             outcome.accepted.append(listed)
+
+
+def some_of(names: list[str], shown: int = 5) -> str:
+    """The first `shown` names, and how many more: a history's walk fills dozens of tables."""
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
 
 
 def _where(revision: Script) -> str:

@@ -37,6 +37,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ..dialects.base import described
 from ..dialects.clients import ClientError
 from ..dialects.postgresql import in_autocommit
 from ..dialects.postgresql_clients import (
@@ -438,7 +439,8 @@ def round_trip(
             if after != before:
                 problem = (
                     f"revision {revision.revision} does not go down and up again on this data: "
-                    f"the schema gains {sorted(after - before)}, loses {sorted(before - after)}"
+                    f"the schema gains {described(after - before)}, loses "
+                    f"{described(before - after)}"
                 )
         if problem is not None:
             listed = marked.accepting(problem)
