@@ -60,12 +60,23 @@ LEFTOVER = re.compile(r"{{|}}|{%|%}|cookiecutter\.")
 GITHUB_EXPRESSION = re.compile(r"\$\{\{[^{}]*\}\}")
 
 
+# A default render owns at most this many lines of Python outside vendor/ (the toolkit's copy,
+# which an update replaces): the machinery is the library's, not every project's (issue #20).
+OWN_PYTHON_LINES = 1200
+
+
 def test_defaults(tmp_path: Path) -> None:
     project = bake(tmp_path)
     assert project.name == "my-service"
     assert (project / "src" / "my_service" / "models" / "item.py").is_file()
     assert 'name = "my-service"' in (project / "pyproject.toml").read_text(encoding="utf-8")
     assert (project / ".github" / "workflows" / "ci.yml").is_file()
+    own = {
+        str(path.relative_to(project)): len(path.read_text(encoding="utf-8").splitlines())
+        for path in project.rglob("*.py")
+        if "vendor" not in path.relative_to(project).parts
+    }
+    assert sum(own.values()) <= OWN_PYTHON_LINES, sorted(own.items(), key=lambda item: -item[1])
 
 
 def test_custom_name(tmp_path: Path) -> None:

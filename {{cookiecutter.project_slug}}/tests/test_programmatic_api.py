@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from alembic import command
+from alembic.config import Config
 from alembic.util import CommandError
 {%- if cookiecutter.database == "mysql" %}
 from alembic_steady.dialects.mysql import lock_name
@@ -84,10 +85,6 @@ def ways_in() -> Iterator[Migrations]:
         yield Migrations(replace(PROJECT, migrations=migrations))
 
 
-def assert_at_tiny(url: URL) -> None:
-    assert_at(url, {TINY})
-
-
 @pytest.fixture
 def database_url(database_url: URL) -> URL:
     """The shared fixture's empty database, checked: no test here may pass because an earlier
@@ -98,7 +95,7 @@ def database_url(database_url: URL) -> URL:
 
 def test_upgrade_from_sync_code(database_url: URL, ways_in: Migrations) -> None:
     ways_in.upgrade(TINY, url=database_url)
-    assert_at_tiny(database_url)
+    assert_at(database_url, {TINY})
 
 
 def test_upgrade_inside_a_running_event_loop(database_url: URL, ways_in: Migrations) -> None:
@@ -107,34 +104,47 @@ def test_upgrade_inside_a_running_event_loop(database_url: URL, ways_in: Migrati
         ways_in.upgrade(TINY, url=database_url)
 
     asyncio.run(lifespan())
-    assert_at_tiny(database_url)
+    assert_at(database_url, {TINY})
 
 
 def test_upgrade_async(database_url: URL, ways_in: Migrations) -> None:
     asyncio.run(ways_in.upgrade_async(TINY, url=database_url))
-    assert_at_tiny(database_url)
+    assert_at(database_url, {TINY})
+
+
+def on_injected_connection(url: URL, migrate: Callable[[Connection], object]) -> None:
+    """`migrate` on a connection of the app's engine, in a transaction the caller began."""
+
+    async def run() -> None:
+        engine = create_engine(url=url)
+        try:
+            async with engine.begin() as connection:
+                await connection.run_sync(migrate)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())
+
+
+def on_injected_engine(url: URL, config: Config, revision: str) -> None:
+    """What pytest-alembic does with an async `alembic_engine` fixture: env.py then migrates on
+    that engine, under the same lock, and leaves disposing of it to the caller."""
+    engine = create_engine(url=url)
+    config.attributes["connection"] = engine
+    try:
+        command.upgrade(config, revision)
+    finally:
+        asyncio.run(engine.dispose())
 
 
 def test_upgrade_on_an_injected_connection(database_url: URL, ways_in: Migrations) -> None:
-    async def migrate() -> None:
-        engine = create_engine(url=database_url)
-        async with engine.begin() as connection:
-            await connection.run_sync(lambda sync: ways_in.upgrade(TINY, connection=sync))
-        await engine.dispose()
-
-    asyncio.run(migrate())
-    assert_at_tiny(database_url)
+    on_injected_connection(database_url, lambda sync: ways_in.upgrade(TINY, connection=sync))
+    assert_at(database_url, {TINY})
 
 
 def test_env_runs_on_an_injected_async_engine(database_url: URL, ways_in: Migrations) -> None:
-    # What pytest-alembic does with an async `alembic_engine` fixture: env.py then migrates on
-    # that engine, under the same lock, and leaves disposing of it to the caller.
-    engine = create_engine(url=database_url)
-    config = ways_in.alembic_config()
-    config.attributes["connection"] = engine
-    command.upgrade(config, TINY)
-    asyncio.run(engine.dispose())
-    assert_at_tiny(database_url)
+    on_injected_engine(database_url, ways_in.alembic_config(), TINY)
+    assert_at(database_url, {TINY})
 
 
 def test_upgrade_on_an_injected_connection_stays_in_the_callers_transaction(
@@ -183,34 +193,12 @@ def migration_lock_held(url: URL) -> Iterator[None]:
         loop.close()
 
 
-def _on_injected_connection(url: URL) -> None:
-    async def migrate() -> None:
-        engine = create_engine(url=url)
-        try:
-            async with engine.begin() as connection:
-                await connection.run_sync(lambda sync: upgrade(FIRST, connection=sync))
-        finally:
-            await engine.dispose()
-
-    asyncio.run(migrate())
-
-
-def _on_injected_engine(url: URL) -> None:
-    engine = create_engine(url=url)
-    config = alembic_config()
-    config.attributes["connection"] = engine
-    try:
-        command.upgrade(config, FIRST)
-    finally:
-        asyncio.run(engine.dispose())
-
-
 @pytest.mark.parametrize(
     "migrate",
     [
         lambda url: upgrade(FIRST, url=url),
-        _on_injected_connection,
-        _on_injected_engine,
+        lambda url: on_injected_connection(url, lambda sync: upgrade(FIRST, connection=sync)),
+        lambda url: on_injected_engine(url, alembic_config(), FIRST),
     ],
     ids=["upgrade", "injected connection", "injected async engine"],
 )
