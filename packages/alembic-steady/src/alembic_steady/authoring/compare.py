@@ -10,6 +10,7 @@ one written differently (spacing, parentheses, casts) is not reported.
 """
 
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from alembic.autogenerate import renderers
 from alembic.autogenerate.api import AutogenContext
@@ -35,23 +36,46 @@ SCRATCH = "pg_temp.autogen_scratch"
 # Integer widths a sequence can have, in order.
 SEQUENCE_TYPES = ("smallint", "integer", "bigint")
 
-# The table's named CHECK constraints and partial indexes, and the sequences its columns own
-# (SERIAL or identity), as PostgreSQL prints them.
-_CONNECTION_SIDE = """
-SELECT 'check', k.conname, pg_get_constraintdef(k.oid)
-  FROM pg_constraint k WHERE k.conrelid = CAST(:table AS regclass) AND k.contype = 'c'
+# Every table's named CHECK constraints and partial indexes, and the sequences its columns own
+# (SERIAL or identity), as PostgreSQL prints them: one query per comparison, not one per table.
+_CONNECTION_SIDE = r"""
+WITH tables AS (
+  SELECT t.oid, n.nspname, t.relname FROM pg_class t JOIN pg_namespace n ON n.oid = t.relnamespace
+   WHERE t.relkind IN ('r', 'p') AND n.nspname NOT LIKE 'pg\_%'
+     AND n.nspname <> 'information_schema'
+)
+SELECT t.nspname, t.relname, 'check', k.conname, pg_get_constraintdef(k.oid)
+  FROM pg_constraint k JOIN tables t ON t.oid = k.conrelid WHERE k.contype = 'c'
 UNION ALL
-SELECT 'index', c.relname, pg_get_expr(i.indpred, i.indrelid)
-  FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
- WHERE i.indrelid = CAST(:table AS regclass)
+SELECT t.nspname, t.relname, 'index', c.relname, pg_get_expr(i.indpred, i.indrelid)
+  FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN tables t ON t.oid = i.indrelid
 UNION ALL
-SELECT 'sequence', a.attname, d.objid::regclass::text || ' ' || format_type(s.seqtypid, NULL)
+SELECT t.nspname, t.relname, 'sequence', a.attname,
+       d.objid::regclass::text || ' ' || format_type(s.seqtypid, NULL)
   FROM pg_depend d
   JOIN pg_sequence s ON s.seqrelid = d.objid
+  JOIN tables t ON t.oid = d.refobjid
   JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
- WHERE d.classid = 'pg_class'::regclass AND d.refobjid = CAST(:table AS regclass)
+ WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
    AND d.deptype IN ('a', 'i')
 """
+Rows = list[tuple[str, str, str]]  # (kind, name, definition)
+# The rows by (schema, table), read once per comparison (an AutogenContext), at its first table.
+_connection_side: "WeakKeyDictionary[AutogenContext, dict[tuple[str, str], Rows]]" = (
+    WeakKeyDictionary()
+)
+
+
+def _connection_rows(connection: Connection, autogen_context: AutogenContext, table: Table) -> Rows:
+    """The checks, partial indexes and owned sequences of `table` as the database has them."""
+    rows = _connection_side.get(autogen_context)
+    if rows is None:
+        rows = {}
+        for schema, name, *row in connection.execute(text(_CONNECTION_SIDE)):
+            rows.setdefault((schema, name), []).append(tuple(row))
+        _connection_side[autogen_context] = rows
+    schema = table.schema or autogen_context.dialect.default_schema_name
+    return rows.get((str(schema), table.name), [])
 
 
 class AlterSequenceTypeOp(ops.MigrateOperation):
@@ -179,7 +203,7 @@ def compare_table(
     conn_checks: dict[str, str] = {}
     conn_predicates: dict[str, str | None] = {}
     conn_sequences: dict[str, tuple[str, str]] = {}
-    for kind, name, definition in connection.execute(text(_CONNECTION_SIDE), {"table": qualified}):
+    for kind, name, definition in _connection_rows(connection, autogen_context, metadata_table):
         if kind == "check":
             conn_checks[name] = definition
         elif kind == "index":
