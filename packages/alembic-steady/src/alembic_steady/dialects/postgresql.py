@@ -496,8 +496,6 @@ class PostgreSQL(Dialect):
         render_json_literals(dialect)  # bulk_insert of JSON values
 
 
-# What the runner sets for its session (_protect_session, set_lock_timeout,
-# set_statement_timeout), back to what the session started with.
 # The session's temporary relations (a revision's CREATE TEMPORARY TABLE lives until the session
 # ends); the walk's own helper, pg_temp.alembic_steady_try, is a function and stays.
 DROP_TEMPORARY_TABLES = r"""
@@ -511,6 +509,8 @@ BEGIN
   END LOOP;
 END $$
 """
+# What the runner sets for its session (_protect_session, set_lock_timeout,
+# set_statement_timeout), back to what the session started with.
 _RESET_SESSION = text(
     "SELECT set_config(name, reset_val, false) FROM pg_settings WHERE name IN ('lock_timeout', "
     "'statement_timeout', 'idle_session_timeout', 'idle_in_transaction_session_timeout')"

@@ -195,7 +195,8 @@ class PostgreSQLRows(TableFiller):
             if not refused:
                 return
             table, columns, rows = tables[refused - 1]
-            if [values for values in rows if not self._try([_insert(table, columns, [values])])]:
+            went_in = [row for row in rows if not self._try([_insert(table, columns, [row])])]
+            if went_in:
                 self.filled.append(table)
             tables = tables[refused:]
 
