@@ -4,13 +4,16 @@
 
 For every mutation in mutation/mutations.toml (one exact text replacement in a template file):
 apply it, run the tests named in its `caught_by`, restore the file, and report which of them
-failed. The run fails when a mutation's `old` text is not found exactly once (the list must move
-with the code), when the unmutated generated suite is not green, or when no test catches a
-mutation. The mutations run in lanes (`--lanes`, default 2), each with a copy of the template and
-a project of its own, so the machine's cores share the work.
+failed on an assertion of behaviour: read from pytest's JUnit report, a test that errors in its
+setup, times out, or fails on a linter's verdict (ruff, mypy) does not count. The run fails when
+a mutation's `old` text is not found exactly once (the list must move with the code), when the
+unmutated generated suite is not green, or when no test catches a mutation. The mutations run in
+lanes (`--lanes`, default 2), each with a copy of the template, so the machine's cores share the
+work.
 
-The working tree is never touched: the template is copied to a temporary folder, and one project
-is rendered from the copy and installed once. A mutation of a `{{cookiecutter.project_slug}}/` or
+The working tree is never touched: the template is copied to a temporary folder, and, when a
+mutation of the lane is judged by "generated", one project is rendered from the copy and
+installed once. A mutation of a `{{cookiecutter.project_slug}}/` or
 `packages/alembic-steady/` file is applied to both, so the rendered project's `make test`
 ("generated") and the template's own tests (node ids, run in the copy, which render from it)
 both see it.
@@ -28,6 +31,7 @@ import time
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from xml.etree import ElementTree
 
 TEMPLATE = Path(__file__).resolve().parent.parent
 MUTATIONS = Path(__file__).resolve().parent / "mutations.toml"
@@ -95,10 +99,22 @@ def run(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Completed
     )
 
 
-def failed_tests(output: str) -> list[str]:
-    """Node ids pytest's short summary (-rfE) lists as FAILED or ERROR."""
-    # A parametrised id may hold spaces ("[injected connection]"); " - " starts pytest's reason.
-    return re.findall(r"^(?:FAILED|ERROR) (.+?::.+?)(?: - .*)?$", output, re.M)
+# Failures that say nothing of the promise: a wait cut short, a linter's exit status (conftest's
+# `must` names the command it ran: "['.venv/bin/ruff', 'check', ...] exited 1").
+NOT_BEHAVIOUR = re.compile(r"Timeout|timed out|'[^']*\b(?:ruff|mypy)'.*\] exited")
+
+
+def caught(report: Path) -> list[str]:
+    """The tests of a pytest JUnit report that failed on an assertion of behaviour. An `<error>`
+    (a fixture's setup or teardown failed) is not one, nor a failure NOT_BEHAVIOUR matches."""
+    if not report.is_file():  # pytest never got to write it: killed, or no test collected
+        return []
+    found = []
+    for case in ElementTree.parse(report).iter("testcase"):
+        failure = case.find("failure")
+        if failure is not None and not NOT_BEHAVIOUR.search(failure.get("message", "")):
+            found.append(f"{case.get('classname')}::{case.get('name')}")
+    return found
 
 
 def rendered(mutation: Mutation, project: Path) -> tuple[Path, str, str] | None:
@@ -135,10 +151,20 @@ def apply(path: Path, old: str, new: str, name: str) -> str:
     return text
 
 
+def judged(args: list[str], cwd: Path, env: dict[str, str], report: Path) -> None:
+    """Run a test command that writes its JUnit report to `report`; a run cut short by run()'s
+    timeout leaves no report, so nothing it did counts as caught."""
+    report.unlink(missing_ok=True)
+    try:
+        run(args, cwd, env)
+    except subprocess.TimeoutExpired:
+        report.unlink(missing_ok=True)
+
+
 def check(mutation: Mutation, copy: Path, project: Path, generated_env: dict[str, str]) -> None:
     """Apply `mutation`, run the tests meant to catch it, restore; record what failed."""
     targets = [(copy / mutation.file, mutation.old, mutation.new)]
-    if (in_project := rendered(mutation, project)) is not None:
+    if project.is_dir() and (in_project := rendered(mutation, project)) is not None:
         targets.append(in_project)
     originals: list[tuple[Path, str]] = []
     started = time.perf_counter()
@@ -153,24 +179,25 @@ def check(mutation: Mutation, copy: Path, project: Path, generated_env: dict[str
             for test in mutation.caught_by
             if test != GENERATED and not test.startswith(TOOLKIT_TESTS)
         ]
+        report = copy.parent / "report.xml"
         if GENERATED in mutation.caught_by:
-            args = "args=-q -p no:cacheprovider -rfE"
-            result = run(["make", "--no-print-directory", "test", args], project, generated_env)
-            mutation.failed += [f"generated {test}" for test in failed_tests(result.stdout)]
+            args = f"args=-q -p no:cacheprovider --junitxml={report}"
+            judged(["make", "--no-print-directory", "test", args], project, generated_env, report)
+            mutation.failed += [f"generated {test}" for test in caught(report)]
         if toolkit_tests:
             # The copy's toolkit comes first on the path, ahead of the editable install's.
             toolkit = copy / TOOLKIT_DIR
             env = {**generated_env, "PYTHONPATH": str(toolkit / "src")}
             if os.environ.get("TEST_MYSQL_URL"):
                 env["TEST_MYSQL_URL"] = os.environ["TEST_MYSQL_URL"]
-            pytest = [str(TOOLKIT_BIN / "pytest"), "-q", "-p", "no:cacheprovider", "-rfE"]
-            result = run([*pytest, *toolkit_tests], toolkit, env)
-            mutation.failed += [f"toolkit {test}" for test in failed_tests(result.stdout)]
+            pytest = [str(TOOLKIT_BIN / "pytest"), "-q", "-p", "no:cacheprovider"]
+            judged([*pytest, f"--junitxml={report}", *toolkit_tests], toolkit, env, report)
+            mutation.failed += [f"toolkit {test}" for test in caught(report)]
         if template_tests:
-            pytest = [str(TOOLS_BIN / "pytest"), "-q", "-p", "no:cacheprovider", "-rfE"]
-            basetemp = f"--basetemp={copy.parent / 'pytest-tmp'}"
-            result = run([*pytest, basetemp, *template_tests], copy, environment())
-            mutation.failed += failed_tests(result.stdout)
+            pytest = [str(TOOLS_BIN / "pytest"), "-q", "-p", "no:cacheprovider"]
+            options = [f"--basetemp={copy.parent / 'pytest-tmp'}", f"--junitxml={report}"]
+            judged([*pytest, *options, *template_tests], copy, environment(), report)
+            mutation.failed += caught(report)
     finally:
         for path, text in originals:
             path.write_text(text, encoding="utf-8")
@@ -183,21 +210,24 @@ def lane(number: int, mutations: list[Mutation], work: Path, server_url: str, to
     copy = work / "template"
     # symlinks=True: the copy's vendor/ link points at the copy's toolkit, which is mutated.
     shutil.copytree(TEMPLATE, copy, ignore=IGNORED, symlinks=True)
-    cookiecutter = [str(TOOLS_BIN / "cookiecutter"), "--no-input", "--output-dir", str(work)]
-    render = run([*cookiecutter, str(copy)], work, environment())
-    assert render.returncode == 0, render.stdout
     project = work / "my-service"
-    for mutation in mutations:
-        if (in_project := rendered(mutation, project)) is not None:
-            anchored(in_project[0], in_project[1], mutation.name)
-    install = run(["make", "--no-print-directory", "install"], project, environment())
-    assert install.returncode == 0, install.stdout
     generated_env = environment(TEST_DATABASE_URL=server_url)
-    baseline = run(["make", "--no-print-directory", "test"], project, generated_env)
-    if baseline.returncode != 0:
-        print(baseline.stdout)
-        log(f"lane {number}: the unmutated generated suite is not green: no mutation can be judged")
-        return False
+    # A project is rendered, installed and its suite checked green only when a mutation of the
+    # lane is judged by it: `--only` on toolkit mutations starts in seconds.
+    if any(GENERATED in mutation.caught_by for mutation in mutations):
+        cookiecutter = [str(TOOLS_BIN / "cookiecutter"), "--no-input", "--output-dir", str(work)]
+        render = run([*cookiecutter, str(copy)], work, environment())
+        assert render.returncode == 0, render.stdout
+        for mutation in mutations:
+            if (in_project := rendered(mutation, project)) is not None:
+                anchored(in_project[0], in_project[1], mutation.name)
+        install = run(["make", "--no-print-directory", "install"], project, environment())
+        assert install.returncode == 0, install.stdout
+        baseline = run(["make", "--no-print-directory", "test"], project, generated_env)
+        if baseline.returncode != 0:
+            print(baseline.stdout)
+            log(f"lane {number}: the unmutated generated suite is not green: nothing is judged")
+            return False
     for mutation in mutations:
         if mutation.needs == "mysql" and not os.environ.get("TEST_MYSQL_URL"):
             mutation.not_run = True
