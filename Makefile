@@ -13,7 +13,7 @@ export UV_PYTHON_DOWNLOADS := never
 unexport args
 MAKEOVERRIDES :=
 
-.PHONY: help venv demo test test-toolkit test-toolkit-floor lint clean bench mutate
+.PHONY: help venv demo test test-toolkit test-toolkit-floor lint clean bench mutate mutation-score
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-19s %s\n", $$1, $$2}'
@@ -34,7 +34,7 @@ TOOLKIT_BIN := $(CURDIR)/$(TOOLKIT_VENV)/bin
 $(TOOLKIT_VENV)/.installed: $(TOOLKIT)/pyproject.toml | $(VENV)/.installed
 	$(BIN)/uv venv --quiet --allow-existing --python $(BIN)/python $(TOOLKIT_VENV)
 	$(BIN)/uv pip install --quiet --python $(TOOLKIT_BIN)/python --compile-bytecode \
-		-e "$(TOOLKIT)[postgresql,mysql,test]"
+		-e "$(TOOLKIT)[postgresql,mysql,test]" --group $(TOOLKIT)/pyproject.toml:mutation
 	touch $@
 
 venv: $(VENV)/.installed ## Create .venv with the template's test tools
@@ -90,6 +90,9 @@ test-toolkit-floor: $(FLOOR_VENV)/.installed ## Run the toolkit's tests on its l
 
 mutate: venv $(TOOLKIT_VENV)/.installed ## Break each README promise once (mutation/mutations.toml); fail if a test misses one
 	$(BIN)/python mutation/run.py $(args)
+
+mutation-score: venv $(TOOLKIT_VENV)/.installed ## The toolkit's mutation score per module (mutmut, unit tier); fail below mutation/ratchet.toml
+	$(BIN)/python mutation/score.py $(args)
 
 bench: venv ## Benchmark a fresh render: migration tests, upgrade at head, first run [args=...]
 	$(BIN)/python benchmarks/run.py $(args)

@@ -39,7 +39,9 @@ context.config.attributes["fn"] = context.get_context().opts.get("fn")
 def config(tmp_path: Path) -> Config:
     (tmp_path / "env.py").write_text(ENV_PY, encoding="utf-8")
     write_revisions(tmp_path / "versions", LINEAR)
-    config = Config()
+    # Its own stream: Alembic's default, sys.stdout as it was when alembic was first imported,
+    # may be a capture an earlier pytest session in this process has closed (mutmut's runs).
+    config = Config(stdout=io.StringIO())
     config.set_main_option("script_location", str(tmp_path))
     return config
 

@@ -151,6 +151,10 @@ def _briefly(operations: Operations, step: Callable[[], None]) -> None:
 
 # --- indexes ----------------------------------------------------------------------------------
 
+# Each op's classmethod is marked `# pragma: no mutate block` for the mutation tool (make
+# mutation-score): Alembic reads its signature (cls, operations, ...) to make `op.<name>`, and a
+# mutated copy's wrapper would hide it, failing every import.
+
 
 @Operations.register_operation("create_index_concurrently")
 class CreateIndexConcurrentlyOp(MigrateOperation):
@@ -189,7 +193,7 @@ class CreateIndexConcurrentlyOp(MigrateOperation):
         schema: str | None = None,
         unique: bool = False,
         **kw: Any,
-    ) -> None:
+    ) -> None:  # pragma: no mutate block
         """Build an index without blocking writes (same arguments as `op.create_index`)."""
         operations.invoke(cls(index_name, table_name, columns, schema=schema, unique=unique, **kw))
 
@@ -224,7 +228,7 @@ class DropIndexConcurrentlyOp(MigrateOperation):
         table_name: str | None = None,
         *,
         schema: str | None = None,
-    ) -> None:
+    ) -> None:  # pragma: no mutate block
         """Drop an index (if it exists) without taking a lock that blocks the table."""
         operations.invoke(cls(index_name, table_name, schema=schema))
 
@@ -321,7 +325,7 @@ class CreateUniqueConstraintConcurrentlyOp(MigrateOperation):
         columns: Sequence[str],
         *,
         schema: str | None = None,
-    ) -> None:
+    ) -> None:  # pragma: no mutate block
         """Add a UNIQUE constraint on a live table (same arguments as
         `op.create_unique_constraint`)."""
         operations.invoke(cls(constraint_name, table_name, columns, schema=schema))
@@ -391,7 +395,7 @@ class SetNotNullOp(MigrateOperation):
         column_name: str,
         *,
         schema: str | None = None,
-    ) -> None:
+    ) -> None:  # pragma: no mutate block
         """Make a column NOT NULL through a validated CHECK (no long exclusive lock)."""
         operations.invoke(cls(table_name, column_name, schema=schema))
 
@@ -416,7 +420,7 @@ class DropNotNullOp(MigrateOperation):
         column_name: str,
         *,
         schema: str | None = None,
-    ) -> None:
+    ) -> None:  # pragma: no mutate block
         """Allow NULLs in a column again."""
         operations.invoke(cls(table_name, column_name, schema=schema))
 
@@ -579,7 +583,7 @@ class CreateForeignKeyValidatedOp(MigrateOperation):
         source_schema: str | None = None,
         referent_schema: str | None = None,
         **kw: Any,
-    ) -> None:
+    ) -> None:  # pragma: no mutate block
         """Add a foreign key NOT VALID, then VALIDATE it (same arguments as
         `op.create_foreign_key`, plus `validate`)."""
         operations.invoke(
@@ -622,7 +626,7 @@ class ValidateConstraintOp(MigrateOperation):
         table_name: str,
         *,
         schema: str | None = None,
-    ) -> None:
+    ) -> None:  # pragma: no mutate block
         """Check the existing rows against a NOT VALID constraint."""
         operations.invoke(cls(constraint_name, table_name, schema=schema))
 
@@ -815,7 +819,7 @@ class BackfillOp(MigrateOperation):
         pause: float = BATCH_PAUSE,
         schema: str | None = None,
         vacuum: bool = True,
-    ) -> None:
+    ) -> None:  # pragma: no mutate block
         """Update `table_name` in short batches: `values` maps columns to SQL expressions.
 
         With `vacuum` (the default), `VACUUM (ANALYZE)` follows: it clears the dead row versions
