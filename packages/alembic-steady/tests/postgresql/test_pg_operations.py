@@ -178,6 +178,73 @@ def test_autogenerate_writes_concurrent_index_and_validated_foreign_key(
     assert rows(database_url, "SELECT count(*) FROM item") == [(ROWS,)]
 
 
+CREATE_GADGET = (
+    '    op.create_table("gadget", sa.Column("id", sa.Integer, primary_key=True), '
+    'sa.Column("legacy", sa.String(), nullable=True), '
+    'sa.PrimaryKeyConstraint("id", name="pk_gadget"))'
+)
+# gadget loses a column, item's name becomes unique: Alembic compares the tables in name order,
+# so the drop runs, and the index build commits it, before the build fails.
+UNIQUE_NAME_NO_LEGACY = (
+    METADATA
+    + """
+gadget = sa.Table("gadget", metadata, sa.Column("id", sa.Integer, primary_key=True))
+item = sa.Table(
+    "item", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(100), nullable=False, index=True, unique=True),
+    sa.Column("description", sa.String(), nullable=True),
+)
+"""
+)
+
+
+def test_a_unique_concurrent_index_refuses_duplicates_and_its_revision_reruns(
+    database_url: URL,
+) -> None:
+    """The models drop a column and make an existing column unique: autogenerate writes the
+    index CONCURRENTLY and still unique, so duplicates fail the build; the drop before it was
+    committed by then, so it says IF EXISTS, and the rerun, duplicates gone, goes through."""
+    project = write_project(
+        "ops_unique_rerun",
+        [("a1", f"{CREATE_ITEM}\n{CREATE_GADGET}", f'{DROP_ITEM}\n    op.drop_table("gadget")')],
+        UNIQUE_NAME_NO_LEGACY,
+    )
+    migrations = Migrations(project)
+    migrations.upgrade(url=database_url)
+    execute(
+        database_url,
+        f"INSERT INTO item (name) SELECT 'item ' || g FROM generate_series(1, {ROWS}) g",
+        "INSERT INTO item (name) VALUES ('item 1')",
+    )
+
+    text_ = written(project, database_url, "unique name")
+    assert "op.create_index_concurrently(op.f('ix_item_name'), 'item', ['name'], unique=True)" in (
+        text_
+    )
+    assert "op.drop_column('gadget', 'legacy', if_exists=True)" in text_
+
+    with pytest.raises(CommandError, match="could not create unique index"):
+        migrations.upgrade(url=database_url)
+    assert heads(database_url) == {"a1"}
+    # Committed before the concurrent build began: the rerun finds it done.
+    assert rows(
+        database_url,
+        "SELECT count(*) FROM information_schema.columns "
+        "WHERE table_name = 'gadget' AND column_name = 'legacy'",
+    ) == [(0,)]
+
+    execute(database_url, "DELETE FROM item WHERE id = (SELECT max(id) FROM item)")
+    migrations.upgrade(url=database_url)
+    assert rows(
+        database_url,
+        "SELECT indisvalid AND indisunique FROM pg_index "
+        "WHERE indexrelid = 'ix_item_name'::regclass",
+    ) == [(True,)]
+    assert heads(database_url) != {"a1"}
+    assert "No new upgrade operations detected" in check(project, database_url)
+
+
 SKU_NULLABLE = (
     '    op.create_table("item", sa.Column("id", sa.Integer, primary_key=True), '
     'sa.Column("name", sa.String(100), nullable=False), '
@@ -512,6 +579,31 @@ def test_an_invalid_leftover_is_rebuilt_where_the_runner_does_not_watch_statemen
     assert heads(database_url) == {"b2"}
 
 
+def test_a_written_if_not_exists_build_replaces_an_invalid_leftover(database_url: URL) -> None:
+    """A revision's own `CREATE INDEX CONCURRENTLY IF NOT EXISTS` (in an autocommit_block, as
+    PostgreSQL needs), rerun after a failed build left an INVALID index of that name: IF NOT
+    EXISTS alone would skip the build and record the revision over an index that enforces
+    nothing. The runner drops the leftover first, so the index built is the revision's, valid."""
+    build = (
+        "    with op.get_context().autocommit_block():\n"
+        '        op.execute("CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS ix_ledger_note '
+        'ON ledger (note)")'
+    )
+    project = write_project(
+        "ops_leftover_if_not_exists",
+        [("a1", ledger(), DROP_LEDGER), ("b2", build, "    pass")],
+    )
+    Migrations(project).upgrade("a1", url=database_url)
+    with suppress(DBAPIError):
+        execute_outside_transaction(database_url, INVALID_LEFTOVER)
+    invalid = "SELECT indisvalid FROM pg_index WHERE indexrelid = 'ix_ledger_note'::regclass"
+    assert rows(database_url, invalid) == [(False,)]
+
+    Migrations(project).upgrade(url=database_url)
+    assert rows(database_url, NOTE_INDEX_DONE) == [(True,)]
+    assert heads(database_url) == {"b2"}
+
+
 # --- the batched backfill ---------------------------------------------------------------------
 
 RESUMED_ROWS = 1000
@@ -603,6 +695,101 @@ def test_a_signal_during_a_backfill_says_what_it_committed(database_url: URL) ->
     finished = demo_project.module_cli(project, "upgrade", url=database_url)
     assert finished.returncode == 0, finished.stdout
     assert count(database_url, CODED) == RESUMED_ROWS
+
+
+def test_backfill_leaves_the_rows_its_where_excludes(
+    database_url: URL, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The new release is live before its backfill runs and already wrote the column on some
+    rows, scattered through the table: the backfill's `where` excludes them, so every batch must
+    pass them by, keeping the application's values, and count only the rows it selects."""
+    project = write_project(
+        "ops_backfill_where",
+        [
+            ("a1", ledger(RESUMED_ROWS), DROP_LEDGER),
+            (
+                "b2",
+                '    op.backfill("ledger", {"code": "\'C-\' || id"}, where="code IS NULL", '
+                "batch_size=100, pause=0)",
+                "    pass",
+            ),
+        ],
+    )
+    migrations = Migrations(project)
+    migrations.upgrade("a1", url=database_url)
+    # From row 2 on: the first batch starts at the lowest NULL row, so rows inside every batch's
+    # key range are the ones at stake.
+    execute(database_url, "UPDATE ledger SET code = 'app-' || id WHERE id % 7 = 2")
+    written_by_app = count(database_url, CODED)
+    capsys.readouterr()
+
+    migrations.upgrade(url=database_url)
+
+    remaining = RESUMED_ROWS - written_by_app
+    assert f"backfill ledger.code: {remaining}/{remaining} rows (100%)" in capsys.readouterr().err
+    assert rows(
+        database_url,
+        "SELECT count(*) FILTER (WHERE code = 'app-' || id), "
+        "count(*) FILTER (WHERE code = 'C-' || id) FROM ledger",
+    ) == [(written_by_app, remaining)]
+    assert heads(database_url) == {"b2"}
+
+
+# The migration's session waiting for a row lock an application transaction holds.
+WAITING_FOR_A_ROW = text(
+    "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
+    "WHERE NOT l.granted AND l.locktype = 'transactionid' AND a.application_name = :name"
+)
+
+
+def test_backfill_keeps_a_value_the_application_writes_while_a_batch_waits(
+    database_url: URL,
+) -> None:
+    """The new release updates a row the running batch has selected, and commits while the batch
+    waits for that row: PostgreSQL then re-checks only the UPDATE's own WHERE on the new row
+    version, so the batch must repeat the backfill's `where` there, or it overwrites the
+    application's value with the backfill's."""
+    project = write_project(
+        "ops_backfill_race",
+        [
+            ("a1", ledger(RESUMED_ROWS), DROP_LEDGER),
+            (
+                "b2",
+                '    op.backfill("ledger", {"code": "\'C-\' || id"}, where="code IS NULL", '
+                "batch_size=100000, pause=0)",
+                "    pass",
+            ),
+        ],
+    )
+    migrations = Migrations(project)
+    migrations.upgrade("a1", url=database_url)
+
+    async def race() -> None:
+        engine = create_async_engine(database_url, poolclass=pool.NullPool)
+        try:
+            async with engine.connect() as app, engine.connect() as observer:
+                await app.execute(text("UPDATE ledger SET code = 'app' WHERE id = 500"))
+                upgrading = asyncio.ensure_future(
+                    asyncio.to_thread(migrations.upgrade, url=database_url)
+                )
+                deadline = time.monotonic() + 30
+                name = {"name": project.session_name}
+                while not (await observer.execute(WAITING_FOR_A_ROW, name)).scalar_one():
+                    assert not upgrading.done(), "the backfill never waited for the row"
+                    assert time.monotonic() < deadline, "the backfill never waited for the row"
+                    await observer.rollback()
+                    await asyncio.sleep(0.005)
+                await app.commit()
+                await upgrading
+        finally:
+            await engine.dispose()
+
+    asyncio.run(race())
+    assert rows(database_url, "SELECT code FROM ledger WHERE id = 500") == [("app",)]
+    assert count(database_url, "SELECT count(*) FROM ledger WHERE code = 'C-' || id") == (
+        RESUMED_ROWS - 1
+    )
+    assert heads(database_url) == {"b2"}
 
 
 def test_backfill_runs_from_code(database_url: URL, capsys: pytest.CaptureFixture[str]) -> None:

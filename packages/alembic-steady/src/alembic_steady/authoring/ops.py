@@ -755,13 +755,18 @@ def backfill(
         return 0
 
     def batch(lower: str) -> str:
+        # `where` again in the UPDATE: a row the application changed after the batch chose it is
+        # re-checked against the UPDATE's own conditions only (READ COMMITTED), and must be
+        # passed by if it no longer matches. The batch's last key, not the last row updated,
+        # says where the next batch starts: a batch whose every row was passed by is not the end.
         return (
             f"WITH batch AS (SELECT {key_column} AS backfill_key FROM {table} "
             f"WHERE {key_column} {lower} :last AND ({where}) "
             f"ORDER BY {key_column} LIMIT :size), "
             f"done AS (UPDATE {table} SET {assignments} FROM batch "
-            f"WHERE {table}.{key_column} = batch.backfill_key RETURNING {table}.{key_column}) "
-            f"SELECT count(*), max({key_column}) FROM done"
+            f"WHERE {table}.{key_column} = batch.backfill_key AND ({where}) "
+            f"RETURNING {table}.{key_column}) "
+            f"SELECT (SELECT count(*) FROM done), (SELECT max(backfill_key) FROM batch)"
         )
 
     statement, last = text(batch(">=")), start
@@ -769,7 +774,7 @@ def backfill(
         rows, highest = connection.execute(statement, {"last": last, "size": batch_size}).one()
         if commit:
             connection.commit()
-        if not rows:
+        if highest is None:
             break
         progress.update(int(rows))
         if on_commit is not None:
