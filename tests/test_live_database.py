@@ -93,17 +93,25 @@ async def session(server: Server, database: str, name: str = APP) -> AsyncIterat
         await connection.close()
 
 
+# The migration's statements waiting behind the blocker: one row per attempt (a retry runs the
+# statement again, with a new query_start).
+WAITING = """
+SELECT pid, query_start FROM pg_stat_activity
+ WHERE wait_event_type = 'Lock' AND $1 = ANY(pg_blocking_pids(pid))
+"""
+
+
 async def migrate_while_blocked(
-    project: Path,
-    env: dict[str, str],
-    server: Server,
-    database: str,
-    hold: float,
+    project: Path, env: dict[str, str], server: Server, database: str
 ) -> tuple[int, str, float, int]:
-    """`make migrate` while an app transaction holds a lock on `item` for `hold` seconds
-    and an app reader loop reads it: (exit status, output, the reader's worst stall, blocker
-    pid)."""
-    async with session(server, database) as blocker, session(server, database, "reader") as reader:
+    """`make migrate` while an app transaction holds a lock on `item` until the migration's
+    statement has been seen waiting in two attempts (so the first gave up and was retried), and
+    an app reader loop reads it: (exit status, output, the reader's worst stall, blocker pid)."""
+    async with (
+        session(server, database) as blocker,
+        session(server, database, "reader") as reader,
+        session(server, database, "watcher") as watcher,
+    ):
         await blocker.execute("BEGIN")
         await blocker.fetch("SELECT count(*) FROM item")
         pid = blocker.get_server_pid()
@@ -119,8 +127,13 @@ async def migrate_while_blocked(
         finished = asyncio.ensure_future(process.communicate())
 
         async def release() -> None:
-            # On its own task: the reader may be queued behind the migration meanwhile.
-            await asyncio.sleep(hold)
+            # On its own task and connection: the reader may be queued behind the migration
+            # meanwhile, and the blocker must stay idle in transaction for the runner to name it.
+            # Released on what the server shows, not after a time a slow start could outlast.
+            attempts: set[tuple[Any, ...]] = set()
+            while len(attempts) < 2 and not finished.done():
+                attempts |= {tuple(row) for row in await watcher.fetch(WAITING, pid)}
+                await asyncio.sleep(0.02)  # the poll's pace: an attempt waits 0.25s at least
             await blocker.execute("COMMIT")
 
         releasing = asyncio.ensure_future(release())
@@ -131,9 +144,7 @@ async def migrate_while_blocked(
             worst = max(worst, time.monotonic() - started)
             await asyncio.sleep(0.05)
         output = (await finished)[0].decode()
-        if not releasing.done():
-            releasing.cancel()
-            await blocker.execute("ROLLBACK")
+        await releasing
     assert process.returncode is not None
     return process.returncode, output, worst, pid
 
@@ -144,9 +155,7 @@ def test_blocked_alter_retries_without_stalling_the_app(
     # `make migrate` on the render's settings: the runner path end to end, and the default
     # MIGRATION_LOCK_TIMEOUT of settings.py bounding what the app waits.
     must(make(project, "migrate", f"rev={template_head}", env=env))
-    status, output, worst, pid = asyncio.run(
-        migrate_while_blocked(project, env, server, database, hold=3)
-    )
+    status, output, worst, pid = asyncio.run(migrate_while_blocked(project, env, server, database))
     assert status == 0, output
     assert version(server, database) == {ALTER}
     # Each attempt waits for the lock at most MIGRATION_LOCK_TIMEOUT (1s): so does the app.

@@ -2,7 +2,10 @@
 migrations; the built wheel, installed in a clean venv with no source tree and no alembic.ini,
 migrates and waits for head on its own and serves the app (what the Dockerfile, the compose
 `migrate` service and the Kubernetes Job and init container run); pre-commit passes on a fresh
-render and stops a model change without its revision; the deployment files lint clean."""
+render and stops a model change without its revision; the deployment files lint clean.
+
+The render gets a second revision, so a database can stand between two revisions, as while a
+release's migrate job runs: neither readiness nor wait-for-head may take that for head."""
 
 import json
 import os
@@ -77,11 +80,20 @@ def serving(args: list[str], cwd: Path, env: dict[str, str], port: int) -> Itera
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh render in a git repository of its own, then `make install` (which installs the
-    pre-commit hook there)."""
+    pre-commit hook there), then a second, empty revision as `make migration-empty` writes it."""
     project = bake(tmp_path_factory.mktemp("service"))
     must(run(project, "git", "init", "--quiet", "--initial-branch=main"))
     must(make(project, "install"))
+    must(make(project, "migration-empty", "msg=second step"))
     return project
+
+
+@pytest.fixture(scope="module")
+def chain(project: Path) -> tuple[str, str]:
+    """The template's revision and the head above it."""
+    (first,) = [revision_id(path) for path in versions(project) if "create_item" in path.name]
+    (head,) = {revision_id(path) for path in versions(project)} - {first}
+    return first, head
 
 
 @pytest.fixture(scope="module")
@@ -115,11 +127,11 @@ def test_wheel_carries_the_migrations(wheel_venv: tuple[Path, Path], project: Pa
 
 
 def test_wheel_migrates_waits_for_head_and_serves(
-    wheel_venv: tuple[Path, Path], project: Path, server: Server, tmp_path: Path
+    wheel_venv: tuple[Path, Path], chain: tuple[str, str], server: Server, tmp_path: Path
 ) -> None:
     # An empty working directory: no source tree, no alembic.ini, no .env.
     venv = wheel_venv[1]
-    head = revision_id(versions(project)[-1])
+    head = chain[1]
     migrations = [str(venv / "bin" / "python"), "-m", "my_service.migrations"]
     with server.new_database("tmpl_wheel") as db:
         env = clean_env(DATABASE_URL=server.url(db))
@@ -155,6 +167,50 @@ def test_wheel_migrates_waits_for_head_and_serves(
             assert get(port, "/health/ready") == (200, {"status": "ready", "revision": [head]})
 
 
+def test_wait_for_head_below_head_waits_its_timeout_in_seconds(
+    wheel_venv: tuple[Path, Path], chain: tuple[str, str], server: Server, tmp_path: Path
+) -> None:
+    # One revision short of head, as while a release's migrate job runs: the init container
+    # keeps waiting for --timeout seconds (not minutes), then says where the database is.
+    first, head = chain
+    migrations = [str(wheel_venv[1] / "bin" / "python"), "-m", "my_service.migrations"]
+    timeout, interval = 2.0, 0.2
+    with server.new_database("tmpl_behind") as db:
+        env = clean_env(DATABASE_URL=server.url(db))
+        must(run(tmp_path, *migrations, "upgrade", first, env=env))
+        started = time.monotonic()
+        waiter = subprocess.Popen(
+            [
+                *migrations,
+                "wait-for-head",
+                "--timeout",
+                f"{timeout:g}",
+                "--interval",
+                f"{interval:g}",
+            ],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            # 40 s: the 2 s wait and a slow start, far below the 120 s of minutes for seconds.
+            status = waiter.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            status = None
+        finally:
+            if waiter.poll() is None:
+                waiter.kill()
+            waiter.wait()
+        elapsed = time.monotonic() - started
+        output = waiter.stdout.read() if waiter.stdout else ""
+        assert status == 1, f"exit status {status} after {elapsed:.0f}s:\n{output}"
+        # It gives up at the first check past the deadline less one interval, not before.
+        assert elapsed >= timeout - interval, f"gave up after {elapsed:.1f}s:\n{output}"
+        assert f"Not at head after 2s: the database is at {first}, head is {head}" in output
+
+
 def test_bad_input_is_explained_without_the_password(
     wheel_venv: tuple[Path, Path], tmp_path: Path
 ) -> None:
@@ -181,13 +237,21 @@ def test_bad_input_is_explained_without_the_password(
     assert "DATABASE_URL" in result.stdout and "s3cret-pw" not in result.stdout
 
 
-def test_make_run_serves_and_ready_follows_make_migrate(project: Path, server: Server) -> None:
+def test_make_run_serves_and_ready_follows_make_migrate(
+    project: Path, chain: tuple[str, str], server: Server
+) -> None:
+    first, head = chain
     with server.new_database("tmpl_run") as db:
         port = free_port()
         env = clean_env(DATABASE_URL=server.url(db), PORT=str(port))
         with serving(["make", "--no-print-directory", "run"], project, env, port):
             status, body = get(port, "/health/ready")
             assert status == 503 and body["current"] == [], body
+            # One revision short of head: still not ready.
+            must(make(project, "migrate", f"rev={first}", env=env))
+            status, body = get(port, "/health/ready")
+            assert status == 503, body
+            assert (body["current"], body["head"]) == ([first], [head]), body
             must(make(project, "migrate", env=env))
             assert get(port, "/health/ready")[0] == 200
             assert get(port, "/items")[0] == 200
