@@ -37,7 +37,6 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ..dialects.base import described
 from ..dialects.clients import ClientError
 from ..dialects.postgresql import in_autocommit
 from ..dialects.postgresql_clients import (
@@ -426,7 +425,7 @@ def round_trip(
         if marked.one_way:
             accepted.append(f"revision {revision.revision} is one-way ({marked.one_way}){stopped}")
             return None, accepted
-        before = asyncio.run(_read(engine, schema))
+        before: set[str] = asyncio.run(_read(engine, schema))
         problem = None
         for step, target in (("downgrade", "-1"), ("upgrade", revision.revision)):
             try:
@@ -435,12 +434,12 @@ def round_trip(
                 problem = f"the {step} of revision {revision.revision} failed: {_first_line(exc)}"
                 break
         if problem is None:
-            after = asyncio.run(_read(engine, schema))
+            after: set[str] = asyncio.run(_read(engine, schema))
             if after != before:
                 problem = (
                     f"revision {revision.revision} does not go down and up again on this data: "
-                    f"the schema gains {described(after - before)}, loses "
-                    f"{described(before - after)}"
+                    f"the schema gains [{'; '.join(sorted(after - before))}], loses "
+                    f"[{'; '.join(sorted(before - after))}]"
                 )
         if problem is not None:
             listed = marked.accepting(problem)
