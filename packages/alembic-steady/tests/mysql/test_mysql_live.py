@@ -93,6 +93,33 @@ def test_eight_replicas_racing_a_slow_revision_apply_it_once(
     assert ran == [(1,)]
 
 
+def test_a_lost_migration_lock_stops_the_run_before_the_next_revision(
+    project: Project, database_url: URL, planted: list[Path]
+) -> None:
+    """A proxy that resets the session between statements (ProxySQL, a pooler) drops its
+    GET_LOCK: here revision d4 lets it go as such a reset does. A replica could now take the lock
+    and migrate alongside, so the run stops before e5, naming the lost lock and the way round."""
+    Migrations(project).upgrade(url=database_url)
+    plant(planted, project, '    op.execute("DO RELEASE_ALL_LOCKS()")')
+    planted.append(
+        demo_project.add_revision(
+            project.versions,
+            "e5",
+            "d4",
+            '    op.create_table("after_the_loss", sa.Column("id", sa.Integer, primary_key=True))',
+            '    op.drop_table("after_the_loss")',
+        )
+    )
+    status, output = cli(project, database_url, "upgrade")
+    assert status == 1, output
+    assert "The migration lock is no longer held by this run (found out after revision d4" in (
+        output
+    ), output
+    assert "MIGRATION_DATABASE_URL" in output, output
+    assert heads(database_url) == {"d4"}
+    assert "after_the_loss" not in tables(database_url)
+
+
 # -- lock waits and statement timeouts ------------------------------------------------------
 
 
@@ -124,6 +151,38 @@ def test_lock_wait_timeout_is_retried_then_explained(
     status, output = cli(project, database_url, "upgrade", **bounded)
     assert status == 0, output
     assert heads(database_url) == {"d4"}
+
+
+def test_a_revision_whose_ddl_committed_is_not_retried(
+    project: Project, database_url: URL, planted: list[Path]
+) -> None:
+    """d4 creates a table (committed at once: MySQL's DDL commits itself), then its ALTER of
+    widget times out behind an app's transaction. Trying d4 again would run its committed part a
+    second time (a data statement twice; here a CREATE TABLE that fails on the table it made), so
+    there is one attempt, however many MIGRATION_LOCK_RETRIES allows, and the message names the
+    lock timeout and what stays committed."""
+    Migrations(project).upgrade(url=database_url)
+    plant(
+        planted,
+        project,
+        '    op.create_table("gadget", sa.Column("id", sa.Integer, primary_key=True))\n'
+        '    op.add_column("widget", sa.Column("note", sa.String(20)))',
+    )
+    blocker = session(database_url)
+    with blocker.cursor() as cursor:
+        cursor.execute("BEGIN")
+        cursor.execute("SELECT * FROM widget")
+    bounded = {"MIGRATION_LOCK_TIMEOUT": "1s", "MIGRATION_LOCK_RETRIES": "5"}
+    try:
+        status, output = cli(project, database_url, "upgrade", **bounded)
+    finally:
+        blocker.close()
+    assert status == 1, output
+    assert "Retrying" not in output, output
+    assert "Lock wait timeout exceeded" in output, output
+    assert "these statements of the revision were already committed: CREATE TABLE gadget" in output
+    assert heads(database_url) == {"c3"}
+    assert "gadget" in tables(database_url)
 
 
 def test_statement_timeout_bounds_a_statement(

@@ -25,6 +25,7 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from alembic.util import CommandError
+from queries import execute
 from sqlalchemy import Connection, text
 from sqlalchemy.engine import URL
 
@@ -167,6 +168,30 @@ def test_a_changed_partial_index_predicate_is_seen(drift: tuple[str, Path]) -> N
     assert "ix_counter_open" in checked
     upgrade = revision.read_text(encoding="utf-8").split("def downgrade")[0]
     assert "drop_index" in upgrade and "postgresql_where=sa.text('label IS NULL')" in upgrade
+
+
+def test_a_check_dropped_from_the_models_is_seen(project: Project, head: URL) -> None:
+    with models(project, check=None), pytest.raises(CommandError) as checked:
+        check(project, head)
+    assert "op.drop_constraint(op.f('ck_item_name_set'), 'item', type_='check')" in str(
+        checked.value
+    )
+
+
+def test_an_index_made_partial_is_seen(project: Project, head: URL, database_url: URL) -> None:
+    # The database as a revision that built ix_counter_open whole left it; the models have
+    # made it partial since (`where`).
+    Migrations(project).upgrade(url=database_url)
+    execute(
+        database_url,
+        "DROP INDEX ix_counter_open",
+        "CREATE INDEX ix_counter_open ON counter (hits)",
+    )
+    with pytest.raises(CommandError) as checked:
+        check(project, database_url)
+    upgrade = str(checked.value).split("def downgrade")[0]
+    assert "op.drop_index(op.f('ix_counter_open')" in upgrade, upgrade
+    assert "postgresql_where=sa.text('label IS NOT NULL')" in upgrade, upgrade
 
 
 def sequence_type(connection: Connection) -> str:

@@ -13,6 +13,7 @@ ends at cic: a replica upgrades to head).
 """
 
 import asyncio
+import itertools
 import os
 import signal
 import subprocess
@@ -329,6 +330,108 @@ def test_version_row_lock_timeout_is_named(
     assert f"the version row (alembic_version) held by pid {blocked.pid}" in blocked.error
     assert "holds the lock" not in blocked.error  # not another migration: an app session
     assert version(database_url) == {REV["item"]}
+
+
+# The runner's session queued for a lock on item: the server's clock and when that wait began
+# (pg_locks.waitstart; NULL for a moment after the wait begins, and whenever it is not waiting).
+LOCK_WAIT = """
+SELECT clock_timestamp(),
+       (SELECT l.waitstart FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+         WHERE NOT l.granted AND l.waitstart IS NOT NULL AND l.relation = 'item'::regclass
+           AND a.application_name = $1 AND a.datname = current_database())
+"""
+
+
+@dataclass
+class Wait:
+    """One attempt's wait for its lock, on the server's clock: it began at `start`, was last
+    seen at `seen` and was found over by `gone` (it ended in between)."""
+
+    start: float
+    seen: float
+    gone: float = float("inf")
+
+
+async def lock_waits(url: URL, session_name: str, running: "asyncio.Future[None]") -> list[Wait]:
+    """Every wait of the runner's session for a lock on item until `running` is done."""
+    waits: list[Wait] = []
+    async with session(url, "observer") as observer:
+        while True:
+            done = running.done()
+            clock, began = await observer.fetchrow(LOCK_WAIT, session_name)
+            now, start = clock.timestamp(), began and began.timestamp()
+            if waits and waits[-1].gone == float("inf") and start != waits[-1].start:
+                waits[-1].gone = now
+            if start is not None:
+                if not waits or waits[-1].start != start:
+                    waits.append(Wait(start, now))
+                waits[-1].seen = now
+            if done:
+                return waits
+            await asyncio.sleep(0.005)
+
+
+def test_lock_retries_escalate_their_timeout_pause_and_stop_at_the_count(
+    migrations: Migrations, database_url: URL, settings: Callable[..., None]
+) -> None:
+    """An app session holds a lock on item for the whole run: the ALTER tries exactly
+    MIGRATION_LOCK_RETRIES times, each attempt waiting a quarter of MIGRATION_LOCK_TIMEOUT, then
+    half, then all of it, with a growing pause between attempts (none open, so the app's writes go
+    on), and fails naming the count. Read from the server's view of the waits, not the log."""
+    settings(migration_lock_timeout="1s", migration_lock_retries=4)
+    migrations.upgrade(REV["after_reset"], url=database_url)
+
+    async def run() -> tuple[list[Wait], str]:
+        async with session(database_url) as blocker:
+            await blocker.execute("BEGIN")
+            await blocker.fetch("SELECT count(*) FROM item")
+            upgrading = asyncio.ensure_future(
+                migrations.upgrade_async(REV["alter"], url=database_url)
+            )
+            waits = await lock_waits(database_url, migrations.project.session_name, upgrading)
+            await blocker.execute("ROLLBACK")
+        with pytest.raises(CommandError) as failed:
+            await upgrading
+        return waits, str(failed.value)
+
+    waits, message = asyncio.run(run())
+    assert f"{REV['alter']} (alter) could not get its lock in 4 attempts" in message, message
+    assert len(waits) == 4, waits
+    # Escalation: the first attempt's bound is 250 ms (the whole limit would be 1 s), the last
+    # one waits the whole 1 s.
+    assert waits[0].gone - waits[0].start < 0.6, waits
+    assert waits[-1].seen - waits[-1].start > 0.9, waits
+    # Backoff: pauses of at least 0.1, 0.2 and 0.4 s (jittered from 0.2 s doubling) between the
+    # attempts, without which the next wait would start within a few milliseconds.
+    pauses = [after.start - before.gone for before, after in itertools.pairwise(waits)]
+    assert sum(pauses) > 0.5, pauses
+    assert version(database_url) == {REV["after_reset"]}
+
+
+def test_statement_timeout_stops_a_long_statement(database_url: URL) -> None:
+    """A revision whose statement runs 20 s, under MIGRATION_STATEMENT_TIMEOUT=1s: the server
+    cancels it after about 1 s (not at its end), the revision is not applied and the run says
+    why. A server_default that scans a huge table would otherwise hold its lock for hours."""
+    project = demo_project.write(
+        "postgresql",
+        name="live_statement_timeout",
+        chain=[("t1", '    op.execute("CREATE TABLE kept (id int)")', "    pass")],
+    )
+    demo_project.add_revision(
+        project.versions, "t2", "t1", '    op.execute("SELECT pg_sleep(20)")', "    pass"
+    )
+    Migrations(project).upgrade("t1", url=database_url)
+    started = time.monotonic()
+    finished = demo_project.module_cli(
+        project, "upgrade", url=database_url, env={"MIGRATION_STATEMENT_TIMEOUT": "1s"}
+    )
+    elapsed = time.monotonic() - started
+    assert finished.returncode == 1, finished.stdout
+    assert "canceling statement due to statement timeout" in finished.stdout, finished.stdout
+    assert "Revision t2" in finished.stdout, finished.stdout
+    # The process's start and connection on a busy machine included: half the statement's 20 s.
+    assert elapsed < 10, f"{elapsed:.1f}s\n{finished.stdout}"
+    assert version(database_url) == {"t1"}
 
 
 # 3. A non-transactional step that fails, then the rerun

@@ -192,6 +192,8 @@ def test_restore_in_production_needs_confirm(
     on_connection(migrated, lambda c: c.execute(text("DELETE FROM widget")))
     production = configured(migration_project, migrated, environment="production")
     monkeypatch.delenv("CONFIRM", raising=False)
+    # Production named by the settings alone, as a render's .env names it: not the environment.
+    monkeypatch.delenv("ENVIRONMENT", raising=False)
     capfd.readouterr()
     assert restore.main(production, [str(dump)]) == 1
     assert "CONFIRM=yes" in capfd.readouterr().err
@@ -611,6 +613,61 @@ def test_revisions_that_commit_step_by_step_are_rehearsed(
     assert not scratch_databases(url)
 
 
+# A pending revision whose downgrade forgets the index its upgrade made: it goes down without an
+# error, and its second upgrade meets the index it left.
+LEAVES_ITS_INDEX = ('    op.create_index("ix_widget_price", "widget", ["price"])', "    pass")
+
+
+@pytest.fixture(scope="module")
+def leaves_its_index() -> Project:
+    project = demo_project.write("postgresql", name="rehearse_leaves_its_index")
+    demo_project.add_revision(
+        project.versions, "d4", "c3", *LEAVES_ITS_INDEX, doc="index widget price"
+    )
+    return project
+
+
+def test_a_revision_that_does_not_go_down_and_up_again_fails_the_rehearsal(
+    leaves_its_index: Project, source: tuple[URL, Path]
+) -> None:
+    url, dump = source
+    result = cli(leaves_its_index, url, "rehearse", f"file={dump}")
+    output = result.stdout
+    assert result.returncode == 1, output
+    # The upgrade itself went through on the copy; its round trip did not.
+    assert "d4 (index widget price): " in output and "Round trips done in" in output, output
+    assert "Stairway FAILED: the upgrade of revision d4 failed: " in output, output
+    assert 'relation "ix_widget_price" already exists' in output, output
+    assert "OK: " not in output, output
+    assert state(url) == HEAD
+    assert not scratch_databases(url)
+
+
+# A pending revision whose downgrade drops more than its upgrade made: down and up go through
+# without an error, and the schema comes back without the index.
+DROPS_AN_INDEX_TOO = (
+    '    op.add_column("widget", sa.Column("owner", sa.String(), nullable=True))',
+    '    op.drop_index("ix_widget_name", table_name="widget")\n'
+    '    op.drop_column("widget", "owner")',
+)
+
+
+def test_a_round_trip_that_changes_the_schema_names_what_it_lost(
+    source: tuple[URL, Path],
+) -> None:
+    project = demo_project.write("postgresql", name="rehearse_drops_an_index_too")
+    demo_project.add_revision(project.versions, "d4", "c3", *DROPS_AN_INDEX_TOO, doc="owner")
+    url, dump = source
+    result = cli(project, url, "rehearse", f"file={dump}")
+    output = result.stdout
+    assert result.returncode == 1, output
+    assert "Stairway FAILED: revision d4 does not go down and up again on this data" in output
+    assert "ix_widget_name" in output.split("loses [")[1], output
+    assert "Traceback" not in output, output
+    assert state(url) == HEAD
+    assert not scratch_databases(url)
+
+
 def test_bad_rehearsal_input_is_named(
     fits: Project,
     source: tuple[URL, Path],
@@ -641,6 +698,71 @@ def test_bad_rehearsal_input_is_named(
     err = capfd.readouterr().err
     assert "cannot reach the source database" in err and "s3cret-pw" not in err
     assert not scratch_databases(url)
+
+
+def pg_dump_environments(database: str) -> list[tuple[Path, dict[str, str]]]:
+    """The program and libpq variables of the pg_dump processes reading `database` (rehearse
+    names it in PGDATABASE, not on the command line)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            environ = (entry / "environ").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        variables = dict(pair.split("=", 1) for pair in environ if pair.startswith("PG"))
+        if argv[0].endswith(b"pg_dump") and variables.get("PGDATABASE") == database:
+            found.append((Path(argv[0].decode()), variables))
+    return found
+
+
+WRITTEN = "written_through_the_source_session"
+
+
+def test_the_source_is_read_in_a_read_only_session(fits: Project, source: tuple[URL, Path]) -> None:
+    """from=...: pg_dump reads the source with the libpq settings of a session whose every
+    transaction is read-only, so nothing run in it can write there. Looked at while pg_dump
+    waits behind a lock on the source, then tried: a session with its settings cannot write."""
+    url, _ = source
+    with session_holding(url, "LOCK TABLE widget IN ACCESS EXCLUSIVE MODE"):
+        process = subprocess.Popen(
+            [sys.executable, "-m", f"{fits.package}.migrations", "rehearse"],
+            env={
+                **os.environ,
+                "PYTHONPATH": demo_project.pythonpath(fits),
+                "DATABASE_URL": url_string(url),
+                "REHEARSE_FROM": url_string(url),
+            },
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while not (dumps := pg_dump_environments(str(url.database))):
+                assert process.poll() is None, process.communicate()[0]
+                assert time.monotonic() < deadline, "pg_dump never started"
+                time.sleep(0.05)
+            # A session as pg_dump opens it: its libpq variables, the psql beside it.
+            (pg_dump, variables), *_ = dumps
+            tried = subprocess.run(
+                [pg_dump.with_name("psql"), "--no-psqlrc", "-c", f"CREATE TABLE {WRITTEN} ()"],
+                env=variables,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+        except BaseException:
+            process.kill()
+            raise
+        finally:
+            # The source serves the module's other tests: as it was, whatever this one found.
+            execute(url, f"DROP TABLE IF EXISTS {WRITTEN}")
+    output = process.communicate(timeout=120)[0]
+    assert process.returncode == 0, output
+    assert "cannot execute CREATE TABLE in a read-only transaction" in tried.stderr, (
+        tried.stdout + tried.stderr
+    )
 
 
 def test_sigterm_mid_rehearsal_drops_the_scratch_database(source: tuple[URL, Path]) -> None:
@@ -682,6 +804,26 @@ def test_sigterm_mid_rehearsal_drops_the_scratch_database(source: tuple[URL, Pat
     assert "Traceback" not in output, output
     assert not scratch_databases(url)
     assert rows(url, sleeping) == [(0,)]
+
+
+def test_rehearsal_refuses_production(
+    fits: Project,
+    source: tuple[URL, Path],
+    capfd: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Production named by the settings (a render's .env), with CONFIRM=yes: still refused, on a
+    # server on this machine, before any scratch database is made.
+    url, dump = source
+    monkeypatch.delenv("ENVIRONMENT", raising=False)
+    monkeypatch.setenv("CONFIRM", "yes")
+    capfd.readouterr()
+    production = configured(fits, url, environment="production")
+    assert rehearse.main(production, [f"file={dump}"]) == 1
+    captured = capfd.readouterr()
+    assert "not production (ENVIRONMENT=production)" in captured.err, captured.err
+    assert "pending revision" not in captured.out, captured.out
+    assert not scratch_databases(url)
 
 
 def test_rehearsal_stays_off_servers_elsewhere_without_confirm(
