@@ -196,7 +196,10 @@ def check(mutation: Mutation, copy: Path, project: Path, generated_env: dict[str
         if template_tests:
             pytest = [str(TOOLS_BIN / "pytest"), "-q", "-p", "no:cacheprovider"]
             options = [f"--basetemp={copy.parent / 'pytest-tmp'}", f"--junitxml={report}"]
-            judged([*pytest, *options, *template_tests], copy, environment(), report)
+            # The lane's server, where each test makes its own databases: a template test need
+            # not start a server of its own for every mutation.
+            env = environment(TEST_DATABASE_URL=generated_env["TEST_DATABASE_URL"])
+            judged([*pytest, *options, *template_tests], copy, env, report)
             mutation.failed += caught(report)
     finally:
         for path, text in originals:
@@ -243,6 +246,36 @@ def lane(number: int, mutations: list[Mutation], work: Path, server_url: str, to
     return True
 
 
+# What a mutation costs a lane, roughly (seconds on the 2-core machine): the generated suite, a
+# template test (a render and an install of its own), a toolkit test; and a lane's render,
+# install and unmutated generated suite, paid once by the lane that judges by "generated".
+COST = {GENERATED: 12, "template": 25, "toolkit": 4}
+GENERATED_SETUP = 60
+
+
+def cost(mutation: Mutation) -> int:
+    if GENERATED in mutation.caught_by:
+        return COST[GENERATED]
+    template = any(not t.startswith(TOOLKIT_TESTS) for t in mutation.caught_by)
+    return COST["template" if template else "toolkit"]
+
+
+def dealt(mutations: list[Mutation], lanes: int) -> list[list[Mutation]]:
+    """The mutations shared among `lanes` so they end together: those judged by "generated" in
+    the first lane (one render for them all), then the costliest first to the least loaded."""
+    shares: list[list[Mutation]] = [[] for _ in range(lanes)]
+    loads = [0] * lanes
+    generated = [m for m in mutations if GENERATED in m.caught_by]
+    if generated:
+        shares[0] += generated
+        loads[0] = GENERATED_SETUP + sum(cost(m) for m in generated)
+    for mutation in sorted((m for m in mutations if m not in generated), key=cost, reverse=True):
+        lane = loads.index(min(loads))
+        shares[lane].append(mutation)
+        loads[lane] += cost(mutation)
+    return [share for share in shares if share]
+
+
 def load(only: str | None) -> list[Mutation]:
     with MUTATIONS.open("rb") as handle:
         entries = tomllib.load(handle)["mutation"]
@@ -280,7 +313,7 @@ def main() -> int:
         log(f"{len(mutations)} mutations in {lanes} lane(s), each rendering a project in {work}")
         with embedded_server() as server, concurrent.futures.ThreadPoolExecutor(lanes) as pool:
             # Dealt round-robin: neighbours in the list often cost alike.
-            shares = [mutations[number::lanes] for number in range(lanes)]
+            shares = dealt(mutations, lanes)
             total = len(load(None))
             futures = [
                 pool.submit(

@@ -99,6 +99,21 @@ def test_editing_db_name_in_env_file_takes_effect(project: Path, server: Server)
         assert connected_database(project, clean_env())[1] == second
 
 
+def test_a_database_url_wins_over_the_parts_beside_it(project: Path, server: Server) -> None:
+    with (
+        server.new_database("tmpl_by_url") as by_url,
+        server.new_database("tmpl_by_parts") as by_parts,
+    ):
+        # .env as `make db-up` leaves it, plus DB_* lines naming another database: the URL counts.
+        write_env_file(project, DATABASE_URL=server.url(by_url), **parts_env(server, by_parts))
+        line, reached = connected_database(project, clean_env())
+        assert reached == by_url, line
+        # The same two in the environment.
+        env = clean_env(DATABASE_URL=server.url(by_url), **parts_env(server, by_parts))
+        line, reached = connected_database(project, env)
+        assert reached == by_url, line
+
+
 def test_the_database_line_never_shows_the_password(project: Path, server: Server) -> None:
     secret = "n0t-Shown-%40"
     with server.new_database() as database:

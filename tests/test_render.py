@@ -163,6 +163,11 @@ def test_every_combination_renders_clean_and_type_checks(
         ({"package_name": "class"}, "keyword"),
         ({"package_name": "asyncio"}, "standard library"),
         ({"package_name": "a" * 40}, "package_name"),
+        ({"project_slug": "a" * 41}, "at most 40 characters"),
+        # A dependency's import name would shadow it (`alembic` breaks every migration command),
+        # a folder's would clash with it.
+        ({"package_name": "alembic"}, "would shadow a dependency"),
+        ({"package_name": "tests"}, "would shadow a dependency or a folder"),
     ],
 )
 def test_invalid_answers_write_nothing(

@@ -195,8 +195,9 @@ def test_wait_for_head_below_head_waits_its_timeout_in_seconds(
             text=True,
         )
         try:
-            # 40 s: the 2 s wait and a slow start, far below the 120 s of minutes for seconds.
-            status = waiter.wait(timeout=40)
+            # 20 s: the 2 s wait and a slow start on a busy machine, far below the 120 s that
+            # minutes read as seconds would take.
+            status = waiter.wait(timeout=20)
         except subprocess.TimeoutExpired:
             status = None
         finally:

@@ -165,10 +165,91 @@ def test_a_wrong_direction_or_count_names_the_command_that_does_it(
     assert state(database_url) == HEAD
 
 
+@pytest.mark.parametrize("environment", ["development", "production"])
+@pytest.mark.parametrize("older", ["a1", "base"])
+def test_an_upgrade_to_an_older_revision_refuses_in_every_environment(
+    project: Project, database_url: URL, environment: str, older: str
+) -> None:
+    Migrations(project).upgrade(url=database_url)
+    # Alembic's own upgrade would do nothing and exit 0, leaving the user to think it went back;
+    # CONFIRM=yes, which lets a production rollback through, changes nothing here.
+    result = cli(project, database_url, "upgrade", older, ENVIRONMENT=environment, CONFIRM="yes")
+    assert_short_failure(
+        result,
+        f"{older} is below the database's revision (c3), and an upgrade never goes down.",
+        f"`make rollback rev={older}`",
+    )
+    assert state(database_url) == HEAD
+
+
+UNKNOWN_VERSION = (
+    "The database is at f00dfeedbeef, which no revision file here defines. After switching git "
+    "branches, that is the other branch's revision: switch back, roll it back there, then return."
+)
+
+
+@pytest.mark.parametrize(
+    "args", [("downgrade", "-1"), ("check",), ("upgrade", "head")], ids=["rollback", "check", "up"]
+)
+def test_a_version_no_file_defines_is_explained_by_the_next_command(
+    project: Project, database_url: URL, args: tuple[str, ...]
+) -> None:
+    # What switching git branches leaves: the database at the other branch's revision.
+    Migrations(project).upgrade(url=database_url)
+    on_connection(
+        database_url,
+        lambda c: c.execute(text("UPDATE alembic_version SET version_num = 'f00dfeedbeef'")),
+    )
+    before = state(database_url)
+    if args[0] == "upgrade":  # as a deploy Job runs it: one line, no traceback
+        assert_short_failure(cli(project, database_url, *args), UNKNOWN_VERSION)
+    else:
+        with pytest.raises(CommandError) as refused:
+            alembic(project, *args, url=database_url)
+        assert str(refused.value).startswith(UNKNOWN_VERSION), str(refused.value)
+    assert state(database_url) == before
+
+
 def test_two_heads_name_make_merge(two_heads_project: Project, database_url: URL) -> None:
     result = cli(two_heads_project, database_url, "upgrade")
     assert_short_failure(result, "more than one head", "make merge")
     assert state(database_url) == (set(), None)
+
+
+@pytest.fixture(scope="module")
+def applied_heads_project() -> Project:
+    """The chain and a second root revision that changes nothing: with both heads applied
+    (`alembic upgrade heads`) the schema matches the models, so only the heads are wrong."""
+    project = demo_project.write("postgresql", name="safety_applied_heads")
+    demo_project.add_revision(project.versions, "f6", None, "    pass", "    pass")
+    return project
+
+
+def test_check_refuses_two_heads_even_when_both_are_applied(
+    applied_heads_project: Project, database_url: URL
+) -> None:
+    alembic(applied_heads_project, "upgrade", "heads", url=database_url)
+    assert state(database_url) == ({"alembic_version", "widget"}, {"c3", "f6"})
+    # No model differs from the schema: a comparison alone would pass the two heads.
+    with pytest.raises(CommandError) as refused:
+        alembic(applied_heads_project, "check", url=database_url)
+    assert str(refused.value) == "There is more than one head (c3, f6): run `make merge` first."
+
+
+@pytest.mark.parametrize(("at", "found"), [("a1", "a1"), ("b2", "b2"), ("base", "base")])
+def test_check_refuses_a_database_behind_head(
+    migration_project: Project, database_url: URL, at: str, found: str
+) -> None:
+    if at != "base":
+        Migrations(migration_project).upgrade(at, url=database_url)
+    before = state(database_url)
+    with pytest.raises(CommandError) as refused:
+        alembic(migration_project, "check", url=database_url)
+    # Not Alembic's "Target database is not up to date": what is behind, and what to run.
+    assert str(refused.value) == (
+        f"The database is at {found}, behind head c3: run `make migrate` first."
+    )
+    assert state(database_url) == before
 
 
 def test_model_drift_names_the_command_that_writes_a_revision(
