@@ -224,3 +224,23 @@ def run_statement(
     """One statement through a dialect as the runner passes it: recorded, then run."""
     progress.statements.append(sql)
     return dialect.on_statement(connection, sql, run, progress, retry)
+
+
+class FakeAsyncConnection:
+    """The AsyncConnection the runner's lock calls await, over a FakeConnection (`sync`), which
+    records and answers; `run_sync(fn, ...)` calls fn with it."""
+
+    def __init__(self, sync: FakeConnection) -> None:
+        self.sync = sync
+
+    async def execute(self, statement: Any, params: dict[str, Any] | None = None) -> FakeResult:
+        return self.sync.execute(statement, params)
+
+    async def commit(self) -> None:
+        self.sync.commit()
+
+    async def rollback(self) -> None:
+        self.sync.rollback()
+
+    async def run_sync(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return fn(self.sync, *args)

@@ -259,3 +259,105 @@ def test_a_context_told_its_heads_starts_from_them_once_then_reads_the_table(
     assert context._has_version_table() is True
     assert context.get_current_heads() == ("a1",)
     assert context.get_current_heads() == ("read",)  # a later read goes to the table
+
+
+# -- what each wrapper hands on ------------------------------------------------------------
+
+
+def test_an_object_of_alembic_command_without_a_name_is_not_its_upgrade() -> None:
+    assert not wraps_alembic_command(SimpleNamespace(__module__="alembic.command"))
+
+
+def test_a_stepwise_walk_is_handed_the_heads_and_the_context() -> None:
+    handed: list[tuple[object, object]] = []
+
+    def walk(heads: tuple[str, ...], context: object) -> Iterator[Any]:
+        handed.append((heads, context))
+        yield step("b2", "add price")
+
+    context = SimpleNamespace(connection=None)
+    list(Stepwise(walk)(("a1",), context))
+    list(OneRevisionAtATime(Stepwise(walk), Progress())(("a1",), context))
+    assert handed == [(("a1",), context), (("a1",), context)]
+
+
+def test_alembics_fn_is_handed_the_heads_and_the_context() -> None:
+    handed: list[object] = []
+
+    def fn(heads: tuple[str, ...], context: object) -> list[Any]:
+        handed.append(context)
+        return [step("a1", "create item")]
+
+    context = SimpleNamespace(connection=None)
+    list(OneRevisionAtATime(fn, Progress())((), context))
+    assert handed == [context]
+
+
+def test_nothing_is_offered_before_the_first_run() -> None:
+    assert OneRevisionAtATime(RecordingFn(), Progress()).offered is None
+
+
+class TransactionLog:
+    """A connection with a transaction open, recording whether it was committed."""
+
+    def __init__(self) -> None:
+        self.log: list[str] = []
+
+    def in_transaction(self) -> bool:
+        return True
+
+    def commit(self) -> None:
+        self.log.append("commit")
+
+
+def test_what_a_walk_ran_before_its_step_commits_before_the_step_runs() -> None:
+    connection = TransactionLog()
+
+    def walk(heads: tuple[str, ...], context: object) -> Iterator[Any]:
+        connection.log.append("walk checks")
+        yield step("a1", "create item")
+
+    steps = OneRevisionAtATime(Stepwise(walk), Progress())
+    offered = steps((), SimpleNamespace(connection=connection))
+    next(offered)
+    assert connection.log == ["walk checks", "commit"]
+
+
+def test_the_hook_gets_the_connection_and_runs_the_statement_with_its_arguments() -> None:
+    ran: list[tuple[object, tuple[object, ...], dict[str, object]]] = []
+    connection = object()
+
+    def _exec(construct: object, *args: object, **kwargs: object) -> str:
+        ran.append((construct, args, kwargs))
+        return "result"
+
+    impl = SimpleNamespace(_exec=_exec, dialect=None, connection=connection)
+    handed: list[object] = []
+
+    def hook(on: object, sql: str, run: Callable[[], Any]) -> Any:
+        handed.append(on)
+        return run()
+
+    hook_statements(SimpleNamespace(impl=impl), hook)  # type: ignore[arg-type]
+    assert impl._exec("SELECT 1", {"a": 1}, execution_options={"x": 2}) == "result"
+    assert handed == [connection]
+    assert ran == [("SELECT 1", ({"a": 1},), {"execution_options": {"x": 2}})]
+
+
+def test_a_construct_is_compiled_for_the_migrations_dialect() -> None:
+    # The hook (and the dialect's statement checks) read the SQL PostgreSQL will run.
+    context = MigrationContext.configure(
+        dialect_name="postgresql", opts={"as_sql": True, "output_buffer": io.StringIO()}
+    )
+    seen: list[str] = []
+    hook_statements(context, lambda connection, sql, run: seen.append(sql))
+    Operations(context).execute(sa.table("item", sa.column("price")).update().values(price=1))
+    assert seen == ["UPDATE item SET price=%(price)s"]
+
+
+def test_a_context_without_the_version_table_check_is_told_its_heads() -> None:
+    # An Alembic without `_has_version_table`: the heads are still known, nothing is patched.
+    context = SimpleNamespace(get_current_heads=lambda: ("read",))
+    heads_known(context, ("a1",))  # type: ignore[arg-type]
+    assert context.get_current_heads() == ("a1",)
+    assert not hasattr(context, "_has_version_table")

@@ -1,6 +1,7 @@
 """authoring/autogen.py: how autogenerate writes a revision (types, review notes, warnings,
 non-blocking forms), checked on operations built by hand and rendered by Alembic."""
 
+from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
@@ -299,3 +300,495 @@ def test_a_varchar_without_length_is_flagged_at_make_migration_on_mysql(
         autogen.process_revision_directives(on(dialect, metadata), None, directives)
         flagged = "tag.label as VARCHAR without a length" in capsys.readouterr().err
         assert flagged is (dialect == "mysql"), dialect  # PostgreSQL's VARCHAR needs none
+
+
+# -- type changes: which way the data goes, and whether the table is rewritten ---------------
+
+
+def kind_of(old: Any, new: Any) -> str:
+    change = ops.AlterColumnOp("item", "amount", existing_type=old, modify_type=new)
+    return autogen._type_change("item", change, postgresql.dialect()).split(" ", 1)[0]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "kind"),
+    [
+        (sa.Numeric(10, 2), sa.Numeric(12, 2), "widens"),
+        (sa.Numeric(10, 2), sa.Numeric(11, 3), "widens"),  # one more digit on each side
+        (sa.Numeric(10, 2), sa.Numeric(), "widens"),  # unbounded
+        (sa.Numeric(10), sa.Numeric(12), "widens"),
+        (sa.Numeric(10), sa.Numeric(10, 0), "widens"),  # no scale is scale 0
+        (sa.Numeric(10, 2), sa.Numeric(8, 2), "narrows"),
+        (sa.Numeric(10, 2), sa.Numeric(9, 2), "narrows"),
+        (sa.Numeric(10, 2), sa.Numeric(10, 0), "narrows"),  # the cents are cut
+        (sa.Numeric(10, 2), sa.Numeric(20, 0), "narrows"),
+        (sa.Numeric(), sa.Numeric(10, 2), "narrows"),
+        (sa.Numeric(10, 2), sa.String(20), "converts"),
+        (sa.Enum("a", "bb", name="size"), sa.String(80), "converts"),
+        (sa.String(20), sa.CHAR(20), "widens"),  # the same length holds every value
+        (sa.Integer(), postgresql.INTEGER(), "widens"),
+        (AutoString(20), AutoString(80), "widens"),  # SQLModel's str(max_length=...)
+    ],
+)
+def test_which_way_a_type_change_goes(old: Any, new: Any, kind: str) -> None:
+    assert kind_of(old, new) == kind
+
+
+IN_PLACE = "a catalog change under a brief ACCESS EXCLUSIVE lock, no rewrite"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "in_place"),
+    [
+        (sa.String(20), sa.String(80), True),
+        (sa.Numeric(10, 2), sa.Numeric(12, 2), True),
+        (sa.Numeric(10), sa.Numeric(12), True),
+        (sa.Numeric(10, 2), sa.Numeric(12, 3), False),  # a new scale rewrites every value
+        (sa.Integer(), sa.BigInteger(), False),  # a wider integer is stored anew
+    ],
+)
+def test_a_widening_postgresql_makes_in_the_catalog_says_so(
+    old: Any, new: Any, in_place: bool
+) -> None:
+    change = ops.AlterColumnOp("item", "amount", existing_type=old, modify_type=new)
+    text = autogen._type_change("item", change, postgresql.dialect())
+    assert text.startswith("widens item.amount from ")
+    assert (IN_PLACE in text) is in_place, text
+
+
+def test_a_type_change_is_spelled_as_the_server_writes_it_both_ways() -> None:
+    change = ops.AlterColumnOp(
+        "item",
+        "code",
+        existing_type=mysql.VARCHAR(20, charset="utf8mb4"),
+        modify_type=mysql.VARCHAR(80, charset="utf8mb4"),
+    )
+    assert autogen._type_change("item", change, mysql.dialect()) == (
+        "widens item.code from VARCHAR(20) CHARACTER SET utf8mb4 to VARCHAR(80) CHARACTER SET "
+        "utf8mb4: in place while the column's length prefix stays the same (a VARCHAR up to 255 "
+        "bytes), else MySQL copies the table (ALGORITHM=COPY), and writes wait until it ends; on "
+        "a large table add a new column, backfill it and switch over instead; its downgrade "
+        "narrows it back to VARCHAR(20) CHARACTER SET utf8mb4 and can lose data written since"
+    )
+
+
+def test_a_type_the_server_cannot_spell_is_named_as_sqlalchemy_names_it() -> None:
+    change = ops.AlterColumnOp(
+        "item", "doc", existing_type=postgresql.TSVECTOR(), modify_type=sa.Text()
+    )
+    assert autogen._type_change("item", change, mysql.dialect()).startswith(
+        "converts item.doc from TSVECTOR() to TEXT: "
+    )
+
+
+# -- warnings and review notes on existing tables -------------------------------------------
+
+
+def upgrade_of(directives: list[ops.MigrationScript]) -> list[Any]:
+    upgrade_ops = directives[0].upgrade_ops
+    assert upgrade_ops is not None
+    return upgrade_ops.ops
+
+
+def notes_of(directives: list[ops.MigrationScript]) -> list[str]:
+    return [op.text for op in upgrade_of(directives) if isinstance(op, ReviewNote)]
+
+
+def warned(err: str) -> list[str]:
+    prefix, suffix = "WARNING: this revision ", "; review it before applying."
+    lines = err.splitlines()
+    assert all(line.startswith(prefix) and line.endswith(suffix) for line in lines), err
+    return [line.removeprefix(prefix).removesuffix(suffix) for line in lines]
+
+
+NOT_NULL_SKU = (
+    "adds NOT NULL column item.sku without a server default: fails on a table with rows. Add "
+    "it nullable, backfill it, then make it NOT NULL (three revisions), or give it a "
+    "server_default"
+)
+
+
+@pytest.mark.parametrize("dialect", ["postgresql", "mysql"])
+def test_a_not_null_column_without_default_on_an_existing_table_is_flagged(
+    dialect: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    add = ops.AddColumnOp("item", sa.Column("sku", sa.String(20), nullable=False))
+    directives = [script(ops.ModifyTableOps("item", [add]))]
+    autogen.process_revision_directives(on(dialect), None, directives)
+    assert warned(capsys.readouterr().err) == [NOT_NULL_SKU]
+    if dialect == "postgresql":  # the note sits next to the operation it is about
+        [table_ops] = upgrade_of(directives)
+        assert [type(op) for op in table_ops.ops] == [ReviewNote, ops.AddColumnOp]
+        assert table_ops.ops[0].text == NOT_NULL_SKU
+    assert notes_of(directives) == []  # and not again above the operations
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: sa.Column("sku", sa.String(20), nullable=True),
+        lambda: sa.Column("sku", sa.String(20), nullable=False, server_default="none"),
+        lambda: sa.Column("sku", sa.Integer(), sa.Identity(), nullable=False),
+        lambda: sa.Column("sku", sa.Integer(), sa.Computed("id * 2"), nullable=False),
+    ],
+)
+def test_a_column_existing_rows_can_get_is_not_flagged(
+    make: Callable[[], sa.Column[Any]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    add = ops.AddColumnOp("item", make())
+    directives = [script(ops.ModifyTableOps("item", [add]))]
+    autogen.process_revision_directives(on("postgresql"), None, directives)
+    assert capsys.readouterr().err == ""
+    assert upgrade_of(directives)[0].ops == [add]
+
+
+def test_a_not_null_column_of_a_table_the_revision_creates_is_not_flagged(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    add = ops.AddColumnOp("widget", sa.Column("sku", sa.String(20), nullable=False))
+    directives = [
+        script(
+            ops.CreateTableOp("widget", [sa.Column("id", sa.Integer())]),
+            ops.ModifyTableOps("widget", [add]),
+        )
+    ]
+    autogen.process_revision_directives(on("mysql"), None, directives)
+    assert capsys.readouterr().err == ""
+
+
+def test_every_change_a_reviewer_must_see_is_listed_in_order(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    directives = [
+        script(
+            ops.DropTableOp("old"),
+            ops.ModifyTableOps(
+                "item",
+                [
+                    ops.AddColumnOp("item", sa.Column("label", sa.String())),
+                    ops.DropColumnOp("item", "legacy"),
+                    ops.AlterColumnOp(
+                        "item", "code", existing_type=sa.String(80), modify_type=sa.String(20)
+                    ),
+                ],
+            ),
+        )
+    ]
+    autogen.process_revision_directives(on("mysql"), None, directives)
+    narrows = (
+        "narrows item.code from VARCHAR(80) to VARCHAR(20): can lose data (in strict mode values "
+        "that do not fit fail the upgrade); MySQL copies the table (ALGORITHM=COPY), and writes "
+        "wait until it ends; on a large table add a new column, backfill it and switch over "
+        "instead"
+    )
+    varchar = (
+        "adds item.label as VARCHAR without a length, which MySQL refuses at migrate: give it "
+        "one (Field(max_length=255)) or make it sa.Text"
+    )
+    assert warned(capsys.readouterr().err) == [
+        "drops table old",
+        varchar,
+        "drops column item.legacy",
+        narrows,
+    ]
+    assert notes_of(directives) == [
+        "drops table old: existing data is lost",
+        varchar,
+        "drops column item.legacy: existing data is lost",
+        narrows,
+    ]
+
+
+def test_a_column_made_not_null_on_postgresql_is_flagged_with_its_backfill(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    change = ops.AlterColumnOp("item", "sku", existing_type=sa.String(20), modify_nullable=False)
+    directives = [script(ops.ModifyTableOps("item", [change]))]
+    autogen.process_revision_directives(on("postgresql"), None, directives)
+    assert warned(capsys.readouterr().err) == ["makes item.sku NOT NULL: backfill its NULLs first"]
+    [table_ops] = upgrade_of(directives)
+    assert [type(op) for op in table_ops.ops] == [ReviewNote, safe.SetNotNullOp]
+    assert notes_of(directives) == []  # its note is the one next to the operation
+
+
+# -- foreign keys narrower than their target -------------------------------------------------
+
+
+def fk_models(*columns: sa.Column[Any], schema: str | None = None) -> sa.MetaData:
+    metadata = sa.MetaData(schema=schema)
+    sa.Table("item", metadata, sa.Column("id", sa.BigInteger, primary_key=True))
+    sa.Table("unsigned", metadata, sa.Column("id", mysql.BIGINT(unsigned=True), primary_key=True))
+    sa.Table("small", metadata, sa.Column("id", sa.Integer, primary_key=True))
+    sa.Table("tag", metadata, sa.Column("id", sa.Integer, primary_key=True), *columns)
+    return metadata
+
+
+def flagged_fks(metadata: sa.MetaData | None, table: sa.Table, dialect: str = "mysql") -> list[str]:
+    directives = [script(ops.CreateTableOp.from_table(table))]
+    autogen.process_revision_directives(on(dialect, metadata), None, directives)
+    return [note for note in notes_of(directives) if "referencing" in note]
+
+
+def test_a_narrower_foreign_key_is_explained_in_the_servers_types() -> None:
+    metadata = fk_models(
+        sa.Column("item_id", mysql.INTEGER(unsigned=True), sa.ForeignKey("item.id")),
+        sa.Column("other_id", sa.Integer, sa.ForeignKey("unsigned.id")),
+    )
+    assert flagged_fks(metadata, metadata.tables["tag"]) == [
+        "adds tag.item_id (INTEGER UNSIGNED) referencing item.id (BIGINT): MySQL refuses the "
+        "foreign key at migrate (errno 150), PostgreSQL accepts it but the column cannot hold "
+        "every id; declare it with the same type (Field(sa_type=sa.BigInteger, foreign_key=...))",
+        "adds tag.other_id (INTEGER) referencing unsigned.id (BIGINT UNSIGNED): MySQL refuses the "
+        "foreign key at migrate (errno 150), PostgreSQL accepts it but the column cannot hold "
+        "every id; declare it with the same type (Field(sa_type=sa.BigInteger, foreign_key=...))",
+    ]
+
+
+def test_a_foreign_key_in_a_schema_is_checked_against_its_target() -> None:
+    metadata = fk_models(
+        sa.Column("item_id", sa.Integer, sa.ForeignKey("shop.item.id")), schema="shop"
+    )
+    [note] = flagged_fks(metadata, metadata.tables["shop.tag"])
+    assert note.startswith("adds tag.item_id (INTEGER) referencing shop.item.id (BIGINT): ")
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: sa.Column("item_id", sa.BigInteger, sa.ForeignKey("item.id")),  # as wide
+        lambda: sa.Column("small_id", sa.Integer, sa.ForeignKey("small.id")),  # as wide
+        lambda: sa.Column("big_id", sa.BigInteger, sa.ForeignKey("small.id")),  # wider
+        lambda: sa.Column("code", sa.String(20), sa.ForeignKey("small.id")),  # not an integer
+        lambda: sa.Column("gone_id", sa.Integer, sa.ForeignKey("gone.id")),  # no such model
+        lambda: sa.Column("nope_id", sa.Integer, sa.ForeignKey("item.nope")),  # no such column
+    ],
+)
+def test_a_foreign_key_that_can_hold_every_id_is_not_flagged(
+    make: Callable[[], sa.Column[Any]],
+) -> None:
+    metadata = fk_models(make())  # a column of its own: a Table takes it over
+    assert flagged_fks(metadata, metadata.tables["tag"]) == []
+
+
+def test_a_foreign_key_after_an_unknown_one_is_still_checked() -> None:
+    column = sa.Column("item_id", sa.Integer, sa.ForeignKey("gone.id"), sa.ForeignKey("item.id"))
+    metadata = fk_models(column)
+    keys = sorted(column.foreign_keys, key=lambda key: key.target_fullname)
+    for order in (keys, keys[::-1]):  # a set: whichever comes first, both are checked
+        column.foreign_keys = order  # type: ignore[assignment]
+        [note] = autogen._column_notes("tag", column, metadata, mysql.dialect())
+        assert note.startswith("adds tag.item_id (INTEGER) referencing item.id (BIGINT): ")
+
+
+def test_a_narrower_foreign_key_added_to_an_existing_table_is_flagged() -> None:
+    metadata = fk_models(sa.Column("item_id", sa.Integer, sa.ForeignKey("item.id")))
+    add = ops.AddColumnOp("tag", metadata.tables["tag"].c.item_id)
+    directives = [script(ops.ModifyTableOps("tag", [add]))]
+    autogen.process_revision_directives(on("postgresql", metadata), None, directives)
+    [note] = notes_of(directives)
+    assert note.startswith("adds tag.item_id (INTEGER) referencing item.id (BIGINT): ")
+
+
+def test_without_the_models_metadata_foreign_keys_are_not_checked() -> None:
+    metadata = fk_models(sa.Column("item_id", sa.Integer, sa.ForeignKey("item.id")))
+    assert flagged_fks(None, metadata.tables["tag"]) == []
+
+
+# -- rerunnable revisions ------------------------------------------------------------------
+
+
+def test_plain_operations_beside_a_concurrent_one_skip_what_a_rerun_finds_done() -> None:
+    add = ops.AddColumnOp("item", sa.Column("price", sa.Integer()))
+    drop = ops.DropColumnOp("item", "legacy")
+    index = ops.CreateIndexOp("ix_item_price", "item", ["price"])
+    directives = [script(ops.ModifyTableOps("item", [add, drop, index]))]
+    autogen.process_revision_directives(on("postgresql"), None, directives)
+    assert add.if_not_exists is True and drop.if_exists is True
+
+
+def test_a_revision_of_plain_operations_keeps_them_as_written() -> None:
+    add = ops.AddColumnOp("item", sa.Column("price", sa.Integer()))
+    drop = ops.DropColumnOp("item", "legacy")
+    directives = [script(ops.ModifyTableOps("item", [add, drop]))]
+    autogen.process_revision_directives(on("postgresql"), None, directives)
+    assert add.if_not_exists is None and drop.if_exists is None
+
+
+def test_no_changes_are_said_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    autogen.process_revision_directives(on("postgresql"), None, [script()])
+    assert capsys.readouterr().out == (
+        "No changes between the models and the database: no revision written.\n"
+    )
+
+
+# -- mixed DDL: what is counted --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "operations",
+    [
+        [ReviewNote("a note"), ops.DropTableOp("a"), ops.DropTableOp("b")],
+        [
+            ops.CreateTableOp("tag", [sa.Column("id", sa.Integer())]),
+            ops.CreateIndexOp("ix_tag_id", "tag", ["id"]),
+            ops.DropTableOp("b"),
+        ],
+    ],
+)
+def test_what_follows_a_note_or_a_new_tables_index_is_counted(
+    capsys: pytest.CaptureFixture[str], operations: list[ops.MigrateOperation]
+) -> None:
+    autogen.warn_mixed_ddl(passthrough)(None, None, [script(*operations)])
+    assert capsys.readouterr().err.startswith("WARNING: this revision runs 2 DDL statements")
+
+
+def test_the_wrapped_hook_gets_the_context_and_the_revision() -> None:
+    called: list[tuple[Any, Any]] = []
+
+    def process(context: Any, revision: Any, given: list[ops.MigrationScript]) -> None:
+        called.append((context, revision))
+
+    context, revision = on("mysql"), ("rev1",)
+    autogen.warn_mixed_ddl(process)(context, revision, [script()])
+    assert called == [(context, revision)]
+
+
+# -- enums: swaps and appended values --------------------------------------------------------
+
+
+def swap(old: list[str], new: list[str], indexes: list[Any] | None = None) -> Any:
+    from alembic_postgresql_enum.operations.sync_enum_values import SyncEnumValuesOp
+
+    return SyncEnumValuesOp("public", "status", old, new, [], indexes)
+
+
+def index(name: str, definition: str) -> Any:
+    from alembic_postgresql_enum.sql_commands.indexes import TableIndex
+
+    return TableIndex(name, definition)
+
+
+@pytest.fixture
+def dependent_indexes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
+    """The lookups of a swap's dependent indexes; each answers two, out of name order."""
+    from alembic_postgresql_enum.sql_commands import indexes
+
+    asked: list[tuple[Any, ...]] = []
+
+    def found(connection: Any, schema: str, name: str) -> list[Any]:
+        asked.append((connection, schema, name))
+        return [
+            index("ix_b", "CREATE INDEX ix_b ON item (id) WHERE status = 'a'::status"),
+            index("ix_a", "CREATE INDEX ix_a ON item (id) WHERE status = 'a'::status"),
+        ]
+
+    monkeypatch.setattr(indexes, "get_dependent_indexes", found)
+    return asked
+
+
+def enum_context(connection: Any = None) -> Any:
+    return SimpleNamespace(dialect=postgresql.dialect(), opts={}, connection=connection)
+
+
+def test_an_enum_swap_runs_first_up_and_last_down_with_its_indexes(
+    dependent_indexes: list[tuple[Any, ...]],
+) -> None:
+    connection = object()
+    up = swap(["a", "b"], ["a", "b", "c"])
+    table_up = ops.ModifyTableOps("item", [ops.DropColumnOp("item", "legacy")])
+    table_down = ops.ModifyTableOps(
+        "item", [ops.AddColumnOp("item", sa.Column("legacy", sa.Text()))]
+    )
+    down = up.reverse()
+    directives = [
+        ops.MigrationScript(
+            "rev", ops.UpgradeOps(ops=[table_up, up]), ops.DowngradeOps(ops=[down, table_down])
+        )
+    ]
+    autogen.process_revision_directives(enum_context(connection), None, directives)
+    # (after the review note on the dropped column, which is written above everything)
+    assert [op for op in upgrade_of(directives) if not isinstance(op, ReviewNote)] == [
+        up,
+        table_up,
+    ]
+    downgrade_ops = directives[0].downgrade_ops
+    assert downgrade_ops is not None and downgrade_ops.ops == [table_down, down]
+    # Read from the database, in name order, for both swaps (the upgrade's listed none).
+    assert dependent_indexes == [(connection, "public", "status")] * 2
+    assert [ix.name for ix in up.indexes_to_recreate] == ["ix_a", "ix_b"]
+    assert [ix.name for ix in down.indexes_to_recreate] == ["ix_a", "ix_b"]
+
+
+def test_a_swap_listing_its_indexes_or_offline_is_not_looked_up(
+    dependent_indexes: list[tuple[Any, ...]],
+) -> None:
+    listed = swap(["a", "b"], ["a", "b", "c"], [index("ix_z", "CREATE INDEX ix_z ON item (id)")])
+    directives = [
+        ops.MigrationScript("rev", ops.UpgradeOps(ops=[listed]), ops.DowngradeOps(ops=[]))
+    ]
+    autogen.process_revision_directives(enum_context(object()), None, directives)
+    unread = swap(["a", "b"], ["a", "b", "c"])
+    offline = [ops.MigrationScript("rev", ops.UpgradeOps(ops=[unread]), ops.DowngradeOps(ops=[]))]
+    autogen.process_revision_directives(enum_context(None), None, offline)
+    assert dependent_indexes == []
+    assert [ix.name for ix in listed.indexes_to_recreate] == ["ix_z"]
+    assert unread.indexes_to_recreate == []
+
+
+def test_a_removed_value_an_index_predicate_uses_is_refused() -> None:
+    removing = swap(
+        ["draft", "gone", "old", "live"],
+        ["draft", "live"],
+        [
+            index("ix_live", "CREATE INDEX ix_live ON item (id) WHERE status = 'live'::status"),
+            index(
+                "ix_stale",
+                "CREATE INDEX ix_stale ON item (id) WHERE status IN ('gone'::status, "
+                "'old'::status)",
+            ),
+        ],
+    )
+    directives = [
+        ops.MigrationScript("rev", ops.UpgradeOps(ops=[removing]), ops.DowngradeOps(ops=[]))
+    ]
+    with pytest.raises(autogen.CommandError) as raised:
+        autogen.process_revision_directives(enum_context(), None, directives)
+    assert str(raised.value) == (
+        "Index ix_stale has a predicate using 'gone', 'old', which this change removes from enum "
+        "status: no revision written. Change or drop that index first (make migration with only "
+        "that change), then remove the value"
+    )
+
+
+def test_a_predicate_using_only_kept_values_is_recreated() -> None:
+    keeping = swap(
+        ["draft", "gone", "live"],
+        ["draft", "live"],
+        [index("ix_live", "CREATE INDEX ix_live ON item (id) WHERE status = 'live'::status")],
+    )
+    directives = [
+        ops.MigrationScript("rev", ops.UpgradeOps(ops=[keeping]), ops.DowngradeOps(ops=[]))
+    ]
+    autogen.process_revision_directives(enum_context(), None, directives)
+    assert upgrade_of(directives) == [keeping]
+
+
+def test_each_appended_enum_value_gets_a_note_on_where_it_may_be_used() -> None:
+    from alembic_postgresql_enum.operations.add_enum_values import AddEnumValuesOp
+
+    directives = [
+        script(
+            ops.ModifyTableOps("item", [ops.AddColumnOp("item", sa.Column("note", sa.Text()))]),
+            AddEnumValuesOp("public", "status", ["draft"], ["draft", "live", "gone"], []),
+            AddEnumValuesOp("public", "size", ["s"], ["s", "m"], []),
+        )
+    ]
+    autogen.process_revision_directives(enum_context(), None, directives)
+    later = (
+        "here; PostgreSQL lets rows and defaults use a new value only once this revision "
+        "committed: use it in a later one"
+    )
+    assert notes_of(directives) == [
+        f"enum status gets 'live', 'gone' {later}",
+        f"enum size gets 'm' {later}",
+    ]

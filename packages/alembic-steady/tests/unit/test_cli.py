@@ -1,5 +1,7 @@
 """cli.py: `python -m <package>.migrations`, driven with a recording Migrations stand-in."""
 
+import importlib
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -199,9 +201,19 @@ def test_chores_get_their_arguments_untouched(
     assert migrations.calls == []
 
 
-@pytest.mark.parametrize("name", sorted(cli.CHORES))
-def test_every_chore_has_a_main(name: str) -> None:
-    assert callable(cli._chore(name))
+@pytest.mark.parametrize(
+    ("name", "module"),
+    [
+        ("backup", "backup"),
+        ("restore", "restore"),
+        ("shell", "shell"),
+        ("rehearse", "rehearse"),
+        ("lint-migrations", "lint"),
+    ],
+)
+def test_every_chore_runs_its_tools_main(name: str, module: str) -> None:
+    assert cli._chore(name) is importlib.import_module(f"alembic_steady.tools.{module}").main
+    assert name in cli.CHORES
 
 
 @pytest.mark.parametrize("action", ["start", "stop", "reset"])
@@ -213,3 +225,84 @@ def test_devdb_runs_its_action(
     code, _ = run(project, "devdb", action)
     assert code == 3
     assert ran == [(action, project)]
+
+
+# -- help and the command line -------------------------------------------------------------
+
+
+def test_without_arguments_it_reads_the_command_line(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "argv", ["/srv/shop/migrations/__main__.py", "upgrade", "+1"])
+    migrations = FakeMigrations(project)
+    assert cli.main(migrations) == 0
+    assert [(name, args) for name, args, _ in migrations.calls] == [("upgrade", ("+1",))]
+
+
+def test_help_lists_every_command_with_what_it_does(
+    project: Project, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    with pytest.raises(SystemExit):
+        run(project, "--help")
+    shown = " ".join(capsys.readouterr().out.split())
+    assert shown.startswith("usage: python -m shop.migrations [-h] {upgrade,current,")
+    assert "Run the migrations that ship inside this package, and the chores around them." in shown
+    for line in (
+        "upgrade upgrade to head, or to REV, under the lock",
+        "current print the revision the database is at",
+        "wait-for-head exit 0 once the database is at head (init containers)",
+        "backup dump the database to a private file (make backup)",
+        "restore load a dump into the database (make restore)",
+        "shell the server's shell on the database (make psql, make dbshell)",
+        "rehearse pending revisions on a scratch copy of real data (make rehearse)",
+        "lint-migrations squawk on each revision's SQL (make lint-migrations)",
+        "devdb the development database (make db-up, db-reset)",
+    ):
+        assert line in shown
+
+
+@pytest.mark.parametrize(
+    ("command", "lines"),
+    [
+        (["upgrade"], ["revision head (default), +1, an id"]),
+        (
+            ["wait-for-head"],
+            ["--timeout TIMEOUT seconds to wait", "--interval INTERVAL seconds between checks"],
+        ),
+    ],
+)
+def test_a_commands_help_explains_its_arguments(
+    project: Project,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    command: list[str],
+    lines: list[str],
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    with pytest.raises(SystemExit) as exited:
+        run(project, *command, "--help")
+    assert exited.value.code == 0
+    shown = " ".join(capsys.readouterr().out.split())
+    for line in lines:
+        assert line in shown
+
+
+def test_a_chore_on_the_command_line_runs_without_argparse(
+    project: Project, monkeypatch: pytest.MonkeyPatch, chores: list[tuple[str, Project, list[str]]]
+) -> None:
+    monkeypatch.setattr(
+        sys, "argv", ["/srv/shop/migrations/__main__.py", "shell", "-c", "SELECT 1"]
+    )
+    assert cli.main(FakeMigrations(project)) == 7
+    assert chores == [("shell", project, ["-c", "SELECT 1"])]
+
+
+def test_the_help_says_what_the_cli_is_for(
+    project: Project, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    with pytest.raises(SystemExit):
+        run(project, "--help")
+    lines = capsys.readouterr().out.splitlines()
+    assert "Run the migrations that ship inside this package, and the chores around them." in lines

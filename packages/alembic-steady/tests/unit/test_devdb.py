@@ -1,16 +1,26 @@
 """tools/devdb.py: `.env` pointed at the development database, never touching a user's own
 DATABASE_URL; `reset` refusals, which need no server."""
 
+import os
 import stat
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import URL, make_url
-from support import Settings, make_project
+from support import Settings, make_project, pg_error
 
 from alembic_steady import Project
-from alembic_steady.tools.devdb import MARKER, on_this_machine, point_env_file_at, reset
+from alembic_steady.dialects.mysql_clients import MySQLClients
+from alembic_steady.dialects.postgresql_clients import PostgreSQLClients
+from alembic_steady.tools.devdb import (
+    ACTIONS,
+    MARKER,
+    on_this_machine,
+    point_env_file_at,
+    reset,
+    write_private,
+)
 
 URL_1 = "postgresql://postgres@/shop?host=/src/shop/.devdb"
 URL_2 = "postgresql://postgres@/shop?host=/srv/other/.devdb"
@@ -183,6 +193,7 @@ def test_reset_refuses_a_server_elsewhere_without_confirm(
     ("url", "local"),
     [
         ("postgresql+asyncpg://postgres@/shop?host=/src/shop/.devdb", True),
+        ("postgresql+asyncpg://postgres@/shop", True),  # libpq's default socket
         ("postgresql+asyncpg://postgres:pw@localhost:5432/shop", True),
         ("mysql+aiomysql://root@127.0.0.1:3306/shop", True),
         ("postgresql+asyncpg://postgres@[::1]:5432/shop", True),
@@ -192,3 +203,129 @@ def test_reset_refuses_a_server_elsewhere_without_confirm(
 )
 def test_the_servers_make_db_up_runs_are_on_this_machine(url: str, local: bool) -> None:
     assert on_this_machine(make_url(url)) is local
+
+
+def test_a_private_file_is_never_readable_by_others_even_while_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / ".env"
+    modes: list[int] = []
+    chmod = Path.chmod
+
+    def chmod_seen(self: Path, new_mode: int) -> None:
+        modes.append(mode(self))
+        chmod(self, new_mode)
+
+    monkeypatch.setattr(Path, "chmod", chmod_seen)
+    umask = os.umask(0)  # the file's rights come from the code alone
+    try:
+        write_private(path, "DB_PASSWORD=s3cret\n")
+    finally:
+        os.umask(umask)
+    assert modes == [0o600]  # private from its creation, before the chmod
+    assert path.read_text(encoding="utf-8") == "DB_PASSWORD=s3cret\n"
+
+
+# -- reset ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def recreated(monkeypatch: pytest.MonkeyPatch) -> list[tuple[URL, object]]:
+    """PostgreSQL's recreate, recorded instead of run."""
+    calls: list[tuple[URL, object]] = []
+
+    async def recreate(self: PostgreSQLClients, url: URL, settings: object) -> None:
+        calls.append((url, settings))
+
+    monkeypatch.setattr(PostgreSQLClients, "recreate", recreate)
+    return calls
+
+
+LOCAL = make_url("postgresql+asyncpg://postgres:pw@localhost:5432/shop")
+MY_LOCAL = make_url("mysql+aiomysql://root@127.0.0.1:3306/shop")
+
+
+def test_reset_recreates_the_database_and_says_what_next(
+    project: Project, capsys: pytest.CaptureFixture[str], recreated: list[tuple[URL, object]]
+) -> None:
+    settings = Settings(url=LOCAL)
+    assert reset(with_settings(project, settings)) == 0
+    assert recreated == [(LOCAL, settings)]
+    assert capsys.readouterr().out == (
+        "Database shop dropped and created empty; make migrate applies the schema.\n"
+    )
+
+
+def test_confirm_yes_resets_a_server_elsewhere(
+    project: Project,
+    monkeypatch: pytest.MonkeyPatch,
+    recreated: list[tuple[URL, object]],
+) -> None:
+    monkeypatch.setenv("CONFIRM", "yes")
+    url = make_url("postgresql+asyncpg://app:pw@db.shared.internal:5432/shop")
+    assert reset(with_settings(project, Settings(url=url))) == 0
+    assert [called for called, _ in recreated] == [url]
+
+
+@pytest.mark.parametrize("confirm", ["YES", "y", "no"])
+def test_only_confirm_yes_resets_a_server_elsewhere(
+    project: Project,
+    monkeypatch: pytest.MonkeyPatch,
+    recreated: list[tuple[URL, object]],
+    capsys: pytest.CaptureFixture[str],
+    confirm: str,
+) -> None:
+    monkeypatch.setenv("CONFIRM", confirm)
+    url = make_url("postgresql+asyncpg://app:pw@db.shared.internal:5432/shop")
+    assert reset(with_settings(project, Settings(url=url))) == 1
+    assert recreated == []
+    assert capsys.readouterr().err.endswith(
+        "Refusing: make db-reset drops database 'shop' on db.shared.internal, a server "
+        "elsewhere (make db-up's servers run on this machine: localhost or a socket), which "
+        "others may use. If it is yours to empty, run make db-reset CONFIRM=yes.\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (
+            pg_error("57P03", "the database system is starting up\nDETAIL: x"),
+            "the database system is starting up",
+        ),
+        (ConnectionRefusedError(), "ConnectionRefusedError"),
+        (OSError("  Connect call failed  "), "Connect call failed"),
+    ],
+)
+def test_a_failed_reset_says_why_in_the_drivers_words(
+    project: Project,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    error: BaseException,
+    reason: str,
+) -> None:
+    async def recreate(self: PostgreSQLClients, url: URL, settings: object) -> None:
+        raise error
+
+    monkeypatch.setattr(PostgreSQLClients, "recreate", recreate)
+    assert reset(with_settings(project, Settings(url=LOCAL))) == 1
+    out, err = capsys.readouterr()
+    assert err.endswith(f"Reset failed: {reason}. Is the server running (make db-up)?\n")
+    assert out == ""
+
+
+@pytest.mark.parametrize("action", ["start", "stop"])
+def test_start_and_stop_are_the_configured_servers(
+    project: Project, monkeypatch: pytest.MonkeyPatch, action: str
+) -> None:
+    ran: list[tuple[str, Project]] = []
+    for clients in (PostgreSQLClients, MySQLClients):
+        monkeypatch.setattr(
+            clients,
+            f"{action}_dev_server",
+            lambda self, given, name=clients.__name__: ran.append((name, given)) or 5,
+        )
+    for url, name in ((LOCAL, "PostgreSQLClients"), (MY_LOCAL, "MySQLClients")):
+        configured = with_settings(project, Settings(url=url))
+        assert ACTIONS[action](configured) == 5
+        assert ran[-1] == (name, configured)

@@ -1,8 +1,10 @@
 """dialects/postgresql.py, the parts that need no server: the lock key, statement parsing,
 SQLSTATE classification, messages, and the SQL it sends (on a recording connection)."""
 
+import asyncio
 import zlib
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -10,6 +12,7 @@ from alembic.util import CommandError
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import OperationalError
 from support import (
+    FakeAsyncConnection,
     FakeConnection,
     PgError,
     Settings,
@@ -21,7 +24,7 @@ from support import (
 )
 
 from alembic_steady import MAKE
-from alembic_steady.dialects import LockLost
+from alembic_steady.dialects import LockLost, postgresql
 from alembic_steady.dialects.postgresql import (
     POOLER_HINT,
     InvalidIndex,
@@ -600,3 +603,485 @@ def test_a_failed_concurrent_index_build_notes_its_leftover() -> None:
         )
     assert progress.leftover == "public.ix"
     assert progress.committed == 0
+
+
+# -- messages in full ----------------------------------------------------------------------
+
+HINT = "Run with VERBOSE=1 (alembic --raiseerr) for the full traceback."
+TARGET = "database shop on db.internal:5432 as app"
+
+
+def connect_failure(error: BaseException, settings: Any = SETTINGS) -> str:
+    return str(PG.connect_failure(error, URL_WITH_PASSWORD, settings, MAKE))
+
+
+def test_too_many_connections_in_full() -> None:
+    assert connect_failure(pg_error("53300", "sorry, too many clients already")) == (
+        f"PostgreSQL ({TARGET}) refused the connection: OperationalError: sorry, too many "
+        "clients already. Its max_connections are used up; a migration run needs one "
+        "connection (replicas waiting for the migration lock hold one each). Free connections "
+        "or raise max_connections, then run again."
+    )
+
+
+def test_a_pooler_refusing_the_connection_in_full() -> None:
+    error = pg_error("42P05", 'prepared statement "s" already exists')
+    assert connect_failure(error) == (
+        f'OperationalError: prepared statement "s" already exists ({TARGET}): {POOLER_HINT}'
+    )
+
+
+def test_a_missing_database_in_full() -> None:
+    assert connect_failure(pg_error("3D000", 'database "shop" does not exist')) == (
+        f'Cannot connect to PostgreSQL ({TARGET}): OperationalError: database "shop" does not '
+        'exist. Create it (CREATE DATABASE "shop", or make db-reset in development), or fix the '
+        "name in DATABASE_URL or DB_NAME, then run again."
+    )
+
+
+def test_an_unreachable_server_in_full() -> None:
+    assert connect_failure(ConnectionRefusedError("Connect call failed")) == (
+        f"Cannot connect to PostgreSQL ({TARGET}): ConnectionRefusedError: Connect call failed. "
+        "Check DATABASE_URL or DB_* (or MIGRATION_DATABASE_URL; environment or .env) and that "
+        f"the server runs (make db-up). {HINT}"
+    )
+    assert connect_failure(TimeoutError(), Settings(db_connect_timeout=2.5)).startswith(
+        f"Cannot connect to PostgreSQL ({TARGET}): no answer within 2.5s. Check"
+    )
+
+
+@pytest.mark.parametrize(
+    ("kind", "in_place", "warning"),
+    [
+        ("widens", True, "a catalog change under a brief ACCESS EXCLUSIVE lock, no rewrite"),
+        (
+            "widens",
+            False,
+            "rewrites the table and its indexes under an ACCESS EXCLUSIVE lock (reads and writes "
+            "wait until it ends); on a large table add a new column, backfill it and switch over "
+            "instead",
+        ),
+        (
+            "narrows",
+            False,
+            "can lose data (values that do not fit fail the upgrade, or are cut if you add a USING "
+            "clause); the table is scanned and rewritten under an ACCESS EXCLUSIVE lock",
+        ),
+        (
+            "narrows",
+            True,
+            "can lose data (values that do not fit fail the upgrade, or are cut if you add a USING "
+            "clause); the table is scanned and rewritten under an ACCESS EXCLUSIVE lock",
+        ),
+        (
+            "converts",
+            True,
+            "can lose data or fail on values that do not convert; the table is rewritten under an "
+            "ACCESS EXCLUSIVE lock",
+        ),
+    ],
+)
+def test_type_change_warnings(kind: str, in_place: bool, warning: str) -> None:
+    assert PG.type_change(kind, in_place=in_place) == warning
+
+
+EXTENSION_FIX = (
+    'This PostgreSQL server does not ship the extension "{name}": run the migrations on a server '
+    "that has it (point DATABASE_URL, or TEST_DATABASE_URL for the tests, at one, or start "
+    "Docker's: make db-up with a Docker engine running; without one it starts an embedded server "
+    "that lacks some extensions), then run make migrate again."
+)
+
+
+@pytest.mark.parametrize(
+    ("error", "fix"),
+    [
+        (
+            extension_error("0A000", 'extension "postgis" is not available', "CREATE EXTENSION x"),
+            EXTENSION_FIX.format(name="postgis"),
+        ),
+        (
+            extension_error(
+                "0A000",
+                'extension "uuid-ossp" is not available',
+                'CREATE EXTENSION "uuid-ossp"',
+            ),
+            EXTENSION_FIX.format(name="uuid-ossp")
+            + " For UUIDs, gen_random_uuid() is built in since PostgreSQL 13: use it instead of "
+            "uuid-ossp's uuid_generate_v4() and drop the CREATE EXTENSION.",
+        ),
+        (
+            extension_error("58P01", PRE_15, "CREATE EXTENSION pgcrypto"),
+            EXTENSION_FIX.format(name="pgcrypto")
+            + " If it is there for gen_random_uuid(), that is built in since PostgreSQL 13: drop "
+            "the CREATE EXTENSION.",
+        ),
+    ],
+)
+def test_unavailable_extension_in_full(error: BaseException, fix: str) -> None:
+    assert PG.unavailable_extension(error, MAKE) == fix
+
+
+def test_the_extension_the_server_names_wins_over_the_one_written() -> None:
+    # CREATE EXTENSION ... CASCADE: a dependency is what is missing.
+    error = extension_error(
+        "0A000", 'extension "postgis_raster" is not available', "CREATE EXTENSION x CASCADE"
+    )
+    assert PG.unavailable_extension(error, MAKE) == EXTENSION_FIX.format(name="postgis_raster")
+
+
+def test_a_quoted_extension_name_is_kept_as_written_without_its_quotes() -> None:
+    error = extension_error("0A000", "Erweiterung nicht verfügbar", 'CREATE EXTENSION "Geo-X"')
+    assert PG.unavailable_extension(error, MAKE) == EXTENSION_FIX.format(name="Geo-X")
+
+
+def test_the_failed_statement_is_found_under_an_error_whose_statement_is_not_sql() -> None:
+    class Wrapper(Exception):
+        statement = ("not", "sql")
+
+    try:
+        try:
+            raise extension_error("0A000", "nicht verfügbar", "CREATE EXTENSION postgis")
+        except OperationalError as inner:
+            raise Wrapper("while upgrading") from inner
+    except Wrapper as outer:
+        assert PG.unavailable_extension(outer, MAKE) == EXTENSION_FIX.format(name="postgis")
+
+
+@pytest.mark.parametrize(
+    ("row", "refusal"),
+    [
+        (
+            (True, "off"),
+            "The database is a read-only standby (pg_is_in_recovery() is true): migrations must "
+            "run on the primary. Point MIGRATION_DATABASE_URL (or DATABASE_URL) at it.",
+        ),
+        (
+            (False, "on"),
+            "The database is read-only for this role (default_transaction_read_only = on): "
+            "migrate as a role or database where it is off, or point MIGRATION_DATABASE_URL at "
+            "the primary.",
+        ),
+    ],
+)
+def test_require_writable_refusals_in_full(row: tuple[bool, str], refusal: str) -> None:
+    connection = FakeConnection(results=[[row]])
+    with pytest.raises(CommandError) as raised:
+        PG.require_writable(connection)
+    assert str(raised.value) == refusal
+    assert connection.sql == [
+        ("SELECT pg_is_in_recovery(), current_setting('default_transaction_read_only')", None)
+    ]
+
+
+def test_verify_lock_sql_in_full() -> None:
+    connection = FakeConnection(results=[[(1,)]])
+    PG.verify_lock(connection, make_project(package="shop"))
+    assert connection.sql[0][0] == (
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid = "
+        "pg_backend_pid() AND classid = :classid AND objid = :objid AND objsubid = 1"
+    )
+
+
+def test_blockers_sql_and_several_of_them() -> None:
+    rows = [(41, "api", "active", 2.0, "item"), (42, "", "idle in transaction", 9.5, "item")]
+    connection = FakeConnection(results=[rows])
+    assert PG.describe_blockers(connection, "ALTER TABLE item ADD x int") == (
+        "table item held by pid 41 (application_name 'api', active, transaction open 2.0s); "
+        "table item held by pid 42 (application_name '', idle in transaction, transaction open "
+        "9.5s)"
+    )
+    assert connection.sql[0][0] == (
+        "SELECT DISTINCT ON (a.pid) a.pid, coalesce(a.application_name, ''), "
+        "coalesce(a.state, ''), extract(epoch FROM now() - coalesce(a.xact_start, "
+        "a.query_start))::numeric(10,1), c.relname FROM pg_locks l JOIN pg_class c ON c.oid = "
+        "l.relation JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'relation' AND "
+        "l.granted AND l.pid <> pg_backend_pid() AND c.relname = ANY(CAST(CAST(:names AS "
+        "text[]) AS name[])) ORDER BY a.pid, a.xact_start LIMIT 3"
+    )
+
+
+def test_a_statement_naming_no_table_asks_only_for_older_transactions() -> None:
+    rows = [(9, "worker", "active", 30.0), (11, "cron", "", 4.0)]
+    connection = FakeConnection(results=[rows])
+    assert PG.describe_blockers(connection, "(1)") == (
+        "older transactions: pid 9 (application_name 'worker', active, transaction open 30.0s); "
+        "pid 11 (application_name 'cron', unknown state, transaction open 4.0s)"
+    )
+    assert connection.sql == [
+        (
+            "SELECT pid, coalesce(application_name, ''), coalesce(state, ''), extract(epoch FROM "
+            "now() - xact_start)::numeric(10,1) FROM pg_stat_activity WHERE xact_start IS NOT "
+            "NULL AND pid <> pg_backend_pid() AND datname = current_database() ORDER BY "
+            "xact_start LIMIT 3",
+            None,
+        )
+    ]
+
+
+INDEX_LOOKUP = (
+    "SELECT i.indisvalid, format('%I.%I', n.nspname, c.relname) FROM pg_index i JOIN pg_class c "
+    "ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relname = "
+    "CAST(CAST(:index AS text) AS name) AND i.indrelid = to_regclass(:table)"
+)
+
+
+def test_an_invalid_leftover_is_looked_up_by_its_stored_name_and_dropped_with_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    connection = FakeConnection(
+        results=[[(False, "public.ix")], [], [(True, "public.ix")]], isolation_level="AUTOCOMMIT"
+    )
+    with caplog.at_level("WARNING", logger="alembic_steady"):
+        run_statement(
+            PG,
+            connection,
+            'CREATE INDEX CONCURRENTLY "IX" ON item (name)',
+            lambda: None,
+            running(),
+            lambda attempt, where: attempt(),
+        )
+    assert connection.sql[0] == (INDEX_LOOKUP, {"index": "IX", "table": "item"})
+    assert caplog.messages == [
+        "Index public.ix is INVALID, left by an earlier build that failed or was stopped: "
+        "dropping it and building it again."
+    ]
+
+
+def test_a_valid_index_is_neither_dropped_nor_refused() -> None:
+    connection = FakeConnection(
+        results=[[(True, "public.ix")], [(True, "public.ix")]], isolation_level="AUTOCOMMIT"
+    )
+    run_statement(
+        PG,
+        connection,
+        "CREATE INDEX CONCURRENTLY ix ON item (name)",
+        lambda: None,
+        running(),
+        lambda attempt, where: attempt(),
+    )
+    assert [sql for sql, _ in connection.sql] == [INDEX_LOOKUP, INDEX_LOOKUP]
+
+
+def test_an_index_left_invalid_in_full() -> None:
+    connection = FakeConnection(results=[[], [(False, "public.ix")]], isolation_level="AUTOCOMMIT")
+    with pytest.raises(InvalidIndex) as raised:
+        run_statement(
+            PG,
+            connection,
+            "CREATE INDEX CONCURRENTLY ix ON item (name)",
+            lambda: None,
+            running(),
+            lambda attempt, where: attempt(),
+        )
+    assert str(raised.value) == (
+        "index public.ix is INVALID after CREATE INDEX CONCURRENTLY; the next run drops and "
+        "builds it again"
+    )
+
+
+@pytest.mark.parametrize(
+    ("after", "leftover"), [([], None), ([(True, "public.ix")], None), ([(False, "s.ix")], "s.ix")]
+)
+def test_a_failed_build_notes_only_an_invalid_index_it_left(
+    after: list[tuple[Any, ...]], leftover: str | None
+) -> None:
+    connection = FakeConnection(results=[[], after], isolation_level="AUTOCOMMIT")
+    progress = running()
+
+    def retry(attempt: Callable[[], Any], where: str) -> Any:
+        attempt()
+        raise lock_timeout_pg()
+
+    with pytest.raises(OperationalError, match="lock timeout"):
+        run_statement(
+            PG,
+            connection,
+            "CREATE INDEX CONCURRENTLY ix ON s.item (a)",
+            lambda: None,
+            progress,
+            retry,
+        )
+    assert progress.leftover == leftover
+    assert connection.sql[-1] == (INDEX_LOOKUP, {"index": "ix", "table": "s.item"})
+
+
+def test_a_failed_build_on_a_lost_connection_keeps_its_own_error() -> None:
+    class Gone(FakeConnection):
+        def execute(self, statement: Any, params: dict[str, Any] | None = None) -> Any:
+            if len(self.sql) >= 1:
+                raise pg_error("08006", "connection lost")
+            return super().execute(statement, params)
+
+    progress = running()
+
+    def retry(attempt: Callable[[], Any], where: str) -> Any:
+        attempt()
+        raise lock_timeout_pg()
+
+    with pytest.raises(OperationalError, match="lock timeout"):
+        run_statement(
+            PG,
+            Gone(isolation_level="AUTOCOMMIT"),
+            "CREATE INDEX CONCURRENTLY ix ON item (a)",
+            lambda: None,
+            progress,
+            retry,
+        )
+    assert progress.leftover is None
+
+
+# -- the migration lock ----------------------------------------------------------------------
+
+PROTECT = (
+    "SELECT set_config(name, '0', false) FROM pg_settings WHERE name IN ('idle_session_timeout', "
+    "'idle_in_transaction_session_timeout')"
+)
+
+
+def test_acquire_lock_protects_the_session_and_takes_the_projects_lock() -> None:
+    connection = FakeConnection(results=[[], [(True,)]])
+    settings = Settings(migration_lock_wait=0)
+    asyncio.run(
+        PG.acquire_lock(FakeAsyncConnection(connection), make_project(package="shop"), settings)
+    )
+    assert connection.sql == [
+        (PROTECT, None),
+        ("SELECT pg_try_advisory_lock(:key)", {"key": lock_key("shop")}),
+    ]
+    assert connection.log == ["execute", "commit", "execute", "commit"]
+
+
+HOLDERS = (
+    "SELECT l.pid, coalesce(a.application_name, ''), coalesce(a.state, ''), extract(epoch FROM "
+    "now() - a.backend_start)::int FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = "
+    "l.pid WHERE l.locktype = 'advisory' AND l.granted AND l.classid = :classid AND l.objid = "
+    ":objid AND l.objsubid = 1 AND l.database = (SELECT oid FROM pg_database WHERE datname = "
+    "current_database())"
+)
+
+
+@pytest.mark.parametrize(
+    ("holders", "named_holder"),
+    [
+        (
+            [(77, "shop migrations", "active", 40)],
+            " (pid 77, application_name 'shop migrations', active, connected 40s)",
+        ),
+        (
+            [(78, "", "idle", 5), (79, "x", "active", 1)],
+            " (pid 78, application_name '', idle, connected 5s; an idle holder is often a session "
+            "a transaction-mode pooler kept after a run through it: end it with "
+            "pg_terminate_backend(78) if no migration runs)",
+        ),
+        ([(80, "", "", 3)], " (pid 80, application_name '', unknown state, connected 3s)"),
+        ([], ""),
+    ],
+)
+def test_a_lock_still_held_when_the_wait_is_over_names_its_holder(
+    holders: list[tuple[Any, ...]], named_holder: str
+) -> None:
+    connection = FakeConnection(results=[[], [(False,)], holders])
+    settings = Settings(migration_lock_wait=0)
+    with pytest.raises(CommandError) as raised:
+        asyncio.run(
+            PG.acquire_lock(FakeAsyncConnection(connection), make_project(package="shop"), settings)
+        )
+    assert str(raised.value) == (
+        f"Another migration{named_holder} still holds the lock after 0s. Wait for it to finish, "
+        "or raise MIGRATION_LOCK_WAIT."
+    )
+    assert connection.sql[-1] == (HOLDERS, _key_parts("shop"))
+    assert connection.log[-1] == "commit"
+
+
+def test_release_lock_gives_the_session_back_with_the_servers_timeouts() -> None:
+    connection = FakeConnection()
+    asyncio.run(PG.release_lock(FakeAsyncConnection(connection), make_project(package="shop")))
+    assert connection.log == ["rollback", "execute", "execute", "commit"]
+    assert connection.sql == [
+        (
+            "SELECT set_config(name, reset_val, false) FROM pg_settings WHERE name IN "
+            "('lock_timeout', 'statement_timeout', 'idle_session_timeout', "
+            "'idle_in_transaction_session_timeout')",
+            None,
+        ),
+        ("SELECT pg_advisory_unlock(:key)", {"key": lock_key("shop")}),
+    ]
+
+
+def test_release_lock_on_a_lost_connection_gives_up_quietly() -> None:
+    class Gone(FakeConnection):
+        def rollback(self) -> None:
+            raise pg_error("08006", "connection lost")
+
+    asyncio.run(PG.release_lock(FakeAsyncConnection(Gone()), make_project(package="shop")))
+
+
+def test_postgresql_may_always_retry_a_revision_its_transaction_rolled_back() -> None:
+    # Steps committed by an autocommit_block() are rerun-safe by the rules `where` states.
+    assert PG.may_retry(running("CREATE TABLE t (id int)", committed=1))
+
+
+def test_forget_temporary_tables_drops_the_sessions_own() -> None:
+    connection = FakeConnection()
+    PG.forget_temporary_tables(connection)
+    [(sql, _)] = connection.sql
+    assert "WHERE c.relnamespace = pg_my_temp_schema() AND c.relkind IN ('r', 'p')" in sql
+    assert "EXECUTE format('DROP TABLE IF EXISTS pg_temp.%I CASCADE', r.relname);" in sql
+
+
+class LockNeverFree(FakeConnection):
+    """pg_try_advisory_lock answers false until `granted_on` tries were made (never: 0)."""
+
+    def __init__(self, granted_on: int = 0) -> None:
+        super().__init__()
+        self.granted_on = granted_on
+        self.tries = 0
+
+    def execute(self, statement: Any, params: dict[str, Any] | None = None) -> Any:
+        result = super().execute(statement, params)
+        if str(statement).startswith("SELECT pg_try_advisory_lock"):
+            self.tries += 1
+            result.rows = [(self.tries == self.granted_on,)]
+        return result
+
+
+@pytest.fixture
+def pauses(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The pauses between tries, on a clock only they advance; the jitter at its middle."""
+    clock = [0.0]
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(round(seconds, 6))
+        clock[0] += seconds
+
+    monkeypatch.setattr(postgresql, "asyncio", SimpleNamespace(sleep=sleep))
+    monkeypatch.setattr(postgresql, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    monkeypatch.setattr(postgresql, "random", SimpleNamespace(uniform=lambda a, b: (a + b) / 2))
+    return slept
+
+
+def test_waiting_for_the_lock_backs_off_from_50ms_to_a_second(pauses: list[float]) -> None:
+    connection = LockNeverFree(granted_on=8)
+    settings = Settings(migration_lock_wait=30)
+    asyncio.run(
+        PG.acquire_lock(FakeAsyncConnection(connection), make_project(package="shop"), settings)
+    )
+    # Jittered between half and all of 50 ms, doubling, at most a second: here the middle.
+    assert pauses == [0.0375, 0.075, 0.15, 0.3, 0.6, 0.75, 0.75]
+    assert connection.tries == 8
+    # Each try ends its transaction: no snapshot is held while waiting.
+    assert connection.log.count("commit") == 1 + 8
+
+
+def test_the_last_pause_ends_at_the_lock_wait(pauses: list[float]) -> None:
+    connection = LockNeverFree()
+    settings = Settings(migration_lock_wait=3)
+    with pytest.raises(CommandError, match="still holds the lock after 3s"):
+        asyncio.run(
+            PG.acquire_lock(FakeAsyncConnection(connection), make_project(package="shop"), settings)
+        )
+    assert pauses[:8] == [0.0375, 0.075, 0.15, 0.3, 0.6, 0.75, 0.75, 0.3375]
+    assert sum(pauses) == pytest.approx(3)

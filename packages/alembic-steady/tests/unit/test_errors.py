@@ -170,3 +170,20 @@ def test_offline_failure_names_the_revision_file(project: Project) -> None:
     message = str(offline_failure(raised.value, project))
     assert message.startswith("b0b0_add_price.py, line 3 cannot be rendered as SQL offline: ")
     assert "(make sql rev=from:to)" in message
+
+
+def test_offline_failure_quotes_the_drivers_first_line(project: Project) -> None:
+    # SQLAlchemy's own text adds the driver's class name and the statement: the driver's first
+    # line is the cause the user reads.
+    error = pg_error("0A000", "cannot run this offline\nDETAIL: more")
+    assert str(offline_failure(error, project)) == (
+        "a revision cannot be rendered as SQL offline: OperationalError: cannot run this "
+        "offline. It needs a database (op.get_bind(), or data it reads): render the revisions "
+        "before and after it apart (make sql rev=from:to) and review this one by hand. "
+        f"{HINT_VERBOSE}"
+    )
+
+
+def test_offline_failure_of_an_error_without_a_message_names_its_type(project: Project) -> None:
+    message = str(offline_failure(LookupError(), project))
+    assert message.startswith("a revision cannot be rendered as SQL offline: LookupError. It ")

@@ -17,3 +17,8 @@ def test_rows_are_listed_as_kind_then_description_sorted() -> None:
 def test_a_walk_names_the_first_filled_tables_and_counts_the_rest() -> None:
     assert some_of(["a", "b"]) == "a, b"
     assert some_of([f"t{n}" for n in range(50)]) == "t0, t1, t2, t3, t4 and 45 more"
+
+
+def test_some_of_exactly_as_many_as_shown_says_no_more() -> None:
+    assert some_of(["a", "b", "c"], shown=3) == "a, b, c"
+    assert some_of(["a", "b", "c", "d"], shown=3) == "a, b, c and 1 more"

@@ -215,3 +215,44 @@ def test_the_attributes_win_over_the_command_line() -> None:
 @pytest.mark.parametrize("cmd_opts", [None, Namespace(), Namespace(cmd=None)])
 def test_command_name_is_none_when_unknown(cmd_opts: Namespace | None) -> None:
     assert guards.command_name(Config(cmd_opts=cmd_opts)) is None
+
+
+# -- more than one current revision --------------------------------------------------------
+
+
+def test_an_upgrade_below_two_current_heads_names_both(forked: ScriptDirectory) -> None:
+    with pytest.raises(CommandError) as raised:
+        guards.refuse_upgrade_below_current(("b", "x"), forked, "a", MAKE)
+    assert str(raised.value).startswith(
+        "a is below the database's revision (b, x), and an upgrade never goes down."
+    )
+
+
+# -- require_configured_mappers ------------------------------------------------------------
+
+
+def test_models_that_do_not_configure_are_named_with_the_fix() -> None:
+    models = sa.orm.registry()
+
+    class Order:
+        pass
+
+    table = sa.Table("order_", models.metadata, sa.Column("id", sa.Integer, primary_key=True))
+    models.map_imperatively(Order, table, properties={"owner": sa.orm.relationship("Nobody")})
+    try:
+        with pytest.raises(CommandError) as raised:
+            guards.require_configured_mappers()
+    finally:
+        models.dispose()  # configure_mappers() covers every registry: leave none broken
+    message = str(raised.value)
+    assert message.startswith("The models do not configure (InvalidRequestError): ")
+    assert "expression 'Nobody' failed to locate a name ('Nobody')." in message
+    assert message.endswith(
+        " Fix the model it names (a relationship's target class or its foreign key), then run "
+        "again."
+    )
+    assert raised.value.__cause__ is None and raised.value.__suppress_context__
+
+
+def test_models_that_configure_pass() -> None:
+    guards.require_configured_mappers()

@@ -2,7 +2,11 @@
 
 from pathlib import Path
 
-from alembic_steady.tools.lint import accepted_not_offline, accepted_rules
+from alembic_steady.tools.lint import (
+    accepted_not_offline,
+    accepted_rules,
+    project_excluded_rules,
+)
 
 REVISION = '''"""Counts items."""
 
@@ -22,3 +26,18 @@ def test_no_reason_accepts_nothing(tmp_path: Path) -> None:
     revision = tmp_path / "0001_count.py"
     revision.write_text("# lint-migrations: not offline:\n# lint-migrations: later\n", "utf-8")
     assert accepted_not_offline(revision) is None
+
+
+def test_the_projects_excluded_rules_come_from_its_squawk_toml(tmp_path: Path) -> None:
+    assert project_excluded_rules(tmp_path) == []
+    (tmp_path / ".squawk.toml").write_text(
+        'excluded_rules = ["prefer-big-int", "prefer-text-field"]\n', encoding="utf-8"
+    )
+    assert project_excluded_rules(tmp_path) == ["prefer-big-int", "prefer-text-field"]
+    (tmp_path / ".squawk.toml").write_text('pg_version = "15"\n', encoding="utf-8")
+    assert project_excluded_rules(tmp_path) == []
+
+
+def test_a_squawk_toml_folder_is_no_config(tmp_path: Path) -> None:
+    (tmp_path / ".squawk.toml").mkdir()
+    assert project_excluded_rules(tmp_path) == []

@@ -1,6 +1,7 @@
 """testing/markers.py: the `# migration-tests:` lines of a revision file, read without a
 database (the walk's use of them: tests/postgresql/test_pg_markers.py)."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -65,3 +66,9 @@ def test_a_finding_is_listed_with_the_reason_its_line_gives_else_not_accepted() 
         "downgrade leaves x (accepted: kept on purpose)"
     )
     assert Accepted(one_way="gone").accepting("downgrade leaves x") is None
+
+
+def test_the_line_number_counts_a_leading_empty_line(tmp_path: Path) -> None:
+    path = written(tmp_path, "\n\n# migration-tests: nonsense\n")
+    with pytest.raises(CommandError, match=rf"^{re.escape(str(path))}:3: "):
+        read(path)

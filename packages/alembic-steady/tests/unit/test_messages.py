@@ -203,3 +203,45 @@ def test_rolling_back_at_base_says_nothing_is_applied(command: str) -> None:
     )
     # Above base, the count was too high: the way to roll back everything is named.
     assert "rev=base" in str(explain_alembic(error, command, MAKE, ("a1",)))
+
+
+def test_a_step_count_at_two_heads_names_both_and_at_base_says_base() -> None:
+    explained = explain_alembic(CommandError("Ambiguous walk"), "upgrade", MAKE, ("a1", "b2"))
+    assert str(explained).startswith("A step count is ambiguous here: the database is at a1, b2,")
+    unknown = explain_alembic(CommandError("Ambiguous walk"), "upgrade", MAKE)
+    assert str(unknown).startswith("A step count is ambiguous here: the database is at base,")
+
+
+def test_one_revision_too_many_is_said_in_the_singular() -> None:
+    error = CommandError("Relative revision -1 didn't produce 1 migrations")
+    assert str(explain_alembic(error, "downgrade", MAKE, ("a1",))).startswith(
+        "Cannot roll back 1 revision: fewer are applied"
+    )
+    upwards = CommandError("Relative revision +1 didn't produce 1 migrations")
+    assert str(explain_alembic(upwards, "upgrade", MAKE, ("a1",))).startswith(
+        "Cannot go 1 revision up: "
+    )
+
+
+def test_a_downgrade_upwards_names_both_directions_with_the_count() -> None:
+    error = CommandError("Relative revision +2 didn't produce 2 migrations")
+    assert explain_alembic(error, "downgrade", MAKE, ("a1",)) == (
+        "A rollback goes down, and +2 would go up: `make migrate` goes up, "
+        "`make rollback steps=2` goes down."
+    )
+
+
+def test_an_upgrade_too_far_from_base_is_not_a_rollback() -> None:
+    error = CommandError("Relative revision +2 didn't produce 2 migrations")
+    assert str(explain_alembic(error, "upgrade", MAKE, ())).startswith(
+        "Cannot go 2 revisions up: fewer are left to apply"
+    )
+
+
+def test_an_unsigned_count_in_a_downgrade_goes_down() -> None:
+    # The command says the direction when the count carries no sign.
+    error = CommandError("Relative revision 2 didn't produce 2 migrations")
+    assert str(explain_alembic(error, "downgrade", MAKE, ())).startswith("Nothing to roll back")
+    assert str(explain_alembic(error, "downgrade", MAKE, ("a1",))).startswith(
+        "Cannot roll back 2 revisions: fewer are applied"
+    )

@@ -87,3 +87,30 @@ def test_long_statements_are_shortened_to_120_characters() -> None:
     assert part == long[:117] + "..."
     exactly = "y" * 120
     assert running(exactly, committed=1).committed_part() == exactly
+
+
+def test_a_statement_one_character_too_long_is_shortened() -> None:
+    over = "z" * 121
+    assert running(over, committed=1).committed_part() == "z" * 117 + "..."
+
+
+def test_a_backfill_records_one_statement_committed_with_its_rows_so_far() -> None:
+    progress = running("ALTER TABLE item ADD price int", committed=1)
+    committed = progress.committed_batches("UPDATE item SET price = 0")
+    assert progress.statements[1] == "UPDATE item SET price = 0 (no batch yet)"
+    assert progress.committed == 1  # nothing of the backfill committed yet
+    committed(500)
+    committed(1200)
+    assert progress.statements == [
+        "ALTER TABLE item ADD price int",
+        "UPDATE item SET price = 0 (at least 1200 rows)",
+    ]
+    assert progress.committed == 2
+    assert progress.batched_rows == 1200  # rows changed, not the sum of the running totals
+    second = progress.committed_batches("UPDATE item SET tax = 0")
+    second(300)
+    assert progress.batched_rows == 1500
+    assert (progress.committed, progress.statements[2]) == (
+        3,
+        "UPDATE item SET tax = 0 (at least 300 rows)",
+    )

@@ -4,8 +4,10 @@ import asyncio
 import logging
 import time
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
+from alembic.util import CommandError
 from sqlalchemy.util import greenlet_spawn
 from support import FakeConnection, FakeDialect, LockTimeout, Settings, failing
 
@@ -333,3 +335,91 @@ def test_what_is_not_asked_when_the_attempt_succeeds(slept: list[float]) -> None
         raise AssertionError("asked for a name with nothing to log")
 
     assert run(failing(0, LockTimeout, []), dialect=FakeDialect(), what=what) == "done"
+
+
+# -- the edges of the bounds ---------------------------------------------------------------
+
+
+def test_an_invalid_lock_timeout_is_named_by_its_setting() -> None:
+    with pytest.raises(CommandError) as raised:
+        RetryPolicy.from_settings(Settings(migration_lock_timeout="soon"))
+    assert str(raised.value).startswith(
+        "Invalid database settings (MIGRATION_LOCK_TIMEOUT: 'soon' is not a duration)."
+    )
+
+
+def test_a_one_millisecond_limit_is_a_limit_and_is_retried(slept: list[float]) -> None:
+    assert RetryPolicy(1, 30, 300).attempts_left(1, time.monotonic())
+    dialect = FakeDialect()
+    run(failing(1, LockTimeout, dialect.events), dialect=dialect, policy=RetryPolicy(1, 30, 300))
+    assert dialect.attempts == [1, 2]  # bounded on every attempt, and tried again
+
+
+def test_no_attempt_is_left_once_exactly_the_total_time_is_spent(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(retries, "time", SimpleNamespace(monotonic=lambda: 1010.0))
+    assert RetryPolicy(1000, 30, 10).attempts_left(1, 1000.5)
+    assert not RetryPolicy(1000, 30, 10).attempts_left(1, 1000.0)
+
+
+class RecordingDialect(FakeDialect):
+    """Also records the connection and the progress each call was handed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.handed: list[tuple[str, object]] = []
+
+    def set_lock_timeout(self, connection: Any, policy: Any, attempt: int) -> str:
+        self.handed.append(("set_lock_timeout", connection))
+        return super().set_lock_timeout(connection, policy, attempt)
+
+    def may_retry(self, progress: Progress) -> bool:
+        self.handed.append(("may_retry", progress))
+        return super().may_retry(progress)
+
+    def describe_blockers(self, connection: Any, statement: str) -> str:
+        self.handed.append(("describe_blockers", connection))
+        return super().describe_blockers(connection, statement)
+
+
+def test_the_dialect_is_handed_the_runs_connection_and_progress(slept: list[float]) -> None:
+    # The lock bound is set, and the blockers are read, on the session that waited; whether a
+    # retry is allowed depends on what this revision committed.
+    dialect = RecordingDialect()
+    connection = FakeConnection(log=dialect.events)
+    progress = Progress()
+    run(
+        failing(1, LockTimeout, dialect.events),
+        dialect=dialect,
+        connection=connection,
+        progress=progress,
+    )
+    assert dialect.handed == [
+        ("set_lock_timeout", connection),
+        ("may_retry", progress),
+        ("describe_blockers", connection),
+        ("set_lock_timeout", connection),
+    ]
+
+
+def test_a_run_after_an_escalated_one_starts_again_from_a_quarter(slept: list[float]) -> None:
+    # The session still holds the escalated bound of the run before: it is lowered again.
+    dialect = FakeDialect()
+    connection = FakeConnection(log=dialect.events)
+    run(failing(2, LockTimeout, dialect.events), dialect=dialect, connection=connection)
+    run(failing(0, LockTimeout, dialect.events), dialect=dialect, connection=connection)
+    assert dialect.attempts == [1, 2, 3, 1]
+
+
+def test_a_bound_the_session_held_is_named_when_its_attempt_fails(
+    slept: list[float], caplog: pytest.LogCaptureFixture
+) -> None:
+    dialect = FakeDialect()
+    connection = FakeConnection(log=dialect.events)
+    run(failing(0, LockTimeout, dialect.events), dialect=dialect, connection=connection)
+    caplog.set_level(logging.WARNING, logger="alembic_steady")
+    run(failing(1, LockTimeout, dialect.events), dialect=dialect, connection=connection)
+    assert dialect.attempts == [1, 2]  # attempt 1 of the second run kept the bound held
+    [record] = caplog.records
+    assert record.getMessage().startswith("Revision b: attempt 1 waited 250ms for a lock: ")

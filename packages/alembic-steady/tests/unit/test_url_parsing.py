@@ -138,3 +138,12 @@ def test_for_url_picks_the_dialect_of_the_backend(raw: str, dialect: type) -> No
 def test_a_stock_projects_url_runs_on_the_async_driver(given: str, driver: str) -> None:
     """alembic.ini's sqlalchemy.url, as stock projects and sync tools write it."""
     assert StaticSettings(given).sqlalchemy_url.drivername == driver
+
+
+def test_a_bad_url_message_in_full() -> None:
+    with pytest.raises(ValueError) as raised:
+        parse_url(f"mysql://root:{SECRET}@db:33o6/shop", "mysql")
+    assert str(raised.value) == (
+        "DATABASE_URL is not a valid URL; expected mysql://USER:PASSWORD@HOST:PORT/NAME "
+        "(percent-encode special characters)"
+    )
