@@ -3,6 +3,7 @@
 checks the Python first, targets run before `make install` say so, `make test` hides the test
 server's password and names the server, and no noise (INFO chatter, colour codes in logs)."""
 
+import json
 import re
 import sys
 import time
@@ -134,6 +135,46 @@ def test_env_file_is_found_from_a_subfolder(project: Path, server: Server) -> No
         package = project / "src" / "my_service"
         result = run(package, "../../.venv/bin/alembic", "-c", "../../alembic.ini", "current")
         assert "(head)" in must(result)
+
+
+# Each setting that does not name the database: a value for `.env`, and one for the environment.
+OTHER_SETTINGS = {
+    "ENVIRONMENT": ("staging", "production"),
+    "DB_CONNECT_TIMEOUT": ("3.5", "7.5"),
+    "MIGRATION_LOCK_WAIT": ("30.5", "90.5"),
+    "MIGRATION_LOCK_TIMEOUT": ("5s", "2s"),
+    "MIGRATION_STATEMENT_TIMEOUT": ("1min", "10min"),
+    "BACKUP_LOCK_WAIT": ("10s", "45s"),
+    "MIGRATION_LOCK_RETRIES": ("3", "5"),
+    "MIGRATION_LOCK_RETRY_TOTAL": ("60.5", "120.5"),
+}
+# The render's settings as its own code reads them: the names of the settings that do not name
+# the database, and the values of those given as arguments.
+READ_SETTINGS = """
+import json, sys
+from my_service.settings import DATABASE_VARIABLES, Settings
+chosen = Settings()
+others = {name.upper() for name in Settings.model_fields} - set(DATABASE_VARIABLES)
+values = {name: str(getattr(chosen, name.lower())) for name in sys.argv[1:]}
+print(json.dumps({"others": sorted(others), "values": values}))
+"""
+
+
+def test_the_environment_wins_over_env_file_for_every_other_setting(project: Path) -> None:
+    # `ENVIRONMENT=production make rollback` has to refuse whatever `.env` says, and so for each
+    # setting: only the database ones follow rule 1 instead (the tests above).
+    write_env_file(project, **{name: in_file for name, (in_file, _) in OTHER_SETTINGS.items()})
+    python = [str(project / ".venv" / "bin" / "python"), "-c", READ_SETTINGS, *OTHER_SETTINGS]
+    in_environment = {name: value for name, (_, value) in OTHER_SETTINGS.items()}
+    try:
+        from_file = json.loads(must(run(project, *python, env=clean_env())))
+        chosen = json.loads(must(run(project, *python, env=clean_env(**in_environment))))
+    finally:
+        (project / ".env").unlink()
+    assert from_file["others"] == sorted(OTHER_SETTINGS), "give the new setting a pair of values"
+    # Read from `.env` when the environment is silent, and from the environment when it is not.
+    assert from_file["values"] == {name: value for name, (value, _) in OTHER_SETTINGS.items()}
+    assert chosen["values"] == in_environment
 
 
 # 3. make install checks the interpreter against requires-python first

@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 from sqlalchemy.engine import make_url
 
-from {{ cookiecutter.package_name }}.settings import DATABASE_VARIABLES, Settings, database_source
+from {{ cookiecutter.package_name }}.settings import Settings, database_source
 
 PASSWORD = "p%ss@w:rd/x?#"
 {%- if cookiecutter.database == "mysql" %}
@@ -23,19 +23,6 @@ SCHEMES = ["postgresql", "postgres", "postgresql+asyncpg"]
 DRIVER, DEFAULT_PORT, OTHER_SERVER = "postgresql+asyncpg", 5432, "mysql"
 QUERY = {"host": "/run/pg", "ssl": "require"}
 {%- endif %}
-
-
-# Each setting that does not name the database: a value for `.env` and one for the environment.
-OTHER_SETTINGS = {
-    "ENVIRONMENT": ("staging", "production"),
-    "DB_CONNECT_TIMEOUT": ("3.5", "7.5"),
-    "MIGRATION_LOCK_WAIT": ("30.5", "90.5"),
-    "MIGRATION_LOCK_TIMEOUT": ("5s", "2s"),
-    "MIGRATION_STATEMENT_TIMEOUT": ("1min", "10min"),
-    "BACKUP_LOCK_WAIT": ("10s", "45s"),
-    "MIGRATION_LOCK_RETRIES": ("3", "5"),
-    "MIGRATION_LOCK_RETRY_TOTAL": ("60.5", "120.5"),
-}
 
 
 @pytest.fixture(autouse=True)
@@ -135,29 +122,3 @@ def test_an_empty_variable_names_nothing(monkeypatch: pytest.MonkeyPatch) -> Non
         chosen = Settings(_env_file=env_file)  # type: ignore[call-arg]  # pydantic-settings init arg
         assert chosen.sqlalchemy_url.host == "db.internal"
         assert database_source(env_file) == str(env_file)
-
-
-def test_the_environment_wins_over_env_file_for_every_other_setting(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # `ENVIRONMENT=production make rollback` has to refuse whatever `.env` says, and so for each
-    # setting: only the database ones follow rule 1 instead (the tests above).
-    others = {name.upper() for name in Settings.model_fields} - set(DATABASE_VARIABLES)
-    assert others == set(OTHER_SETTINGS), "give the new setting a pair of values here"
-    with tempfile.TemporaryDirectory() as folder:  # not tmp_path: see the test above
-        env_file = Path(folder) / ".env"
-        lines = [f"{name}={in_file}\n" for name, (in_file, _) in OTHER_SETTINGS.items()]
-        env_file.write_text("".join(lines), encoding="utf-8")
-        for name in OTHER_SETTINGS:
-            monkeypatch.delenv(name, raising=False)
-        from_file = Settings(_env_file=env_file)  # type: ignore[call-arg]  # pydantic-settings init arg
-        for name, (_, in_environment) in OTHER_SETTINGS.items():
-            monkeypatch.setenv(name, in_environment)
-        chosen = Settings(_env_file=env_file)  # type: ignore[call-arg]  # pydantic-settings init arg
-    # Read from `.env` when the environment is silent, and from the environment when it is not.
-    assert {name: str(getattr(from_file, name.lower())) for name in OTHER_SETTINGS} == {
-        name: in_file for name, (in_file, _) in OTHER_SETTINGS.items()
-    }
-    assert {name: str(getattr(chosen, name.lower())) for name in OTHER_SETTINGS} == {
-        name: in_environment for name, (_, in_environment) in OTHER_SETTINGS.items()
-    }
