@@ -196,10 +196,9 @@ def check(mutation: Mutation, copy: Path, project: Path, generated_env: dict[str
         if template_tests:
             pytest = [str(TOOLS_BIN / "pytest"), "-q", "-p", "no:cacheprovider"]
             options = [f"--basetemp={copy.parent / 'pytest-tmp'}", f"--junitxml={report}"]
-            # The lane's server, where each test makes its own databases: a template test need
+            # On the lane's server, where each test makes its own databases: a template test need
             # not start a server of its own for every mutation.
-            env = environment(TEST_DATABASE_URL=generated_env["TEST_DATABASE_URL"])
-            judged([*pytest, *options, *template_tests], copy, env, report)
+            judged([*pytest, *options, *template_tests], copy, generated_env, report)
             mutation.failed += caught(report)
     finally:
         for path, text in originals:
