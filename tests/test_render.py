@@ -41,6 +41,8 @@ MAKE_TARGETS = (
     "heads",
     "merge",
     "check",
+    "check-history",
+    "migration-rebase",
     "sql",
     "backup",
     "restore",

@@ -8,6 +8,7 @@ tree (the Make targets call it) or an installed wheel or image (no alembic.ini n
     python -m <package>.migrations devdb start|stop|reset
     python -m <package>.migrations rehearse file=DUMP|from=URL      # PostgreSQL
     python -m <package>.migrations lint-migrations                  # PostgreSQL
+    python -m <package>.migrations check-history [--base REF] | migration-rebase REV [--base REF]
 
 Migrating runs the same env.py, lock, settings and messages as `make migrate`, whose advice then
 names this CLI's commands where it has them. Exit status: 0 on success, 1 with a one-line
@@ -31,6 +32,8 @@ CHORES = {
     "shell": "the server's shell on the database (make psql, make dbshell)",
     "rehearse": "pending revisions on a scratch copy of real data (make rehearse)",
     "lint-migrations": "squawk on each revision's SQL (make lint-migrations)",
+    "check-history": "the branch's revisions follow the base's head in line (make check-history)",
+    "migration-rebase": "re-point a branch's revision onto the base's head (make migration-rebase)",
 }
 
 
@@ -44,6 +47,10 @@ def _chore(name: str) -> Callable[[Project, list[str]], int]:
         from .tools.shell import main
     elif name == "rehearse":
         from .tools.rehearse import main
+    elif name == "check-history":
+        from .tools.history import main
+    elif name == "migration-rebase":
+        from .tools.history import rebase_main as main
     else:
         from .tools.lint import main
     return main

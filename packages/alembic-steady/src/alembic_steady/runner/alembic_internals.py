@@ -8,6 +8,8 @@ this module (and its tests) rather than the runner at large.
 - `MigrationContext._has_version_table` and `get_current_heads`: once a revision of the run is
   applied, the version table exists (Alembic never drops it) and holds the heads that revision
   wrote, so the next run_migrations() starts from them without the two round trips.
+- `ScriptDirectory._load_revisions`: every revision file, also the second of two with one id
+  (Alembic's map keeps one and warns), so the history check can name both files.
 - `MigrationContext._transaction`: None while a revision runs in a transaction Alembic did not
   begin (a caller's), where `autocommit_block()` cannot commit.
 """
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, TypeGuard
 
 from alembic.runtime.migration import MigrationContext, RevisionStep
+from alembic.script import Script, ScriptDirectory
 from sqlalchemy import Connection
 
 from .progress import Progress
@@ -134,3 +137,8 @@ def heads_known(context: MigrationContext, heads: tuple[str, ...]) -> None:
 def in_callers_transaction(context: MigrationContext) -> bool:
     """True while revisions run inside a transaction the caller began, not Alembic."""
     return getattr(context, "_transaction", 1) is None
+
+
+def revision_files(script: ScriptDirectory) -> list[Script]:
+    """Every revision file of `script`'s folders, two with one id included."""
+    return list(script._load_revisions())

@@ -1,0 +1,302 @@
+"""tools/history.py: `check-history` and `migration-rebase` on real git repositories (branches,
+merges, a tracked upstream), with revision files Alembic loads. No database: the history check
+reads files and git only; the template's tests run the Make targets and migrate the result."""
+
+import os
+import subprocess
+from collections.abc import Callable
+from contextlib import redirect_stdout
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from support import make_project, write_revisions
+
+from alembic_steady import Project
+from alembic_steady.tools import history
+
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "t",
+    "GIT_AUTHOR_EMAIL": "t@example.org",
+    "GIT_COMMITTER_NAME": "t",
+    "GIT_COMMITTER_EMAIL": "t@example.org",
+    "GIT_CONFIG_GLOBAL": os.devnull,
+    "GIT_CONFIG_NOSYSTEM": "1",
+}
+
+
+def git(root: Path, *args: str) -> str:
+    done = subprocess.run(
+        ["git", *args],
+        cwd=root,
+        env={**os.environ, **GIT_ENV},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout
+
+
+def commit(root: Path, message: str) -> None:
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", message)
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Project:
+    """A repository on `main` with the chain a <- p committed."""
+    git(tmp_path, "init", "-q", "-b", "main")
+    write_revisions(tmp_path / "migrations" / "versions", [("a", None), ("p", "a")])
+    commit(tmp_path, "a and p")
+    return make_project(tmp_path)
+
+
+def versions(project: Project) -> Path:
+    return project.versions
+
+
+def check(project: Project, *argv: str) -> tuple[int, str]:
+    return _run(history.main, project, argv)
+
+
+def rebase(project: Project, *argv: str) -> tuple[int, str]:
+    return _run(history.rebase_main, project, argv)
+
+
+def _run(
+    main: Callable[[Project, list[str]], int], project: Project, argv: tuple[str, ...]
+) -> tuple[int, str]:
+    out = StringIO()
+    cwd = Path.cwd()
+    os.chdir(project.folder)
+    try:
+        with redirect_stdout(out):
+            code = main(project, list(argv))
+    finally:
+        os.chdir(cwd)
+    return code, out.getvalue()
+
+
+def two_branches_merged(project: Project) -> None:
+    """`one` adds b on p and merges first; `two` adds c on p, then merges main in."""
+    root = project.folder
+    git(root, "switch", "-q", "-c", "one")
+    write_revisions(versions(project), [("b", "p")])
+    commit(root, "b")
+    git(root, "switch", "-q", "main")
+    git(root, "switch", "-q", "-c", "two")
+    write_revisions(versions(project), [("c", "p")])
+    commit(root, "c")
+    git(root, "switch", "-q", "main")
+    git(root, "merge", "-q", "--no-ff", "one", "-m", "merge one")
+    git(root, "switch", "-q", "two")
+
+
+def test_a_branch_adding_revisions_after_the_base_head_passes(repo: Project) -> None:
+    git(repo.folder, "switch", "-q", "-c", "feature")
+    write_revisions(versions(repo), [("b", "p"), ("c", "b")])
+    code, out = check(repo)
+    assert code == 0, out
+    assert "2 new revision(s), in one line after main's head" in out
+
+
+def test_two_branches_on_one_parent_are_caught_before_the_second_merges(repo: Project) -> None:
+    two_branches_merged(repo)
+    # Before `two` brings main in, it lacks b and its c follows p: both are named.
+    code, out = check(repo)
+    assert code == 1
+    assert "b (b_step.py): main has this revision and this branch does not" in out
+    assert "c (c_step.py): follows p, but the line ends at main's head b" in out
+    assert "make migration-rebase rev=c (after git merge main)" in out
+    code, out = rebase(repo, "c")
+    assert code == 1 and "this branch lacks main's revision b: bring it in first" in out
+    assert "down_revision = 'p'" in (versions(repo) / "c_step.py").read_text()
+
+    git(repo.folder, "merge", "-q", "main", "-m", "bring main in")  # no conflict: other files
+    code, out = check(repo)
+    assert code == 1 and "Fix: make migration-rebase rev=c\n" in out
+    code, out = rebase(repo, "c")
+    assert code == 0 and "c now follows b" in out
+    text = (versions(repo) / "c_step.py").read_text()
+    assert "down_revision = 'b'" in text
+    code, out = check(repo)
+    assert code == 0, out
+    # What Alembic makes of it: one head, c after b.
+    scripts, _ = history.load(versions(repo))
+    assert scripts["c"].down_revision == "b"
+
+
+def test_rebase_keeps_the_header_and_the_quotes_of_the_file(repo: Project) -> None:
+    two_branches_merged(repo)
+    git(repo.folder, "merge", "-q", "main", "-m", "bring main in")
+    path = versions(repo) / "c_step.py"
+    path.write_text(
+        '"""step c\n\nRevision ID: c\nRevises: p\nCreate Date: today\n"""\n\n'
+        'revision: str = "c"\ndown_revision: str | None = "p"  # the parent\n',
+        encoding="utf-8",
+    )
+    assert rebase(repo, "c")[0] == 0
+    text = path.read_text()
+    assert "Revises: b\n" in text and 'down_revision: str | None = "b"\n' in text
+
+
+def test_only_a_revision_of_the_branch_off_the_line_is_rebased(repo: Project) -> None:
+    two_branches_merged(repo)
+    git(repo.folder, "merge", "-q", "main", "-m", "bring main in")
+    code, out = rebase(repo, "b")
+    assert code == 1 and "b is on main already" in out
+    code, out = rebase(repo, "zz")
+    assert code == 1 and "no revision 'zz'" in out
+    assert rebase(repo, "c")[0] == 0
+    code, out = rebase(repo, "c")
+    assert code == 1 and "c already follows the line: nothing to do" in out
+
+
+def test_a_branch_revision_off_its_own_line_is_re_pointed_onto_its_end(repo: Project) -> None:
+    git(repo.folder, "switch", "-q", "-c", "feature")
+    write_revisions(versions(repo), [("b", "p"), ("c", "b"), ("d", "a"), ("e", "d")])
+    code, out = check(repo)
+    assert code == 1
+    assert "d (d_step.py): follows a, but the line ends at this branch's revision c" in out
+    assert "e (e_step.py)" not in out  # it follows d: re-pointing d brings it along
+    assert rebase(repo, "d")[0] == 0
+    assert check(repo)[0] == 0
+
+
+def test_two_new_revisions_on_one_parent_keep_the_longer_line(repo: Project) -> None:
+    git(repo.folder, "switch", "-q", "-c", "feature")
+    write_revisions(versions(repo), [("b", "p"), ("c", "p"), ("d", "c")])
+    code, out = check(repo)
+    assert code == 1
+    assert "b (b_step.py): follows p, but the line ends at this branch's revision d" in out
+    assert "c (c_step.py)" not in out and "d (d_step.py)" not in out
+    assert rebase(repo, "b")[0] == 0
+    assert check(repo)[0] == 0
+
+
+def test_a_revision_id_longer_than_the_version_column_is_refused(repo: Project) -> None:
+    long_id = "add_customer_loyalty_points_column"  # 34 characters
+    git(repo.folder, "switch", "-q", "-c", "feature")
+    write_revisions(versions(repo), [(long_id, "p")])
+    code, out = check(repo)
+    assert code == 1
+    assert f"{long_id} ({long_id}_step.py): the id is 34 characters" in out
+    assert "alembic_version.version_num holds 32" in out
+    # A 32-character id fits exactly.
+    (versions(repo) / f"{long_id}_step.py").unlink()
+    write_revisions(versions(repo), [(long_id[:32], "p")])
+    assert check(repo)[0] == 0
+    # A team that widened the column says so, and is held to its own length.
+    write_revisions(versions(repo), [(long_id, long_id[:32])])
+    (repo.folder / "pyproject.toml").write_text(
+        "[tool.alembic-steady]\nrevision-id-length = 34\n", encoding="utf-8"
+    )
+    assert check(repo)[0] == 0
+
+
+def test_one_id_in_two_files_is_named_with_both_files(repo: Project) -> None:
+    git(repo.folder, "switch", "-q", "-c", "feature")
+    write_revisions(versions(repo), [("b", "p")])
+    (versions(repo) / "b_again.py").write_text(
+        (versions(repo) / "b_step.py").read_text(), encoding="utf-8"
+    )
+    code, out = check(repo)
+    assert code == 1
+    assert "b (b_again.py and b_step.py): this revision id is used by 2 files" in out
+
+
+def test_a_second_base_revision_is_named(repo: Project) -> None:
+    git(repo.folder, "switch", "-q", "-c", "feature")
+    write_revisions(versions(repo), [("z", None)])
+    code, out = check(repo)
+    assert code == 1
+    assert "the history has 2 base revisions (a, z)" in out
+    assert "z (z_step.py): follows nothing (a second base)" in out
+
+
+def test_a_revision_deleted_on_the_branch_is_named(repo: Project) -> None:
+    git(repo.folder, "switch", "-q", "-c", "feature")
+    (versions(repo) / "p_step.py").unlink()
+    code, out = check(repo)
+    assert code == 1
+    assert "p (p_step.py): main has this revision and this branch does not" in out
+    assert "a revision applied somewhere must never be deleted" in out
+
+
+def test_a_base_with_two_heads_is_merged_there_first(repo: Project) -> None:
+    write_revisions(versions(repo), [("b", "p"), ("c", "p")])
+    commit(repo.folder, "two heads on main")
+    git(repo.folder, "switch", "-q", "-c", "feature")
+    code, out = check(repo)
+    assert code == 1 and "main itself has 2 heads (b, c)" in out
+    assert "merge them on main first (make merge)" in out
+
+
+def test_the_base_is_the_tracked_branch_else_origin_main_else_main(repo: Project) -> None:
+    root = repo.folder
+    git(root, "switch", "-q", "-c", "release")
+    write_revisions(versions(repo), [("r", "p")])
+    commit(root, "r")
+    # Tracking another branch: that one is the base.
+    git(root, "switch", "-q", "-c", "fix", "--track", "release")
+    write_revisions(versions(repo), [("f", "r")])
+    code, out = check(repo)
+    assert code == 0 and "after release's head" in out
+    # Tracking its own twin (pushed with -u): not a base, it holds the branch's revisions.
+    git(root, "remote", "add", "origin", str(root))
+    git(root, "update-ref", "refs/remotes/origin/fix", "HEAD")
+    git(root, "branch", "-q", "--set-upstream-to", "origin/fix")
+    code, out = check(repo)
+    assert code == 0 and "2 new revision(s), in one line after main's head" in out
+    # origin/main, when there is one, comes before main.
+    git(root, "update-ref", "refs/remotes/origin/main", "release")
+    code, out = check(repo)
+    assert code == 0 and "1 new revision(s), in one line after origin/main's head" in out
+    # A base named explicitly wins.
+    code, out = check(repo, "--base", "main")
+    assert code == 0 and "2 new revision(s)" in out
+
+
+def test_no_base_to_compare_with_says_how_to_name_one(tmp_path: Path) -> None:
+    git(tmp_path, "init", "-q", "-b", "trunk")
+    write_revisions(tmp_path / "migrations" / "versions", [("a", None)])
+    commit(tmp_path, "a")
+    project = make_project(tmp_path)
+    code, out = check(project)
+    assert code == 1
+    assert "there is no origin/main, main, origin/master or master; name one: " in out
+    assert "make check-history base=<branch>" in out
+    code, out = check(project, "--base", "nosuch")
+    assert code == 1 and "'nosuch' is not a branch or commit here" in out
+    assert check(project, "--base", "trunk")[0] == 0
+
+
+def test_outside_a_git_repository_the_check_says_so(tmp_path: Path) -> None:
+    write_revisions(tmp_path / "migrations" / "versions", [("a", None)])
+    code, out = check(make_project(tmp_path))
+    assert code == 1 and "check-history: " in out and "not a git repository" in out
+
+
+def test_a_base_without_revisions_yet_takes_the_first(tmp_path: Path) -> None:
+    git(tmp_path, "init", "-q", "-b", "main")
+    (tmp_path / "README").write_text("x", encoding="utf-8")
+    commit(tmp_path, "empty")
+    project = make_project(tmp_path)
+    git(tmp_path, "switch", "-q", "-c", "feature")
+    write_revisions(versions(project), [("a", None), ("b", "a")])
+    code, out = check(project)
+    assert code == 0 and "2 new revision(s)" in out
+
+
+def test_a_repository_without_commits_checks_the_working_tree_alone(tmp_path: Path) -> None:
+    git(tmp_path, "init", "-q", "-b", "trunk")
+    project = make_project(tmp_path)
+    write_revisions(versions(project), [("a", None), ("b", "a")])
+    code, out = check(project)
+    assert code == 0 and out.endswith("2 new revision(s), in one line.\n")
+    write_revisions(versions(project), [("c", "a")])
+    code, out = check(project)
+    assert (
+        code == 1
+        and "c (c_step.py): follows a, but the line ends at this branch's revision b" in out
+    )

@@ -1,0 +1,200 @@
+"""Working as a team: `make check-history` and `make migration-rebase` on a git repository with
+real branches and merges, the revisions written by `make migration`, and migrated on a real
+server; the pre-commit hook and the generated CI's pull-request step run as a user's would."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from .conftest import Server, bake, clean_env, install, make, must, revision_id, run, versions
+
+MODEL = '''"""A model added on a branch."""
+
+from sqlmodel import Field, SQLModel
+
+
+class {name}(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    label: str = Field(max_length=80)
+'''
+GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
+
+
+def git(project: Path, *args: str) -> str:
+    return must(run(project, *GIT, *args))
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A render in a git repository on `main` (make install sets the pre-commit hook there),
+    its first revision committed."""
+    project = bake(tmp_path_factory.mktemp("team"))
+    git(project, "init", "--quiet", "--initial-branch=main")
+    install(project)
+    git(project, "add", "-A")
+    git(project, "commit", "--quiet", "--no-verify", "-m", "render")
+    return project
+
+
+def add_model(project: Path, name: str, env: dict[str, str]) -> Path:
+    """A model file and the revision `make migration` writes for it, committed; the revision."""
+    before = set(versions(project))
+    model = project / "src" / "my_service" / "models" / f"{name.lower()}.py"
+    model.write_text(MODEL.format(name=name), encoding="utf-8")
+    must(make(project, "migration", f"msg=add {name.lower()}", env=env))
+    (revision,) = set(versions(project)) - before
+    git(project, "add", "-A")
+    git(project, "commit", "--quiet", "--no-verify", "-m", f"add {name}")
+    return revision
+
+
+def test_two_branches_on_one_head_are_caught_rebased_and_migrate(
+    project: Path, server: Server
+) -> None:
+    with server.new_database() as production, server.new_database() as laptop:
+        live, dev = (clean_env(DATABASE_URL=server.url(db)) for db in (production, laptop))
+        must(make(project, "migrate", env=live))
+        must(make(project, "migrate", env=dev))
+        first = revision_id(versions(project)[0])
+
+        # Two developers branch from main's head; each adds a model and its revision.
+        git(project, "switch", "--quiet", "-c", "gadgets")
+        gadget = revision_id(add_model(project, "Gadget", live))
+        output = must(make(project, "check-history", env=live))
+        assert "1 new revision(s), in one line after main's head" in output
+        git(project, "switch", "--quiet", "-c", "widgets", "main")
+        widget_file = add_model(project, "Widget", dev)
+        widget = revision_id(widget_file)
+        # Alone, each branch has one head and passes what it had before this check.
+        assert len(must(make(project, "heads", env=dev)).split("Rev: ")) == 2
+
+        # gadgets merges first and production migrates.
+        git(project, "switch", "--quiet", "main")
+        git(project, "merge", "--quiet", "--no-ff", "gadgets", "-m", "merge gadgets")
+        must(make(project, "migrate", env=live))
+        assert server.version(production) == {gadget}
+
+        # widgets, before it merges: refused, naming the revision, its file and the fix.
+        git(project, "switch", "--quiet", "widgets")
+        result = make(project, "check-history", env=dev)
+        assert result.returncode != 0
+        assert f"{widget} ({widget_file.name}): follows {first}, but the line ends at main's " in (
+            result.stdout
+        )
+        assert f"make migration-rebase rev={widget} (after git merge main)" in result.stdout
+        assert f"{gadget} (" in result.stdout and "main has this revision" in result.stdout
+
+        # Merged as git does it, the history has two heads: the check names the fix.
+        git(project, "merge", "--quiet", "main", "-m", "bring main in")
+        assert len(must(make(project, "heads", env=dev)).split("Rev: ")) == 3
+        result = make(project, "check-history", env=dev)
+        assert result.returncode != 0 and f"Fix: make migration-rebase rev={widget}\n" in (
+            result.stdout
+        )
+        output = must(make(project, "migration-rebase", f"rev={widget}", env=dev))
+        assert f"{widget} now follows {gadget}" in output
+        must(make(project, "check-history", env=dev))
+        text = widget_file.read_text(encoding="utf-8")
+        assert (
+            f"Revises: {gadget}\n" in text
+            and f'down_revision: str | Sequence[str] | None = "{gadget}"' in text
+        )
+        # The edited file stays as `make lint` wants it.
+        must(run(project, ".venv/bin/ruff", "format", "--check", str(widget_file)))
+        must(run(project, ".venv/bin/ruff", "check", str(widget_file)))
+
+        # Production, at gadgets' revision, takes the rebased one; one head, no drift.
+        must(make(project, "migrate", env=live))
+        assert server.version(production) == {widget}
+        assert {"gadget", "widget"} <= server.tables(production)
+        assert "No new upgrade operations detected" in must(make(project, "check", env=live))
+        # The developer's database, at the revision's old parent, follows too.
+        must(make(project, "migrate", env=dev))
+        assert server.version(laptop) == {widget}
+        git(project, "commit", "--quiet", "--no-verify", "-am", "rebase the widget revision")
+
+
+def test_an_id_longer_than_the_version_column_is_named_before_it_fails_a_deploy(
+    project: Path, server: Server
+) -> None:
+    long_id = "add_customer_loyalty_points_column_v2"  # 37 characters
+    git(project, "switch", "--quiet", "-c", "readable-ids", "main")
+    with server.new_database() as db:
+        env = clean_env(DATABASE_URL=server.url(db))
+        must(make(project, "migrate", env=env))
+        last_good = server.version(db)
+        before = set(versions(project))
+        must(
+            run(
+                project,
+                ".venv/bin/alembic",
+                "revision",
+                "-m",
+                "loyalty",
+                "--rev-id",
+                long_id,
+                env=env,
+            )
+        )
+        (long_file,) = set(versions(project)) - before
+        result = make(project, "check-history", env=env)
+        assert result.returncode != 0
+        assert f"{long_id} ({long_file.name}): the id is 37 characters" in result.stdout
+        assert "alembic_version.version_num holds 32" in result.stdout
+        # What the check saves a team from: the deploy fails on the server.
+        failed = make(project, "migrate", env=env)
+        assert failed.returncode != 0 and "varying(32)" in failed.stdout
+        assert server.version(db) == last_good
+    long_file.unlink()
+
+
+def new_revision(project: Path, msg: str) -> Path:
+    """The blank revision `make migration-empty` writes (no database needed), committed."""
+    before = set(versions(project))
+    must(make(project, "migration-empty", f"msg={msg}"))
+    (revision,) = set(versions(project)) - before
+    git(project, "add", "-A")
+    git(project, "commit", "--quiet", "--no-verify", "-m", msg)
+    return revision
+
+
+def test_the_pre_commit_hook_and_the_pull_request_step_run_the_check(
+    project: Path, tmp_path: Path
+) -> None:
+    # main moves on after `stale` branched off; stale adds a revision on the old head.
+    git(project, "switch", "--quiet", "-c", "stale", "main")
+    git(project, "switch", "--quiet", "main")
+    ahead = revision_id(new_revision(project, "ahead on main"))
+    git(project, "switch", "--quiet", "stale")
+    stale = new_revision(project, "stale branch")
+    name = f"{revision_id(stale)} ({stale.name}): follows"
+
+    env = clean_env(PRE_COMMIT_HOME=str(tmp_path / "pre-commit-home"))
+    hook = run(
+        project,
+        ".venv/bin/pre-commit",
+        "run",
+        "check-history",
+        "--files",
+        str(stale.relative_to(project)),
+        env=env,
+    )
+    assert hook.returncode != 0
+    assert name in hook.stdout and f"the line ends at main's head {ahead}" in hook.stdout
+
+    # The generated CI's step, as a runner would run it: origin holds main, BASE names it.
+    origin = tmp_path / "origin.git"
+    must(run(project, "git", "clone", "--quiet", "--bare", str(project), str(origin)))
+    git(project, "remote", "add", "origin", str(origin))
+    workflow = yaml.safe_load((project / ".github" / "workflows" / "ci.yml").read_text())
+    (step,) = [s for s in workflow["jobs"]["test"]["steps"] if "check-history" in s.get("run", "")]
+    assert step["if"] == "github.event_name == 'pull_request'"
+    assert step["env"]["BASE"] == "${{ github.base_ref }}"
+    result = run(project, "bash", "-ec", step["run"], env=clean_env(BASE="main"))
+    assert result.returncode != 0
+    assert name in result.stdout and f"the line ends at origin/main's head {ahead}" in result.stdout
+    git(project, "switch", "--quiet", "main")
+    result = run(project, "bash", "-ec", step["run"], env=clean_env(BASE="main"))
+    assert result.returncode == 0, result.stdout
+    assert "0 new revision(s), in one line after origin/main's head" in result.stdout
