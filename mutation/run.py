@@ -1,6 +1,6 @@
 """Break each promise of the READMEs once and check that a test notices: `make mutate`.
 
-    .venv/bin/python mutation/run.py [--only TEXT] [--keep]
+    .venv/bin/python mutation/run.py [--only TEXT] [--keep] [--lanes N] [--unmutated]
 
 For every mutation in mutation/mutations.toml (one exact text replacement in a template file):
 apply it, run the tests named in its `caught_by`, restore the file, and report which of them
@@ -161,11 +161,20 @@ def judged(args: list[str], cwd: Path, env: dict[str, str], report: Path) -> Non
         report.unlink(missing_ok=True)
 
 
-def check(mutation: Mutation, copy: Path, project: Path, generated_env: dict[str, str]) -> None:
-    """Apply `mutation`, run the tests meant to catch it, restore; record what failed."""
-    targets = [(copy / mutation.file, mutation.old, mutation.new)]
+def check(
+    mutation: Mutation,
+    copy: Path,
+    project: Path,
+    generated_env: dict[str, str],
+    unmutated: bool = False,
+) -> None:
+    """Apply `mutation` (not when `unmutated`), run the tests meant to catch it, restore; record
+    what failed."""
+    new_text = mutation.old if unmutated else mutation.new
+    targets = [(copy / mutation.file, mutation.old, new_text)]
     if project.is_dir() and (in_project := rendered(mutation, project)) is not None:
-        targets.append(in_project)
+        path, old, new = in_project
+        targets.append((path, old, old if unmutated else new))
     originals: list[tuple[Path, str]] = []
     started = time.perf_counter()
     try:
@@ -206,7 +215,14 @@ def check(mutation: Mutation, copy: Path, project: Path, generated_env: dict[str
     mutation.seconds = time.perf_counter() - started
 
 
-def lane(number: int, mutations: list[Mutation], work: Path, server_url: str, total: int) -> bool:
+def lane(
+    number: int,
+    mutations: list[Mutation],
+    work: Path,
+    server_url: str,
+    total: int,
+    unmutated: bool = False,
+) -> bool:
     """Copy, render and install in `work`, check the unmutated suite, then run `mutations`;
     False when the unmutated suite is not green."""
     copy = work / "template"
@@ -238,8 +254,11 @@ def lane(number: int, mutations: list[Mutation], work: Path, server_url: str, to
                 f"{mutation.name}"
             )
             continue
-        check(mutation, copy, project, generated_env)
-        verdict = "caught" if mutation.failed else "NOT CAUGHT"
+        check(mutation, copy, project, generated_env, unmutated)
+        if unmutated:
+            verdict = "FAILS UNMUTATED" if mutation.failed else "passes unmutated"
+        else:
+            verdict = "caught" if mutation.failed else "NOT CAUGHT"
         seconds = f"{mutation.seconds:.0f}s"
         log(f"lane {number}, {mutation.index}/{total} {verdict} in {seconds}: {mutation.name}")
     return True
@@ -297,6 +316,12 @@ def main() -> int:
     parser.add_argument("--only", help="run only the mutations whose name contains this text")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
     parser.add_argument("--lanes", type=int, default=2, help="mutations run side by side")
+    parser.add_argument(
+        "--unmutated",
+        action="store_true",
+        help="run each mutation's tests as judged, but on the unmutated code: every one must "
+        "pass (one that fails alone, on an order its module assumes, would catch anything)",
+    )
     args = parser.parse_args()
     mutations = load(args.only)
     started = time.perf_counter()
@@ -322,6 +347,7 @@ def main() -> int:
                     work / f"lane{number + 1}",
                     server.url("postgres"),
                     total,
+                    args.unmutated,
                 )
                 for number, share in enumerate(shares)
             ]
@@ -335,8 +361,14 @@ def main() -> int:
             log(f"work folder kept: {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
-    print(table(mutations))
     ran = [mutation for mutation in mutations if not mutation.not_run]
+    if args.unmutated:
+        failing = [mutation for mutation in ran if mutation.failed]
+        for mutation in failing:
+            print(f"FAILS UNMUTATED: {', '.join(mutation.failed)} (for: {mutation.name})")
+        print(f"{len(ran) - len(failing)}/{len(ran)} mutations' tests pass unmutated.")
+        return 1 if failing else 0
+    print(table(mutations))
     missed = [mutation.name for mutation in ran if not mutation.failed]
     print(f"\n{len(ran) - len(missed)}/{len(ran)} mutations caught", end="")
     print(f" in {time.perf_counter() - started:.0f}s.")

@@ -319,17 +319,20 @@ def test_lint_migrations_flags_and_accepts_per_revision(project: Path) -> None:
 def test_values_given_to_make_stay_data(
     project: Path, env: dict[str, str], server: Server, db: str, tmp_path: Path
 ) -> None:
-    """Quotes, backticks, `;` and $(...) in msg=, rev=, steps= and file= are text: no command
+    """Quotes, backticks, `;` and $(...) in msg=, rev=, steps=, file= and base= are text: no command
     runs, the database stays where it was, and a revision's message is written as given."""
     ran = tmp_path / "ran"
+    must(make(project, "migrate", env=env))  # at head whether earlier tests ran or not
     before = server.version(db)
     hostile = [
-        ("sql", f"rev=head; touch {ran}"),
+        ("sql", f"rev=head; touch {ran}; true"),
         ("migrate", f"rev=$$(touch {ran})"),
         ("stamp", f"rev=`touch {ran}`"),
         ("rollback", f"steps=1; touch {ran}"),
         ("restore", f'file=x"; touch {ran}; "'),
         ("migration-empty", f"msg=$(shell touch {ran})"),
+        ("check-history", f"base=$(shell touch {ran})"),
+        ("migration-rebase", f"rev=--base=`touch {ran}`"),
     ]
     written = set(versions(project))
     try:

@@ -74,7 +74,8 @@ def tables(database: str) -> set[str]:
         database,
         "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE()",
     )
-    return {str(row[0]) for row in rows} - {"alembic_version", "alembic_steady_progress"}
+    runners = {"alembic_version", "alembic_version_checksums", "alembic_steady_progress"}
+    return {str(row[0]) for row in rows} - runners
 
 
 def version(database: str) -> list[str]:

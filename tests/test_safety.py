@@ -88,9 +88,10 @@ def role(server: Server, database: str) -> Iterator[str]:
 
 
 def state(server: Server, database: str) -> tuple[set[str], set[str] | None]:
-    """Every table of `public` and the version rows (None while there is no alembic_version)."""
+    """Every table of `public` and the version rows (None while there is no alembic_version).
+    The runner's checksums, beside the version table, are not listed."""
     rows = server.fetch(database, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
-    tables = {row[0] for row in rows}
+    tables = {row[0] for row in rows} - {"alembic_version_checksums"}
     return tables, server.version(database) if "alembic_version" in tables else None
 
 

@@ -198,3 +198,34 @@ def test_the_pre_commit_hook_and_the_pull_request_step_run_the_check(
     result = run(project, "bash", "-ec", step["run"], env=clean_env(BASE="main"))
     assert result.returncode == 0, result.stdout
     assert "0 new revision(s), in one line after origin/main's head" in result.stdout
+
+
+def test_an_applied_revision_edited_afterwards_is_refused_until_accepted(
+    project: Path, server: Server
+) -> None:
+    git(project, "switch", "--quiet", "-c", "edits", "main")
+    with server.new_database() as db:
+        env = clean_env(DATABASE_URL=server.url(db))
+        must(make(project, "migrate", env=env))
+        first = versions(project)[0]
+        original = first.read_text(encoding="utf-8")
+        # A reformat and a comment change nothing the database ran.
+        first.write_text(
+            original.replace("def upgrade", "# reviewed\ndef upgrade"), encoding="utf-8"
+        )
+        must(make(project, "migrate", env=env))
+        # A change of what it runs is refused by migrate and check, naming the revision.
+        edited = original.replace('sa.Column("name"', 'sa.Column("title"', 1)
+        assert edited != original
+        first.write_text(edited, encoding="utf-8")
+        for target in ("migrate", "check"):
+            result = make(project, target, env=env)
+            assert result.returncode != 0, result.stdout
+            assert f"Revision {revision_id(first)} ({first.name}) was edited after this " in (
+                result.stdout
+            )
+            assert f"make accept-edit rev={revision_id(first)}" in result.stdout
+        output = must(make(project, "accept-edit", f"rev={revision_id(first)}", env=env))
+        assert "is recorded as its file is now" in output
+        must(make(project, "migrate", env=env))
+        first.write_text(original, encoding="utf-8")

@@ -4,6 +4,7 @@ tree (the Make targets call it) or an installed wheel or image (no alembic.ini n
     python -m <package>.migrations upgrade [REV]       # default: head
     python -m <package>.migrations current
     python -m <package>.migrations wait-for-head --timeout 300
+    python -m <package>.migrations accept-edit REV     # an applied revision edited on purpose
     python -m <package>.migrations backup [FOLDER] | restore FILE | shell [ARGS...]
     python -m <package>.migrations devdb start|stop|reset
     python -m <package>.migrations rehearse file=DUMP|from=URL      # PostgreSQL
@@ -19,6 +20,7 @@ import argparse
 import math
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from alembic.util import CommandError
 
@@ -77,6 +79,11 @@ def main(migrations: Migrations, argv: list[str] | None = None) -> int:
     wait.add_argument("--interval", type=_seconds, default=1.0, help="seconds between checks")
     for name, text in CHORES.items():
         commands.add_parser(name, help=text).add_argument("args", nargs="*", help="its arguments")
+    accept = commands.add_parser(
+        "accept-edit",
+        help="record a deliberate edit of an applied revision's file (make accept-edit)",
+    )
+    accept.add_argument("revision", help="the revision whose file was edited on purpose")
     devdb = commands.add_parser("devdb", help="the development database (make db-up, db-reset)")
     devdb.add_argument("action", choices=["start", "stop", "reset"])
     args = parser.parse_args(given)
@@ -90,6 +97,9 @@ def main(migrations: Migrations, argv: list[str] | None = None) -> int:
         elif args.command == "wait-for-head":
             migrations.wait_for_head(args.timeout, interval=args.interval, commands=words)
             print("At head.")
+        elif args.command == "accept-edit":
+            path = migrations.accept_edit(args.revision)
+            print(f"Accepted: {args.revision} ({Path(path).name}) is recorded as its file is now.")
         else:
             from .tools.devdb import ACTIONS
 

@@ -96,6 +96,8 @@ class Commands:
     migration: str = 'make migration msg="..."'
     backup: str = "make backup"
     db_up: str = "make db-up"
+    # Recording a deliberate edit of an applied revision; {revision} is replaced.
+    accept_edit_rev: str = "make accept-edit rev={revision}"
 
     def migrate_to(self, revision: str) -> str:
         return self.migrate_rev.format(revision=revision)
@@ -106,6 +108,9 @@ class Commands:
 
     def stamp_to(self, revision: str) -> str:
         return f"{self.stamp} rev={revision}"
+
+    def accept_edit_of(self, revision: str) -> str:
+        return self.accept_edit_rev.format(revision=revision)
 
 
 MAKE = Commands()
@@ -153,6 +158,7 @@ class Project:
             migrate=f"{module} upgrade",
             migrate_rev=f"{module} upgrade " + "{revision}",
             current=f"{module} current",
+            accept_edit_rev=f"{module} accept-edit " + "{revision}",
         )
 
     def with_commands(self, commands: Commands) -> "Project":

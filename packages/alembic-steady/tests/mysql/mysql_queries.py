@@ -18,4 +18,5 @@ def tables(url: URL) -> set[str]:
     found = rows(
         url, "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE()"
     )
-    return {str(name) for (name,) in found} - {"alembic_version", "alembic_steady_progress"}
+    runners = {"alembic_version", "alembic_version_checksums", "alembic_steady_progress"}
+    return {str(name) for (name,) in found} - runners

@@ -75,3 +75,25 @@ def test_replicas_racing_serialise(migrations: Migrations, database_url: URL) ->
     outcomes = demo_project.race(migrations.project, database_url, 4)
     assert [status for status, _ in outcomes] == [0, 0, 0, 0], outcomes
     assert on_connection(database_url, heads) == {"c3"}
+
+
+def test_checksums_are_recorded_and_an_edited_applied_revision_is_refused(
+    database_url: URL,
+) -> None:
+    # A project of its own: the test edits a revision file. Its table is created before any
+    # revision's transaction (MySQL's CREATE TABLE commits what is open).
+    project = demo_project.write("mysql", name="checksums")
+    migrations = Migrations(project)
+    migrations.upgrade("b2", url=database_url)
+    recorded = "SELECT revision FROM alembic_version_checksums ORDER BY revision"
+    listed = on_connection(database_url, lambda c: c.execute(text(recorded)).scalars().all())
+    assert listed == ["a1", "b2"]
+    path = project.versions / "b2.py"
+    path.write_text(path.read_text().replace('["name"]', '["name", "id"]'), encoding="utf-8")
+    with pytest.raises(CommandError, match=r"Revision b2 \(b2.py\) was edited after"):
+        migrations.upgrade(url=database_url)
+    assert on_connection(database_url, heads) == {"b2"}
+    assert migrations.accept_edit("b2", url=database_url).endswith("b2.py")
+    migrations.upgrade(url=database_url)
+    listed = on_connection(database_url, lambda c: c.execute(text(recorded)).scalars().all())
+    assert listed == ["a1", "b2", "c3"]

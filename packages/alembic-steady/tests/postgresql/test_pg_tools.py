@@ -291,6 +291,8 @@ AT_C3 = {
     "public",
     "public.alembic_version",
     "public.alembic_version_pkc",
+    "public.alembic_version_checksums",
+    "public.alembic_version_checksums_pkey",
     "public.widget",
     "public.pk_widget",
     "public.ix_widget_name",

@@ -23,6 +23,7 @@ def test_the_default_commands_are_the_make_targets() -> None:
         "migration": 'make migration msg="..."',
         "backup": "make backup",
         "db_up": "make db-up",
+        "accept_edit_rev": "make accept-edit rev={revision}",
     }
     assert Commands() == MAKE
 
@@ -32,6 +33,7 @@ def test_rollback_and_stamp_take_make_variables() -> None:
     assert MAKE.rollback_to("steps=2") == "make rollback steps=2"
     assert MAKE.rollback_to("rev=base") == "make rollback rev=base"
     assert MAKE.stamp_to("0b1c2d3e4f50") == "make stamp rev=0b1c2d3e4f50"
+    assert MAKE.accept_edit_of("c3") == "make accept-edit rev=c3"
 
 
 def test_rollback_and_stamp_follow_their_commands() -> None:
@@ -45,7 +47,9 @@ def test_module_commands_replace_what_the_module_cli_runs_itself() -> None:
     assert module.migrate == "python -m shop.migrations upgrade"
     assert module.current == "python -m shop.migrations current"
     assert module.migrate_to("c3") == "python -m shop.migrations upgrade c3"
-    unchanged = {f.name for f in fields(Commands)} - {"migrate", "migrate_rev", "current"}
+    assert module.accept_edit_of("c3") == "python -m shop.migrations accept-edit c3"
+    replaced = {"migrate", "migrate_rev", "current", "accept_edit_rev"}
+    unchanged = {f.name for f in fields(Commands)} - replaced
     assert {name: getattr(module, name) for name in unchanged} == {
         name: getattr(MAKE, name) for name in unchanged
     }

@@ -17,6 +17,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.util import CommandError
 
 from ..dialects.base import by_name
+from ..runner import checksums
 from . import compare
 from . import ops as safe
 
@@ -507,6 +508,7 @@ def configure_options(*, writing_revision: bool) -> dict[str, Any]:
     options: dict[str, Any] = {
         "compare_type": True,
         "compare_server_default": True,
+        "include_name": not_the_runners_tables(),
         "render_item": render_item,
         # Named CHECKs, partial-index predicates and primary-key sequences (compare.py).
         "autogenerate_plugins": compare.PLUGINS,
@@ -514,6 +516,20 @@ def configure_options(*, writing_revision: bool) -> dict[str, Any]:
     if writing_revision:
         options["process_revision_directives"] = process_revision_directives
     return options
+
+
+IncludeName = Callable[[str | None, str, Any], bool]
+
+
+def not_the_runners_tables(*others: str) -> IncludeName:
+    """autogenerate's `include_name`: the runner's own tables (the checksums, and a dialect's
+    `others`), like alembic_version, are nobody's model."""
+    excluded = {checksums.TABLE, *others}
+
+    def include_name(name: str | None, type_: str, parent_names: Any) -> bool:
+        return not (type_ == "table" and name in excluded)
+
+    return include_name
 
 
 Directives = Callable[[MigrationContext, Any, list[ops.MigrationScript]], None]

@@ -478,18 +478,13 @@ class MySQL(Dialect):
         return f"can lose data or fail on values that do not convert; {copy}"
 
     def autogenerate_options(self, options: dict[str, Any], writing_revision: bool) -> None:
-        # The runner's own table, like alembic_version, is nobody's model.
-        options["include_name"] = _not_the_runners_table
-        if writing_revision:
-            from ..authoring.autogen import warn_mixed_ddl
+        from ..authoring.autogen import not_the_runners_tables, warn_mixed_ddl
 
+        options["include_name"] = not_the_runners_tables(mysql_progress.TABLE)
+        if writing_revision:
             options["process_revision_directives"] = warn_mixed_ddl(
                 options["process_revision_directives"]
             )
-
-
-def _not_the_runners_table(name: str | None, type_: str, parent_names: object) -> bool:
-    return not (type_ == "table" and name == mysql_progress.TABLE)
 
 
 def _name(connection: Connection, package: str) -> str:

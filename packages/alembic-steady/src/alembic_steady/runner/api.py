@@ -13,7 +13,8 @@ it until the database is at head (for init containers and start scripts).
 import asyncio
 import concurrent.futures
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -26,6 +27,9 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from ..dialects.base import for_url
 from ..project import Commands, Project
+from .checksums import Ledger
+
+T = TypeVar("T")
 
 
 class Migrations:
@@ -87,9 +91,12 @@ class Migrations:
         config.attributes["command"] = "current"
         command.current(config, verbose=True)
 
+    def script(self) -> ScriptDirectory:
+        return ScriptDirectory.from_config(self.alembic_config())
+
     def script_heads(self) -> set[str]:
         """The head revisions of the migration scripts."""
-        return set(ScriptDirectory.from_config(self.alembic_config()).get_heads())
+        return set(self.script().get_heads())
 
     @staticmethod
     def current_heads(connection: Connection) -> set[str]:
@@ -112,7 +119,8 @@ class Migrations:
 
         Polls `is_at_head` without the migration lock, so it never delays the job that
         migrates, and keeps trying while the server is not up yet (a database starting next to
-        the app).
+        the app). At head, a revision edited after this database applied it is refused
+        (CommandError): the code about to start may expect what the edited file says.
         """
         words = commands or self.project.module_commands
         outside_running_loop(
@@ -130,14 +138,18 @@ class Migrations:
             connect_args=for_url(target).connect_args(settings, self.project.package),
         )
         deadline = time.monotonic() + timeout
-        heads = self.script_heads()
+        script = self.script()
+        heads = set(script.get_heads())
         try:
             while True:
                 try:
                     async with engine.connect() as connection:
                         current = await connection.run_sync(self.current_heads)
-                    if current == heads:
-                        return
+                        if current == heads:
+                            await connection.run_sync(
+                                lambda c: Ledger(script).verify(c, heads, commands)
+                            )
+                            return
                     at = ", ".join(sorted(current)) or "base (empty)"
                     why = (
                         f"the database is at {at}, head is {', '.join(sorted(heads))}: run the "
@@ -151,6 +163,42 @@ class Migrations:
                 await asyncio.sleep(interval)
         finally:
             await engine.dispose()
+
+    def accept_edit(
+        self, revision: str, *, url: URL | None = None, commands: Commands | None = None
+    ) -> str:
+        """Record the file of `revision`, applied to this database, as it is now: an edit made
+        on purpose, which `upgrade`, `check` and `wait_for_head` then accept. Its file name."""
+        return _run(self._accept_edit(revision, url))
+
+    async def _accept_edit(self, revision: str, url: URL | None) -> str:
+        settings = self.project.settings()
+        target = url or settings.migration_url
+        engine = create_async_engine(
+            target,
+            poolclass=pool.NullPool,
+            connect_args=for_url(target).connect_args(settings, self.project.session_name),
+        )
+        script = self.script()
+        try:
+            async with engine.begin() as connection:
+                accepted = await connection.run_sync(
+                    lambda c: Ledger(script).accept(c, self.current_heads(c), revision)
+                )
+        finally:
+            await engine.dispose()
+        return accepted.path
+
+
+def _run(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run `coroutine` to its end, also from a thread whose event loop is running."""
+    result: list[T] = []
+
+    async def keep() -> None:
+        result.append(await coroutine)
+
+    outside_running_loop(lambda: asyncio.run(keep()))
+    return result[0]
 
 
 def outside_running_loop(fn: Callable[..., None], *args: object) -> None:

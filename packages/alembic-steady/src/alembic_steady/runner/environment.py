@@ -34,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from ..dialects.base import for_url
 from ..project import MigrationSettings, Project
 from . import alembic_internals, guards, logs
+from .checksums import Ledger
 from .errors import clear_errors, connect, offline_failure
 from .progress import PROGRESS, Progress, named
 from .retries import RetryPolicy, forget_lock_bound, with_retries
@@ -142,6 +143,7 @@ class MigrationEnvironment:
             connection.info[PROGRESS] = self.progress
         if self.command == "stamp":  # how a half-applied revision is settled by hand
             self.dialect.forget_unfinished(connection)
+        ledger = Ledger(context.script, context.get_context().version_table_schema)
         # `stamp` is how a version row nobody defines gets repaired, so it skips these checks.
         if self.command != "stamp":
             current = context.get_context().get_current_heads()
@@ -152,13 +154,30 @@ class MigrationEnvironment:
             elif self.command == "upgrade":
                 destination = context.get_revision_argument()
                 guards.refuse_upgrade_below_current(current, context.script, destination, commands)
+            if self.command in ("upgrade", "check"):
+                ledger.verify(connection, current, commands)
         fn = context.get_context().opts.get("fn")
+        # Runs that apply or undo revisions (Alembic's own called from code names no command)
+        # keep the checksums' records in step.
+        records = self.command in ("upgrade", "downgrade", "stamp") or (
+            alembic_internals.runs_one_revision_at_a_time(fn)
+        )
+        if records:
+            # Before any revision's transaction: MySQL's CREATE TABLE would commit one.
+            ledger.prepare(connection, context.get_context().get_current_heads())
         if not own_session or not alembic_internals.runs_one_revision_at_a_time(fn):
-            # A caller's transaction, or a caller's own `fn` (the models test): run as given, each
-            # statement waiting for locks at most MIGRATION_LOCK_TIMEOUT, without retries.
+            # A caller's transaction, or a caller's own `fn` (the models test), or a stamp: run
+            # as given, each statement waiting for locks at most MIGRATION_LOCK_TIMEOUT, without
+            # retries.
             if own_session:
                 self.dialect.set_lock_timeout(connection, self.policy, 0)
                 connection.commit()
+            if records:  # each step records what it applied, or forgets what it undid
+                with logs.quiet("alembic.runtime.migration"):
+                    self.configure(
+                        connection=connection,
+                        on_version_apply=[lambda heads, **_: ledger.sync(connection, heads)],
+                    )
             with context.begin_transaction():
                 context.run_migrations()
             return
@@ -174,6 +193,7 @@ class MigrationEnvironment:
 
         def done(heads: set[str], **_: Any) -> None:
             reached[:] = [tuple(heads)]
+            ledger.sync(connection, heads)
             self.dialect.revision_done(connection, self.progress)
 
         def new_context() -> None:

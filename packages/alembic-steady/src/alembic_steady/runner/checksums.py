@@ -1,0 +1,224 @@
+"""Checksums of applied revisions: a revision edited after a database ran it is refused.
+
+Production ran a revision's old text; a database built later runs the new one, and nothing
+notices. So each run records a fingerprint of every revision it applies, in the revision's own
+transaction, in a table beside the version table (`alembic_version_checksums`). `make migrate`,
+`make check` and `wait-for-head` compare the applied revisions' fingerprints with their files and
+refuse a file whose code changed, naming the revision and the lines, until `make accept-edit
+rev=R` records the change as deliberate.
+
+The fingerprint is of the code, not of the bytes: Python parses the file, its docstrings are
+dropped and `ast.unparse` writes it out again. Reformatting (ruff format), comments and the
+header's message may change freely; anything the revision runs may not. The bytes' hash is kept
+as well: a file unchanged byte for byte is accepted without parsing it, which keeps a run at head
+quick and is immune to a change of `ast.unparse`'s output between Python versions. The code
+itself is kept too, so a refusal can show what changed.
+
+A database migrated before this existed has no table: the next upgrade creates it and records the
+applied revisions as their files are now, without complaint. A rollback forgets the revisions it
+undoes (an edited downgrade runs: fixing a broken downgrade is a normal edit); `stamp` records
+the stamped revisions.
+"""
+
+import ast
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from alembic.script import Script, ScriptDirectory
+from alembic.util import CommandError
+from sqlalchemy import Column, Connection, MetaData, String, Table, Text, delete, inspect, select
+
+from ..project import Commands
+
+TABLE = "alembic_version_checksums"
+# Lines of a refusal's diff, at most: enough to recognise the edit, short enough to read.
+DIFF_LINES = 12
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    file_sha256: str
+    code_sha256: str
+    code: str
+
+
+def fingerprint(path: str | Path) -> Fingerprint:
+    """The file's fingerprint; parsed once per process while the file stays as it was (the
+    tests' walk applies each revision up to three times)."""
+    data = Path(path).read_bytes()
+    file_hash = _sha(data)
+    known = _FINGERPRINTS.get(file_hash)
+    if known is None:
+        code = normalised(data.decode("utf-8"))
+        known = _FINGERPRINTS[file_hash] = Fingerprint(file_hash, _sha(code.encode()), code)
+    return known
+
+
+_FINGERPRINTS: dict[str, Fingerprint] = {}
+
+
+def normalised(source: str) -> str:
+    """What a revision runs, as Python reads it: no comments, formatting or docstrings."""
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Module | ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            first = node.body[0] if node.body else None
+            value = first.value if isinstance(first, ast.Expr) else None
+            if isinstance(value, ast.Constant) and isinstance(value.value, str):
+                node.body = node.body[1:] or [ast.Pass()]
+    return ast.unparse(tree) + "\n"
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def table(schema: str | None) -> Table:
+    return Table(
+        TABLE,
+        MetaData(schema=schema),
+        Column("revision", String(255), primary_key=True),
+        Column("file_sha256", String(64), nullable=False),
+        Column("code_sha256", String(64), nullable=False),
+        Column("code", Text, nullable=False),
+    )
+
+
+def applied(script: ScriptDirectory, heads: Iterable[str]) -> dict[str, Script]:
+    """The revisions a database at `heads` has applied: the heads and all before them."""
+    heads = tuple(heads)
+    if not heads:
+        return {}
+    return {
+        revision.revision: script.get_revision(revision.revision)
+        for revision in script.revision_map.iterate_revisions(heads, "base")
+    }
+
+
+class Ledger:
+    """The checksums table of one database, as a run reads and writes it: read once, then kept
+    in step with what the run writes (each revision adds or removes its own record)."""
+
+    def __init__(self, script: ScriptDirectory, schema: str | None = None) -> None:
+        self.script = script
+        self.table = table(schema)
+        self.schema = schema
+        # Revision -> (file hash, code hash); None until read, and while there is no table.
+        self.records: dict[str, tuple[str, str]] | None = None
+
+    def read(self, connection: Connection) -> dict[str, tuple[str, str]] | None:
+        if self.records is None and inspect(connection).has_table(TABLE, schema=self.schema):
+            columns = self.table.c
+            rows = connection.execute(
+                select(columns.revision, columns.file_sha256, columns.code_sha256)
+            )
+            self.records = {revision: (file_, code) for revision, file_, code in rows}
+        return self.records
+
+    def verify(self, connection: Connection, heads: Iterable[str], commands: Commands) -> None:
+        """Refuse when an applied revision's file holds other code than the database ran."""
+        records = self.read(connection) or {}
+        edited = []
+        for revision, script in applied(self.script, heads).items():
+            if revision not in records:
+                continue
+            file_hash, code_hash = records[revision]
+            path = Path(script.path)
+            if _sha(path.read_bytes()) == file_hash:
+                continue
+            now = fingerprint(path)
+            if now.code_sha256 != code_hash:
+                edited.append((script, now))
+        if edited:
+            raise CommandError(self._refusal(connection, edited, commands))
+
+    def _refusal(
+        self,
+        connection: Connection,
+        edited: list[tuple[Script, Fingerprint]],
+        commands: Commands,
+    ) -> str:
+        codes = dict(
+            connection.execute(
+                select(self.table.c.revision, self.table.c.code).where(
+                    self.table.c.revision.in_([script.revision for script, _ in edited])
+                )
+            ).all()
+        )
+        import difflib  # only to show a refusal: a run at head does without it
+
+        parts = []
+        for script, now in edited:
+            diff = [
+                line
+                for line in difflib.unified_diff(
+                    codes[script.revision].splitlines(), now.code.splitlines(), lineterm="", n=0
+                )
+                if line[:1] in "+-" and line[:3] not in ("+++", "---")
+            ]
+            more = len(diff) - DIFF_LINES
+            shown = diff[:DIFF_LINES] + ([f"  ... and {more} more lines"] if more > 0 else [])
+            parts.append(
+                f"Revision {script.revision} ({Path(script.path).name}) was edited after this "
+                "database applied it; its code now differs from what ran here:\n"
+                + "\n".join(f"  {line}" for line in shown)
+            )
+        first = edited[0][0]
+        return (
+            "\n".join(parts)
+            + "\nA database built from the files now would differ from this one. Put the file "
+            f"back as it was (git log -p -- {Path(first.path).name}); if the edit is deliberate "
+            "and this database needs nothing more, record it: "
+            f"{commands.accept_edit_of(first.revision)}."
+        )
+
+    def prepare(self, connection: Connection, heads: Iterable[str]) -> None:
+        """Create the table when missing, and record applied revisions without a record (a
+        database migrated before checksums existed) as their files are now."""
+        if self.read(connection) is None:
+            self.table.create(connection)
+            self.records = {}
+        self.sync(connection, heads)
+
+    def sync(self, connection: Connection, heads: Iterable[str]) -> None:
+        """Make the records those of the revisions a database at `heads` has applied: the new
+        ones as their files are now, the undone ones forgotten. After prepare()."""
+        assert self.records is not None, "prepare() first"
+        now = applied(self.script, heads)
+        gone = set(self.records) - set(now)
+        if gone:
+            connection.execute(delete(self.table).where(self.table.c.revision.in_(gone)))
+        new = [_row(script) for revision, script in now.items() if revision not in self.records]
+        if new:
+            connection.execute(self.table.insert(), new)
+        for revision in gone:
+            del self.records[revision]
+        for row in new:
+            self.records[row["revision"]] = (row["file_sha256"], row["code_sha256"])
+
+    def accept(self, connection: Connection, heads: Iterable[str], revision: str) -> Script:
+        """Record `revision`'s file as it is now: a deliberate edit."""
+        now = applied(self.script, heads)
+        if revision not in now:
+            raise CommandError(
+                f"{revision} is not applied to this database: there is no edit to accept "
+                "(its file runs as it is when the revision is applied)."
+            )
+        if self.read(connection) is None:
+            self.table.create(connection)
+        script = now[revision]
+        connection.execute(delete(self.table).where(self.table.c.revision == revision))
+        connection.execute(self.table.insert(), [_row(script)])
+        return script
+
+
+def _row(script: Script) -> dict[str, str]:
+    mark = fingerprint(script.path)
+    return {
+        "revision": script.revision,
+        "file_sha256": mark.file_sha256,
+        "code_sha256": mark.code_sha256,
+        "code": mark.code,
+    }
