@@ -101,7 +101,10 @@ def run(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Completed
 
 # Failures that say nothing of the promise: a wait cut short, a linter's exit status (conftest's
 # `must` names the command it ran: "['.venv/bin/ruff', 'check', ...] exited 1").
-NOT_BEHAVIOUR = re.compile(r"Timeout|timed out|'[^']*\b(?:ruff|mypy)'.*\] exited")
+# A test that expects a TimeoutError and gets none ("DID NOT RAISE") failed on behaviour.
+NOT_BEHAVIOUR = re.compile(
+    r"TimeoutExpired|timed out after|Failed: Timeout|'[^']*\b(?:ruff|mypy)'.*\] exited"
+)
 
 
 def caught(report: Path) -> list[str]:

@@ -1,6 +1,6 @@
 """The toolkit's mutation score, module by module, from a mutation tool: `make mutation-score`.
 
-    .venv/bin/python mutation/score.py [--children N] [--keep] [--raise]
+    .venv/bin/python mutation/score.py [--all] [--children N] [--keep] [--raise]
 
 mutmut (configured in packages/alembic-steady/pyproject.toml) makes thousands of small changes to
 the toolkit's functions (an operator, a constant, a condition, an argument dropped) and runs, for
@@ -14,6 +14,11 @@ A module's score is the share of its mutants the unit tests kill. The run fails 
 - a mutant that survives, or has no test, is not justified in mutation/survivors/ (a file per
   package of the toolkit: runner.toml, dialects.toml, ...);
 - an entry there justifies nothing any more (its mutants were killed: remove the entry).
+
+By default (CI's run) mutmut changes the ratcheted packages only, runner/, dialects/ and
+authoring/, and only their survivors' files are checked; `--all` scores every module of the
+toolkit (cli, tools/, testing/ too) and checks every file of mutation/survivors/: a quarter more
+mutants, which CI's time budget leaves to a run by hand.
 
 The working tree is never touched: the toolkit is copied to a temporary folder, where mutmut
 writes its `mutants/`.
@@ -41,6 +46,10 @@ IGNORED = shutil.ignore_patterns("__pycache__", ".pytest_cache", ".mypy_cache", 
 # mutmut's verdicts (`mutmut results --all true`) that leave a mutant alive.
 ALIVE = ("survived", "no tests")
 
+# The packages whose modules the ratchet holds (issue #21): what `make migrate` runs, the dialect
+# seam and the authoring tools. `--raise` adds their new modules.
+RATCHETED = ("runner/", "dialects/", "authoring/")
+
 
 def log(message: str) -> None:
     print(f"[mutation-score] {message}", file=sys.stderr, flush=True)
@@ -51,10 +60,18 @@ def module_of(mutant: str) -> str:
     return mutant.rsplit(".", 1)[0].removeprefix("alembic_steady.").replace(".", "/")
 
 
-def run_mutmut(children: int, work: Path) -> dict[str, str]:
+def run_mutmut(children: int, work: Path, every_module: bool) -> dict[str, str]:
     """Every mutant's verdict: killed, survived, no tests, timeout, ..."""
     copy = work / "alembic-steady"
     shutil.copytree(TOOLKIT, copy, ignore=IGNORED)
+    if not every_module:
+        # mutmut's only_mutate, in the copy's [tool.mutmut] (its last table line stays last).
+        pyproject = copy / "pyproject.toml"
+        patterns = [f"src/alembic_steady/{package}*" for package in RATCHETED]
+        text = pyproject.read_text(encoding="utf-8").replace(
+            "[tool.mutmut]\n", f"[tool.mutmut]\nonly_mutate = {patterns!r}\n", 1
+        )
+        pyproject.write_text(text, encoding="utf-8")
     # Unit tests only, and none of them may reach a server the caller's shell names.
     env = {k: v for k, v in os.environ.items() if not k.startswith("TEST_") and k != "DATABASE_URL"}
     started = time.perf_counter()
@@ -134,11 +151,6 @@ def justified(
     return per_entry, bare
 
 
-# The packages whose modules the ratchet holds (issue #21): what `make migrate` runs, the dialect
-# seam and the authoring tools. `--raise` adds their new modules.
-RATCHETED = ("runner/", "dialects/", "authoring/")
-
-
 def raised(floors: dict[str, float], by_module: dict[str, Counter[str]]) -> str:
     """ratchet.toml with each ratcheted module's floor at its score now, where that is higher."""
     header = RATCHET.read_text(encoding="utf-8").partition("[floor]")[0]
@@ -155,18 +167,30 @@ def main() -> int:
     parser.add_argument("--children", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--keep", action="store_true", help="keep the work folder (mutmut show)")
     parser.add_argument(
+        "--all",
+        dest="every_module",
+        action="store_true",
+        help="every module of the toolkit, not only the ratcheted packages",
+    )
+    parser.add_argument(
         "--raise", dest="raise_floors", action="store_true", help="raise ratchet.toml's floors"
     )
     args = parser.parse_args()
     floors = tomllib.loads(RATCHET.read_text(encoding="utf-8"))["floor"]
+    # survivors/<package>.toml: runner.toml, ..., cli.toml for the modules at the top.
+    files = [
+        path
+        for path in sorted(SURVIVORS.glob("*.toml"))
+        if args.every_module or f"{path.stem}/" in RATCHETED
+    ]
     entries = [
         entry
-        for path in sorted(SURVIVORS.glob("*.toml"))
+        for path in files
         for entry in tomllib.loads(path.read_text(encoding="utf-8")).get("justified", [])
     ]
     work = Path(tempfile.mkdtemp(prefix="mutation-score-"))
     try:
-        verdicts = run_mutmut(args.children, work)
+        verdicts = run_mutmut(args.children, work, args.every_module)
     finally:
         if args.keep:
             log(f"work folder kept: {work / 'alembic-steady'}")

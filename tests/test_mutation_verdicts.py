@@ -33,6 +33,10 @@ def test_linter():
 def test_timeout():
     raise subprocess.TimeoutExpired(["make", "test"], 900)
 
+def test_expected_timeout():
+    with pytest.raises(TimeoutError):
+        pass  # the wait returned: a behaviour, though the words name a timeout
+
 def test_passes():
     pass
 """
@@ -47,7 +51,10 @@ def test_only_a_failed_assertion_of_behaviour_counts(tmp_path: Path) -> None:
         capture_output=True,
         check=False,
     )
-    assert run.caught(report) == ["test_planted::test_behaviour"]
+    assert run.caught(report) == [
+        "test_planted::test_behaviour",
+        "test_planted::test_expected_timeout",
+    ]
 
 
 def test_no_report_catches_nothing(tmp_path: Path) -> None:

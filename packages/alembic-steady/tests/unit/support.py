@@ -244,3 +244,45 @@ class FakeAsyncConnection:
 
     async def run_sync(self, fn: Callable[..., Any], *args: Any) -> Any:
         return fn(self.sync, *args)
+
+
+# -- an async engine without a server --------------------------------------------------------
+
+
+class StandInEngine:
+    """What create_async_engine returns, to code that only connects and runs sync functions on
+    the connection: `run_sync(fn)` calls fn(self.connection). Records the URL and arguments it
+    was made with, every connection (`begin` or `connect`) and whether it was disposed;
+    `refuse` makes connecting raise it."""
+
+    def __init__(self, url: Any, **kwargs: Any) -> None:
+        self.url, self.kwargs = url, kwargs
+        self.connection: Any = object()
+        self.opened: list[str] = []
+        self.disposed = False
+        self.refuse: BaseException | None = None
+
+    def connect(self) -> "StandInEngine._Opened":
+        return StandInEngine._Opened(self, "connect")
+
+    def begin(self) -> "StandInEngine._Opened":
+        return StandInEngine._Opened(self, "begin")
+
+    async def dispose(self) -> None:
+        self.disposed = True
+
+    async def run_sync(self, fn: Callable[[Any], Any]) -> Any:
+        return fn(self.connection)
+
+    class _Opened:
+        def __init__(self, engine: "StandInEngine", how: str) -> None:
+            self.engine, self.how = engine, how
+
+        async def __aenter__(self) -> "StandInEngine":
+            if self.engine.refuse is not None:
+                raise self.engine.refuse
+            self.engine.opened.append(self.how)
+            return self.engine
+
+        async def __aexit__(self, *exc: object) -> None:
+            return None

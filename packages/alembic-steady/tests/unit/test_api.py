@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 from sqlalchemy.engine import URL
-from support import DEFAULT_URL, LINEAR, make_project, write_revisions
+from sqlalchemy.exc import OperationalError
+from support import DEFAULT_URL, LINEAR, Settings, StandInEngine, make_project, write_revisions
 
 from alembic_steady import MAKE
 from alembic_steady.runner import api
@@ -167,3 +168,168 @@ def test_at_head_means_the_databases_heads_are_the_scripts(
     database["heads"] = {"c"}
     assert Migrations(project).is_at_head(connection)
     assert read == [connection, connection]
+
+
+def test_accepting_an_edit_hands_the_project_its_revisions_and_the_url(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = make_project(tmp_path)
+    write_revisions(project.migrations / "versions", LINEAR)
+    asked: list[tuple[Any, ...]] = []
+
+    def accept_edit(*args: Any) -> str:
+        asked.append((*args, threading.get_ident()))
+        return "/v/b_step.py"
+
+    monkeypatch.setattr(api, "accept_edit", accept_edit)
+    assert Migrations(project).accept_edit("b", url=DEFAULT_URL) == "/v/b_step.py"
+    ((given, script, revision, url, thread),) = asked
+    assert given is project and revision == "b" and url is DEFAULT_URL
+    assert script.get_current_head() == "c" and thread == threading.get_ident()
+
+    async def in_a_loop() -> str:
+        return Migrations(project).accept_edit("a")
+
+    assert asyncio.run(in_a_loop()) == "/v/b_step.py"
+    assert asked[1][3] is None and asked[1][4] != threading.get_ident()
+
+
+@pytest.fixture
+def stand_in(monkeypatch: pytest.MonkeyPatch) -> list[StandInEngine]:
+    """The engines wait_for_head makes: stand-ins answering from `database`."""
+    engines: list[StandInEngine] = []
+
+    def engine(url: Any, **kwargs: Any) -> StandInEngine:
+        engines.append(StandInEngine(url, **kwargs))
+        return engines[-1]
+
+    monkeypatch.setattr(api, "create_async_engine", engine)
+    return engines
+
+
+@pytest.fixture
+def waiting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """A project at c (scripts a, b, c) whose database is at `heads`; what the ledger verified."""
+    project = make_project(tmp_path, settings=lambda: Settings())
+    write_revisions(project.migrations / "versions", LINEAR)
+    state: dict[str, Any] = {
+        "heads": {"c"},
+        "script heads": {"c"},
+        "verified": [],
+        "project": project,
+    }
+    monkeypatch.setattr(Migrations, "current_heads", staticmethod(lambda c: state["heads"]))
+
+    class Ledger:
+        def __init__(self, script: Any) -> None:
+            assert set(script.get_heads()) == set(state["script heads"])
+
+        def verify(self, connection: Any, heads: Any, commands: Any) -> None:
+            state["verified"].append((connection, heads, commands))
+
+    monkeypatch.setattr(api, "Ledger", Ledger)
+    return state
+
+
+def test_at_head_wait_for_head_compares_the_checksums_and_returns(
+    waiting: dict[str, Any], stand_in: list[StandInEngine]
+) -> None:
+    Migrations(waiting["project"]).wait_for_head(5, interval=0.01)
+    (engine,) = stand_in
+    assert engine.url == DEFAULT_URL and engine.opened == ["connect"] and engine.disposed
+    assert engine.kwargs["poolclass"] is api.pool.NullPool
+    # Named as the service (not its migrations): a probe, not a migration session.
+    assert engine.kwargs["connect_args"]["server_settings"]["application_name"] == "shop"
+    words = waiting["project"].module_commands
+    assert waiting["verified"] == [(engine.connection, {"c"}, words)]
+
+
+def test_below_head_wait_for_head_says_where_the_database_is_after_its_timeout(
+    waiting: dict[str, Any], stand_in: list[StandInEngine]
+) -> None:
+    waiting["heads"] = {"b"}
+    with pytest.raises(TimeoutError) as waited:
+        Migrations(waiting["project"]).wait_for_head(0.05, interval=0.01, commands=MAKE)
+    assert str(waited.value) == (
+        "Not at head after 0.05s: the database is at b, head is c: run the migrations "
+        "(make migrate)."
+    )
+    assert len(stand_in[0].opened) >= 2 and stand_in[0].disposed
+    assert waiting["verified"] == []
+    waiting["heads"] = set()
+    with pytest.raises(TimeoutError, match=r"the database is at base \(empty\), head is c"):
+        Migrations(waiting["project"]).wait_for_head(0.01, interval=0.01)
+
+
+def test_a_server_not_up_yet_is_waited_for_and_named(
+    waiting: dict[str, Any], stand_in: list[StandInEngine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    original = StandInEngine.__init__
+
+    def refusing(self: StandInEngine, url: Any, **kwargs: Any) -> None:
+        original(self, url, **kwargs)
+        self.refuse = OSError("Connect call failed\nsecond line")
+
+    monkeypatch.setattr(StandInEngine, "__init__", refusing)
+    with pytest.raises(TimeoutError) as waited:
+        Migrations(waiting["project"]).wait_for_head(0.03, interval=0.01)
+    assert str(waited.value) == (
+        "Not at head after 0.03s: cannot connect (OSError: Connect call failed)."
+    )
+
+
+def test_every_head_is_named_where_there_are_several(
+    waiting: dict[str, Any], stand_in: list[StandInEngine]
+) -> None:
+    write_revisions(waiting["project"].migrations / "versions", [("x", "a")])
+    waiting["heads"], waiting["script heads"] = {"x", "b"}, {"c", "x"}
+    with pytest.raises(TimeoutError) as waited:
+        Migrations(waiting["project"]).wait_for_head(0.01, interval=0.01)
+    assert "the database is at b, x, head is c, x: run the migrations" in str(waited.value)
+
+
+@pytest.mark.parametrize(
+    ("refusal", "said"),
+    [
+        (
+            OperationalError("SELECT 1", {}, OSError("server closed\nmore")),
+            "OperationalError: server closed",
+        ),
+        (OSError(), "OSError: "),
+    ],
+)
+def test_the_connection_error_is_named_by_its_first_line(
+    waiting: dict[str, Any],
+    stand_in: list[StandInEngine],
+    monkeypatch: pytest.MonkeyPatch,
+    refusal: BaseException,
+    said: str,
+) -> None:
+    original = StandInEngine.__init__
+
+    def refusing(self: StandInEngine, url: Any, **kwargs: Any) -> None:
+        original(self, url, **kwargs)
+        self.refuse = refusal
+
+    monkeypatch.setattr(StandInEngine, "__init__", refusing)
+    with pytest.raises(TimeoutError) as waited:
+        Migrations(waiting["project"]).wait_for_head(0.01, interval=0.01)
+    assert str(waited.value).endswith(f": cannot connect ({said}).")
+
+
+def test_the_last_check_is_the_one_before_the_timeout_would_pass(
+    waiting: dict[str, Any], stand_in: list[StandInEngine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A clock of the test's own: each pause moves it on by the interval, exactly.
+    clock = [100.0]
+
+    async def pause(seconds: float) -> None:
+        clock[0] += seconds
+
+    monkeypatch.setattr(api.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(api.asyncio, "sleep", pause)
+    waiting["heads"] = {"b"}
+    with pytest.raises(TimeoutError):
+        Migrations(waiting["project"]).wait_for_head(1.0, interval=0.25)
+    # Checks at 0, 0.25, 0.5, 0.75 and 1.0 s: one more pause would pass the timeout.
+    assert len(stand_in[0].opened) == 5 and clock[0] == 101.0

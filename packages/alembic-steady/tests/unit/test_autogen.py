@@ -84,6 +84,14 @@ def test_writing_a_revision_gets_the_directives_hook() -> None:
     assert "autogenerate_plugins" in options
 
 
+@pytest.mark.parametrize("writing", [True, False])
+def test_the_runners_checksums_are_nobodys_model(writing: bool) -> None:
+    include = autogen.configure_options(writing_revision=writing)["include_name"]
+    assert not include("alembic_version_checksums", "table", {})
+    assert include("alembic_version_checksums", "column", {})
+    assert include("item", "table", {}) and include(None, "schema", {})
+
+
 def test_check_sees_every_directive() -> None:
     options = autogen.configure_options(writing_revision=False)
     assert "process_revision_directives" not in options

@@ -36,6 +36,10 @@ class FakeMigrations:
     def wait_for_head(self, *args: Any, **kwargs: Any) -> None:
         self._record("wait_for_head", *args, **kwargs)
 
+    def accept_edit(self, *args: Any, **kwargs: Any) -> str:
+        self._record("accept_edit", *args, **kwargs)
+        return f"/srv/shop/migrations/versions/{args[0]}_add_notes.py"
+
 
 @pytest.fixture
 def project(tmp_path: Path) -> Project:
@@ -122,6 +126,26 @@ def test_usage_errors_exit_2_with_argparses_message(
 def test_a_timeout_that_is_not_a_number_is_a_usage_error(project: Project) -> None:
     with pytest.raises(SystemExit):
         run(project, "wait-for-head", "--timeout", "nan")
+
+
+def test_accept_edit_records_the_revision_and_names_its_file(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, migrations = run(project, "accept-edit", "b0b0")
+    assert code == 0
+    assert migrations.calls == [("accept_edit", ("b0b0",), {})]
+    assert capsys.readouterr().out == (
+        "Accepted: b0b0 (b0b0_add_notes.py) is recorded as its file is now.\n"
+    )
+
+
+def test_accept_edit_of_an_unknown_revision_fails_in_one_line(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    error = CommandError("No revision 'zz' in migrations/versions.")
+    code, _ = run(project, "accept-edit", "zz", raises=error)
+    assert code == 1
+    assert capsys.readouterr().err == "FAILED: No revision 'zz' in migrations/versions.\n"
 
 
 @pytest.mark.parametrize(
@@ -216,6 +240,13 @@ def test_every_chore_runs_its_tools_main(name: str, module: str) -> None:
     assert name in cli.CHORES
 
 
+def test_the_history_chores_run_check_history_and_migration_rebase() -> None:
+    from alembic_steady.tools import history
+
+    assert cli._chore("check-history") is history.main
+    assert cli._chore("migration-rebase") is history.rebase_main
+
+
 @pytest.mark.parametrize("action", ["start", "stop", "reset"])
 def test_devdb_runs_its_action(
     project: Project, monkeypatch: pytest.MonkeyPatch, action: str
@@ -257,6 +288,10 @@ def test_help_lists_every_command_with_what_it_does(
         "shell the server's shell on the database (make psql, make dbshell)",
         "rehearse pending revisions on a scratch copy of real data (make rehearse)",
         "lint-migrations squawk on each revision's SQL (make lint-migrations)",
+        "check-history the branch's revisions follow the base's head in line (make check-history)",
+        "migration-rebase re-point a branch's revision onto the base's head "
+        "(make migration-rebase)",
+        "accept-edit record a deliberate edit of an applied revision's file (make accept-edit)",
         "devdb the development database (make db-up, db-reset)",
     ):
         assert line in shown
@@ -266,6 +301,7 @@ def test_help_lists_every_command_with_what_it_does(
     ("command", "lines"),
     [
         (["upgrade"], ["revision head (default), +1, an id"]),
+        (["accept-edit"], ["revision the revision whose file was edited on purpose"]),
         (
             ["wait-for-head"],
             ["--timeout TIMEOUT seconds to wait", "--interval INTERVAL seconds between checks"],

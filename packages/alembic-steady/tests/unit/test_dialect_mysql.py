@@ -691,6 +691,7 @@ def test_autogenerate_leaves_the_record_table_out() -> None:
     MY.autogenerate_options(options, writing_revision=False)
     include = options["include_name"]
     assert not include("alembic_steady_progress", "table", {})
+    assert not include("alembic_version_checksums", "table", {})
     assert include("widget", "table", {})
     assert include("alembic_steady_progress", "column", {})
     assert options["process_revision_directives"] is None

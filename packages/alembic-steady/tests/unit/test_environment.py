@@ -6,7 +6,7 @@ import io
 from argparse import Namespace
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import sqlalchemy as sa
@@ -336,3 +336,72 @@ def test_the_mysql_offline_script_bounds_its_lock_waits(tmp_path: Path) -> None:
     url = make_url("mysql+asyncmy://app@db.internal/shop")
     lines = offline_sql(tmp_path, "    op.execute('SELECT 1')", url)
     assert lines[0] == "SET SESSION lock_wait_timeout = 2;"
+
+
+# -- the checksums of applied revisions ------------------------------------------------------
+
+
+class RecordingLedger:
+    """checksums.Ledger, recording what the run asks of it."""
+
+    made: ClassVar[list["RecordingLedger"]] = []
+
+    def __init__(self, script: Any, schema: str | None) -> None:
+        self.script, self.schema = script, schema
+        self.asked: list[tuple[Any, ...]] = []
+        RecordingLedger.made.append(self)
+
+    def verify(self, connection: Any, heads: Any, commands: Any) -> None:
+        self.asked.append(("verify", connection, heads, commands))
+
+    def prepare(self, connection: Any, heads: Any) -> None:
+        self.asked.append(("prepare", connection, heads))
+
+
+def alembic_upgrade() -> None:
+    """Stands for Alembic's own upgrade `fn`, which the runner applies a revision at a time."""
+
+
+alembic_upgrade.__module__, alembic_upgrade.__name__ = "alembic.command", "upgrade"
+
+
+@pytest.mark.parametrize(
+    ("command", "current", "fn", "asked"),
+    [
+        ("upgrade", ("a",), alembic_upgrade, ["verify", "prepare"]),
+        ("check", ("a",), None, ["verify"]),
+        ("downgrade", ("a",), alembic_upgrade, ["prepare"]),
+        ("stamp", None, None, ["prepare"]),
+        ("current", ("a",), None, []),
+        (None, ("a",), alembic_upgrade, ["prepare"]),  # Alembic's upgrade called from code
+        (None, ("a",), None, []),
+    ],
+)
+def test_a_run_verifies_and_keeps_the_checksums_as_its_command_asks(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    command: str | None,
+    current: tuple[str, ...] | None,
+    fn: Any,
+    asked: list[str],
+) -> None:
+    RecordingLedger.made = []
+    monkeypatch.setattr(environment_module.checksums, "Ledger", RecordingLedger)
+    env = environment(tmp_path, {"command": command} if command else {})
+    context: Any = env.context
+    context.script = "the script"
+    context.get_context = lambda: SimpleNamespace(
+        version_table_schema="audit", get_current_heads=lambda: ("b",)
+    )
+    connection: Any = object()
+    ledger = env._checksums(connection, current, fn)
+    (made,) = RecordingLedger.made
+    assert (made.script, made.schema) == ("the script", "audit")
+    assert [what[0] for what in made.asked] == asked
+    if "verify" in asked:
+        assert made.asked[0] == ("verify", connection, current, MAKE)
+    if "prepare" in asked:
+        assert made.asked[-1] == ("prepare", connection, ("b",))
+        assert ledger is made
+    else:
+        assert ledger is None

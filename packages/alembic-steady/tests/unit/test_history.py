@@ -4,6 +4,7 @@ reads files and git only; the template's tests run the Make targets and migrate 
 
 import os
 import subprocess
+import tempfile
 from collections.abc import Callable
 from contextlib import redirect_stdout
 from io import StringIO
@@ -66,14 +67,17 @@ def rebase(project: Project, *argv: str) -> tuple[int, str]:
 def _run(
     main: Callable[[Project, list[str]], int], project: Project, argv: tuple[str, ...]
 ) -> tuple[int, str]:
+    """Run from a folder outside the repository: git is asked about the project's, not the
+    current folder's (a monorepo's root, a CI job's checkout folder)."""
     out = StringIO()
     cwd = Path.cwd()
-    os.chdir(project.folder)
-    try:
-        with redirect_stdout(out):
-            code = main(project, list(argv))
-    finally:
-        os.chdir(cwd)
+    with tempfile.TemporaryDirectory(prefix="elsewhere-") as elsewhere:
+        os.chdir(elsewhere)
+        try:
+            with redirect_stdout(out):
+                code = main(project, list(argv))
+        finally:
+            os.chdir(cwd)
     return code, out.getvalue()
 
 
@@ -300,3 +304,290 @@ def test_a_repository_without_commits_checks_the_working_tree_alone(tmp_path: Pa
         code == 1
         and "c (c_step.py): follows a, but the line ends at this branch's revision b" in out
     )
+
+
+# -- the whole of each message -------------------------------------------------------------
+
+
+def test_a_branch_of_its_own_pushed_with_a_slash_in_its_name_is_not_the_base(
+    repo: Project,
+) -> None:
+    root = repo.folder
+    git(root, "switch", "-q", "-c", "feature/loyalty")
+    write_revisions(versions(repo), [("b", "p")])
+    commit(root, "b")
+    git(root, "remote", "add", "origin", str(root))
+    git(root, "update-ref", "refs/remotes/origin/feature/loyalty", "HEAD")
+    git(root, "branch", "-q", "--set-upstream-to", "origin/feature/loyalty")
+    write_revisions(versions(repo), [("c", "b")])
+    assert check(repo) == (0, "check-history: 2 new revision(s), in one line after main's head.\n")
+
+
+def test_a_duplicate_id_says_which_to_renumber_and_how(repo: Project) -> None:
+    git(repo.folder, "switch", "-q", "-c", "feature")
+    write_revisions(versions(repo), [("b", "p")])
+    (versions(repo) / "b_again.py").write_text(
+        (versions(repo) / "b_step.py").read_text(), encoding="utf-8"
+    )
+    code, out = check(repo)
+    assert code == 1
+    assert out.splitlines() == [
+        "b (b_again.py and b_step.py): this revision id is used by 2 files; Alembic runs one of "
+        "them",
+        "  Fix: give the newer revision a new id (its `revision` line, and the `down_revision` of "
+        "any revision that follows it)",
+        "check-history: 1 problem(s) against main.",
+    ]
+
+
+def test_a_long_id_says_how_to_shorten_it_or_widen_the_column(repo: Project) -> None:
+    long_id = "add_customer_loyalty_points_column"
+    git(repo.folder, "switch", "-q", "-c", "feature")
+    write_revisions(versions(repo), [(long_id, "p")])
+    code, out = check(repo)
+    assert code == 1
+    assert out.splitlines() == [
+        f"{long_id} ({long_id}_step.py): the id is 34 characters; alembic_version.version_num "
+        "holds 32, so applying it fails",
+        "  Fix: use a shorter id (make migration writes 12), or widen the column first in a "
+        "revision of its own and set revision-id-length under [tool.alembic-steady] in "
+        "pyproject.toml",
+        "check-history: 1 problem(s) against main.",
+    ]
+
+
+@pytest.mark.parametrize(
+    "pyproject",
+    [
+        '[project]\nname = "shop"\n',
+        "[tool.ruff]\nline-length = 100\n",
+        "[tool.alembic-steady]\n",
+    ],
+)
+def test_a_pyproject_that_sets_no_length_keeps_the_columns_32(
+    repo: Project, pyproject: str
+) -> None:
+    (repo.folder / "pyproject.toml").write_text(pyproject, encoding="utf-8")
+    git(repo.folder, "switch", "-q", "-c", "feature")
+    write_revisions(versions(repo), [("b" * 33, "p")])
+    code, out = check(repo)
+    assert code == 1 and "the id is 33 characters; alembic_version.version_num holds 32" in out
+    (versions(repo) / f"{'b' * 33}_step.py").unlink()
+    write_revisions(versions(repo), [("b" * 32, "p")])
+    assert check(repo)[0] == 0
+
+
+def test_of_three_base_revisions_the_last_is_named(repo: Project) -> None:
+    git(repo.folder, "switch", "-q", "-c", "feature")
+    write_revisions(versions(repo), [("y", None), ("z", None)])
+    code, out = check(repo)
+    assert code == 1
+    assert out.splitlines() == [
+        "z (z_step.py): the history has 3 base revisions (a, y, z); one starts it",
+        "  Fix: point this revision's down_revision at the revision it builds on",
+        "y (y_step.py): follows nothing (a second base), but the line ends at main's head p: "
+        "after the merge the history would not be one line",
+        "  Fix: make migration-rebase rev=y",
+        "z (z_step.py): follows nothing (a second base), but the line ends at main's head p: "
+        "after the merge the history would not be one line",
+        "  Fix: make migration-rebase rev=z",
+        "check-history: 3 problem(s) against main.",
+    ]
+
+
+def test_a_base_with_three_heads_names_the_last_and_nothing_else(repo: Project) -> None:
+    write_revisions(versions(repo), [("b", "p"), ("c", "p"), ("d", "p")])
+    commit(repo.folder, "three heads on main")
+    git(repo.folder, "switch", "-q", "-c", "feature")
+    write_revisions(versions(repo), [("e", "a")])
+    code, out = check(repo)
+    assert code == 1
+    assert out.splitlines() == [
+        "d (d_step.py): main itself has 3 heads (b, c, d)",
+        "  Fix: merge them on main first (make merge), then check this branch again",
+        "check-history: 1 problem(s) against main.",
+    ]
+    code, out = rebase(repo, "e")
+    assert (code, out) == (1, "migration-rebase: main has 3 heads: merge them there first\n")
+
+
+def test_every_revision_off_the_line_is_named_but_those_following_one_named(
+    repo: Project,
+) -> None:
+    git(repo.folder, "switch", "-q", "-c", "feature")
+    write_revisions(versions(repo), [("b", "p"), ("d", "a"), ("e", "d"), ("x", "a")])
+    code, out = check(repo)
+    assert code == 1
+    assert out.splitlines() == [
+        "d (d_step.py): follows a, but the line ends at this branch's revision b: after the "
+        "merge the history would not be one line",
+        "  Fix: make migration-rebase rev=d",
+        "x (x_step.py): follows a, but the line ends at this branch's revision b: after the "
+        "merge the history would not be one line",
+        "  Fix: make migration-rebase rev=x",
+        "check-history: 2 problem(s) against main.",
+    ]
+
+
+def test_a_merge_revision_off_the_line_names_both_parents(repo: Project) -> None:
+    git(repo.folder, "switch", "-q", "-c", "feature")
+    write_revisions(versions(repo), [("m", ("a", "p"))])  # type: ignore[list-item]
+    code, out = check(repo)
+    assert code == 1
+    assert out.splitlines() == [
+        "m (m_step.py): follows a, p, but the line ends at main's head p: after the merge the "
+        "history would not be one line",
+        "  Fix: make migration-rebase rev=m",
+        "check-history: 1 problem(s) against main.",
+    ]
+
+
+def test_the_line_goes_on_with_the_longest_chain_not_the_first_fork(repo: Project) -> None:
+    # b has one revision after it, c two: the line is p, c, d, e, and b (with x after it) is
+    # the one to re-point.
+    git(repo.folder, "switch", "-q", "-c", "feature")
+    write_revisions(versions(repo), [("b", "p"), ("x", "b"), ("c", "p"), ("d", "c"), ("e", "d")])
+    code, out = check(repo)
+    assert code == 1
+    assert out.splitlines()[0] == (
+        "b (b_step.py): follows p, but the line ends at this branch's revision e: after the "
+        "merge the history would not be one line"
+    )
+    assert len(out.splitlines()) == 3
+    assert rebase(repo, "b") == (0, "migration-rebase: b now follows e.\n")
+    assert check(repo) == (0, "check-history: 5 new revision(s), in one line after main's head.\n")
+
+
+def test_a_repository_without_commits_or_revisions_passes(tmp_path: Path) -> None:
+    git(tmp_path, "init", "-q", "-b", "main")
+    project = make_project(tmp_path)
+    versions(project).mkdir(parents=True)
+    assert check(project) == (0, "check-history: 0 new revision(s), in one line.\n")
+
+
+def test_a_base_that_names_a_range_is_refused(repo: Project) -> None:
+    git(repo.folder, "switch", "-q", "-c", "feature")
+    code, out = check(repo, "--base", "main..feature")
+    assert (code, out) == (
+        1,
+        "check-history: 'main..feature' is not a branch or commit here: name an existing one "
+        "(base=)\n",
+    )
+
+
+def test_a_project_in_a_folder_named_like_an_option_is_read(tmp_path: Path) -> None:
+    git(tmp_path, "init", "-q", "-b", "main")
+    project = make_project(tmp_path / "-app")
+    write_revisions(versions(project), [("a", None)])
+    commit(tmp_path, "a")
+    git(tmp_path, "switch", "-q", "-c", "feature")
+    write_revisions(versions(project), [("b", "a")])
+    assert check(project) == (
+        0,
+        "check-history: 1 new revision(s), in one line after main's head.\n",
+    )
+
+
+def test_without_git_the_check_says_it_needs_it(
+    repo: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    empty = tmp_path / "no-git-here"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    assert check(repo) == (
+        1,
+        "check-history: git is not installed: the check reads the base branch from git\n",
+    )
+
+
+def test_a_git_failure_without_a_message_names_the_command(tmp_path: Path) -> None:
+    git(tmp_path, "init", "-q", "-b", "main")
+    with pytest.raises(history.HistoryError) as failed:
+        history.git(tmp_path, "rev-parse", "--verify", "--quiet", "nosuch")
+    assert str(failed.value) == "git rev-parse --verify --quiet nosuch failed"
+
+
+def test_rebase_refuses_a_base_revision_and_says_why(repo: Project) -> None:
+    two_branches_merged(repo)
+    git(repo.folder, "merge", "-q", "main", "-m", "bring main in")
+    assert rebase(repo, "b") == (
+        1,
+        "migration-rebase: b is on main already: only a revision this branch adds can be "
+        "re-pointed (the others may be applied somewhere)\n",
+    )
+
+
+def test_rebase_reads_the_base_it_is_given(repo: Project) -> None:
+    two_branches_merged(repo)
+    git(repo.folder, "merge", "-q", "main", "-m", "bring main in")
+    assert rebase(repo, "c", "--base", "nosuch") == (
+        1,
+        "migration-rebase: 'nosuch' is not a branch or commit here: name an existing one (base=)\n",
+    )
+    assert (versions(repo) / "c_step.py").read_text().count("down_revision = 'p'") == 1
+
+
+def test_rebase_edits_the_header_and_the_assignment_only(repo: Project) -> None:
+    two_branches_merged(repo)
+    git(repo.folder, "merge", "-q", "main", "-m", "bring main in")
+    path = versions(repo) / "c_step.py"
+    text = (
+        '"""step c\n\nRevision ID: c\nRevises: p\nCreate Date: today\n"""\n\n'
+        "revision = 'c'\ndown_revision = 'p'\n\n"
+        'QUOTED = """\nRevises: p\ndown_revision = \'p\'\n"""\n'
+    )
+    path.write_text(text, encoding="utf-8")
+    assert rebase(repo, "c") == (0, "migration-rebase: c now follows b.\n")
+    assert path.read_text(encoding="utf-8") == (
+        '"""step c\n\nRevision ID: c\nRevises: b\nCreate Date: today\n"""\n\n'
+        "revision = 'c'\ndown_revision = 'b'\n\n"
+        'QUOTED = """\nRevises: p\ndown_revision = \'p\'\n"""\n'
+    )
+
+
+def test_rebase_of_a_file_it_cannot_edit_says_to_edit_it_by_hand(repo: Project) -> None:
+    two_branches_merged(repo)
+    git(repo.folder, "merge", "-q", "main", "-m", "bring main in")
+    path = versions(repo) / "c_step.py"
+    path.write_text('"""step c"""\n\nrevision, down_revision = "c", "p"\n', encoding="utf-8")
+    assert rebase(repo, "c") == (
+        1,
+        "migration-rebase: c_step.py has no down_revision line to edit: edit it by hand\n",
+    )
+    assert path.read_text(encoding="utf-8").endswith('down_revision = "c", "p"\n')
+
+
+@pytest.mark.parametrize(
+    ("tool", "lines"),
+    [
+        (
+            history.main,
+            [
+                "usage: check-history [-h] [--base BASE]",
+                "--base BASE the branch this one merges into",
+            ],
+        ),
+        (
+            history.rebase_main,
+            [
+                "usage: migration-rebase [-h] [--base BASE] revision",
+                "revision the branch's revision to re-point",
+                "--base BASE the branch this one merges into",
+            ],
+        ),
+    ],
+)
+def test_each_tools_help_explains_its_arguments(
+    repo: Project,
+    monkeypatch: pytest.MonkeyPatch,
+    tool: Callable[[Project, list[str]], int],
+    lines: list[str],
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    out = StringIO()
+    with redirect_stdout(out), pytest.raises(SystemExit) as exited:
+        tool(repo, ["--help"])
+    assert exited.value.code == 0
+    shown = " ".join(out.getvalue().split())
+    for line in lines:
+        assert line in shown

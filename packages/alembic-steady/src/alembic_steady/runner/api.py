@@ -13,8 +13,7 @@ it until the database is at head (for init containers and start scripts).
 import asyncio
 import concurrent.futures
 import time
-from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from collections.abc import Callable
 
 from alembic import command
 from alembic.config import Config
@@ -27,9 +26,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from ..dialects.base import for_url
 from ..project import Commands, Project
-from .checksums import Ledger
-
-T = TypeVar("T")
+from .checksums import Ledger, accept_edit
 
 
 class Migrations:
@@ -164,41 +161,14 @@ class Migrations:
         finally:
             await engine.dispose()
 
-    def accept_edit(
-        self, revision: str, *, url: URL | None = None, commands: Commands | None = None
-    ) -> str:
+    def accept_edit(self, revision: str, *, url: URL | None = None) -> str:
         """Record the file of `revision`, applied to this database, as it is now: an edit made
-        on purpose, which `upgrade`, `check` and `wait_for_head` then accept. Its file name."""
-        return _run(self._accept_edit(revision, url))
-
-    async def _accept_edit(self, revision: str, url: URL | None) -> str:
-        settings = self.project.settings()
-        target = url or settings.migration_url
-        engine = create_async_engine(
-            target,
-            poolclass=pool.NullPool,
-            connect_args=for_url(target).connect_args(settings, self.project.session_name),
+        on purpose, which `upgrade`, `check` and `wait_for_head` then accept. Its path."""
+        accepted: list[str] = []
+        outside_running_loop(
+            lambda: accepted.append(accept_edit(self.project, self.script(), revision, url))
         )
-        script = self.script()
-        try:
-            async with engine.begin() as connection:
-                accepted = await connection.run_sync(
-                    lambda c: Ledger(script).accept(c, self.current_heads(c), revision)
-                )
-        finally:
-            await engine.dispose()
-        return accepted.path
-
-
-def _run(coroutine: Coroutine[Any, Any, T]) -> T:
-    """Run `coroutine` to its end, also from a thread whose event loop is running."""
-    result: list[T] = []
-
-    async def keep() -> None:
-        result.append(await coroutine)
-
-    outside_running_loop(lambda: asyncio.run(keep()))
-    return result[0]
+        return accepted[0]
 
 
 def outside_running_loop(fn: Callable[..., None], *args: object) -> None:

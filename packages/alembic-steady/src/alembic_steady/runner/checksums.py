@@ -21,18 +21,36 @@ the stamped revisions.
 """
 
 import ast
+import asyncio
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from alembic.runtime.migration import MigrationContext
 from alembic.script import Script, ScriptDirectory
 from alembic.util import CommandError
-from sqlalchemy import Column, Connection, MetaData, String, Table, Text, delete, inspect, select
+from sqlalchemy import (
+    Column,
+    Connection,
+    MetaData,
+    String,
+    Table,
+    Text,
+    delete,
+    inspect,
+    pool,
+    select,
+)
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import create_async_engine
 
-from ..project import Commands
+from ..dialects.base import for_url
+from ..project import Commands, Project
 
 TABLE = "alembic_version_checksums"
+# The commands that compare the applied revisions with their files before they run.
+VERIFYING = ("upgrade", "check")
 # Lines of a refusal's diff, at most: enough to recognise the edit, short enough to read.
 DIFF_LINES = 12
 
@@ -86,6 +104,12 @@ def table(schema: str | None) -> Table:
     )
 
 
+def keeps_records(command: str | None, steps_revisions: bool) -> bool:
+    """Whether a run keeps the records in step: one that applies or undoes revisions (Alembic's
+    own upgrade and downgrade, called from code, name no command: they step revisions)."""
+    return command in ("upgrade", "downgrade", "stamp") or steps_revisions
+
+
 def applied(script: ScriptDirectory, heads: Iterable[str]) -> dict[str, Script]:
     """The revisions a database at `heads` has applied: the heads and all before them."""
     heads = tuple(heads)
@@ -132,47 +156,14 @@ class Ledger:
             if now.code_sha256 != code_hash:
                 edited.append((script, now))
         if edited:
-            raise CommandError(self._refusal(connection, edited, commands))
+            codes = self._codes(connection, [script.revision for script, _ in edited])
+            raise CommandError(refusal(edited, codes, commands))
 
-    def _refusal(
-        self,
-        connection: Connection,
-        edited: list[tuple[Script, Fingerprint]],
-        commands: Commands,
-    ) -> str:
-        codes = dict(
-            connection.execute(
-                select(self.table.c.revision, self.table.c.code).where(
-                    self.table.c.revision.in_([script.revision for script, _ in edited])
-                )
-            ).all()
-        )
-        import difflib  # only to show a refusal: a run at head does without it
-
-        parts = []
-        for script, now in edited:
-            diff = [
-                line
-                for line in difflib.unified_diff(
-                    codes[script.revision].splitlines(), now.code.splitlines(), lineterm="", n=0
-                )
-                if line[:1] in "+-" and line[:3] not in ("+++", "---")
-            ]
-            more = len(diff) - DIFF_LINES
-            shown = diff[:DIFF_LINES] + ([f"  ... and {more} more lines"] if more > 0 else [])
-            parts.append(
-                f"Revision {script.revision} ({Path(script.path).name}) was edited after this "
-                "database applied it; its code now differs from what ran here:\n"
-                + "\n".join(f"  {line}" for line in shown)
-            )
-        first = edited[0][0]
-        return (
-            "\n".join(parts)
-            + "\nA database built from the files now would differ from this one. Put the file "
-            f"back as it was (git log -p -- {Path(first.path).name}); if the edit is deliberate "
-            "and this database needs nothing more, record it: "
-            f"{commands.accept_edit_of(first.revision)}."
-        )
+    def _codes(self, connection: Connection, revisions: list[str]) -> dict[str, str]:
+        """The code recorded for each of `revisions`, as it ran here."""
+        columns = self.table.c
+        query = select(columns.revision, columns.code).where(columns.revision.in_(revisions))
+        return {revision: code for revision, code in connection.execute(query)}
 
     def prepare(self, connection: Connection, heads: Iterable[str]) -> None:
         """Create the table when missing, and record applied revisions without a record (a
@@ -212,6 +203,64 @@ class Ledger:
         connection.execute(delete(self.table).where(self.table.c.revision == revision))
         connection.execute(self.table.insert(), [_row(script)])
         return script
+
+
+def refusal(
+    edited: list[tuple[Script, Fingerprint]], codes: dict[str, str], commands: Commands
+) -> str:
+    """What `verify` says: each edited revision with the lines that changed (as it ran here, -;
+    as its file has them now, +), then the fix."""
+    import difflib  # only to word a refusal: a run at head does without it
+
+    parts = []
+    for script, now in edited:
+        diff = [
+            line
+            for line in difflib.unified_diff(
+                codes[script.revision].splitlines(), now.code.splitlines(), lineterm="", n=0
+            )
+            if line[:1] in "+-" and line[:3] not in ("+++", "---")
+        ]
+        more = len(diff) - DIFF_LINES
+        shown = diff[:DIFF_LINES] + ([f"  ... and {more} more lines"] if more > 0 else [])
+        parts.append(
+            f"Revision {script.revision} ({Path(script.path).name}) was edited after this "
+            "database applied it; its code now differs from what ran here:\n"
+            + "\n".join(f"  {line}" for line in shown)
+        )
+    first = edited[0][0]
+    return (
+        "\n".join(parts)
+        + "\nA database built from the files now would differ from this one. Put the file "
+        f"back as it was (git log -p -- {Path(first.path).name}); if the edit is deliberate "
+        "and this database needs nothing more, record it: "
+        f"{commands.accept_edit_of(first.revision)}."
+    )
+
+
+def accept_edit(project: Project, script: ScriptDirectory, revision: str, url: URL | None) -> str:
+    """`accept-edit`: record `revision`'s file as it is now on the project's database (or
+    `url`'s), in one transaction. The file's path."""
+    settings = project.settings()
+    target = url or settings.migration_url
+    engine = create_async_engine(
+        target,
+        poolclass=pool.NullPool,
+        connect_args=for_url(target).connect_args(settings, project.session_name),
+    )
+
+    def accept(connection: Connection) -> str:
+        heads = MigrationContext.configure(connection).get_current_heads()
+        return str(Ledger(script).accept(connection, heads, revision).path)
+
+    async def run() -> str:
+        try:
+            async with engine.begin() as connection:
+                return await connection.run_sync(accept)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
 
 
 def _row(script: Script) -> dict[str, str]:

@@ -33,8 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from ..dialects.base import for_url
 from ..project import MigrationSettings, Project
-from . import alembic_internals, guards, logs
-from .checksums import Ledger
+from . import alembic_internals, checksums, guards, logs
 from .errors import clear_errors, connect, offline_failure
 from .progress import PROGRESS, Progress, named
 from .retries import RetryPolicy, forget_lock_bound, with_retries
@@ -143,7 +142,7 @@ class MigrationEnvironment:
             connection.info[PROGRESS] = self.progress
         if self.command == "stamp":  # how a half-applied revision is settled by hand
             self.dialect.forget_unfinished(connection)
-        ledger = Ledger(context.script, context.get_context().version_table_schema)
+        current = None
         # `stamp` is how a version row nobody defines gets repaired, so it skips these checks.
         if self.command != "stamp":
             current = context.get_context().get_current_heads()
@@ -154,17 +153,8 @@ class MigrationEnvironment:
             elif self.command == "upgrade":
                 destination = context.get_revision_argument()
                 guards.refuse_upgrade_below_current(current, context.script, destination, commands)
-            if self.command in ("upgrade", "check"):
-                ledger.verify(connection, current, commands)
         fn = context.get_context().opts.get("fn")
-        # Runs that apply or undo revisions (Alembic's own called from code names no command)
-        # keep the checksums' records in step.
-        records = self.command in ("upgrade", "downgrade", "stamp") or (
-            alembic_internals.runs_one_revision_at_a_time(fn)
-        )
-        if records:
-            # Before any revision's transaction: MySQL's CREATE TABLE would commit one.
-            ledger.prepare(connection, context.get_context().get_current_heads())
+        ledger = self._checksums(connection, current, fn)
         if not own_session or not alembic_internals.runs_one_revision_at_a_time(fn):
             # A caller's transaction, or a caller's own `fn` (the models test), or a stamp: run
             # as given, each statement waiting for locks at most MIGRATION_LOCK_TIMEOUT, without
@@ -172,7 +162,7 @@ class MigrationEnvironment:
             if own_session:
                 self.dialect.set_lock_timeout(connection, self.policy, 0)
                 connection.commit()
-            if records:  # each step records what it applied, or forgets what it undid
+            if ledger is not None:  # each step records what it applied, or forgets what it undid
                 with logs.quiet("alembic.runtime.migration"):
                     self.configure(
                         connection=connection,
@@ -193,7 +183,8 @@ class MigrationEnvironment:
 
         def done(heads: set[str], **_: Any) -> None:
             reached[:] = [tuple(heads)]
-            ledger.sync(connection, heads)
+            if ledger is not None:
+                ledger.sync(connection, heads)
             self.dialect.revision_done(connection, self.progress)
 
         def new_context() -> None:
@@ -237,6 +228,24 @@ class MigrationEnvironment:
                 reached.pop() if reached else context.get_context().get_current_heads()
             )
             alembic_internals.heads_known(context.get_context(), self.progress.at or ())
+
+    def _checksums(
+        self, connection: Connection, current: tuple[str, ...] | None, fn: object
+    ) -> checksums.Ledger | None:
+        """The run's checksums of applied revisions: compared with the files first when the
+        command verifies (`current`: the heads read, None for a stamp), then made ready to be
+        kept in step when the run applies or undoes revisions (None when it does neither)."""
+        migration = self.context.get_context()
+        ledger = checksums.Ledger(self.context.script, migration.version_table_schema)
+        if current is not None and self.command in checksums.VERIFYING:
+            ledger.verify(connection, current, self.project.commands)
+        if not checksums.keeps_records(
+            self.command, alembic_internals.runs_one_revision_at_a_time(fn)
+        ):
+            return None
+        # Before any revision's transaction: MySQL's CREATE TABLE would commit one.
+        ledger.prepare(connection, migration.get_current_heads())
+        return ledger
 
     def _on_statement(self, connection: Connection | None, sql: str, run: Callable[[], Any]) -> Any:
         def retry(attempt: Callable[[], Any], where: str) -> Any:

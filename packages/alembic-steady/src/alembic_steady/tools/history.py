@@ -155,7 +155,8 @@ def default_base(folder: Path) -> str:
     except HistoryError:
         upstream = branch = ""
     upstream, branch = upstream.strip(), branch.strip()
-    if upstream and upstream.rpartition("/")[2] != branch:
+    # origin/feature/x is the twin of feature/x: the remote's name ends at the first slash.
+    if upstream and upstream.partition("/")[2] != branch:
         return upstream
     for candidate in DEFAULT_BASES:
         if _resolves(folder, candidate):
@@ -321,10 +322,11 @@ def rebase(project: Project, history: History, revision: str) -> str:
         )
     path = Path(history.here[revision].path)
     text = path.read_text(encoding="utf-8")
-    quote = '"' if '"' in DOWN_REVISION.search(text).group(2) else "'"  # type: ignore[union-attr]
-    text, edited = DOWN_REVISION.subn(lambda m: f"{m.group(1)}{quote}{end}{quote}", text, count=1)
-    if not edited:
+    found = DOWN_REVISION.search(text)
+    if found is None:
         raise HistoryError(f"{path.name} has no down_revision line to edit: edit it by hand")
+    quote = '"' if '"' in found.group(2) else "'"
+    text = DOWN_REVISION.sub(lambda m: f"{m.group(1)}{quote}{end}{quote}", text, count=1)
     text = REVISES.sub(lambda m: f"{m.group(1)}{end}", text, count=1)
     path.write_text(text, encoding="utf-8")
     return end
