@@ -591,3 +591,21 @@ def test_each_tools_help_explains_its_arguments(
     shown = " ".join(out.getvalue().split())
     for line in lines:
         assert line in shown
+
+
+def test_a_down_revision_spread_over_lines_is_left_to_a_person(repo: Project) -> None:
+    git(repo.folder, "switch", "-q", "-c", "feature")
+    write_revisions(versions(repo), [("b", "p"), ("c", "a")])
+    path = versions(repo) / "c_step.py"
+    path.write_text(
+        path.read_text().replace("down_revision = 'a'", 'down_revision = (\n    "a"\n)'),
+        encoding="utf-8",
+    )
+    before = path.read_text()
+    code, out = rebase(repo, "c")
+    assert (code, out) == (
+        1,
+        "migration-rebase: c_step.py: its down_revision is not one line as make migration "
+        "writes it: edit it by hand to 'b' (and its Revises: line)\n",
+    )
+    assert path.read_text() == before

@@ -29,6 +29,7 @@ id) says so in pyproject.toml, and the check then holds ids to that length:
 """
 
 import argparse
+import ast
 import re
 import subprocess
 import tempfile
@@ -328,8 +329,32 @@ def rebase(project: Project, history: History, revision: str) -> str:
     quote = '"' if '"' in found.group(2) else "'"
     text = DOWN_REVISION.sub(lambda m: f"{m.group(1)}{quote}{end}{quote}", text, count=1)
     text = REVISES.sub(lambda m: f"{m.group(1)}{end}", text, count=1)
+    # Written on one line, as `make migration` writes it; anything else (a value spread over
+    # lines) is left to a person rather than half edited.
+    if _down_revision(text) != end:
+        raise HistoryError(
+            f"{path.name}: its down_revision is not one line as make migration writes it: edit "
+            f"it by hand to {end!r} (and its Revises: line)"
+        )
     path.write_text(text, encoding="utf-8")
     return end
+
+
+def _down_revision(source: str) -> object:
+    """The value the module assigns to down_revision, as Python reads it (None if unreadable)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return None
+    for node in tree.body:
+        if isinstance(node, ast.Assign | ast.AnnAssign) and node.value is not None:
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            if any(isinstance(t, ast.Name) and t.id == "down_revision" for t in targets):
+                try:
+                    return ast.literal_eval(node.value)
+                except ValueError:
+                    return None
+    return None
 
 
 def main(project: Project, argv: list[str]) -> int:
