@@ -22,7 +22,7 @@ from support import (
 )
 
 from alembic_steady import MAKE
-from alembic_steady.runner import checksums
+from alembic_steady.runner import checksums, environment
 from alembic_steady.runner.checksums import (
     DIFF_LINES,
     TABLE,
@@ -403,7 +403,8 @@ def test_accept_edit_records_the_file_in_one_transaction_on_the_migration_url(
         asked.append((self.script, connection, tuple(heads), revision))
         return _script(revision, "/v/b_step.py")
 
-    monkeypatch.setattr(checksums, "create_async_engine", engine)
+    # The runner's own engine (environment.migration_engine), made on the stand-in.
+    monkeypatch.setattr(environment, "create_async_engine", engine)
     monkeypatch.setattr(Ledger, "accept", accept)
 
     def configure(connection: Any) -> Any:

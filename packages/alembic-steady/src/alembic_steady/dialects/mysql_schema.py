@@ -5,6 +5,9 @@ down).
 
 from sqlalchemy import Connection, text
 
+from ..runner import checksums
+from . import mysql_progress
+
 Row = tuple[str, str]  # (what, description), e.g. ("column", "item.name varchar(255) NO")
 
 # What a revision can create in the database, each as one line per object part: tables and
@@ -13,27 +16,27 @@ Row = tuple[str, str]  # (what, description), e.g. ("column", "item.name varchar
 # definitions, routines and triggers. Alembic's version table, the runner's checksums of applied
 # revisions (runner/checksums.py) and its record of a revision part way (mysql_progress.py) are
 # left out.
+_LEFT_OUT = ", ".join(
+    f"'{name}'" for name in ("alembic_version", checksums.TABLE, mysql_progress.TABLE)
+)
 SNAPSHOT = """
 SELECT 'table', CONCAT_WS(' ', TABLE_NAME, TABLE_TYPE, ENGINE, TABLE_COLLATION, TABLE_COMMENT)
   FROM information_schema.TABLES
  WHERE TABLE_SCHEMA = DATABASE()
-   AND TABLE_NAME NOT IN ('alembic_version', 'alembic_version_checksums',
-                          'alembic_steady_progress')
+   AND TABLE_NAME NOT IN (@left_out@)
 UNION ALL
 SELECT 'column', CONCAT_WS(' ', TABLE_NAME, ORDINAL_POSITION, COLUMN_NAME, COLUMN_TYPE,
                            IS_NULLABLE, CONCAT('default=', COALESCE(COLUMN_DEFAULT, 'none')),
                            EXTRA, COLLATION_NAME, COLUMN_COMMENT)
   FROM information_schema.COLUMNS
  WHERE TABLE_SCHEMA = DATABASE()
-   AND TABLE_NAME NOT IN ('alembic_version', 'alembic_version_checksums',
-                          'alembic_steady_progress')
+   AND TABLE_NAME NOT IN (@left_out@)
 UNION ALL
 SELECT 'index', CONCAT_WS(' ', TABLE_NAME, INDEX_NAME, NON_UNIQUE, SEQ_IN_INDEX, COLUMN_NAME,
                           COALESCE(SUB_PART, ''), INDEX_TYPE)
   FROM information_schema.STATISTICS
  WHERE TABLE_SCHEMA = DATABASE()
-   AND TABLE_NAME NOT IN ('alembic_version', 'alembic_version_checksums',
-                          'alembic_steady_progress')
+   AND TABLE_NAME NOT IN (@left_out@)
 UNION ALL
 SELECT 'constraint', CONCAT_WS(' ', t.TABLE_NAME, t.CONSTRAINT_NAME, t.CONSTRAINT_TYPE,
                                k.COLUMN_NAME, k.ORDINAL_POSITION, k.REFERENCED_TABLE_NAME,
@@ -50,8 +53,7 @@ SELECT 'constraint', CONCAT_WS(' ', t.TABLE_NAME, t.CONSTRAINT_NAME, t.CONSTRAIN
     ON c.CONSTRAINT_SCHEMA = t.CONSTRAINT_SCHEMA AND c.CONSTRAINT_NAME = t.CONSTRAINT_NAME
    AND t.CONSTRAINT_TYPE = 'CHECK'
  WHERE t.CONSTRAINT_SCHEMA = DATABASE()
-   AND t.TABLE_NAME NOT IN ('alembic_version', 'alembic_version_checksums',
-                            'alembic_steady_progress')
+   AND t.TABLE_NAME NOT IN (@left_out@)
 UNION ALL
 SELECT 'view', CONCAT_WS(' ', TABLE_NAME, VIEW_DEFINITION, CHECK_OPTION, SECURITY_TYPE)
   FROM information_schema.VIEWS WHERE TABLE_SCHEMA = DATABASE()
@@ -62,7 +64,7 @@ UNION ALL
 SELECT 'trigger', CONCAT_WS(' ', TRIGGER_NAME, ACTION_TIMING, EVENT_MANIPULATION,
                             EVENT_OBJECT_TABLE, ACTION_ORDER, ACTION_STATEMENT)
   FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = DATABASE()
-"""
+""".replace("@left_out@", _LEFT_OUT)
 
 
 class MySQLSchema:

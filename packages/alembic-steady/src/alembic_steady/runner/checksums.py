@@ -30,22 +30,9 @@ from pathlib import Path
 from alembic.runtime.migration import MigrationContext
 from alembic.script import Script, ScriptDirectory
 from alembic.util import CommandError
-from sqlalchemy import (
-    Column,
-    Connection,
-    MetaData,
-    String,
-    Table,
-    Text,
-    delete,
-    inspect,
-    pool,
-    select,
-)
+from sqlalchemy import Column, Connection, MetaData, String, Table, Text, delete, inspect, select
 from sqlalchemy.engine import URL
-from sqlalchemy.ext.asyncio import create_async_engine
 
-from ..dialects.base import for_url
 from ..project import Commands, Project
 
 TABLE = "alembic_version_checksums"
@@ -165,12 +152,16 @@ class Ledger:
         query = select(columns.revision, columns.code).where(columns.revision.in_(revisions))
         return {revision: code for revision, code in connection.execute(query)}
 
-    def prepare(self, connection: Connection, heads: Iterable[str]) -> None:
-        """Create the table when missing, and record applied revisions without a record (a
-        database migrated before checksums existed) as their files are now."""
+    def _ready(self, connection: Connection) -> None:
+        """The records read, the table created first where there is none."""
         if self.read(connection) is None:
             self.table.create(connection)
             self.records = {}
+
+    def prepare(self, connection: Connection, heads: Iterable[str]) -> None:
+        """Create the table when missing, and record applied revisions without a record (a
+        database migrated before checksums existed) as their files are now."""
+        self._ready(connection)
         self.sync(connection, heads)
 
     def sync(self, connection: Connection, heads: Iterable[str]) -> None:
@@ -197,8 +188,7 @@ class Ledger:
                 f"{revision} is not applied to this database: there is no edit to accept "
                 "(its file runs as it is when the revision is applied)."
             )
-        if self.read(connection) is None:
-            self.table.create(connection)
+        self._ready(connection)
         script = now[revision]
         connection.execute(delete(self.table).where(self.table.c.revision == revision))
         connection.execute(self.table.insert(), [_row(script)])
@@ -241,13 +231,10 @@ def refusal(
 def accept_edit(project: Project, script: ScriptDirectory, revision: str, url: URL | None) -> str:
     """`accept-edit`: record `revision`'s file as it is now on the project's database (or
     `url`'s), in one transaction. The file's path."""
+    from .environment import migration_engine  # it imports this module
+
     settings = project.settings()
-    target = url or settings.migration_url
-    engine = create_async_engine(
-        target,
-        poolclass=pool.NullPool,
-        connect_args=for_url(target).connect_args(settings, project.session_name),
-    )
+    engine = migration_engine(url or settings.migration_url, settings, project)
 
     def accept(connection: Connection) -> str:
         heads = MigrationContext.configure(connection).get_current_heads()

@@ -243,8 +243,10 @@ class MigrationEnvironment:
             self.command, alembic_internals.runs_one_revision_at_a_time(fn)
         ):
             return None
-        # Before any revision's transaction: MySQL's CREATE TABLE would commit one.
-        ledger.prepare(connection, migration.get_current_heads())
+        # Before any revision's transaction: MySQL's CREATE TABLE would commit one. A stamp has
+        # not read the heads yet; the others have.
+        heads = migration.get_current_heads() if current is None else current
+        ledger.prepare(connection, heads)
         return ledger
 
     def _on_statement(self, connection: Connection | None, sql: str, run: Callable[[], Any]) -> Any:

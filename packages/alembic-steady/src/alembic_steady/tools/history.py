@@ -36,9 +36,11 @@ import tempfile
 import tomllib
 import warnings
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from alembic.script import Script, ScriptDirectory
+from alembic.util import to_tuple
 
 from ..project import Project
 from ..runner.alembic_internals import revision_files
@@ -87,6 +89,7 @@ class History:
     def new(self) -> list[str]:
         return sorted(set(self.here) - set(self.base))
 
+    @cached_property
     def line(self) -> tuple[list[str], list[str]]:
         """The new revisions that follow the base's head one after another, and the rest. Where
         two follow one revision, the line goes on with the one with more revisions after it
@@ -107,8 +110,9 @@ class History:
         children = [r for r in among if parents(self.here[r]) == (revision,)]
         return max((1 + self._after(child, among) for child in children), default=0)
 
+    @property
     def end_of_line(self) -> str | None:
-        line, _ = self.line()
+        line, _ = self.line
         if line:
             return line[-1]
         heads = self.base_heads
@@ -116,10 +120,7 @@ class History:
 
 
 def parents(script: Script) -> tuple[str, ...]:
-    down = script.down_revision
-    if down is None:
-        return ()
-    return (down,) if isinstance(down, str) else tuple(down)
+    return to_tuple(script.down_revision, default=())
 
 
 def _just(revision: str | None) -> tuple[str, ...]:
@@ -272,8 +273,8 @@ def findings(history: History) -> list[Finding]:
             )
         )
         return found
-    line, astray = history.line()
-    end = history.end_of_line()
+    line, astray = history.line
+    end = history.end_of_line
     for revision in astray:
         script = history.here[revision]
         if set(parents(script)) & set(astray):
@@ -308,13 +309,13 @@ def rebase(project: Project, history: History, revision: str) -> str:
             f"{revision} is on {history.base_ref} already: only a revision this branch adds "
             "can be re-pointed (the others may be applied somewhere)"
         )
-    if revision not in history.line()[1]:
+    if revision not in history.line[1]:
         raise HistoryError(f"{revision} already follows the line: nothing to do")
     if len(history.base_heads) != 1:
         raise HistoryError(
             f"{history.base_ref} has {len(history.base_heads)} heads: merge them there first"
         )
-    end = history.end_of_line()
+    end = history.end_of_line
     assert end is not None
     if end not in history.here:
         raise HistoryError(
