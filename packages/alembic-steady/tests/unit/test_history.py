@@ -126,7 +126,7 @@ def test_two_branches_on_one_parent_are_caught_before_the_second_merges(repo: Pr
     code, out = check(repo)
     assert code == 0, out
     # What Alembic makes of it: one head, c after b.
-    scripts, _ = history.load(versions(repo))
+    scripts, _ = history.load(versions(repo), "this branch")
     assert scripts["c"].down_revision == "b"
 
 
@@ -268,7 +268,7 @@ def test_no_base_to_compare_with_says_how_to_name_one(tmp_path: Path) -> None:
     project = make_project(tmp_path)
     code, out = check(project)
     assert code == 1
-    assert "there is no origin/main, main, origin/master or master; name one: " in out
+    assert "there is no origin/main, main, origin/master, master or origin/HEAD; name one: " in out
     assert "make check-history base=<branch>" in out
     code, out = check(project, "--base", "nosuch")
     assert code == 1 and "'nosuch' is not a branch or commit here" in out
@@ -609,3 +609,59 @@ def test_a_down_revision_spread_over_lines_is_left_to_a_person(repo: Project) ->
         "writes it: edit it by hand to 'b' (and its Revises: line)\n",
     )
     assert path.read_text() == before
+
+
+def test_a_clone_whose_default_branch_has_another_name_compares_with_it(repo: Project) -> None:
+    # As a clone of a project whose default branch is `develop` has it: origin/HEAD points there.
+    root = repo.folder
+    git(root, "branch", "-q", "-m", "develop")
+    git(root, "update-ref", "refs/remotes/origin/develop", "HEAD")
+    git(root, "symbolic-ref", "refs/remotes/origin/HEAD", "refs/remotes/origin/develop")
+    git(root, "switch", "-q", "-c", "feature")
+    write_revisions(versions(repo), [("b", "p")])
+    code, out = check(repo)
+    assert (code, out) == (
+        0,
+        "check-history: 1 new revision(s), in one line after origin/develop's head.\n",
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        ("import not_installed_anywhere\n", "ModuleNotFoundError: No module named "),
+        ("def upgrade(:\n", "SyntaxError: "),
+    ],
+)
+def test_a_revision_that_does_not_load_is_named_not_a_traceback(
+    repo: Project, body: str, error: str
+) -> None:
+    # Revisions that import the application (or a dependency it had then) load only where the
+    # project is installed; a file that cannot load is named, with the cause.
+    git(repo.folder, "switch", "-q", "-c", "feature")
+    path = versions(repo) / "b_step.py"
+    write_revisions(versions(repo), [("b", "p")])
+    path.write_text(body + path.read_text(), encoding="utf-8")
+    code, out = check(repo)
+    assert code == 1
+    assert out.startswith(f"check-history: cannot load b_step.py of this branch ({error}")
+    assert out.endswith(
+        "): the revisions are loaded as Alembic loads them, so run this where the project is "
+        "installed (make install)\n"
+    )
+    commit(repo.folder, "b, which does not load")
+    git(repo.folder, "switch", "-q", "-c", "later")
+    code, out = check(repo, "--base", "feature")
+    assert out.startswith(f"check-history: cannot load b_step.py of feature ({error}")
+
+
+def test_a_file_alembic_cannot_read_is_named_in_alembics_words(repo: Project) -> None:
+    git(repo.folder, "switch", "-q", "-c", "feature")
+    (versions(repo) / "b_step.py").write_text('"""no revision id"""\ndown_revision = "p"\n')
+    code, out = check(repo)
+    assert code == 1
+    assert out.startswith(
+        "check-history: cannot load the revisions of this branch: Could not determine revision "
+        "id from filename b_step.py."
+    )
+    assert "make install" not in out

@@ -12,7 +12,8 @@ the fix.
 
 The base, unless named: the branch the current one tracks when that is another branch (`git
 switch -c feature --track origin/main`), else `origin/main`, else `main` (then `origin/master`,
-`master`, for older repositories). A branch's own remote twin (`origin/feature`, where `git push
+`master`, for older repositories; then the remote's default branch, `origin/HEAD`, whatever its
+name). A branch's own remote twin (`origin/feature`, where `git push
 -u` points) is not a base: it holds this branch's revisions already.
 
 The base's revisions are read from git (`git show`), never checked out, and loaded by Alembic
@@ -34,13 +35,14 @@ import re
 import subprocess
 import tempfile
 import tomllib
+import traceback
 import warnings
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
 from alembic.script import Script, ScriptDirectory
-from alembic.util import to_tuple
+from alembic.util import CommandError, to_tuple
 
 from ..project import Project
 from ..runner.alembic_internals import revision_files
@@ -150,7 +152,7 @@ def _resolves(folder: Path, ref: str) -> bool:
 
 
 def default_base(folder: Path) -> str:
-    """The tracked branch when it is another branch, else origin/main, else main."""
+    """The tracked branch when it is another branch, else origin/main, else main, ..."""
     try:
         upstream = git(folder, "rev-parse", "--abbrev-ref", "--symbolic-full-name", "@{upstream}")
         branch = git(folder, "rev-parse", "--abbrev-ref", "HEAD")
@@ -163,19 +165,40 @@ def default_base(folder: Path) -> str:
     for candidate in DEFAULT_BASES:
         if _resolves(folder, candidate):
             return candidate
+    # The default branch of the clone's remote, whatever its name (develop, trunk, ...).
+    if _resolves(folder, "origin/HEAD"):
+        return git(folder, "rev-parse", "--abbrev-ref", "origin/HEAD").strip()
     if not _resolves(folder, "HEAD"):
         return NO_COMMITS
     raise HistoryError(
         "no base branch to compare with: this branch tracks none, and there is no origin/main, "
-        "main, origin/master or master; name one: make check-history base=<branch>"
+        "main, origin/master, master or origin/HEAD; name one: make check-history base=<branch>"
     )
 
 
-def load(folder: Path) -> tuple[dict[str, Script], dict[str, list[str]]]:
-    """Alembic's reading of a `versions/` folder: revisions by id, and every file of each id."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "present more than once": reported as a finding
-        scripts = revision_files(ScriptDirectory(str(folder.parent)))
+def load(folder: Path, where: str) -> tuple[dict[str, Script], dict[str, list[str]]]:
+    """Alembic's reading of a `versions/` folder: revisions by id, and every file of each id.
+    A file that does not load (it imports what this environment lacks) is named, from `where`
+    (this branch, or the base)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "present more than once": reported as a finding
+            scripts = revision_files(ScriptDirectory(str(folder.parent)))
+    except CommandError as exc:  # Alembic's own verdict on a file (no revision id): it names it
+        raise HistoryError(f"cannot load the revisions of {where}: {exc}") from None
+    except Exception as exc:
+        inside = [
+            frame.filename
+            for frame in traceback.extract_tb(exc.__traceback__)
+            if Path(frame.filename).parent == folder
+        ]
+        # A file that does not compile names itself; one that raises is in the traceback.
+        failed = getattr(exc, "filename", None) or (inside[-1] if inside else "a revision file")
+        raise HistoryError(
+            f"cannot load {Path(failed).name} of {where} ({type(exc).__name__}: {exc}): the "
+            "revisions are loaded as Alembic loads them, so run this where the project is "
+            "installed (make install)"
+        ) from None
     by_id: dict[str, Script] = {}
     files: dict[str, list[str]] = {}
     for script in scripts:
@@ -202,8 +225,8 @@ def read_history(project: Project, base_ref: str | None) -> History:
             if path.endswith(".py"):
                 text = git(top, "show", f"{ref}:{path}")
                 (copy / Path(path).name).write_text(text, encoding="utf-8")
-        base, _ = load(copy)
-    here, here_files = load(versions)
+        base, _ = load(copy, ref)
+    here, here_files = load(versions, "this branch")
     return History(ref, base, here, here_files, max_id_length(project))
 
 
