@@ -6,11 +6,15 @@ import os
 import subprocess
 import sys
 import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy.engine import URL
 
 from alembic_steady import Project
+from alembic_steady.dialects.clients import Clients
 
 # Alembic's four functions, as a project's env.py keeps them, each calling the toolkit; what
 # comes before them (imports, `environment`) differs between a project and a stock one.
@@ -352,3 +356,15 @@ def race(project: Project, url: URL, runs: int) -> list[tuple[int, str]]:
         for _ in range(runs)
     ]
     return [(racer.wait(timeout=120), racer.communicate()[0]) for racer in racers]
+
+
+@contextmanager
+def databases(server: URL, clients: Clients, *roles: str) -> Iterator[dict[str, URL]]:
+    """A new database per role on `server` (a unique name each), dropped at the end."""
+    names = {role: f"{role}_{uuid.uuid4().hex[:8]}" for role in roles}
+    urls = {role: clients.create_database(server, name) for role, name in names.items()}
+    try:
+        yield urls
+    finally:
+        for name in names.values():
+            clients.drop_database(server, name)

@@ -1,6 +1,6 @@
 """Fakes and small builders shared by the unit tests: no database, no network, no sleeping."""
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -128,6 +128,9 @@ class FakeResult:
 
     def scalar_one(self) -> Any:
         return self.one()[0]
+
+    def __iter__(self) -> Iterator[tuple[Any, ...]]:
+        return iter(self.rows)
 
 
 class FakeConnection:

@@ -422,3 +422,21 @@ def test_accept_edit_records_the_file_in_one_transaction_on_the_migration_url(
     given = DEFAULT_URL.set(database="other")
     checksums.accept_edit(project, script, "b", given)
     assert engines[-1].url == given and engines[-1].disposed
+
+
+def test_a_squashed_baseline_accepts_the_code_databases_at_its_revision_recorded(
+    script: ScriptDirectory, has_table: list[bool]
+) -> None:
+    """`make squash` writes the baseline under b's id: a database at b recorded b's old code,
+    which the baseline names; any other code is still an edit."""
+    connection = Recording(recorded_as_files_are(script, "a", "b"))
+    path = Path(script.get_revision("b").path)
+    old_code = connection.rows["b"][1]
+    baseline = path.read_text().replace("    pass\n", "    x = 1\n", 1)
+    path.write_text(baseline + f'\nsquashed_code_sha256 = "{old_code}"\n', encoding="utf-8")
+    fresh = ScriptDirectory(script.dir, version_locations=script.version_locations)
+    Ledger(fresh).verify(connection, ["b"], MAKE)  # type: ignore[arg-type]
+    path.write_text(baseline + '\nsquashed_code_sha256 = "other"\n', encoding="utf-8")
+    fresh = ScriptDirectory(script.dir, version_locations=script.version_locations)
+    with pytest.raises(CommandError, match="Revision b"):
+        Ledger(fresh).verify(connection, ["b"], MAKE)  # type: ignore[arg-type]

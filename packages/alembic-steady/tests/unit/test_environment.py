@@ -142,6 +142,33 @@ def test_on_mysql_the_dialect_adds_its_own_options(tmp_path: Path) -> None:
     assert "include_name" in options  # the runner's own table is nobody's model
 
 
+def test_a_callers_metadata_replaces_the_models_and_only_its_schemas_are_compared(
+    tmp_path: Path,
+) -> None:
+    """`make squash` compares a reflection of a database, whose tables may span schemas: those
+    schemas and the default are compared, never a server's others (MySQL's databases)."""
+
+    def models() -> sa.MetaData:
+        raise AssertionError("the models were imported")
+
+    reflected = sa.MetaData()
+    sa.Table("t", reflected, sa.Column("id", sa.Integer), schema="tenant")
+    sa.Table("u", reflected, sa.Column("id", sa.Integer))
+    attributes = {"command": "revision", "target_metadata": reflected}
+    options = configured(environment(tmp_path, attributes, metadata=models))
+    assert options["target_metadata"] is reflected and options["include_schemas"] is True
+    include = options["include_name"]
+    assert include("tenant", "schema", {}) and include(None, "schema", {})
+    assert not include("performance_schema", "schema", {})
+    assert not include("alembic_version_checksums", "table", {}) and include("u", "table", {})
+
+    one_schema = sa.MetaData()
+    sa.Table("u", one_schema, sa.Column("id", sa.Integer))
+    attributes = {"command": "revision", "target_metadata": one_schema}
+    options = configured(environment(tmp_path, attributes, metadata=models))
+    assert options["target_metadata"] is one_schema and "include_schemas" not in options
+
+
 def test_without_models_a_revision_compares_nothing(tmp_path: Path) -> None:
     options = configured(environment(tmp_path, {"command": "revision"}))
     assert options == {"target_metadata": None, "transaction_per_migration": True}

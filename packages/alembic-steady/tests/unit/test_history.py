@@ -3,7 +3,6 @@ merges, a tracked upstream), with revision files Alembic loads. No database: the
 reads files and git only; the template's tests run the Make targets and migrate the result."""
 
 import os
-import subprocess
 import tempfile
 from collections.abc import Callable
 from contextlib import redirect_stdout
@@ -11,36 +10,11 @@ from io import StringIO
 from pathlib import Path
 
 import pytest
+from git_repo import commit, git
 from support import make_project, write_revisions
 
 from alembic_steady import Project
 from alembic_steady.tools import history
-
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "t",
-    "GIT_AUTHOR_EMAIL": "t@example.org",
-    "GIT_COMMITTER_NAME": "t",
-    "GIT_COMMITTER_EMAIL": "t@example.org",
-    "GIT_CONFIG_GLOBAL": os.devnull,
-    "GIT_CONFIG_NOSYSTEM": "1",
-}
-
-
-def git(root: Path, *args: str) -> str:
-    done = subprocess.run(
-        ["git", *args],
-        cwd=root,
-        env={**os.environ, **GIT_ENV},
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return done.stdout
-
-
-def commit(root: Path, message: str) -> None:
-    git(root, "add", "-A")
-    git(root, "commit", "-q", "-m", message)
 
 
 @pytest.fixture

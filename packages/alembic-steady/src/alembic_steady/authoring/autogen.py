@@ -532,6 +532,19 @@ def not_the_runners_tables(*others: str) -> IncludeName:
     return include_name
 
 
+def within_schemas(schemas: set[str | None], include_name: IncludeName) -> IncludeName:
+    """`include_name` that also leaves out every schema but `schemas` (and the default): with
+    `include_schemas`, autogenerate would otherwise compare all a server's schemas (MySQL's
+    are its databases) and drop what the models do not name."""
+
+    def included(name: str | None, type_: str, parent_names: Any) -> bool:
+        if type_ == "schema" and name is not None and name not in schemas:
+            return False
+        return include_name(name, type_, parent_names)
+
+    return included
+
+
 Directives = Callable[[MigrationContext, Any, list[ops.MigrationScript]], None]
 
 

@@ -7,15 +7,17 @@ catalog, error codes or lock functions.
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Coroutine, Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from alembic.util import CommandError
-from sqlalchemy import Connection
+from sqlalchemy import Connection, MetaData
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..project import Commands, MigrationSettings, Project
+from ..runner import checksums
 from ..runner.progress import Progress
 from ..runner.retries import RetryPolicy
 from .clients import Clients
@@ -39,6 +41,19 @@ def described(rows: Iterable[tuple[str, str]]) -> str:
     """Snapshot rows as a message lists them, one object part each, sorted:
     `[column public.item.name text not null; type public.status open,closed]`."""
     return "[" + "; ".join(f"{what} {description}" for what, description in sorted(rows)) + "]"
+
+
+@dataclass(frozen=True)
+class SquashObjects:
+    """What a squashed baseline makes beyond the tables autogenerate writes, as statements:
+    `before` the tables (schemas, extensions, types, functions), `after` them and their seed
+    rows (views, triggers, sequence positions); its downgrade runs `drop_first` before the
+    tables go and `drop_last` after."""
+
+    before: list[str] = field(default_factory=list)
+    after: list[str] = field(default_factory=list)
+    drop_first: list[str] = field(default_factory=list)
+    drop_last: list[str] = field(default_factory=list)
 
 
 class TableFiller:
@@ -270,6 +285,29 @@ class Dialect(ABC):
     def type_change(self, kind: str, *, in_place: bool) -> str:
         """What the server does to a live table when a column's type `kind` ("widens",
         "narrows", "converts") changes, and to its data, for autogenerate's review notes."""
+
+    # -- squashing (tools/squash.py) ---------------------------------------------------------
+    # Said between an INSERT's columns and its VALUES when the table has an identity column and
+    # the seed rows give its values.
+    insert_identity = ""
+
+    @property
+    def runners_tables(self) -> tuple[str, ...]:
+        """The runner's own tables beside the version table: nobody's model, never squashed."""
+        return (checksums.TABLE,)
+
+    def project_schemas(self, connection: Connection) -> list[str | None]:
+        """The schemas holding the project's tables: None for the connection's default."""
+        return [None]
+
+    @abstractmethod
+    def schema_snapshot(self, connection: Connection) -> set[tuple[str, str]]:
+        """Everything the stairway compares, read whole: rows as a SchemaTracker's."""
+
+    @abstractmethod
+    def squash_objects(self, connection: Connection, metadata: MetaData) -> SquashObjects:
+        """What a baseline must make beyond autogenerate's tables (`metadata`), read from the
+        catalog of a database the chain built."""
 
     def offline_dialect(  # noqa: B027  (a hook: one dialect needs nothing here)
         self, dialect: Any

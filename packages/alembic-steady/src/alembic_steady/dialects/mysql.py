@@ -21,7 +21,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from alembic.util import CommandError
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, MetaData, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -32,7 +32,15 @@ from ..runner.progress import Progress, named
 from ..runner.retries import RetryPolicy
 from ..runner.settings import duration_ms
 from . import mysql_progress
-from .base import NO_BLOCKER_SEEN, Dialect, LockLost, Retry, SchemaTracker, first_in_chain
+from .base import (
+    NO_BLOCKER_SEEN,
+    Dialect,
+    LockLost,
+    Retry,
+    SchemaTracker,
+    SquashObjects,
+    first_in_chain,
+)
 from .clients import Clients
 
 # MySQL refuses lock names longer than 64 characters; a long database name is hashed instead.
@@ -459,6 +467,21 @@ class MySQL(Dialect):
         from .mysql_schema import MySQLSchema
 
         return MySQLSchema(connection)
+
+    # -- squashing ---------------------------------------------------------------------------
+    @property
+    def runners_tables(self) -> tuple[str, ...]:
+        return (*super().runners_tables, mysql_progress.TABLE)
+
+    def schema_snapshot(self, connection: Connection) -> set[tuple[str, str]]:
+        from .mysql_schema import MySQLSchema
+
+        return MySQLSchema(connection).rows
+
+    def squash_objects(self, connection: Connection, metadata: MetaData) -> SquashObjects:
+        from .mysql_squash import squash_objects
+
+        return squash_objects(connection, metadata)
 
     # -- authoring ---------------------------------------------------------------------------
     def type_change(self, kind: str, *, in_place: bool) -> str:

@@ -13,7 +13,8 @@ Row = tuple[str, str]  # (what, description), e.g. ("column", "item.name varchar
 # What a revision can create in the database, each as one line per object part: tables and
 # views, columns (type, nullability, default, extra, collation, comment), index columns,
 # constraints (primary, unique, foreign with their rules, check with its clause), view
-# definitions, routines and triggers. Alembic's version table, the runner's checksums of applied
+# definitions (without the database's own name, which the server writes into them), routines and
+# triggers. Alembic's version table, the runner's checksums of applied
 # revisions (runner/checksums.py) and its record of a revision part way (mysql_progress.py) are
 # left out.
 _LEFT_OUT = ", ".join(
@@ -55,7 +56,9 @@ SELECT 'constraint', CONCAT_WS(' ', t.TABLE_NAME, t.CONSTRAINT_NAME, t.CONSTRAIN
  WHERE t.CONSTRAINT_SCHEMA = DATABASE()
    AND t.TABLE_NAME NOT IN (@left_out@)
 UNION ALL
-SELECT 'view', CONCAT_WS(' ', TABLE_NAME, VIEW_DEFINITION, CHECK_OPTION, SECURITY_TYPE)
+SELECT 'view', CONCAT_WS(' ', TABLE_NAME,
+                         REPLACE(VIEW_DEFINITION, CONCAT('`', DATABASE(), '`.'), ''),
+                         CHECK_OPTION, SECURITY_TYPE)
   FROM information_schema.VIEWS WHERE TABLE_SCHEMA = DATABASE()
 UNION ALL
 SELECT 'routine', CONCAT_WS(' ', ROUTINE_NAME, ROUTINE_TYPE, DTD_IDENTIFIER, ROUTINE_DEFINITION)

@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from alembic.util import CommandError
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, MetaData, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -41,6 +41,7 @@ from .base import (
     LockLost,
     Retry,
     SchemaTracker,
+    SquashObjects,
     TableFiller,
     first_in_chain,
 )
@@ -146,6 +147,16 @@ def _own_sqlstate(exc: BaseException) -> str | None:
         if isinstance(state, str):
             return state
     return None
+
+
+# The schemas besides the default one that hold tables of the project's.
+_OTHER_SCHEMAS = r"""
+SELECT n.nspname FROM pg_namespace n
+ WHERE n.nspname NOT LIKE 'pg\_%' AND n.nspname NOT IN ('information_schema', 'test_probe')
+   AND n.nspname <> current_schema()
+   AND EXISTS (SELECT FROM pg_class c WHERE c.relnamespace = n.oid AND c.relkind IN ('r', 'p'))
+ ORDER BY n.nspname
+"""
 
 
 class PostgreSQL(Dialect):
@@ -464,6 +475,22 @@ class PostgreSQL(Dialect):
         from .postgresql_rows import PostgreSQLRows
 
         return PostgreSQLRows(connection, given)
+
+    # -- squashing ---------------------------------------------------------------------------
+    insert_identity = " OVERRIDING SYSTEM VALUE"
+
+    def project_schemas(self, connection: Connection) -> list[str | None]:
+        return [None, *(name for (name,) in connection.execute(text(_OTHER_SCHEMAS)).all())]
+
+    def schema_snapshot(self, connection: Connection) -> set[tuple[str, str]]:
+        from .postgresql_schema import snapshot
+
+        return snapshot(connection)
+
+    def squash_objects(self, connection: Connection, metadata: MetaData) -> SquashObjects:
+        from .postgresql_squash import squash_objects
+
+        return squash_objects(connection, metadata)
 
     # -- authoring ---------------------------------------------------------------------------
     def autogenerate_options(self, options: dict[str, Any], writing_revision: bool) -> None:

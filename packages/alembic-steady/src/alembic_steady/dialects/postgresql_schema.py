@@ -249,6 +249,11 @@ END $$
 )
 
 
+def snapshot(connection: Connection) -> set[Row]:
+    """Every object's rows, read whole (no probe needed)."""
+    return {(str(what), str(item)) for _, _, what, item in connection.execute(text(SNAPSHOT_ALL))}
+
+
 class PostgreSQLSchema:
     """The project's schemas, object by object, kept current after each step.
 

@@ -10,16 +10,19 @@ this module (and its tests) rather than the runner at large.
   wrote, so the next run_migrations() starts from them without the two round trips.
 - `ScriptDirectory._load_revisions`: every revision file, also the second of two with one id
   (Alembic's map keeps one and warns), so the history check can name both files.
+- `write_hooks._run_hooks`: the project's post-write hooks, which Alembic runs only inside
+  `alembic revision`, on the baseline `make squash` writes.
 - `MigrationContext._transaction`: None while a revision runs in a transaction Alembic did not
   begin (a caller's), where `autocommit_block()` cannot commit.
 """
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeGuard
 
 from alembic.runtime.migration import MigrationContext, RevisionStep
-from alembic.script import Script, ScriptDirectory
+from alembic.script import Script, ScriptDirectory, write_hooks
 from sqlalchemy import Connection
 
 from .progress import Progress
@@ -142,3 +145,10 @@ def in_callers_transaction(context: MigrationContext) -> bool:
 def revision_files(script: ScriptDirectory) -> list[Script]:
     """Every revision file of `script`'s folders, two with one id included."""
     return list(script._load_revisions())
+
+
+def run_write_hooks(script: ScriptDirectory, path: Path) -> None:
+    """The project's post-write hooks (alembic.ini's `[post_write_hooks]`) on a revision file
+    written by other means than `alembic revision`: Alembic runs them only inside it."""
+    if script.hooks:
+        write_hooks._run_hooks(path, script.hooks)

@@ -34,6 +34,7 @@ from sqlalchemy import Column, Connection, MetaData, String, Table, Text, delete
 from sqlalchemy.engine import URL
 
 from ..project import Commands, Project
+from . import guards
 
 TABLE = "alembic_version_checksums"
 # The commands that compare the applied revisions with their files before they run.
@@ -140,7 +141,10 @@ class Ledger:
             if _sha(path.read_bytes()) == file_hash:
                 continue
             now = fingerprint(path)
-            if now.code_sha256 != code_hash:
+            # A baseline of `make squash` under the id of the revision it replaces: a database
+            # at that revision recorded the replaced file's code.
+            replaced = getattr(script.module, guards.SQUASHED_CODE, None)
+            if code_hash not in (now.code_sha256, replaced):
                 edited.append((script, now))
         if edited:
             codes = self._codes(connection, [script.revision for script, _ in edited])

@@ -87,7 +87,10 @@ class MigrationEnvironment:
         self.dialect = for_url(self.url)
         self.command = guards.command_name(config)
         guards.refuse_in_production(self.command, self.settings, self.project.commands)
-        self.metadata = metadata
+        # A caller's own metadata (`make squash`: the tables a database holds, reflected) in
+        # place of the models.
+        given_metadata = config.attributes.get("target_metadata")
+        self.metadata = metadata if given_metadata is None else lambda: given_metadata
         self.policy = RetryPolicy.from_settings(self.settings)
         self.progress = Progress()
         if self.dialect.name == "postgresql":
@@ -104,6 +107,10 @@ class MigrationEnvironment:
 
             writing = self.command == "revision"
             kwargs.update(autogen.configure_options(writing_revision=writing))
+            schemas = {table.schema for table in target_metadata.tables.values()} - {None}
+            if schemas:  # a reflection of several schemas (`make squash`): those, no others
+                kwargs["include_schemas"] = True
+                kwargs["include_name"] = autogen.within_schemas(schemas, kwargs["include_name"])
             self.dialect.autogenerate_options(kwargs, writing)
             if self.command == "check":
                 kwargs["process_revision_directives"] = guards.explain_model_drift(

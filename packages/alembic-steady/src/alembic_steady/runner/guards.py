@@ -39,12 +39,41 @@ def require_known_revisions(current: tuple[str, ...], script: ScriptDirectory) -
     """A version row that no revision file defines (a deleted file, a branch not pulled)."""
     unknown = [rev for rev in current if not _defined(script, rev)]
     if unknown:
+        refused = squashed_into(script, unknown[0])
+        if refused is not None:
+            raise CommandError(refused)
         raise CommandError(
             f"The database is at {', '.join(unknown)}, which no revision file here defines. "
             "After switching git branches, that is the other branch's revision: switch back, "
             "roll it back there, then return. Otherwise pull or restore that revision file, or "
             "reset the record with `alembic stamp --purge <known revision>`."
         )
+
+
+# The module attributes of a baseline `make squash` wrote (tools/squash.py): the revisions it
+# folded in, the release that still has their files, and the replaced file's code fingerprint.
+SQUASHED_REVISIONS = "squashed_revisions"
+SQUASHED_RELEASE = "squashed_release"
+SQUASHED_CODE = "squashed_code_sha256"
+
+
+def squashed_into(script: ScriptDirectory, revision: str) -> str | None:
+    """Why a database at `revision`, which `make squash` folded into a baseline, cannot be
+    upgraded by this release (and which release can); None when no baseline names it."""
+    for baseline in script.walk_revisions():
+        if baseline.down_revision is not None:
+            continue
+        folded = getattr(baseline.module, SQUASHED_REVISIONS, ())
+        if revision in folded:
+            release = getattr(baseline.module, SQUASHED_RELEASE, "the release before the squash")
+            return (
+                f"The database is at {revision}, which `make squash` folded into the baseline "
+                f"{baseline.revision}: this release cannot upgrade it, and never builds a schema "
+                f"in its place. Upgrade it first with a release that still has {revision}'s file "
+                f"(the last is {release}), which takes it to {baseline.revision} or later; then "
+                "this release upgrades it as before."
+            )
+    return None
 
 
 def _defined(script: ScriptDirectory, revision: str) -> bool:

@@ -25,6 +25,7 @@ from ..dialects.base import by_name, described
 from ..project import Project
 from ..runner.alembic_internals import Stepwise
 from ..runner.api import Migrations
+from ..runner.guards import SQUASHED_REVISIONS
 from . import markers
 from .data_checks import DATA_CHECKS
 from .markers import Accepted
@@ -218,9 +219,9 @@ class Harness:
                     filled[:] = filler.filled
                     yield self.up(revision)
                     schema.refresh()
-                check = DATA_CHECKS.get(revision.revision)
-                if check and _guarded(connection, outcome, revision.revision, check.before):
-                    written.append(revision.revision)
+                for checked in checked_at(revision):
+                    if _guarded(connection, outcome, checked, DATA_CHECKS[checked].before):
+                        written.append(checked)
             # At head, every revision committed: the rows written on the way must have come
             # through.
             for revision_id in written:
@@ -278,6 +279,15 @@ class Harness:
             outcome.stairway_failures.append(failure)
         else:
             outcome.accepted.append(listed)
+
+
+def checked_at(revision: Script) -> list[str]:
+    """The revisions whose data checks run once `revision` is applied: its own, and where it is
+    a baseline of `make squash`, those of the revisions it folded in (their rows are written at
+    the baseline)."""
+    folded = getattr(revision.module, SQUASHED_REVISIONS, ())
+    ids = [revision.revision, *(id_ for id_ in folded if id_ != revision.revision)]
+    return [id_ for id_ in ids if id_ in DATA_CHECKS]
 
 
 def some_of(names: list[str], shown: int = 5) -> str:
