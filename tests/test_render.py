@@ -43,6 +43,7 @@ MAKE_TARGETS = (
     "check",
     "check-history",
     "migration-rebase",
+    "squash",
     "accept-edit",
     "sql",
     "backup",

@@ -229,3 +229,58 @@ def test_an_applied_revision_edited_afterwards_is_refused_until_accepted(
         assert "is recorded as its file is now" in output
         must(make(project, "migrate", env=env))
         first.write_text(original, encoding="utf-8")
+
+
+def test_squash_replaces_old_revisions_with_a_proved_baseline(
+    project: Path, server: Server
+) -> None:
+    """`make squash upto=R` on a branch with two models added: proved, the files replaced, lint
+    clean; a database at R takes the later revision, an older one is refused naming the tag,
+    a fresh one builds from the baseline with no drift, and `make test` walks the new history
+    (the data check of the folded first revision running at the baseline)."""
+    git(project, "switch", "--quiet", "-c", "squash", "main")
+    with (
+        server.new_database() as dev,
+        server.new_database() as at_r,
+        server.new_database() as old,
+        server.new_database() as fresh,
+    ):
+        env = {
+            name: clean_env(DATABASE_URL=server.url(db))
+            for name, db in (("dev", dev), ("at_r", at_r), ("old", old), ("fresh", fresh))
+        }
+        first = revision_id(versions(project)[0])
+        must(make(project, "migrate", f"rev={first}", env=env["old"]))
+        must(make(project, "migrate", env=env["dev"]))
+        upto = revision_id(add_model(project, "Gizmo", env["dev"]))
+        must(make(project, "migrate", env=env["dev"]))
+        later = revision_id(add_model(project, "Doohickey", env["dev"]))
+        git(project, "tag", "v7")
+        must(make(project, "migrate", f"rev={upto}", env=env["at_r"]))
+        assert "Missing upto=" in make(project, "squash", env=env["dev"]).stdout
+
+        output = must(make(project, "squash", f"upto={upto}", env=env["dev"]))
+        assert f"Proved: the chain up to {upto} and the baseline build the same schema" in output
+        assert [revision_id(path) for path in versions(project)] == [upto, later]
+        must(make(project, "lint", env=env["dev"]))
+
+        must(make(project, "migrate", env=env["at_r"]))
+        assert server.version(at_r) == {later}
+        refused = make(project, "migrate", env=env["old"])
+        assert refused.returncode != 0
+        assert f"The database is at {first}, which `make squash` folded into the baseline " in (
+            refused.stdout
+        )
+        assert "(the last is v7)" in refused.stdout and "Traceback" not in refused.stdout
+        assert server.version(old) == {first}
+        must(make(project, "migrate", env=env["fresh"]))
+        assert {"gizmo", "doohickey", "item"} <= server.tables(fresh)
+        assert "No new upgrade operations detected" in must(
+            make(project, "check", env=env["fresh"])
+        )
+
+        # The data check of the folded first revision runs at the baseline: the suite passes.
+        assert first in (project / "tests" / "data_checks.py").read_text(encoding="utf-8")
+        must(make(project, "test", env=clean_env(TEST_DATABASE_URL=server.url("postgres"))))
+    git(project, "add", "-A")
+    git(project, "commit", "--quiet", "--no-verify", "-m", "squash")
