@@ -800,3 +800,23 @@ def test_each_appended_enum_value_gets_a_note_on_where_it_may_be_used() -> None:
         f"enum status gets 'live', 'gone' {later}",
         f"enum size gets 'm' {later}",
     ]
+
+
+def test_within_schemas_leaves_out_other_schemas_and_asks_the_rest_of_include_name() -> None:
+    asked: list[tuple[object, ...]] = []
+
+    def include_name(name: str | None, type_: str, parent_names: object) -> bool:
+        asked.append((name, type_, parent_names))
+        return name != "hidden"
+
+    included = autogen.within_schemas({"tenant"}, include_name)
+    parents = {"schema_name": "tenant"}
+    assert included("tenant", "schema", parents) and included(None, "schema", parents)
+    assert not included("mysql", "schema", parents)
+    assert included("item", "table", parents) and not included("hidden", "table", parents)
+    assert asked == [
+        ("tenant", "schema", parents),
+        (None, "schema", parents),
+        ("item", "table", parents),
+        ("hidden", "table", parents),
+    ]

@@ -481,7 +481,7 @@ class MySQL(Dialect):
     def squash_objects(self, connection: Connection, metadata: MetaData) -> SquashObjects:
         from .mysql_squash import squash_objects
 
-        return squash_objects(connection, metadata)
+        return squash_objects(connection)  # every routine, view and trigger, whichever table
 
     # -- authoring ---------------------------------------------------------------------------
     def type_change(self, kind: str, *, in_place: bool) -> str:

@@ -6,7 +6,7 @@ squash's proof compares the result, so what is not read here (an event) shows up
 
 import re
 
-from sqlalchemy import Connection, MetaData, text
+from sqlalchemy import Connection, text
 
 from .base import SquashObjects
 
@@ -34,7 +34,7 @@ def _create(connection: Connection, kind: str, name: str, column: int) -> str:
     return _DEFINER.sub("", str(row[column]), count=1)
 
 
-def squash_objects(connection: Connection, metadata: MetaData) -> SquashObjects:
+def squash_objects(connection: Connection) -> SquashObjects:
     objects = SquashObjects()
     for kind, name in connection.execute(text(ROUTINES)).all():
         objects.before.append(_create(connection, kind, name, 2))
