@@ -314,13 +314,18 @@ def test_seed_rows_are_written_as_each_server_reads_its_literals() -> None:
     )
     sa.Table("plain", metadata, sa.Column("id", sa.Integer, primary_key=True, autoincrement=False))
     rows = {"kind": [("1", "it's a\\b"), ("2", None)], "plain": [("7",)]}
-    on_postgresql = SimpleNamespace(dialect=asyncpg.dialect())
+    # As connected: PostgreSQL reports standard_conforming_strings on (a backslash is text),
+    # MySQL without NO_BACKSLASH_ESCAPES reads one as an escape.
+    postgresql_dialect, mysql_dialect = asyncpg.dialect(), aiomysql.dialect()
+    postgresql_dialect._backslash_escapes = False
+    mysql_dialect._backslash_escapes = True
+    on_postgresql = SimpleNamespace(dialect=postgresql_dialect)
     assert squash.seed_inserts(on_postgresql, PostgreSQL(), metadata, rows) == [  # type: ignore[arg-type]
         "INSERT INTO kind (id, label) OVERRIDING SYSTEM VALUE VALUES\n"
         "('1', 'it''s a\\b'),\n('2', NULL)",
         "INSERT INTO plain (id) VALUES\n('7')",
     ]
-    on_mysql = SimpleNamespace(dialect=aiomysql.dialect())
+    on_mysql = SimpleNamespace(dialect=mysql_dialect)
     assert squash.seed_inserts(on_mysql, MySQL(), metadata, {"kind": rows["kind"]}) == [  # type: ignore[arg-type]
         "INSERT INTO kind (id, label) VALUES\n('1', 'it''s a\\\\b'),\n('2', NULL)"
     ]
