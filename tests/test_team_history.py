@@ -236,8 +236,9 @@ def test_squash_replaces_old_revisions_with_a_proved_baseline(
 ) -> None:
     """`make squash upto=R` on a branch with two models added: proved, the files replaced, lint
     clean; a database at R takes the later revision, an older one is refused naming the tag,
-    a fresh one builds from the baseline with no drift, and `make test` walks the new history
-    (the data check of the folded first revision running at the baseline)."""
+    a fresh one builds from the baseline with no drift. (That `make test` passes on a squashed
+    history, the data check of a folded revision running at the baseline, benchmarks/squash.py
+    checks on 100 revisions; the unit tier checks the parts.)"""
     git(project, "switch", "--quiet", "-c", "squash", "main")
     with (
         server.new_database() as dev,
@@ -262,7 +263,10 @@ def test_squash_replaces_old_revisions_with_a_proved_baseline(
         output = must(make(project, "squash", f"upto={upto}", env=env["dev"]))
         assert f"Proved: the chain up to {upto} and the baseline build the same schema" in output
         assert [revision_id(path) for path in versions(project)] == [upto, later]
-        must(make(project, "lint", env=env["dev"]))
+        (baseline, _) = versions(project)
+        # As `make lint` wants it (the project's post-write hooks ran on it).
+        must(run(project, ".venv/bin/ruff", "format", "--check", str(baseline)))
+        must(run(project, ".venv/bin/ruff", "check", str(baseline)))
 
         must(make(project, "migrate", env=env["at_r"]))
         assert server.version(at_r) == {later}
@@ -278,9 +282,5 @@ def test_squash_replaces_old_revisions_with_a_proved_baseline(
         assert "No new upgrade operations detected" in must(
             make(project, "check", env=env["fresh"])
         )
-
-        # The data check of the folded first revision runs at the baseline: the suite passes.
-        assert first in (project / "tests" / "data_checks.py").read_text(encoding="utf-8")
-        must(make(project, "test", env=clean_env(TEST_DATABASE_URL=server.url("postgres"))))
     git(project, "add", "-A")
     git(project, "commit", "--quiet", "--no-verify", "-m", "squash")

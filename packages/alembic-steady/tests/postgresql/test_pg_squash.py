@@ -81,6 +81,13 @@ def databases(server_url: URL, server_clients: Clients) -> Iterator[dict[str, UR
         yield urls
 
 
+@pytest.fixture
+def dev(server_url: URL, server_clients: Clients) -> Iterator[URL]:
+    """A database of its own naming the squash's server, for a squash that stops."""
+    with demo_project.databases(server_url, server_clients, "dev") as urls:
+        yield urls["dev"]
+
+
 def cli(project: Project, url: URL, *args: str) -> subprocess.CompletedProcess[str]:
     return demo_project.module_cli(project, *args, url=url)
 
@@ -116,7 +123,9 @@ def test_squash_proves_the_baseline_then_keeps_every_database_on_its_way(
     assert "seed rows (2 in 1 tables)" in result.stdout
     assert "an older one is refused, naming v1.0" in result.stdout
     assert revisions(project) == ["d5", "s4"]
-    (baseline,) = (p for p in project.versions.glob("*.py") if p.name != "d5.py")
+    # The baseline is written in s4's file: it keeps its place among the others.
+    assert sorted(p.name for p in project.versions.glob("*.py")) == ["d5.py", "s4.py"]
+    baseline = project.versions / "s4.py"
     source = baseline.read_text(encoding="utf-8")
     assert "down_revision = None" in source and '"a1",' in source
     assert 'squashed_release: str = "v1.0"' in source
@@ -147,7 +156,7 @@ def test_squash_proves_the_baseline_then_keeps_every_database_on_its_way(
 
 
 def test_what_the_baseline_cannot_rebuild_stops_the_squash_with_nothing_changed(
-    project: Project, databases: dict[str, URL]
+    project: Project, dev: URL
 ) -> None:
     demo_project.add_revision(
         project.versions,
@@ -157,12 +166,12 @@ def test_what_the_baseline_cannot_rebuild_stops_the_squash_with_nothing_changed(
         '    op.execute("DROP DOMAIN positive")',
     )
     root = project.migrations.parents[1]
-    result = cli(project, databases["dev"], "squash", "e6")
+    result = cli(project, dev, "squash", "e6")
     assert result.returncode == 1
     assert "uncommitted changes: commit them first" in result.stdout
     git_repo.commit(root, "domain")
     before = sorted(p.name for p in project.versions.glob("*.py"))
-    result = cli(project, databases["dev"], "squash", "e6")
+    result = cli(project, dev, "squash", "e6")
     assert result.returncode == 1, result.stdout
     assert (
         "the baseline does not build what the chain builds, so nothing was changed" in result.stdout
@@ -173,7 +182,7 @@ def test_what_the_baseline_cannot_rebuild_stops_the_squash_with_nothing_changed(
 
 
 def test_a_baseline_whose_downgrade_leaves_objects_stops_the_squash(
-    project: Project, databases: dict[str, URL], monkeypatch: pytest.MonkeyPatch
+    project: Project, dev: URL, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Planted: the catalog reader forgets what the downgrade must drop last (the function, the
     enum types), so the baseline builds the right schema and cannot take it away again."""
@@ -184,7 +193,7 @@ def test_a_baseline_whose_downgrade_leaves_objects_stops_the_squash(
         return replace(objects, drop_last=[])
 
     monkeypatch.setattr(PostgreSQL, "squash_objects", without_last_drops)
-    here = replace(project, settings=lambda: StaticSettings(databases["dev"]))
+    here = replace(project, settings=lambda: StaticSettings(dev))
     before = sorted(p.name for p in project.versions.glob("*.py"))
     output = StringIO()
     with redirect_stdout(output):

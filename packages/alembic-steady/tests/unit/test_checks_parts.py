@@ -130,3 +130,20 @@ def test_the_planted_chain_lives_in_a_folder_of_its_own() -> None:
     with pytest.raises(StopIteration):
         next(folders)
     assert not folder.exists()
+
+
+def test_a_data_check_of_a_revision_a_squash_folded_in_names_a_revision_of_the_chain(
+    tmp_path: Path, registry: dict[str, DataCheck]
+) -> None:
+    """After `make squash`, a check of a folded revision runs at the baseline (walk.checked_at):
+    it names a revision of the chain, so the project's tests pass without an edit."""
+    registry.update({"a": DataCheck(nothing, nothing), "zz": DataCheck(nothing, nothing)})
+    chain = harness(tmp_path, (("b", None), ("c", "b")))
+    baseline = next((tmp_path / "migrations" / "versions").glob("b_*.py"))
+    baseline.write_text(
+        baseline.read_text().replace(
+            "depends_on = None\n", 'depends_on = None\nsquashed_revisions = ("a", "b")\n'
+        )
+    )
+    message = failure(checks.test_data_survives_later_upgrades, chain, Walk(URL))
+    assert "data checks name revisions no file defines: ['zz']" in message

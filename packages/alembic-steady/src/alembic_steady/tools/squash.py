@@ -426,15 +426,16 @@ def prove(
 
 # -- putting it in place ---------------------------------------------------------------------
 def replace_files(project: Project, plan_: Plan, baseline: Path) -> Path:
-    """Delete the folded revisions' files (and their bytecode), then write the baseline into
-    the versions folder and run the project's post-write hooks on it (ruff, compile), as
-    `make migration` does for a new revision."""
+    """Delete the folded revisions' files (and their bytecode), then write the baseline in R's
+    file, whose name keeps its place among the others (and git shows it as R's file changed),
+    and run the project's post-write hooks on it (ruff, compile), as `make migration` does for
+    a new revision."""
+    target = Path(plan_.upto.path)
     for revision in plan_.folded:
         source = Path(revision.path)
         for compiled in (source.parent / "__pycache__").glob(f"{source.stem}.*.pyc"):
             compiled.unlink()
         source.unlink()
-    target = project.versions / baseline.name
     shutil.copyfile(baseline, target)
     ini = _alembic_ini(project)
     if ini is not None:
