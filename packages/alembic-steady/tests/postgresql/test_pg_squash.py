@@ -49,8 +49,25 @@ CHAIN = [
         "CREATE TRIGGER widget_touch BEFORE INSERT ON widget "
         "FOR EACH ROW EXECUTE FUNCTION touch()"
     )
-    op.execute("CREATE VIEW priced AS SELECT id, name FROM widget WHERE price IS NOT NULL")""",
-        """    op.execute("DROP VIEW priced")
+    op.execute("CREATE VIEW priced AS SELECT id, name FROM widget WHERE price IS NOT NULL")
+    # A renamed table keeps its key's sequence name, a renamed column its index's column name;
+    # a sequence of its own counts for a column that is no key.
+    op.create_table(
+        "old_name",
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("code", sa.Text, nullable=False),
+    )
+    op.create_index("ix_old_name_code", "old_name", ["code"])
+    op.rename_table("old_name", "renamed")
+    op.alter_column("renamed", "code", new_column_name="label")
+    op.execute("CREATE SEQUENCE ticket_seq START 100")
+    op.add_column(
+        "renamed",
+        sa.Column("ticket", sa.Integer, server_default=sa.text("nextval('ticket_seq')")),
+    )""",
+        """    op.drop_table("renamed")
+    op.execute("DROP SEQUENCE ticket_seq")
+    op.execute("DROP VIEW priced")
     op.execute("DROP TRIGGER widget_touch ON widget")
     op.execute("DROP FUNCTION touch()")
     op.drop_table("kind")

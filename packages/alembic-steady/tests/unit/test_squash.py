@@ -179,6 +179,9 @@ def test_the_data_checks_of_folded_revisions_run_at_the_baseline(
     assert checked_at(script.get_revision("c")) == ["c"]  # type: ignore[arg-type]
 
 
+NEXTVAL = "nextval('%s'::regclass)"
+
+
 # -- the dialects' side: what each reads beyond autogenerate, and how seed rows are written ----
 
 
@@ -188,6 +191,12 @@ def test_postgresql_reads_what_autogenerate_leaves_out_in_the_order_it_must_run(
             [('"tenant"',)],
             [('"citext"', '"public"')],
             [("public.mood", "mood", "'calm', 'busy'"), ("public.state", "state", "'open'")],
+            [
+                ("public.kind_id_seq", "kind_id_seq", "integer", 1, 1, 99, 1, 1, False, "k"),
+                ("public.old_id_seq", "old_id_seq", "bigint", 2, 1, 9, 5, 1, True, "public.t.id"),
+                ("public.ticket", "ticket", "integer", 1, 1, 9, 100, 1, False, None),
+                ("public.pair_a_seq", "pair_a_seq", "integer", 1, 1, 9, 1, 1, False, None),
+            ],
             [("CREATE OR REPLACE FUNCTION public.touch()\n AS $$ $$\n", "FUNCTION public.touch()")],
             [("'public.kind_id_seq'", 2)],
             [
@@ -198,17 +207,52 @@ def test_postgresql_reads_what_autogenerate_leaves_out_in_the_order_it_must_run(
         ]
     )
     metadata = sa.MetaData()
+    sa.Table("note", metadata, sa.Column("text", sa.Text))  # no key
+    sa.Table("counted", metadata, sa.Column("id", sa.Integer, sa.Identity(), primary_key=True))
+    uuid_key = sa.Column(
+        "id", sa.Uuid, server_default=sa.text("gen_random_uuid()"), primary_key=True
+    )
+    sa.Table("token", metadata, uuid_key)
+    # A key of two columns is no SERIAL: its sequence is made like any other.
+    sa.Table(
+        "pair",
+        metadata,
+        sa.Column(
+            "a", sa.Integer, sa.DefaultClause(sa.text(NEXTVAL % "pair_a_seq")), primary_key=True
+        ),
+        sa.Column("b", sa.Integer, primary_key=True),
+    )
     sa.Table(
         "kind",
         metadata,
+        sa.Column(
+            "id",
+            sa.Integer,
+            sa.DefaultClause(sa.text(NEXTVAL % "kind_id_seq")),
+            autoincrement=True,
+            primary_key=True,
+        ),
         sa.Column("label", sa.Text),
         sa.Column("state", sa.Enum("open", name="state")),
+    )
+    # Renamed from `old`: its key still counts from old_id_seq, which SERIAL would not make.
+    renamed = sa.Table(
+        "t",
+        metadata,
+        sa.Column(
+            "id",
+            sa.Integer,
+            sa.DefaultClause(sa.text(NEXTVAL % "old_id_seq")),
+            autoincrement=True,
+            primary_key=True,
+        ),
     )
     objects = PostgreSQL().squash_objects(connection, metadata)  # type: ignore[arg-type]
     assert [sql for sql, _ in connection.sql] == [
         postgresql_squash.SCHEMAS,
         postgresql_squash.EXTENSIONS,
         postgresql_squash.ENUMS,
+        postgresql_squash.OWN_SEQUENCES,
         postgresql_squash.FUNCTIONS,
         postgresql_squash.SEQUENCES,
         postgresql_squash.VIEWS,
@@ -218,10 +262,17 @@ def test_postgresql_reads_what_autogenerate_leaves_out_in_the_order_it_must_run(
         'CREATE SCHEMA "tenant"',
         'CREATE EXTENSION IF NOT EXISTS "citext" WITH SCHEMA "public"',
         "CREATE TYPE public.mood AS ENUM ('calm', 'busy')",  # no column uses it
+        "CREATE SEQUENCE public.old_id_seq AS bigint INCREMENT BY 2 MINVALUE 1 MAXVALUE 9 "
+        "START WITH 5 CACHE 1 CYCLE",
+        "CREATE SEQUENCE public.ticket AS integer INCREMENT BY 1 MINVALUE 1 MAXVALUE 9 "
+        "START WITH 100 CACHE 1 NO CYCLE",
+        "CREATE SEQUENCE public.pair_a_seq AS integer INCREMENT BY 1 MINVALUE 1 MAXVALUE 9 "
+        "START WITH 1 CACHE 1 NO CYCLE",
         "SET LOCAL check_function_bodies = off",
         "CREATE OR REPLACE FUNCTION public.touch()\n AS $$ $$",
     ]
     assert objects.after == [
+        "ALTER SEQUENCE public.old_id_seq OWNED BY public.t.id",
         "SELECT setval('public.kind_id_seq', 2)",
         "CREATE VIEW public.priced WITH (security_barrier=true) AS\nSELECT 1 AS X",
         "CREATE MATERIALIZED VIEW public.totals AS\nSELECT 2",
@@ -231,11 +282,18 @@ def test_postgresql_reads_what_autogenerate_leaves_out_in_the_order_it_must_run(
     assert objects.drop_first == ["DROP MATERIALIZED VIEW public.totals", "DROP VIEW public.priced"]
     assert objects.drop_last == [
         "DROP FUNCTION public.touch()",
+        "DROP SEQUENCE IF EXISTS public.pair_a_seq",
+        "DROP SEQUENCE IF EXISTS public.ticket",
+        "DROP SEQUENCE IF EXISTS public.old_id_seq",
         "DROP TYPE IF EXISTS public.state",
         "DROP TYPE IF EXISTS public.mood",
         'DROP EXTENSION "citext"',
         'DROP SCHEMA "tenant"',
     ]
+    # As reflected (SQLAlchemy marks a key counting from a sequence autoincrement): kind's key
+    # is SERIAL as before; t's is written with its default, not as SERIAL.
+    assert metadata.tables["kind"].autoincrement_column is metadata.tables["kind"].c.id
+    assert renamed.c.id.autoincrement is False and renamed.autoincrement_column is None
     # Without functions, function bodies stay checked.
     assert "SET LOCAL" not in " ".join(
         PostgreSQL().squash_objects(FakeConnection(), metadata).before  # type: ignore[arg-type]
@@ -305,6 +363,21 @@ def test_each_dialect_names_its_own_tables_schemas_and_snapshot() -> None:
 
 def test_seed_rows_are_written_as_each_server_reads_its_literals() -> None:
     metadata = sa.MetaData()
+    sa.Table("note", metadata, sa.Column("text", sa.Text))  # no key
+    sa.Table("counted", metadata, sa.Column("id", sa.Integer, sa.Identity(), primary_key=True))
+    uuid_key = sa.Column(
+        "id", sa.Uuid, server_default=sa.text("gen_random_uuid()"), primary_key=True
+    )
+    sa.Table("token", metadata, uuid_key)
+    # A key of two columns is no SERIAL: its sequence is made like any other.
+    sa.Table(
+        "pair",
+        metadata,
+        sa.Column(
+            "a", sa.Integer, sa.DefaultClause(sa.text(NEXTVAL % "pair_a_seq")), primary_key=True
+        ),
+        sa.Column("b", sa.Integer, primary_key=True),
+    )
     sa.Table(
         "kind",
         metadata,

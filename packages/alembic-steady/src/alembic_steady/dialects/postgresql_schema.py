@@ -15,8 +15,11 @@ Key = tuple[str, int]
 # The project's schemas: every one but PostgreSQL's own and the tests' probe.
 _SCHEMAS = r"nspname NOT LIKE 'pg\_%' AND nspname NOT IN ('information_schema', 'test_probe')"
 # What a revision can create, per object: each relation (table, index, sequence, view, ...) with
-# its columns, constraints, index or view definition, sequence options, triggers, policies, rules,
-# grants and comments; each enum, domain or range type; each function, procedure or aggregate;
+# its columns (an index's are in its definition: its own keep the names they had when it was
+# built, which a renamed column does not change), constraints (not PostgreSQL 18's NOT NULL ones:
+# the column says not null, and their generated names keep a renamed table's old name), index or
+# view definition, sequence options, triggers, policies, rules, grants and comments; each enum,
+# domain or range type; each function, procedure or aggregate;
 # each schema and extension. Grants are printed when they differ from PostgreSQL's defaults (a
 # REVOKE of what a GRANT gave leaves explicit defaults behind). Owners are left out: they depend on
 # who runs the tests.
@@ -69,12 +72,12 @@ SELECT 'r', rel.oid, 'column', rel.name || '.' || quote_ident(a.attname) || ' '
        || coalesce(' comment ' || col_description(rel.oid, a.attnum), '')
   FROM rel JOIN pg_attribute a ON a.attrelid = rel.oid
   LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
- WHERE a.attnum > 0 AND NOT a.attisdropped
+ WHERE a.attnum > 0 AND NOT a.attisdropped AND rel.relkind NOT IN ('i', 'I')
 UNION ALL
 SELECT 'r', rel.oid, 'constraint', rel.name || ' ' || quote_ident(k.conname) || ' '
        || pg_get_constraintdef(k.oid)
        || coalesce(' comment ' || obj_description(k.oid, 'pg_constraint'), '')
-  FROM rel JOIN pg_constraint k ON k.conrelid = rel.oid
+  FROM rel JOIN pg_constraint k ON k.conrelid = rel.oid AND k.contype <> 'n'
 UNION ALL
 SELECT 'r', rel.oid, 'index', pg_get_indexdef(rel.oid) FROM rel WHERE rel.relkind IN ('i', 'I')
 UNION ALL

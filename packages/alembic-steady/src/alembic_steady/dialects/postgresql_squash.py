@@ -1,12 +1,15 @@
 """What a squashed baseline makes on PostgreSQL beyond autogenerate's tables, read from the
 catalog of the database the chain built: schemas, extensions, enum types no table column uses
-(autogenerate creates the others with their tables), functions and procedures, views and
+(autogenerate creates the others with their tables), sequences other than a serial key's,
+functions and procedures, views and
 materialized views, triggers, and each sequence's position (seed rows name their ids, so the
 sequences would start again at 1). The squash's proof compares the result object by object, so
 what is not read here (a domain, a grant) shows up there, named, before anything changes.
 """
 
-from sqlalchemy import Connection, MetaData, text
+import re
+
+from sqlalchemy import Connection, DefaultClause, MetaData, text
 
 from .base import SquashObjects
 
@@ -17,6 +20,10 @@ _NOT_EXTENSIONS = (
     "NOT EXISTS (SELECT FROM pg_depend d WHERE d.classid = {catalog}::regclass "
     "AND d.objid = {oid} AND d.deptype = 'e')"
 )
+
+# A column default's sequence, as PostgreSQL prints it: nextval('name'::regclass), the name
+# schema-qualified and quoted where it needs to be.
+_NEXTVAL = re.compile(r"""nextval\('(?:[^'.]+\.)?"?([^'"]+)"?'::regclass\)""")
 
 SCHEMAS = f"""
 SELECT quote_ident(n.nspname) FROM pg_namespace n
@@ -37,6 +44,26 @@ SELECT quote_ident(n.nspname) || '.' || quote_ident(t.typname), t.typname,
  WHERE t.typtype = 'e' AND {_OURS}
    AND {_NOT_EXTENSIONS.format(catalog="'pg_type'", oid="t.oid")}
  ORDER BY t.oid
+"""
+# Sequences of their own: neither an identity column's nor an extension's. A serial key's is made
+# by its table (SQLAlchemy writes SERIAL for it); the others are made here, with their options,
+# and given back to the column that owns them once the tables exist.
+OWN_SEQUENCES = f"""
+SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname), c.relname,
+       format_type(s.seqtypid, NULL), s.seqincrement, s.seqmin, s.seqmax, s.seqstart, s.seqcache,
+       s.seqcycle,
+       (SELECT quote_ident(tn.nspname) || '.' || quote_ident(t.relname) || '.'
+               || quote_ident(a.attname)
+          FROM pg_depend d JOIN pg_class t ON t.oid = d.refobjid
+          JOIN pg_namespace tn ON tn.oid = t.relnamespace
+          JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+         WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'a')
+  FROM pg_sequence s JOIN pg_class c ON c.oid = s.seqrelid
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE {_OURS}
+   AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                      AND d.objid = c.oid AND d.deptype IN ('i', 'e'))
+ ORDER BY c.oid
 """
 FUNCTIONS = f"""
 SELECT pg_get_functiondef(p.oid),
@@ -74,6 +101,28 @@ SELECT quote_literal(quote_ident(s.schemaname) || '.' || quote_ident(s.sequencen
 """
 
 
+def _serial_keys(metadata: MetaData) -> set[str]:
+    """The sequences SQLAlchemy's SERIAL makes: one per table whose key is a lone integer column
+    that counts from `<table>_<column>_seq`. A key counting from another sequence (its table was
+    renamed) is written with its own default instead, and its sequence made here: `metadata`'s
+    column is told so before autogenerate reads it."""
+    serial = set()
+    for table in metadata.tables.values():
+        keys = list(table.primary_key.columns)
+        default = keys[0].server_default if len(keys) == 1 else None
+        if not isinstance(default, DefaultClause):  # none, or an identity
+            continue
+        counted = _NEXTVAL.search(str(default.arg))
+        if counted is None:
+            continue
+        name = f"{table.name}_{keys[0].name}_seq"
+        if counted.group(1) == name:
+            serial.add(name)
+        else:
+            keys[0].autoincrement = False
+    return serial
+
+
 def squash_objects(connection: Connection, metadata: MetaData) -> SquashObjects:
     objects = SquashObjects()
     rows = connection.execute
@@ -93,6 +142,21 @@ def squash_objects(connection: Connection, metadata: MetaData) -> SquashObjects:
         if name not in used:
             objects.before.append(f"CREATE TYPE {qualified} AS ENUM ({labels})")
         objects.drop_last.insert(0, f"DROP TYPE IF EXISTS {qualified}")
+    serial = _serial_keys(metadata)
+    owned = []
+    for qualified, name, type_, step, low, high, start, cache, cycle, owner in rows(
+        text(OWN_SEQUENCES)
+    ):
+        if name in serial:
+            continue
+        objects.before.append(
+            f"CREATE SEQUENCE {qualified} AS {type_} INCREMENT BY {step} MINVALUE {low} "
+            f"MAXVALUE {high} START WITH {start} CACHE {cache} {'' if cycle else 'NO '}CYCLE"
+        )
+        if owner is not None:
+            owned.append(f"ALTER SEQUENCE {qualified} OWNED BY {owner}")
+        objects.drop_last.insert(0, f"DROP SEQUENCE IF EXISTS {qualified}")
+    objects.after.extend(owned)
     functions = rows(text(FUNCTIONS)).all()
     if functions:
         # A function's body may name a table created after it: checked when it runs instead.
