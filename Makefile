@@ -79,7 +79,8 @@ $(FLOOR_VENV)/.installed: $(TOOLKIT)/pyproject.toml | $(VENV)/.installed
 	touch $@
 
 # Not the chores' and the bad-input tests (test_pg_tools.py, test_pg_safety.py, the MySQL
-# tier's test_mysql_tools.py), nor the server's own limits (test_pg_server_limits.py): they
+# tier's tools and squash: PostgreSQL's squash runs here, through the same Alembic and SQLAlchemy
+# calls), nor the server's own limits (test_pg_server_limits.py): they
 # exercise the server's client programs, its limits and the messages, through the same library
 # calls as the runner's tiers, which run here; that keeps CI's time within its bound.
 FLOOR_SKIPS := --ignore=tests/postgresql/test_pg_tools.py --ignore=tests/postgresql/test_pg_safety.py \
@@ -89,7 +90,7 @@ test-toolkit-floor: $(FLOOR_VENV)/.installed ## Run the toolkit's tests on its l
 	@$(FLOOR_BIN)/python -c 'import alembic, sqlalchemy; print(f"Lowest versions: alembic {alembic.__version__}, SQLAlchemy {sqlalchemy.__version__}")'
 	cd $(TOOLKIT) && $(FLOOR_BIN)/pytest -p no:cacheprovider -q $(TOOLKIT_WORKERS) $(BY_MODULE) $(FLOOR_SKIPS) tests/unit tests/postgresql
 	cd $(TOOLKIT) && $(FLOOR_BIN)/pytest -p no:cacheprovider -q $(TOOLKIT_WORKERS) -rs \
-		--ignore=tests/mysql/test_mysql_tools.py tests/mysql
+		--ignore=tests/mysql/test_mysql_tools.py --ignore=tests/mysql/test_mysql_squash.py tests/mysql
 
 mutate: venv $(TOOLKIT_VENV)/.installed ## Break each README promise once (mutation/mutations.toml); fail if a test misses one
 	$(BIN)/python mutation/run.py $(args)
