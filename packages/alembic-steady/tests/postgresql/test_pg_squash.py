@@ -17,7 +17,8 @@ import demo_project
 import git_repo
 import pytest
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, MetaData, text
+from queries import heads, rows
+from sqlalchemy import Connection, MetaData
 from sqlalchemy.engine import URL
 
 from alembic_steady import Project, StaticSettings
@@ -115,11 +116,8 @@ def revisions(project: Project) -> list[str]:
 
 
 def schema_and_rows(url: URL) -> tuple[set[tuple[str, str]], list[tuple[object, ...]]]:
-    def read(connection):  # type: ignore[no-untyped-def]
-        rows = connection.execute(text("SELECT id, state::text, label FROM kind ORDER BY id")).all()
-        return DIALECT.schema_snapshot(connection), [tuple(row) for row in rows]
-
-    return on_connection(url, read)
+    kinds = rows(url, "SELECT id, state::text, label FROM kind ORDER BY id")
+    return on_connection(url, DIALECT.schema_snapshot), kinds
 
 
 def test_squash_proves_the_baseline_then_keeps_every_database_on_its_way(
@@ -150,23 +148,13 @@ def test_squash_proves_the_baseline_then_keeps_every_database_on_its_way(
     # At R: upgrades as before, its recorded checksum of the old s4 accepted.
     result = cli(project, at_r, "upgrade")
     assert result.returncode == 0, result.stdout
-    assert (
-        on_connection(
-            at_r, lambda c: c.execute(text("SELECT version_num FROM alembic_version")).scalar()
-        )
-        == "d5"
-    )
+    assert heads(at_r) == {"d5"}
     # Older than R: refused, naming the release; left where it was.
     result = cli(project, old, "upgrade")
     assert result.returncode == 1
     assert "The database is at b2, which `make squash` folded into the baseline s4" in result.stdout
     assert "(the last is v1.0)" in result.stdout and "Traceback" not in result.stdout
-    assert (
-        on_connection(
-            old, lambda c: c.execute(text("SELECT version_num FROM alembic_version")).scalar()
-        )
-        == "b2"
-    )
+    assert heads(old) == {"b2"}
     # Fresh: the baseline builds what the old chain built, rows and all.
     assert cli(project, new, "upgrade").returncode == 0
     assert schema_and_rows(new) == built_by_chain

@@ -503,7 +503,7 @@ class MySQL(Dialect):
     def autogenerate_options(self, options: dict[str, Any], writing_revision: bool) -> None:
         from ..authoring.autogen import not_the_runners_tables, warn_mixed_ddl
 
-        options["include_name"] = not_the_runners_tables(mysql_progress.TABLE)
+        options["include_name"] = not_the_runners_tables(*self.runners_tables)
         if writing_revision:
             options["process_revision_directives"] = warn_mixed_ddl(
                 options["process_revision_directives"]

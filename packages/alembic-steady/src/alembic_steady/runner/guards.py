@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable
 from alembic.config import Config
 from alembic.operations.ops import MigrationScript
 from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
+from alembic.script import Script, ScriptDirectory
 from alembic.util import CommandError
 
 from ..project import Commands, MigrationSettings
@@ -57,14 +57,18 @@ SQUASHED_RELEASE = "squashed_release"
 SQUASHED_CODE = "squashed_code_sha256"
 
 
+def folded(revision: Script) -> tuple[str, ...]:
+    """The revisions a baseline of `make squash` folded in; none for any other revision."""
+    return tuple(getattr(revision.module, SQUASHED_REVISIONS, ()))
+
+
 def squashed_into(script: ScriptDirectory, revision: str) -> str | None:
     """Why a database at `revision`, which `make squash` folded into a baseline, cannot be
     upgraded by this release (and which release can); None when no baseline names it."""
     for baseline in script.walk_revisions():
         if baseline.down_revision is not None:
             continue
-        folded = getattr(baseline.module, SQUASHED_REVISIONS, ())
-        if revision in folded:
+        if revision in folded(baseline):
             release = getattr(baseline.module, SQUASHED_RELEASE, "the release before the squash")
             return (
                 f"The database is at {revision}, which `make squash` folded into the baseline "

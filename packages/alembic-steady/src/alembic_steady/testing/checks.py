@@ -23,7 +23,7 @@ from sqlalchemy import Connection, inspect
 from sqlalchemy.engine import URL
 
 from ..authoring.drift import drift_message
-from ..runner.guards import SQUASHED_REVISIONS
+from ..runner.guards import folded
 from .data_checks import DATA_CHECKS
 from .walk import Harness, Walk, on_connection
 
@@ -92,7 +92,7 @@ def test_data_survives_later_upgrades(migration_harness: Harness, walk: Walk) ->
     known = {
         checked
         for revision in migration_harness.revisions_base_to_head()
-        for checked in (revision.revision, *getattr(revision.module, SQUASHED_REVISIONS, ()))
+        for checked in (revision.revision, *folded(revision))
     }
     unknown = sorted(set(DATA_CHECKS) - known)
     assert not unknown, (

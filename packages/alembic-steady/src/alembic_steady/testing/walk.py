@@ -25,7 +25,7 @@ from ..dialects.base import by_name, described
 from ..project import Project
 from ..runner.alembic_internals import Stepwise
 from ..runner.api import Migrations
-from ..runner.guards import SQUASHED_REVISIONS
+from ..runner.guards import folded
 from . import markers
 from .data_checks import DATA_CHECKS
 from .markers import Accepted
@@ -285,8 +285,7 @@ def checked_at(revision: Script) -> list[str]:
     """The revisions whose data checks run once `revision` is applied: its own, and where it is
     a baseline of `make squash`, those of the revisions it folded in (their rows are written at
     the baseline)."""
-    folded = getattr(revision.module, SQUASHED_REVISIONS, ())
-    ids = [revision.revision, *(id_ for id_ in folded if id_ != revision.revision)]
+    ids = [revision.revision, *(id_ for id_ in folded(revision) if id_ != revision.revision)]
     return [id_ for id_ in ids if id_ in DATA_CHECKS]
 
 

@@ -472,10 +472,7 @@ def main(project: Project, argv: list[str]) -> int:
         ):
             draft, proof = prove(project, dialect, plan_, urls, Path(folder))
             written = replace_files(project, plan_, draft)
-    except SquashError as exc:
-        print(f"squash: {exc}")
-        return 1
-    except CommandError as exc:
+    except (SquashError, CommandError) as exc:
         print(f"squash: {exc}")
         return 1
     print(
