@@ -220,6 +220,19 @@ def write(
     return project
 
 
+def with_revisions(
+    dialect: str, name: str, revisions: list[tuple[str, str, str, str]], after: str = "c3"
+) -> Project:
+    """The demo project `name` with `revisions` (revision, upgrade, downgrade, doc) chained
+    after `after`."""
+    project = write(dialect, name=name)
+    down = after
+    for revision, upgrade, downgrade, doc in revisions:
+        add_revision(project.versions, revision, down, upgrade, downgrade, doc=doc)
+        down = revision
+    return project
+
+
 def add_revision(
     versions: Path, revision: str, down: str | None, upgrade: str, downgrade: str, doc: str = ""
 ) -> Path:

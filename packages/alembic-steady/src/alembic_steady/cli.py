@@ -8,6 +8,7 @@ tree (the Make targets call it) or an installed wheel or image (no alembic.ini n
     python -m <package>.migrations backup [FOLDER] | restore FILE | shell [ARGS...]
     python -m <package>.migrations devdb start|stop|reset
     python -m <package>.migrations rehearse file=DUMP|from=URL      # PostgreSQL
+    python -m <package>.migrations plan [--format text|md|json] [--fail-on risky]
     python -m <package>.migrations lint-migrations                  # PostgreSQL
     python -m <package>.migrations check-history [--base REF] | migration-rebase REV [--base REF]
     python -m <package>.migrations squash REV        # the revisions up to REV become a baseline
@@ -34,6 +35,7 @@ CHORES = {
     "restore": "load a dump into the database (make restore)",
     "shell": "the server's shell on the database (make psql, make dbshell)",
     "rehearse": "pending revisions on a scratch copy of real data (make rehearse)",
+    "plan": "what the pending revisions will do to the database: locks, rewrites (make plan)",
     "lint-migrations": "squawk on each revision's SQL (make lint-migrations)",
     "check-history": "the branch's revisions follow the base's head in line (make check-history)",
     "migration-rebase": "re-point a branch's revision onto the base's head (make migration-rebase)",
@@ -51,6 +53,8 @@ def _chore(name: str) -> Callable[[Project, list[str]], int]:
         from .tools.shell import main
     elif name == "rehearse":
         from .tools.rehearse import main
+    elif name == "plan":
+        from .tools.plan import main
     elif name == "check-history":
         from .tools.history import main
     elif name == "migration-rebase":

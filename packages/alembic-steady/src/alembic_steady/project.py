@@ -1,10 +1,11 @@
 """What the toolkit needs to know of the project it migrates: its name, where its revisions live,
 how to read its settings, and the commands its messages may suggest."""
 
+import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from alembic.util import CommandError
 from sqlalchemy.engine import URL, make_url
@@ -160,6 +161,14 @@ class Project:
             current=f"{module} current",
             accept_edit_rev=f"{module} accept-edit " + "{revision}",
         )
+
+    def setting(self, name: str, default: Any) -> Any:
+        """`name` under [tool.alembic-steady] in the project's pyproject.toml, else `default`."""
+        pyproject = self.folder / "pyproject.toml"
+        if not pyproject.is_file():
+            return default
+        table = tomllib.loads(pyproject.read_text(encoding="utf-8")).get("tool", {})
+        return table.get("alembic-steady", {}).get(name, default)
 
     def with_commands(self, commands: Commands) -> "Project":
         return replace(self, commands=commands)

@@ -547,7 +547,7 @@ def test_revisions_that_fit_report_time_locks_and_rows(
         assert "1 pending revision(s)" in output
         assert "d4 (add owner):" in output and f"{ROWS} row(s) changed" in output
         assert re.search(r"d4 \(add owner\): \d+\.\d\d s,", output), output  # its time
-        assert "AccessExclusiveLock on widget, held" in output
+        assert "ACCESS EXCLUSIVE on widget, held" in output
         assert "every pending revision went down and up again" in output
     assert state(url) == HEAD
     assert rows(url, "SELECT count(*) FROM widget WHERE price IS NULL") == [(ROWS,)]
@@ -579,12 +579,7 @@ STEP_BY_STEP = [
 
 @pytest.fixture(scope="module")
 def step_by_step() -> Project:
-    project = demo_project.write("postgresql", name="rehearse_step_by_step")
-    down = "c3"
-    for revision, upgrade, downgrade, doc in STEP_BY_STEP:
-        demo_project.add_revision(project.versions, revision, down, upgrade, downgrade, doc=doc)
-        down = revision
-    return project
+    return demo_project.with_revisions("postgresql", "rehearse_step_by_step", STEP_BY_STEP)
 
 
 def test_revisions_that_commit_step_by_step_are_rehearsed(
@@ -603,13 +598,13 @@ def test_revisions_that_commit_step_by_step_are_rehearsed(
         "e5 (index widget name and price): "
     )
     assert re.match(rf"\d+\.\d\d s, {ROWS} row\(s\) changed", d4), output
-    assert "RowExclusiveLock on widget, held" in d4, output  # the UPDATE, before the index
+    assert "ROW EXCLUSIVE on widget, held" in d4, output  # the UPDATE, before the index
     assert re.match(rf"\d+\.\d\d s, {ROWS} row\(s\) changed", e5), output
     # The UPDATE's lock, released when it committed on its own, and how long it was held.
     # At least the 0.3 s it slept; a busy machine may take longer, never less.
-    assert re.search(r"RowExclusiveLock on widget, held (0\.[3-9]|[1-9]\d*\.)\d+ s", e5), output
+    assert re.search(r"ROW EXCLUSIVE on widget, held (0\.[3-9]|[1-9]\d*\.)\d+ s", e5), output
     # A concurrent index build's lock, which lets writes through.
-    assert "ShareUpdateExclusiveLock on widget, held" in output
+    assert "SHARE UPDATE EXCLUSIVE on widget, held" in output
     assert "every pending revision went down and up again" in output
     assert state(url) == HEAD
     assert not scratch_databases(url)

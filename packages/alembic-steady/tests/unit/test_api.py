@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic.util import CommandError
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import OperationalError
 from support import DEFAULT_URL, LINEAR, Settings, StandInEngine, make_project, write_revisions
@@ -44,6 +45,23 @@ def test_the_script_heads_are_read_from_the_revision_files(tmp_path: Path) -> No
     project = make_project(tmp_path)
     write_revisions(project.migrations / "versions", (*LINEAR, ("x", "a")))
     assert Migrations(project).script_heads() == {"c", "x"}
+
+
+def test_the_pending_revisions_run_in_order_from_where_the_database_stands(
+    tmp_path: Path,
+) -> None:
+    project = make_project(tmp_path)
+    write_revisions(project.migrations / "versions", LINEAR)
+    migrations = Migrations(project)
+    assert [r.revision for r in migrations.pending(set())] == ["a", "b", "c"]
+    assert [r.revision for r in migrations.pending({"a"})] == ["b", "c"]
+    assert migrations.pending({"c"}) == []
+    with pytest.raises(CommandError) as unknown:
+        migrations.pending({"zz", "a", "yy"})
+    assert str(unknown.value) == (
+        "the database is at yy, zz, which no revision file here has: check out the branch it "
+        "was migrated from, or point DATABASE_URL at the right database"
+    )
 
 
 @pytest.fixture

@@ -16,6 +16,8 @@ from support import FakeConnection, Settings, make_project
 
 from alembic_steady import Project
 from alembic_steady.dialects.clients import ClientError
+from alembic_steady.dialects.measured import Watched
+from alembic_steady.dialects.postgresql import PostgreSQL
 from alembic_steady.tools import rehearse
 from alembic_steady.tools.rehearse import RehearsalError, StepReport, parse
 
@@ -84,14 +86,14 @@ def test_the_environment_may_give_the_source_with_its_password(
 
 
 def test_a_steps_report_lists_the_locks_longest_held_first() -> None:
-    report = StepReport("b2 (add index)", seconds=1.234, rows=3)
-    report.held = {("item", "ShareLock"): 0.5, ("orders", "AccessExclusiveLock"): 1.0}
-    assert report.lines() == [
+    held = {("item", "ShareLock"): 0.5, ("orders", "AccessExclusiveLock"): 1.0}
+    report = StepReport("b2 (add index)", seconds=1.234, watched=Watched(rows=3, held=held))
+    assert report.lines(PostgreSQL().mode_name) == [
         "b2 (add index): 1.23 s, 3 row(s) changed",
-        "    AccessExclusiveLock on orders, held 1.00 s",
-        "    ShareLock on item, held 0.50 s",
+        "    ACCESS EXCLUSIVE on orders, held 1.00 s",
+        "    SHARE on item, held 0.50 s",
     ]
-    assert StepReport("a1").lines() == ["a1: 0.00 s, 0 row(s) changed"]
+    assert StepReport("a1").lines(str) == ["a1: 0.00 s, 0 row(s) changed"]
 
 
 def test_first_line_leaves_the_runners_advice_out() -> None:
@@ -234,7 +236,7 @@ def test_an_interrupted_rehearsal_says_what_it_left(
 
 def test_sigterm_unwinds_as_stopped() -> None:
     with pytest.raises(rehearse.Stopped) as raised:
-        rehearse._stop(signal.SIGTERM, None)
+        rehearse.stop(signal.SIGTERM, None)
     assert raised.value.signum == signal.SIGTERM
 
 

@@ -7,6 +7,7 @@ catalog, error codes or lock functions.
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Coroutine, Iterable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -21,6 +22,7 @@ from ..runner import checksums
 from ..runner.progress import Progress
 from ..runner.retries import RetryPolicy
 from .clients import Clients
+from .measured import TableSize, Watch
 
 
 class SchemaTracker(Protocol):
@@ -308,6 +310,41 @@ class Dialect(ABC):
     def squash_objects(self, connection: Connection, metadata: MetaData) -> SquashObjects:
         """What a baseline must make beyond autogenerate's tables (`metadata`), read from the
         catalog of a database the chain built."""
+
+    # -- measuring (tools/plan.py, tools/rehearse.py, the walk) ------------------------------
+    @abstractmethod
+    def watch(
+        self,
+        engine: AsyncEngine | Connection,
+        url: URL,
+        settings: MigrationSettings,
+        *,
+        probe: bool = False,
+    ) -> AbstractContextManager[Watch]:
+        """A watch over the revisions run on `engine` (whose database is at `url`). With `probe`,
+        that database is a scratch copy the watch may run statements on once more to measure
+        them (PostgreSQL's, outside a transaction); MySQL's tries each ALTER on an empty twin of
+        its table whatever `probe` says."""
+
+    @abstractmethod
+    def table_sizes(self, connection: Connection) -> dict[str, TableSize]:
+        """Every table's size from statistics, named as the watch names relations."""
+
+    @abstractmethod
+    def blocks_reads(self, mode: str) -> bool:
+        """Whether a lock of `mode` on a table stops its readers (ACCESS EXCLUSIVE)."""
+
+    @abstractmethod
+    def blocks_writes(self, mode: str) -> bool:
+        """Whether a lock of `mode` on a table stops its writers."""
+
+    def mode_name(self, mode: str) -> str:
+        """A lock mode as a reviewer reads it."""
+        return mode
+
+    @abstractmethod
+    def begin_read_only(self, connection: Connection) -> None:
+        """Make `connection`'s transaction, not yet begun, read-only."""
 
     def offline_dialect(  # noqa: B027  (a hook: one dialect needs nothing here)
         self, dialect: Any

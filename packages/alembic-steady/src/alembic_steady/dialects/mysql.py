@@ -18,6 +18,7 @@ import math
 import re
 import time
 from collections.abc import Callable, Coroutine
+from contextlib import AbstractContextManager
 from typing import Any
 
 from alembic.util import CommandError
@@ -42,6 +43,7 @@ from .base import (
     first_in_chain,
 )
 from .clients import Clients
+from .measured import TableSize, Watch
 
 # MySQL refuses lock names longer than 64 characters; a long database name is hashed instead.
 _MAX_NAME = 64
@@ -482,6 +484,48 @@ class MySQL(Dialect):
         from .mysql_squash import squash_objects
 
         return squash_objects(connection)  # every routine, view and trigger, whichever table
+
+    # -- measuring ---------------------------------------------------------------------------
+    def watch(
+        self,
+        engine: AsyncEngine | Connection,
+        url: URL,
+        settings: MigrationSettings,
+        *,
+        probe: bool = False,
+    ) -> AbstractContextManager[Watch]:
+        from .mysql_watch import watch
+
+        # Each ALTER is tried on an empty twin of its table, never on the table, on the session
+        # running the revisions: no URL, settings or leave to probe needed.
+        return watch(engine)
+
+    def table_sizes(self, connection: Connection) -> dict[str, TableSize]:
+        # information_schema's estimates (InnoDB's sampled row count), no lock taken.
+        return {
+            name: TableSize(int(rows or 0), int(size or 0))
+            for name, rows, size in connection.execute(
+                text(
+                    "SELECT TABLE_NAME, TABLE_ROWS, DATA_LENGTH + INDEX_LENGTH "
+                    "FROM information_schema.TABLES "
+                    "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_TYPE = 'BASE TABLE'"
+                )
+            )
+        }
+
+    def blocks_reads(self, mode: str) -> bool:
+        # A table copy (ALGORITHM=COPY) or LOCK=EXCLUSIVE: nobody reads the table meanwhile.
+        return mode == "EXCLUSIVE"
+
+    def blocks_writes(self, mode: str) -> bool:
+        return mode in ("SHARED", "EXCLUSIVE")
+
+    def mode_name(self, mode: str) -> str:
+        # The weakest LOCK= clause the server accepts for the statement's algorithm.
+        return f"LOCK={mode}"
+
+    def begin_read_only(self, connection: Connection) -> None:
+        connection.execute(text("SET TRANSACTION READ ONLY"))
 
     # -- authoring ---------------------------------------------------------------------------
     def type_change(self, kind: str, *, in_place: bool) -> str:

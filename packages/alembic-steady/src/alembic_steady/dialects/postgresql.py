@@ -23,13 +23,14 @@ import re
 import time
 import zlib
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from typing import Any
 
 from alembic.util import CommandError
 from sqlalchemy import Connection, MetaData, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..project import Commands, MigrationSettings, Project
 from ..runner.messages import HINT_VERBOSE, cap, describe_target
@@ -46,6 +47,7 @@ from .base import (
     first_in_chain,
 )
 from .clients import Clients
+from .measured import TableSize, Watch
 
 log = logging.getLogger("alembic_steady")
 
@@ -156,6 +158,18 @@ SELECT n.nspname FROM pg_namespace n
    AND n.nspname <> current_schema()
    AND EXISTS (SELECT FROM pg_class c WHERE c.relnamespace = n.oid AND c.relkind IN ('r', 'p'))
  ORDER BY n.nspname
+"""
+# Each table's rows and bytes as the statistics hold them: the planner's estimate (set by VACUUM,
+# ANALYZE, CREATE INDEX) or the live-row counter, whichever is larger (a table loaded since its
+# last ANALYZE); pg_relation_size() would lock the table.
+_TABLE_SIZES = """
+SELECT c.oid::regclass::text,
+       greatest(c.reltuples, coalesce(pg_stat_get_live_tuples(c.oid), 0))::bigint,
+       c.relpages::bigint * current_setting('block_size')::bigint
+  FROM pg_class c
+ WHERE c.relkind IN ('r', 'p', 'm')
+   AND c.relnamespace NOT IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace,
+                              'pg_toast'::regnamespace)
 """
 
 
@@ -491,6 +505,41 @@ class PostgreSQL(Dialect):
         from .postgresql_squash import squash_objects
 
         return squash_objects(connection, metadata)
+
+    # -- measuring ---------------------------------------------------------------------------
+    def watch(
+        self,
+        engine: AsyncEngine | Connection,
+        url: URL,
+        settings: MigrationSettings,
+        *,
+        probe: bool = False,
+    ) -> AbstractContextManager[Watch]:
+        from .postgresql_watch import watch
+
+        return watch(engine, url, settings, probe)
+
+    def table_sizes(self, connection: Connection) -> dict[str, TableSize]:
+        return {
+            name: TableSize(int(rows), int(size))
+            for name, rows, size in connection.execute(text(_TABLE_SIZES))
+        }
+
+    def blocks_reads(self, mode: str) -> bool:
+        return mode == "AccessExclusiveLock"
+
+    def blocks_writes(self, mode: str) -> bool:
+        from .postgresql_watch import blocks_writes
+
+        return blocks_writes(mode)
+
+    def mode_name(self, mode: str) -> str:
+        from .postgresql_watch import mode_name
+
+        return mode_name(mode)
+
+    def begin_read_only(self, connection: Connection) -> None:
+        connection.execute(text("SET TRANSACTION READ ONLY"))
 
     # -- authoring ---------------------------------------------------------------------------
     def autogenerate_options(self, options: dict[str, Any], writing_revision: bool) -> None:

@@ -18,7 +18,8 @@ from collections.abc import Callable
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
+from alembic.script import Script, ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy import Connection, pool
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import SQLAlchemyError
@@ -94,6 +95,20 @@ class Migrations:
     def script_heads(self) -> set[str]:
         """The head revisions of the migration scripts."""
         return set(self.script().get_heads())
+
+    def pending(self, at: set[str], script: ScriptDirectory | None = None) -> list[Script]:
+        """The revisions `make migrate` applies to a database at `at`, in order; CommandError
+        naming the revisions no file here has."""
+        script = script or self.script()
+        known = {revision.revision for revision in script.walk_revisions()}
+        if unknown := sorted(revision for revision in at if revision not in known):
+            raise CommandError(
+                f"the database is at {', '.join(unknown)}, which no revision file here has: "
+                "check out the branch it was migrated from, or point DATABASE_URL at the right "
+                "database"
+            )
+        steps = script.iterate_revisions("heads", tuple(at) or "base")
+        return list(reversed([step for step in steps if step.revision not in at]))
 
     @staticmethod
     def current_heads(connection: Connection) -> set[str]:

@@ -32,6 +32,7 @@ __all__ = [
     "test_a_failure_part_way_keeps_the_good_revisions",
     "test_data_survives_later_upgrades",
     "test_models_match_head_schema",
+    "test_no_long_lock_on_an_existing_table",
     "test_single_head",
     "test_stairway",
     "test_upgrade_base_to_head_one_revision_at_a_time",
@@ -61,6 +62,20 @@ def test_stairway(walk: Walk) -> None:
     if found:
         pytest.fail(
             f"{len(found)} finding(s) of the stairway:\n" + "\n".join(f"- {f}" for f in found),
+            pytrace=False,
+        )
+
+
+def test_no_long_lock_on_an_existing_table(walk: Walk) -> None:
+    """No revision rewrites a table that existed before it, or reads one whole under a lock that
+    stops its writers (SET NOT NULL without a valid CHECK, a validated constraint, CREATE INDEX
+    without CONCURRENTLY, MySQL's ALGORITHM=COPY), as the walk measures each revision, unless
+    it accepts that in its file. A brief lock (a nullable column, a NOT VALID constraint) is not
+    one."""
+    if walk.long_locks:
+        pytest.fail(
+            f"{len(walk.long_locks)} long lock(s) on existing tables:\n"
+            + "\n".join(f"- {found}" for found in walk.long_locks),
             pytrace=False,
         )
 

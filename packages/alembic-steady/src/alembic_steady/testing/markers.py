@@ -5,6 +5,7 @@ in the same pull request as the revision), one comment line each:
     # migration-tests: accept stairway: the type stays for the old release's readers
     # migration-tests: no rows for invoice: its status only ever holds 'open' or 'paid'
     # migration-tests: rows for invoice: INSERT INTO invoice (status) VALUES ('open'), ('paid')
+    # migration-tests: accept rewrite of invoice: the type change is wanted, run at night
 
 - `one-way`: the stairway does not take this revision down and up again (its downgrade cannot
   restore what the upgrade changed); the walk upgrades it once and goes on.
@@ -13,6 +14,9 @@ in the same pull request as the revision), one comment line each:
 - `no rows for TABLE`: the walk gives TABLE no generated rows.
 - `rows for TABLE`: the walk puts these rows in TABLE (one INSERT statement) instead of
   generated ones.
+- `accept rewrite of TABLE`, `accept long lock on TABLE`: `make plan --fail-on risky` lists, and
+  does not fail on, this revision rewriting TABLE or reading it whole under a lock that stops
+  its writers, however many rows it has.
 
 Every form but `rows for` needs a reason; each accepted item is listed at the end of the test
 run, never silent. A line the tests do not understand fails them, naming its file and line.
@@ -24,14 +28,18 @@ from pathlib import Path
 
 from alembic.util import CommandError
 
+from ..dialects.measured import Risk
+
 MARKER = re.compile(r"^[ \t]*#[ \t]*migration-tests:(.*)$", re.M)
 _FORMS = re.compile(
-    r"(?P<kind>one-way|accept stairway|no rows for (?P<table>\S+)|rows for (?P<rows_of>\S+))"
+    r"(?P<kind>one-way|accept stairway|no rows for (?P<table>\S+)|rows for (?P<rows_of>\S+)"
+    r"|accept rewrite of (?P<rewritten>\S+)|accept long lock on (?P<locked>\S+))"
     r"[ \t]*:[ \t]*(?P<value>\S.*?)[ \t]*$"
 )
 USAGE = (
     "the forms are `# migration-tests: one-way: <reason>`, `... accept stairway: <reason>`, "
-    "`... no rows for <table>: <reason>` and `... rows for <table>: INSERT INTO <table> ...`"
+    "`... no rows for <table>: <reason>`, `... rows for <table>: INSERT INTO <table> ...`, "
+    "`... accept rewrite of <table>: <reason>` and `... accept long lock on <table>: <reason>`"
 )
 
 
@@ -43,6 +51,13 @@ class Accepted:
     stairway: str | None = None  # the reason
     no_rows: dict[str, str] = field(default_factory=dict)  # table -> reason
     rows: dict[str, str] = field(default_factory=dict)  # table -> INSERT statement
+    rewrite: dict[str, str] = field(default_factory=dict)  # table -> reason
+    long_lock: dict[str, str] = field(default_factory=dict)  # table -> reason
+
+    def accepting_risk(self, risk: Risk) -> str | None:
+        """The reason this revision gives for `risk` (a rewrite or a long lock of its table),
+        None when it gives none."""
+        return (self.rewrite if risk.mode is None else self.long_lock).get(risk.table)
 
     def accepting(self, finding: str) -> str | None:
         """`finding` as listed when the revision's `accept stairway` line accepts it; None when
@@ -69,6 +84,10 @@ def read(path: str | Path) -> Accepted:
             accepted.stairway = value
         elif form.group("table"):
             accepted.no_rows[form.group("table")] = value
+        elif form.group("rewritten"):
+            accepted.rewrite[form.group("rewritten")] = value
+        elif form.group("locked"):
+            accepted.long_lock[form.group("locked")] = value
         else:
             accepted.rows[form.group("rows_of")] = value
     return accepted

@@ -10,6 +10,7 @@ load per step.
 
 import asyncio
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from functools import cache, cached_property
 from typing import Any
@@ -22,10 +23,12 @@ from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from ..dialects.base import by_name, described
+from ..dialects.measured import Measured, Watch, risks
 from ..project import Project
 from ..runner.alembic_internals import Stepwise
 from ..runner.api import Migrations
 from ..runner.guards import folded
+from ..runner.settings import load_settings
 from . import markers
 from .data_checks import DATA_CHECKS
 from .markers import Accepted
@@ -44,6 +47,9 @@ class Walk:
     data_failures: dict[str, str] = field(default_factory=dict)  # revision -> what broke
     # What revisions' markers accepted (testing/markers.py), one line each, listed by the plugin.
     accepted: list[str] = field(default_factory=list)
+    # Revisions that rewrite an existing table, or read one whole while its writers wait.
+    long_locks: list[str] = field(default_factory=list)
+    locks_checked: set[str] = field(default_factory=set)  # the revisions measured so far
 
     @property
     def stairway_failure(self) -> str | None:
@@ -172,6 +178,12 @@ class Harness:
         def steps(heads: tuple[str, ...], context: MigrationContext) -> Iterator[RevisionStep]:
             connection = context.connection
             assert connection is not None
+            with ExitStack() as stack:
+                settings = load_settings(self.project.settings)
+                watch = stack.enter_context(self.dialect.watch(connection, url, settings))
+                yield from walked(connection, watch)
+
+        def walked(connection: Connection, watch: Watch) -> Iterator[RevisionStep]:
             schema = self.dialect.schema_tracker(connection) if stairway else None
             filler = self.dialect.table_filler(connection, self.given_rows)
             written: list[str] = []
@@ -182,7 +194,14 @@ class Harness:
                 # are among those the last refresh saw created, where there was one.
                 filler.fill_new_tables(schema.created if schema else None)
                 filled[:] = filler.filled
-                yield self.up(revision)
+                if revision.revision in outcome.locks_checked:
+                    yield self.up(revision)
+                else:
+                    existing = set(self.dialect.table_sizes(connection))
+                    with watch.revision() as watched:
+                        yield self.up(revision)
+                    outcome.locks_checked.add(revision.revision)
+                    self._long_locks(outcome, revision, watched.statements, existing)
                 one_way = self.marked[revision.revision].one_way
                 if schema and index < resume:
                     schema.refresh()  # walked again after a failed step: the new baseline
@@ -270,6 +289,31 @@ class Harness:
                 self._finding(outcome, revisions[at[0]], failed, failed)
             return at[0]
         return found[0] if found else None
+
+    def _long_locks(
+        self, outcome: Walk, revision: Script, statements: list[Measured], existing: set[str]
+    ) -> None:
+        """A rewrite of a table that existed before the revision, or a whole-table read of one
+        under a lock that stops its writers, unless the revision accepts it: on a production
+        table, its writers would wait for as long as that takes. (A table the revision creates
+        is empty in production too.)"""
+        where, marked = _where(revision), self.marked[revision.revision]
+        for risk in risks(statements, self.dialect.blocks_writes):
+            if risk.table not in existing:
+                continue
+            said = risk.said(self.dialect.mode_name)
+            sql = " ".join(statements[risk.index].sql.split())[:100]
+            reason = marked.accepting_risk(risk)
+            if reason is not None:
+                outcome.accepted.append(f"{where}: {said} ({reason})")
+                continue
+            marker = "rewrite of" if risk.mode is None else "long lock on"
+            outcome.long_locks.append(
+                f"{where}: {said} (`{sql}`): on a production table its writers wait for as "
+                "long as that takes. Make the change without it "
+                "(docs/zero-downtime.md), or accept it after review in the revision's file: "
+                f"`# migration-tests: accept {marker} {risk.table}: <why>`"
+            )
 
     def _finding(self, outcome: Walk, revision: Script, failure: str, finding: str) -> None:
         """A stairway finding: failed (`failure`, with its fix), or `finding` listed where the

@@ -34,7 +34,6 @@ import ast
 import re
 import subprocess
 import tempfile
-import tomllib
 import traceback
 import warnings
 from dataclasses import dataclass
@@ -231,11 +230,7 @@ def read_history(project: Project, base_ref: str | None) -> History:
 
 
 def max_id_length(project: Project) -> int:
-    pyproject = project.folder / "pyproject.toml"
-    if not pyproject.is_file():
-        return VERSION_NUM_LENGTH
-    table = tomllib.loads(pyproject.read_text(encoding="utf-8")).get("tool", {})
-    return int(table.get("alembic-steady", {}).get("revision-id-length", VERSION_NUM_LENGTH))
+    return int(project.setting("revision-id-length", VERSION_NUM_LENGTH))
 
 
 def findings(history: History) -> list[Finding]:

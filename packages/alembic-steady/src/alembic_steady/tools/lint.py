@@ -78,8 +78,38 @@ def accepted_not_offline(revision_file: Path) -> str | None:
     return found.group(1).strip() if found else None
 
 
+def squawk_program() -> str | None:
+    """squawk beside this Python (the project's venv), else on PATH."""
+    return shutil.which("squawk", path=str(Path(sys.executable).parent)) or shutil.which("squawk")
+
+
+def squawk_args(
+    squawk: str, project: Project, revision: Script, sql: str, tmp: str, gcc: bool
+) -> list[str]:
+    """squawk's command line for one revision's SQL: the project's rules, the revision's
+    accepted ones left out; with `gcc`, one finding per plain line."""
+    sql_file = Path(tmp) / f"{Path(revision.path).stem}.sql"
+    sql_file.write_text(sql, encoding="utf-8")
+    args = [squawk, str(sql_file), *(["--reporter", "gcc"] if gcc else [])]
+    excluded = project_excluded_rules(project.folder) + accepted_rules(Path(revision.path))
+    if excluded:
+        args += ["--exclude", ",".join(excluded)]
+    return args
+
+
+def squawk_lines(squawk: str, project: Project, revision: Script, sql: str, tmp: str) -> list[str]:
+    """squawk's findings for one revision's SQL, a line each (`make plan`)."""
+    args = squawk_args(squawk, project, revision, sql, tmp, gcc=True)
+    result = subprocess.run(args, check=False, capture_output=True, text=True)
+    return [
+        line.split(": ", 1)[-1].strip()
+        for line in result.stdout.splitlines()
+        if line.strip() and ": " in line and not line.startswith("Found ")
+    ]
+
+
 def main(project: Project, argv: list[str]) -> int:
-    squawk = shutil.which("squawk", path=str(Path(sys.executable).parent)) or shutil.which("squawk")
+    squawk = squawk_program()
     if squawk is None:
         print("squawk is not installed: run `make install` (it comes with squawk-cli).")
         return 1
@@ -88,14 +118,12 @@ def main(project: Project, argv: list[str]) -> int:
     # Rendered as `make sql` renders it: env.py then skips importing the models.
     config.attributes["command"] = "upgrade"
     script = ScriptDirectory.from_config(config)
-    project_rules = project_excluded_rules(project.folder)
     flagged: list[str] = []
     unrendered = 0
     with tempfile.TemporaryDirectory() as tmp:
         for revision in reversed(list(script.walk_revisions())):
             if isinstance(revision.down_revision, tuple):
                 continue  # a merge point runs no SQL of its own
-            sql_file = Path(tmp) / f"{Path(revision.path).stem}.sql"
             try:
                 sql = revision_sql(config, revision)
             except Exception as exc:
@@ -111,15 +139,9 @@ def main(project: Project, argv: list[str]) -> int:
                 print(f"{name}: not linted: {reason}")
                 unrendered += 1
                 continue
-            sql_file.write_text(sql, encoding="utf-8")
-            args = [squawk, str(sql_file)]
-            if not sys.stdout.isatty():
-                # squawk colours its report regardless (and ignores NO_COLOR): plain lines in
-                # logs and CI instead, one finding per line.
-                args += ["--reporter", "gcc"]
-            excluded = project_rules + accepted_rules(Path(revision.path))
-            if excluded:
-                args += ["--exclude", ",".join(excluded)]
+            # squawk colours its report regardless (and ignores NO_COLOR): plain lines in logs
+            # and CI instead, one finding per line.
+            args = squawk_args(squawk, project, revision, sql, tmp, gcc=not sys.stdout.isatty())
             result = subprocess.run(args, check=False)
             if result.returncode != 0:
                 flagged.append(Path(revision.path).name)

@@ -10,9 +10,11 @@ disk) is restored into a scratch database on the configured development/test ser
 this machine unless CONFIRM=yes. A password for `from=` goes in REHEARSE_FROM (the environment)
 or ~/.pgpass, never on the command line, where `ps` shows it. Each pending revision then runs
 there, as `make migrate` runs it, and prints its wall time, the locks it took (relation, mode)
-and how long it held them (a lock taken in a transaction is held until it commits), and the rows
-it changed. Then each pending revision goes down and up again, and the schema must come back the
-same. The scratch database is dropped at the end, whatever happened, SIGTERM and Ctrl-C included.
+and how long it held them (a lock taken in a transaction is held until it commits; a statement
+outside one is also run once more in a rolled-back transaction to read its locks, that time left
+out), and the rows it changed. Then each pending revision goes down and up again, and the schema
+must come back the same. The scratch database is dropped at the end, whatever happened, SIGTERM
+and Ctrl-C included.
 """
 
 import asyncio
@@ -20,7 +22,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -31,14 +32,15 @@ from types import FrameType
 from typing import IO, Any
 
 from alembic import command
-from alembic.script import Script, ScriptDirectory
-from sqlalchemy import Connection, event, text
+from alembic.script import Script
+from sqlalchemy import Connection, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ..dialects.base import for_url
 from ..dialects.clients import ClientError
-from ..dialects.postgresql import in_autocommit
+from ..dialects.measured import Watch, Watched
 from ..dialects.postgresql_clients import (
     PostgreSQLClients,
     engine_for,
@@ -50,7 +52,6 @@ from ..dialects.postgresql_clients import (
 from ..project import MigrationSettings, Project
 from ..runner.api import Migrations
 from ..runner.environment import migration_engine
-from ..runner.progress import PROGRESS, Progress
 from ..testing import markers
 from .devdb import on_this_machine
 from .restore import usage
@@ -58,18 +59,6 @@ from .restore import usage
 USAGE = "make rehearse file=backups/<name>-<timestamp>.dump, or from=postgresql://user@host/db"
 # The source's URL with its password: the environment, which other users cannot read.
 FROM_VARIABLE = "REHEARSE_FROM"
-# The relations a backend holds locks on, with the mode: read after each statement.
-LOCKS = """
-SELECT relation::regclass::text, mode FROM pg_locks
- WHERE pid = :pid AND locktype = 'relation' AND granted
-   AND relation IN (SELECT oid FROM pg_class
-                     WHERE relkind IN ('r', 'p', 'm', 'S') AND relname NOT LIKE 'alembic_version%'
-                       AND relnamespace <> 'pg_catalog'::regnamespace)
-"""
-# The same, read by the runner's own session after one of its statements.
-LOCKS_HERE = LOCKS.replace(":pid", "pg_backend_pid()")
-# The sampler's first pause between two reads of a statement's locks, and its longest.
-_FIRST_SAMPLE, _LAST_SAMPLE = 0.001, 0.1
 # What a down-and-up round trip must restore: columns, constraints, indexes, sequences.
 SCHEMA = r"""
 WITH rel AS (
@@ -99,14 +88,13 @@ class RehearsalError(Exception):
 class StepReport:
     revision: str
     seconds: float = 0.0
-    rows: int = 0
-    # (relation, mode) -> the longest it was held at a stretch
-    held: dict[tuple[str, str], float] = field(default_factory=dict)
+    watched: Watched = field(default_factory=Watched)
 
-    def lines(self) -> list[str]:
-        lines = [f"{self.revision}: {self.seconds:.2f} s, {self.rows} row(s) changed"]
-        for (relation, mode), seconds in sorted(self.held.items(), key=lambda item: -item[1]):
-            lines.append(f"    {mode} on {relation}, held {seconds:.2f} s")
+    def lines(self, mode_name: Callable[[str], str]) -> list[str]:
+        watched = self.watched
+        lines = [f"{self.revision}: {self.seconds:.2f} s, {watched.rows} row(s) changed"]
+        for (relation, mode), seconds in sorted(watched.held.items(), key=lambda item: -item[1]):
+            lines.append(f"    {mode_name(mode)} on {relation}, held {seconds:.2f} s")
         return lines
 
 
@@ -228,10 +216,7 @@ def restore(dump: Path | IO[bytes], scratch: URL, settings: MigrationSettings) -
 
 
 def pending(connection: Connection, migrations: Migrations) -> list[Script]:
-    script = ScriptDirectory.from_config(migrations.alembic_config())
-    at = migrations.current_heads(connection)
-    steps = script.iterate_revisions("heads", tuple(at) or "base")
-    return list(reversed([step for step in steps if step.revision not in at]))
+    return migrations.pending(migrations.current_heads(connection))
 
 
 def run(engine: AsyncEngine, migrations: Migrations, step: str, target: str) -> None:
@@ -244,154 +229,17 @@ def run(engine: AsyncEngine, migrations: Migrations, step: str, target: str) -> 
     getattr(command, step)(config, target)
 
 
-class _Sampler(threading.Thread):
-    """A second session that reads the relation locks of the runner's session while one of its
-    statements runs outside a transaction (in an autocommit_block()): that statement has
-    committed, and released them, by the time it returns."""
-
-    def __init__(self, url: URL, settings: MigrationSettings) -> None:
-        super().__init__(daemon=True)
-        self._url, self._settings = url, settings
-        self._guard = threading.Lock()
-        self._pid: int | None = None
-        self._seen: set[tuple[str, str]] = set()
-        self._wake, self._ready, self._done = (
-            threading.Event(),
-            threading.Event(),
-            threading.Event(),
-        )
-
-    def __enter__(self) -> "_Sampler":
-        self.start()
-        self._ready.wait(self._settings.db_connect_timeout + 5)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._done.set()
-        self._wake.set()
-        self.join(5)
-
-    def watch(self, pid: int) -> None:
-        with self._guard:
-            self._pid, self._seen = pid, set()
-        self._wake.set()
-
-    def seen(self) -> set[tuple[str, str]]:
-        with self._guard:
-            self._pid, seen = None, self._seen
-        self._wake.clear()
-        return seen
-
-    def run(self) -> None:
-        try:
-            asyncio.run(self._poll())
-        finally:
-            self._ready.set()
-
-    async def _poll(self) -> None:
-        engine = engine_for(self._url, self._settings)
-        try:
-            async with engine.connect() as connection:
-                await connection.execution_options(isolation_level="AUTOCOMMIT")
-                self._ready.set()
-                pause = _FIRST_SAMPLE
-                while not self._done.is_set():
-                    pid = self._pid
-                    if pid is None:
-                        pause = _FIRST_SAMPLE
-                        await asyncio.to_thread(self._wake.wait, 0.5)
-                        continue
-                    found = await connection.execute(text(LOCKS), {"pid": pid})
-                    with self._guard:
-                        if self._pid == pid:
-                            self._seen.update((relation, mode) for relation, mode in found)
-                    # Every millisecond at first (a short statement), then less often.
-                    await asyncio.sleep(pause)
-                    pause = min(pause * 2, _LAST_SAMPLE)
-        finally:
-            await engine.dispose()
-
-
-@contextmanager
-def _watched(engine: AsyncEngine, sampler: _Sampler, report: StepReport) -> Iterator[None]:
-    """Note the relations the runner's session locks and the rows its statements change.
-
-    In a transaction, its session reads its locks after each statement: taken, at the latest,
-    when that statement started, held until the transaction ends. Outside one (an
-    autocommit_block()), the sampler reads them while the statement runs, and they are held
-    until it returns."""
-    reading = [False]
-    started = [time.perf_counter()]
-    runs: dict[int, Progress] = {}  # by id: a Progress is not hashable
-    # (relation, mode) -> when the statement that took it started, in the open transaction
-    holding: dict[tuple[str, str], float] = {}
-
-    def hold(key: tuple[str, str], seconds: float) -> None:
-        report.held[key] = max(report.held.get(key, 0.0), seconds)
-
-    def before(conn: Connection, *args: Any) -> None:
-        if reading[0]:
-            return
-        # The run's record, whose batch-committing steps count their own rows.
-        if (run := conn.info.get(PROGRESS)) is not None:
-            runs[id(run)] = run
-        started[0] = time.perf_counter()
-        if in_autocommit(conn):
-            driver: Any = conn.connection.driver_connection  # asyncpg's
-            sampler.watch(driver.get_server_pid())
-
-    def after(conn: Connection, cursor: Any, statement: str, *args: Any) -> None:
-        if reading[0]:
-            return
-        # Rows of the revision's own statements; Alembic's version bookkeeping is not counted.
-        verb = statement.lstrip()[:6].upper()
-        own = "alembic_version" not in statement
-        if own and verb in ("INSERT", "UPDATE", "DELETE") and cursor.rowcount > 0:
-            report.rows += cursor.rowcount
-        if in_autocommit(conn):
-            done = time.perf_counter()
-            for key in sampler.seen():
-                hold(key, done - started[0])
-            return
-        reading[0] = True
-        try:
-            for relation, mode in conn.execute(text(LOCKS_HERE)):
-                holding.setdefault((relation, mode), started[0])
-        finally:
-            reading[0] = False
-
-    def ended(conn: Connection) -> None:
-        done = time.perf_counter()
-        for key, first in holding.items():
-            hold(key, done - first)
-        holding.clear()
-
-    listeners: list[tuple[str, Callable[..., None]]] = [
-        ("before_cursor_execute", before),
-        ("after_cursor_execute", after),
-        ("commit", ended),
-        ("rollback", ended),
-    ]
-    for name, listener in listeners:
-        event.listen(engine.sync_engine, name, listener)
-    try:
-        yield
-    finally:
-        for name, listener in listeners:
-            event.remove(engine.sync_engine, name, listener)
-        ended(None)  # type: ignore[arg-type]
-        report.rows += sum(run.batched_rows for run in runs.values())
-
-
 def upgrade_one(
-    engine: AsyncEngine, sampler: _Sampler, revision: Script, migrations: Migrations
+    engine: AsyncEngine, watch: Watch, revision: Script, migrations: Migrations
 ) -> StepReport:
-    """Run `revision` as `make migrate` would, noting its time, locks and rows."""
+    """Run `revision` as `make migrate` would, noting its time, statements, locks and rows."""
     report = StepReport(f"{revision.revision} ({revision.doc})")
     started = time.perf_counter()
-    with _watched(engine, sampler, report):
+    with watch.revision() as watched:
         run(engine, migrations, "upgrade", revision.revision)
-    report.seconds = time.perf_counter() - started
+    # Without the time its statements outside a transaction ran once more to read their locks.
+    report.seconds = time.perf_counter() - started - watched.probing
+    report.watched = watched
     return report
 
 
@@ -465,10 +313,15 @@ def rehearse(scratch: URL, settings: MigrationSettings, migrations: Migrations) 
             return 0
         print(f"{len(revisions)} pending revision(s), run on the copy:")
         started = time.perf_counter()
-        with _Sampler(scratch, settings) as sampler:
+        dialect = for_url(scratch)
+        # A statement outside a transaction holds its locks for as long as it runs: a sampler
+        # can miss a brief one, so each is run once more in a transaction to read them (the
+        # copy is a scratch database), its time left out of the figures.
+        probing = 0.0
+        with dialect.watch(engine, scratch, settings, probe=True) as watch:
             for revision in revisions:
                 try:
-                    report = upgrade_one(engine, sampler, revision, migrations)
+                    report = upgrade_one(engine, watch, revision, migrations)
                 except Exception as exc:
                     print(
                         f"Revision {revision.revision} ({revision.doc}) FAILED on this data: "
@@ -478,8 +331,9 @@ def rehearse(scratch: URL, settings: MigrationSettings, migrations: Migrations) 
                         file=sys.stderr,
                     )
                     return 1
-                print("\n".join(report.lines()))
-        print(f"Pending revisions applied in {time.perf_counter() - started:.2f} s.")
+                print("\n".join(report.lines(dialect.mode_name)))
+                probing += report.watched.probing
+        print(f"Pending revisions applied in {time.perf_counter() - started - probing:.2f} s.")
         started = time.perf_counter()
         print("Each pending revision down and up again:")
         problem, accepted = round_trip(engine, revisions, migrations)
@@ -506,7 +360,19 @@ class Stopped(BaseException):
         self.signum = signum
 
 
-def _stop(signum: int, frame: FrameType | None) -> None:
+def interrupted(exc: BaseException, otherwise: str) -> int:
+    """Say which signal stopped a chore that worked on a scratch database, and what else stands
+    (`otherwise`); its exit status."""
+    signum = exc.signum if isinstance(exc, Stopped) else signal.SIGINT
+    print(
+        f"Interrupted by {signal.Signals(signum).name}: the scratch database was dropped; "
+        f"{otherwise}.",
+        file=sys.stderr,
+    )
+    return 128 + signum
+
+
+def stop(signum: int, frame: FrameType | None) -> None:
     raise Stopped(signum)
 
 
@@ -529,7 +395,7 @@ def main(project: Project, argv: list[str]) -> int:
             file=sys.stderr,
         )
         return 1
-    previous = signal.signal(signal.SIGTERM, _stop)
+    previous = signal.signal(signal.SIGTERM, stop)
     try:
         file, source = parse(argv)
         if file is not None and (problem := PostgreSQLClients().check_dump(file, usage(".dump"))):
@@ -551,12 +417,6 @@ def main(project: Project, argv: list[str]) -> int:
         print(f"Nothing rehearsed: {exc}.", file=sys.stderr)
         return 1
     except (Stopped, KeyboardInterrupt) as exc:
-        signum = exc.signum if isinstance(exc, Stopped) else signal.SIGINT
-        print(
-            f"Interrupted by {signal.Signals(signum).name}: the scratch database was dropped; "
-            "nothing else was changed.",
-            file=sys.stderr,
-        )
-        return 128 + signum
+        return interrupted(exc, "nothing else was changed")
     finally:
         signal.signal(signal.SIGTERM, previous)

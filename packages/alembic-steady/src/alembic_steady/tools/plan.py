@@ -1,0 +1,468 @@
+"""`make plan`: what the pending revisions will do to the configured database, measured before
+they run, without touching it.
+
+    make plan [format=text|md|json] [fail-on=risky]
+    python -m <package>.migrations plan [--format text|md|json] [--fail-on risky]
+
+The configured database (the one `make migrate` would change: production, read through a
+read-only role if you like) is only read, in one read-only transaction: the revisions it is at
+and its tables' sizes from the server's statistics. None of its tables is locked or read (a
+session holding ACCESS EXCLUSIVE on one does not hold the plan up).
+
+The revisions it is at are then built into a scratch database (by the project's own migrations,
+so nothing is copied from the target), and each pending revision runs there as `make migrate`
+runs it, watched statement by statement through the dialect: the locks each takes on each
+relation, whether it rewrites or reads a table whole, whether it runs inside the revision's
+transaction. The rows come from the target's statistics. What it measures is the schema the
+revisions build: an object made by hand on the target is not in it (reading the target's schema
+whole would lock its tables). The scratch database is dropped at the end, whatever happened.
+
+The scratch database goes on PLAN_SCRATCH_URL's server when that is set (a server of the
+target's version, where the plan may create a database), else on the target's own server when
+that is on this machine (make db-up's, CI's). Lock modes do not depend on rows, so an empty copy
+measures them; how long a lock is held does, hence the rows of each table it covers.
+
+With `--fail-on risky`, the plan exits 1 when a statement rewrites a table with more rows than the
+project's `plan-risky-rows` (pyproject.toml, [tool.alembic-steady]; 100,000 when unset), or
+reads one whole under a lock that stops its writers, unless its revision accepts it, reviewed in
+its file:
+
+    # migration-tests: accept rewrite of item: the column type change is wanted, at night
+    # migration-tests: accept long lock on item: the index is built before the launch
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from alembic.config import Config
+from alembic.script import Script
+from alembic.util import CommandError
+from sqlalchemy import Connection
+from sqlalchemy.engine import URL
+
+from ..dialects.base import Dialect, for_url, parse_url
+from ..dialects.measured import Measured, TableSize, risks
+from ..project import MigrationSettings, Project
+from ..runner.api import Migrations
+from ..runner.environment import migration_engine
+from ..runner.errors import connect
+from ..runner.settings import load_settings
+from ..testing import markers
+from . import lint
+from .devdb import on_this_machine
+from .rehearse import Stopped, interrupted, run, stop
+
+SCRATCH_VARIABLE = "PLAN_SCRATCH_URL"
+RISKY_SETTING = "plan-risky-rows"
+DEFAULT_RISKY_ROWS = 100_000
+
+
+class PlanError(Exception):
+    """A short message for the user: what is wrong and what to do."""
+
+
+@dataclass
+class Target:
+    """What the plan reads of the configured database."""
+
+    heads: set[str]
+    sizes: dict[str, TableSize]
+
+
+@dataclass
+class Hold:
+    """A lock that stops a table's writers, from the statement taking it to the end of its
+    transaction, and the work done on tables with rows meanwhile."""
+
+    relation: str
+    mode: str
+    rows: int
+    statements: int
+    # Tables rewritten or read whole under it, with their rows.
+    work: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class RevisionPlan:
+    revision: str
+    doc: str
+    phase: str | None
+    statements: list[Measured]
+    findings: list[str]
+    longest: Hold | None = None
+    risky: list[str] = field(default_factory=list)
+    accepted: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Report:
+    at: list[str]
+    server: str
+    threshold: int
+    sizes: dict[str, TableSize]
+    revisions: list[RevisionPlan]
+    dialect: Dialect
+
+    @property
+    def risky(self) -> list[str]:
+        return [f"{plan.revision}: {why}" for plan in self.revisions for why in plan.risky]
+
+
+# -- reading the target --------------------------------------------------------------------
+def read_target(connection: Connection, dialect: Dialect) -> Target:
+    dialect.begin_read_only(connection)
+    return Target(
+        Migrations.current_heads(connection),
+        dialect.table_sizes(connection),
+    )
+
+
+def target_of(project: Project, settings: MigrationSettings, dialect: Dialect) -> Target:
+    url = settings.migration_url
+
+    async def read() -> Target:
+        engine = migration_engine(url, settings, project)
+        try:
+            async with connect(engine, dialect, settings, project) as connection:
+                target: Target = await connection.run_sync(read_target, dialect)
+                await connection.rollback()
+                return target
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(read())
+
+
+# -- the scratch copy ----------------------------------------------------------------------
+def scratch_server(target: URL, backend: str) -> URL:
+    given = os.environ.get(SCRATCH_VARIABLE)
+    if given:
+        try:
+            return parse_url(given, backend)
+        except ValueError as exc:
+            raise PlanError(str(exc).replace("DATABASE_URL", SCRATCH_VARIABLE)) from None
+    if not on_this_machine(target):
+        raise PlanError(
+            f"the plan builds a scratch database to measure on, never on the target, and the "
+            f"target's server {target.host} is not on this machine: set {SCRATCH_VARIABLE} to "
+            "a server of its version where the plan may create a database (e.g. make db-up's)"
+        )
+    return target
+
+
+@contextmanager
+def scratch_database(server: URL, dialect: Dialect) -> Iterator[URL]:
+    clients = dialect.clients()
+    # Within MySQL's 64 characters for a database name.
+    name = f"{(server.database or 'db')[:48]}_plan_{uuid.uuid4().hex[:8]}"
+    try:
+        url = clients.create_database(server, name)
+    except Exception as exc:
+        raise PlanError(
+            f"cannot create the scratch database on {server.host or 'the local server'}: "
+            f"{dialect.first_line(exc)}; set {SCRATCH_VARIABLE} to a server where the plan may "
+            "create one (e.g. make db-up's)"
+        ) from None
+    try:
+        yield url
+    finally:
+        clients.drop_database(server, name)
+
+
+def build(migrations: Migrations, scratch: URL, heads: set[str]) -> None:
+    """The scratch database, migrated to where the target stands."""
+    for head in sorted(heads):
+        migrations.upgrade(head, url=scratch)
+
+
+def measure(
+    project: Project,
+    dialect: Dialect,
+    scratch: URL,
+    settings: MigrationSettings,
+    revisions: list[Script],
+) -> list[list[Measured]]:
+    """Each pending revision's statements, as one `make migrate` to head runs them (each
+    revision in its own transaction) on the scratch copy."""
+    engine = migration_engine(scratch, settings, project)
+    try:
+        with (
+            dialect.watch(engine, scratch, settings, probe=True) as watch,
+            watch.revision() as watched,
+        ):
+            run(engine, Migrations(project), "upgrade", "heads")
+    finally:
+        asyncio.run(engine.dispose())
+    measured = []
+    for revision in revisions:
+        own = [s for s in watched.statements if s.revision == revision.revision]
+        # Each revision's transactions counted from 0, as it runs them.
+        numbers = {
+            number: index for index, number in enumerate(dict.fromkeys(s.transaction for s in own))
+        }
+        for statement in own:
+            statement.transaction = numbers[statement.transaction]
+        measured.append(own)
+    return measured
+
+
+# -- squawk --------------------------------------------------------------------------------
+def squawk_findings(project: Project, revisions: list[Script]) -> dict[str, list[str]]:
+    """squawk's findings for each revision's offline SQL, as `make lint-migrations` has them
+    (the project's rule set and the revision's accepted rules); none where it is not found."""
+    squawk = lint.squawk_program()
+    if squawk is None or project.dialect != "postgresql":
+        return {}
+    # As `make lint-migrations` renders it: alembic.ini's options, where the project has one.
+    ini = project.folder / "alembic.ini"
+    config = Config(str(ini)) if ini.is_file() else Migrations(project).alembic_config()
+    config.attributes["configure_logger"] = False
+    config.attributes["command"] = "upgrade"
+    found: dict[str, list[str]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for revision in revisions:
+            if isinstance(revision.down_revision, tuple):
+                continue
+            try:
+                sql = lint.revision_sql(config, revision)
+            except Exception:
+                found[revision.revision] = ["not linted: it does not render offline"]
+                continue
+            found[revision.revision] = lint.squawk_lines(squawk, project, revision, sql, tmp)
+    return found
+
+
+# -- the report ----------------------------------------------------------------------------
+def rows_of(sizes: dict[str, TableSize], relation: str) -> int:
+    size = sizes.get(relation)
+    return size.rows if size else 0
+
+
+def longest_hold(
+    statements: list[Measured], dialect: Dialect, sizes: dict[str, TableSize]
+) -> Hold | None:
+    holds = []
+    for index, statement in enumerate(statements):
+        span = [statement]
+        if statement.in_transaction:
+            span = [s for s in statements[index:] if s.transaction == statement.transaction]
+        for relation, mode in statement.locks:
+            rows = rows_of(sizes, relation)
+            if not dialect.blocks_writes(mode) or rows == 0:
+                continue
+            work = {
+                table: rows_of(sizes, table)
+                for step in span
+                for table in [*step.rewrites, *step.scans]
+                if rows_of(sizes, table)
+            }
+            holds.append(Hold(relation, dialect.mode_name(mode), rows, len(span), work))
+    return max(holds, key=lambda hold: (sum(hold.work.values()), hold.rows), default=None)
+
+
+def judge(
+    plan: RevisionPlan, path: str, dialect: Dialect, sizes: dict[str, TableSize], threshold: int
+) -> None:
+    """Risky: a rewrite, or a whole-table read under a lock that stops writers, of a table
+    above `threshold` rows: its writers wait as long as that takes (measured.risks)."""
+    accepted = markers.read(path)
+    for risk in risks(plan.statements, dialect.blocks_writes):
+        rows = rows_of(sizes, risk.table)
+        if rows <= threshold:
+            continue
+        finding = f"{risk.said(dialect.mode_name)} ({rows:,} rows > {threshold:,})"
+        reason = accepted.accepting_risk(risk)
+        if reason is not None:
+            plan.accepted.append(f"{finding}: accepted ({reason})")
+        else:
+            plan.risky.append(finding)
+
+
+def threshold_of(project: Project) -> int:
+    value = project.setting(RISKY_SETTING, DEFAULT_RISKY_ROWS)
+    if not isinstance(value, int) or value < 0:
+        raise PlanError(
+            f"{RISKY_SETTING} in pyproject.toml is {value!r}: give a whole number of rows"
+        )
+    return value
+
+
+def plan_report(project: Project, settings: MigrationSettings) -> Report:
+    url = settings.migration_url
+    dialect = for_url(url)
+    threshold = threshold_of(project)
+    migrations = Migrations(project)
+    script = migrations.script()
+    # A PLAN_SCRATCH_URL is checked before anything is read.
+    server = scratch_server(url, project.dialect) if os.environ.get(SCRATCH_VARIABLE) else None
+    target = target_of(project, settings, dialect)
+    revisions = migrations.pending(target.heads, script)
+    if not revisions:
+        return Report(sorted(target.heads), "", threshold, target.sizes, [], dialect)
+    server = server or scratch_server(url, project.dialect)
+    with scratch_database(server, dialect) as scratch:
+        build(migrations, scratch, target.heads)
+        measured = measure(project, dialect, scratch, settings, revisions)
+        version = dialect.clients().version(scratch)
+    findings = squawk_findings(project, revisions)
+    plans = []
+    for revision, statements in zip(revisions, measured, strict=True):
+        plan = RevisionPlan(
+            revision.revision,
+            revision.doc,
+            None,
+            statements,
+            findings.get(revision.revision, []),
+            longest_hold(statements, dialect, target.sizes),
+        )
+        judge(plan, str(revision.path), dialect, target.sizes, threshold)
+        plans.append(plan)
+    return Report(
+        sorted(target.heads),
+        version,
+        threshold,
+        target.sizes,
+        plans,
+        dialect,
+    )
+
+
+def short(sql: str, width: int = 100) -> str:
+    flat = " ".join(sql.split())
+    return flat if len(flat) <= width else flat[: width - 3] + "..."
+
+
+def hold_line(hold: Hold | None) -> str:
+    if hold is None:
+        return "no lock that stops writers is taken on a table with rows"
+    held = (
+        f"{hold.mode} on {hold.relation} ({hold.rows:,} rows) over {hold.statements} statement(s)"
+    )
+    if not hold.work:
+        return f"{held}, brief: none of them rewrites or reads a table with rows"
+    work = ", ".join(f"{table} ({rows:,} rows)" for table, rows in sorted(hold.work.items()))
+    return f"{held}, while they rewrite or read whole {work}: long, as long as that takes"
+
+
+def statement_facts(statement: Measured, report: Report) -> list[str]:
+    dialect = report.dialect
+    facts = [
+        f"{dialect.mode_name(mode)} on {relation}"
+        + (f" ({report.sizes[relation].rows:,} rows)" if relation in report.sizes else "")
+        for relation, mode in statement.locks
+    ]
+    facts += [f"rewrites {table}" for table in statement.rewrites]
+    facts += [f"reads {table} whole" for table in statement.scans]
+    if statement.algorithm:
+        facts.append(f"ALGORITHM={statement.algorithm}")
+    facts.append(
+        "in the revision's transaction"
+        if statement.in_transaction
+        else "on its own (committed alone)"
+    )
+    return facts
+
+
+def as_text(report: Report) -> str:
+    lines = [f"The database is at {', '.join(report.at) or 'base'}."]
+    if not report.revisions:
+        return lines[0] + " No pending revisions: make migrate has nothing to do."
+    count = len(report.revisions)
+    lines[0] += f" {count} pending revision(s), measured on a scratch copy ({report.server}):"
+    for plan in report.revisions:
+        lines.append(f"{plan.revision} ({plan.doc})")
+        for number, statement in enumerate(plan.statements, 1):
+            lines.append(f"  {number}. {short(statement.sql)}")
+            lines.append(f"     {'; '.join(statement_facts(statement, report))}")
+        lines += [f"  squawk: {finding}" for finding in plan.findings]
+        lines.append(f"  longest hold: {hold_line(plan.longest)}")
+        lines += [f"  RISKY: {why}" for why in plan.risky]
+        lines += [f"  {why}" for why in plan.accepted]
+    return "\n".join(lines)
+
+
+def as_markdown(report: Report) -> str:
+    lines = [f"### make plan: {len(report.revisions)} pending revision(s)", ""]
+    lines.append(f"The database is at `{', '.join(report.at) or 'base'}`.")
+    for plan in report.revisions:
+        lines += ["", f"#### `{plan.revision}` {plan.doc}", ""]
+        lines += ["| # | statement | locks, rewrites | transaction |", "|---|---|---|---|"]
+        for number, statement in enumerate(plan.statements, 1):
+            facts = statement_facts(statement, report)
+            sql = short(statement.sql).replace("|", "\\|")
+            lines.append(f"| {number} | `{sql}` | {'; '.join(facts[:-1]) or '-'} | {facts[-1]} |")
+        lines += ["", f"Longest hold: {hold_line(plan.longest)}."]
+        lines += [f"- squawk: {finding}" for finding in plan.findings]
+        lines += [f"- **RISKY**: {why}" for why in plan.risky]
+        lines += [f"- {why}" for why in plan.accepted]
+    return "\n".join(lines)
+
+
+def as_json(report: Report) -> str:
+    def revision(plan: RevisionPlan) -> dict[str, Any]:
+        data = asdict(plan)
+        for statement in data["statements"]:
+            statement["locks"] = [
+                {
+                    "relation": relation,
+                    "mode": report.dialect.mode_name(mode),
+                    "rows": rows_of(report.sizes, relation),
+                }
+                for relation, mode in statement["locks"]
+            ]
+        return data
+
+    return json.dumps(
+        {
+            "at": report.at,
+            "scratch_server": report.server,
+            "risky_rows": report.threshold,
+            "revisions": [revision(plan) for plan in report.revisions],
+            "risky": report.risky,
+        },
+        indent=2,
+    )
+
+
+FORMATS = {"text": as_text, "md": as_markdown, "json": as_json}
+
+
+def main(project: Project, argv: list[str]) -> int:
+    """plan [--format text|md|json] [--fail-on risky]"""
+    parser = argparse.ArgumentParser(prog="plan")
+    parser.add_argument("--format", choices=sorted(FORMATS), default="text")
+    parser.add_argument("--fail-on", choices=["risky"], default=None)
+    args = parser.parse_args(argv)
+    settings = load_settings(project.settings)
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        report = plan_report(project, settings)
+    except (PlanError, CommandError) as exc:
+        print(f"Nothing planned: {exc}.", file=sys.stderr)
+        return 1
+    except (Stopped, KeyboardInterrupt) as exc:
+        return interrupted(exc, "the target was only read")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    print(FORMATS[args.format](report))
+    if args.fail_on == "risky" and report.risky:
+        print(
+            f"make plan: {len(report.risky)} risky statement(s) (above {RISKY_SETTING} = "
+            f"{report.threshold:,} rows). Make the change without the long lock (README, "
+            "zero-downtime changes), or accept it in the revision's file after review: "
+            "`# migration-tests: accept rewrite of TABLE: <why>` or `... accept long lock on "
+            "TABLE: <why>`.",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
