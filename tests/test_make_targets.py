@@ -319,8 +319,9 @@ def test_lint_migrations_flags_and_accepts_per_revision(project: Path) -> None:
 def test_values_given_to_make_stay_data(
     project: Path, env: dict[str, str], server: Server, db: str, tmp_path: Path
 ) -> None:
-    """Quotes, backticks, `;` and $(...) in msg=, rev=, steps=, file=, base= and upto= are text: no
-    command runs, the database stays where it was, and a revision's message is written as given."""
+    """Quotes, backticks, `;` and $(...) in msg=, rev=, steps=, file=, base=, upto=, format= and
+    fail-on= are text: no command runs, the database stays where it was, and a revision's message
+    is written as given."""
     ran = tmp_path / "ran"
     must(make(project, "migrate", env=env))  # at head whether earlier tests ran or not
     before = server.version(db)
@@ -334,6 +335,8 @@ def test_values_given_to_make_stay_data(
         ("check-history", f"base=$(shell touch {ran})"),
         ("migration-rebase", f"rev=--base=`touch {ran}`"),
         ("squash", f"upto=x; touch {ran}"),
+        ("plan", f"format=text; touch {ran}"),
+        ("plan", f"fail-on=$$(touch {ran})"),
     ]
     written = set(versions(project))
     try:

@@ -46,6 +46,7 @@ MAKE_TARGETS = (
     "squash",
     "accept-edit",
     "sql",
+    "plan",
     "backup",
     "restore",
     "psql",

@@ -285,3 +285,52 @@ def test_squash_replaces_old_revisions_with_a_proved_baseline(
         )
     git(project, "add", "-A")
     git(project, "commit", "--quiet", "--no-verify", "-m", "squash")
+
+
+def test_the_pull_request_plan_step_writes_what_its_revisions_do_to_the_summary(
+    project: Path, server: Server, tmp_path: Path
+) -> None:
+    """The generated CI's plan step, as a runner would run it: the base branch's migrations
+    from a worktree of it, then `make plan format=md` into the job summary; the database is
+    left at the base's head. `make plan` with `fail-on=risky` on the same database."""
+    git(project, "switch", "--quiet", "main")
+    git(project, "switch", "--quiet", "-c", "planned", "main")
+    with server.new_database() as ci, server.new_database() as scratch_dev:
+        env = clean_env(DATABASE_URL=server.url(ci))
+        dev = clean_env(DATABASE_URL=server.url(scratch_dev))
+        must(make(project, "migrate", env=dev))
+        main_head = server.version(scratch_dev)
+        added = revision_id(add_model(project, "Sprocket", dev))
+        origin = tmp_path / "origin.git"
+        must(run(project, "git", "clone", "--quiet", "--bare", str(project), str(origin)))
+        git(project, "remote", "remove", "origin") if "origin" in git(project, "remote") else None
+        git(project, "remote", "add", "origin", str(origin))
+        git(project, "fetch", "--quiet", "origin", "main:refs/remotes/origin/main")
+        workflow = yaml.safe_load((project / ".github" / "workflows" / "ci.yml").read_text())
+        (step,) = [s for s in workflow["jobs"]["test"]["steps"] if "make plan" in s.get("run", "")]
+        assert step["if"] == "github.event_name == 'pull_request'"
+        summary = tmp_path / "summary.md"
+        runner = tmp_path / "runner"
+        runner.mkdir()
+        result = run(
+            project,
+            "bash",
+            "-ec",
+            step["run"],
+            env={
+                **env,
+                "BASE": "main",
+                "RUNNER_TEMP": str(runner),
+                "GITHUB_STEP_SUMMARY": str(summary),
+            },
+        )
+        assert result.returncode == 0, result.stdout
+        written = summary.read_text()
+        assert "### make plan: 1 pending revision(s)" in written, written
+        assert f"#### `{added}` add sprocket" in written and "CREATE TABLE sprocket" in written
+        # At the base's head: the plan ran the branch's revision on a scratch database only.
+        assert server.version(ci) == main_head and "sprocket" not in server.tables(ci)
+        # The same database, with the Make target a reviewer runs: a new table is no risk.
+        output = must(make(project, "plan", "fail-on=risky", env=env))
+        assert f"{added} (add sprocket)" in output and "RISKY" not in output
+    git(project, "switch", "--quiet", "main")
