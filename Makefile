@@ -79,18 +79,20 @@ $(FLOOR_VENV)/.installed: $(TOOLKIT)/pyproject.toml | $(VENV)/.installed
 	touch $@
 
 # Not the chores' and the bad-input tests (test_pg_tools.py, test_pg_safety.py, the MySQL
-# tier's tools and squash: PostgreSQL's squash runs here, through the same Alembic and SQLAlchemy
-# calls), nor the server's own limits (test_pg_server_limits.py): they
-# exercise the server's client programs, its limits and the messages, through the same library
-# calls as the runner's tiers, which run here; that keeps CI's time within its bound.
+# tier's tools, squash and plan: PostgreSQL's squash runs here, and the walk measures every
+# revision through the watch the plan uses), nor the server's own limits
+# (test_pg_server_limits.py): they exercise the server's client programs, its limits and the
+# messages, through the same library calls as the runner's tiers, which run here; that keeps
+# CI's time within its bound.
 FLOOR_SKIPS := --ignore=tests/postgresql/test_pg_tools.py --ignore=tests/postgresql/test_pg_safety.py \
-	--ignore=tests/postgresql/test_pg_server_limits.py
+	--ignore=tests/postgresql/test_pg_server_limits.py --ignore=tests/postgresql/test_pg_plan.py
 
 test-toolkit-floor: $(FLOOR_VENV)/.installed ## Run the toolkit's tests on its lowest dependency versions
 	@$(FLOOR_BIN)/python -c 'import alembic, sqlalchemy; print(f"Lowest versions: alembic {alembic.__version__}, SQLAlchemy {sqlalchemy.__version__}")'
 	cd $(TOOLKIT) && $(FLOOR_BIN)/pytest -p no:cacheprovider -q $(TOOLKIT_WORKERS) $(BY_MODULE) $(FLOOR_SKIPS) tests/unit tests/postgresql
 	cd $(TOOLKIT) && $(FLOOR_BIN)/pytest -p no:cacheprovider -q $(TOOLKIT_WORKERS) -rs \
-		--ignore=tests/mysql/test_mysql_tools.py --ignore=tests/mysql/test_mysql_squash.py tests/mysql
+		--ignore=tests/mysql/test_mysql_tools.py --ignore=tests/mysql/test_mysql_squash.py \
+		--ignore=tests/mysql/test_mysql_plan.py tests/mysql
 
 mutate: venv $(TOOLKIT_VENV)/.installed ## Break each README promise once (mutation/mutations.toml); fail if a test misses one
 	$(BIN)/python mutation/run.py $(args)
