@@ -21,6 +21,7 @@ both see it.
 
 import argparse
 import concurrent.futures
+import json
 import os
 import re
 import shutil
@@ -37,6 +38,7 @@ TEMPLATE = Path(__file__).resolve().parent.parent
 MUTATIONS = Path(__file__).resolve().parent / "mutations.toml"
 TOOLS_BIN = TEMPLATE / ".venv" / "bin"
 TOOLKIT_BIN = TEMPLATE / ".venv-toolkit" / "bin"
+JUDGE = Path(__file__).resolve().parent / "judge.py"
 SLUG_DIR = "{{cookiecutter.project_slug}}"
 PACKAGE_DIR = "{{cookiecutter.package_name}}"
 # The toolkit, and where a render carries it (installed editable, so a mutation there counts).
@@ -154,6 +156,45 @@ def apply(path: Path, old: str, new: str, name: str) -> str:
     return text
 
 
+class Judge:
+    """The lane's judge of toolkit tests (mutation/judge.py): a Python with the libraries
+    imported that forks a pytest per mutation. Started on first use, ended with the lane."""
+
+    def __init__(self) -> None:
+        self._process: subprocess.Popen[str] | None = None
+
+    def judged(self, args: list[str], cwd: Path, env: dict[str, str], report: Path) -> None:
+        """pytest `args` in `cwd`, as judged() runs a command: a run cut short by the timeout
+        leaves no report."""
+        report.unlink(missing_ok=True)
+        if self._process is None:
+            self._process = subprocess.Popen(
+                [str(TOOLKIT_BIN / "python"), str(JUDGE)],
+                cwd=cwd,
+                env=environment(),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+        assert self._process.stdin is not None and self._process.stdout is not None
+        # The copy's toolkit first on the path, as PYTHONPATH puts it for a fresh pytest.
+        path = [env["PYTHONPATH"]]
+        request = {"args": args, "cwd": str(cwd), "env": env, "path": path, "timeout": 900}
+        self._process.stdin.write(json.dumps(request) + "\n")
+        self._process.stdin.flush()
+        answer = self._process.stdout.readline()
+        if not answer:
+            raise RuntimeError("mutation/judge.py stopped: run with --lanes 1 to see why")
+        if json.loads(answer)["code"] == -9:
+            report.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        if self._process is not None:
+            assert self._process.stdin is not None
+            self._process.stdin.close()
+            self._process.wait(30)
+
+
 def judged(args: list[str], cwd: Path, env: dict[str, str], report: Path) -> None:
     """Run a test command that writes its JUnit report to `report`; a run cut short by run()'s
     timeout leaves no report, so nothing it did counts as caught."""
@@ -169,6 +210,7 @@ def check(
     copy: Path,
     project: Path,
     generated_env: dict[str, str],
+    judge: Judge,
     unmutated: bool = False,
 ) -> None:
     """Apply `mutation` (not when `unmutated`), run the tests meant to catch it, restore; record
@@ -202,8 +244,8 @@ def check(
             env = {**generated_env, "PYTHONPATH": str(toolkit / "src")}
             if os.environ.get("TEST_MYSQL_URL"):
                 env["TEST_MYSQL_URL"] = os.environ["TEST_MYSQL_URL"]
-            pytest = [str(TOOLKIT_BIN / "pytest"), "-q", "-p", "no:cacheprovider"]
-            judged([*pytest, f"--junitxml={report}", *toolkit_tests], toolkit, env, report)
+            options = ["-q", "-p", "no:cacheprovider", f"--junitxml={report}"]
+            judge.judged([*options, *toolkit_tests], toolkit, env, report)
             mutation.failed += [f"toolkit {test}" for test in caught(report)]
         if template_tests:
             pytest = [str(TOOLS_BIN / "pytest"), "-q", "-p", "no:cacheprovider"]
@@ -249,6 +291,24 @@ def lane(
             print(baseline.stdout)
             log(f"lane {number}: the unmutated generated suite is not green: nothing is judged")
             return False
+    judge = Judge()
+    try:
+        judge_all(number, mutations, copy, project, generated_env, judge, total, unmutated)
+    finally:
+        judge.close()
+    return True
+
+
+def judge_all(
+    number: int,
+    mutations: list[Mutation],
+    copy: Path,
+    project: Path,
+    generated_env: dict[str, str],
+    judge: Judge,
+    total: int,
+    unmutated: bool,
+) -> None:
     for mutation in mutations:
         if mutation.needs == "mysql" and not os.environ.get("TEST_MYSQL_URL"):
             mutation.not_run = True
@@ -257,14 +317,13 @@ def lane(
                 f"{mutation.name}"
             )
             continue
-        check(mutation, copy, project, generated_env, unmutated)
+        check(mutation, copy, project, generated_env, judge, unmutated)
         if unmutated:
             verdict = "FAILS UNMUTATED" if mutation.failed else "passes unmutated"
         else:
             verdict = "caught" if mutation.failed else "NOT CAUGHT"
         seconds = f"{mutation.seconds:.0f}s"
         log(f"lane {number}, {mutation.index}/{total} {verdict} in {seconds}: {mutation.name}")
-    return True
 
 
 # What a mutation costs a lane, roughly (seconds on the 2-core machine): the generated suite, a

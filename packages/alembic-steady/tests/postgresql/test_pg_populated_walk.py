@@ -3,6 +3,7 @@ holding generated rows (a NOT NULL text column among them), so a new NOT NULL co
 default fails there rather than on the first populated database; and a downgrade that fails is
 answered with the downgrade's own advice, not the upgrade's."""
 
+import threading
 import uuid
 from collections.abc import Iterator
 
@@ -16,6 +17,7 @@ from sqlalchemy.engine import URL
 from alembic_steady import Project
 from alembic_steady.dialects.clients import Clients
 from alembic_steady.dialects.postgresql_clients import PostgreSQLClients
+from alembic_steady.dialects.postgresql_watch import Sampler
 from alembic_steady.runner.api import Migrations
 from alembic_steady.testing.walk import Harness, Walk, on_connection
 
@@ -59,6 +61,8 @@ def test_the_walk_fails_a_not_null_column_without_default_on_populated_tables(
     # counter's rows come from the walk alone, which had to make a value for its NOT NULL text.
     assert 'column "owner" of relation "counter" contains null values' in failure
     assert "(the tables counter held generated rows" in failure
+    # The walk's watch ended with the failed run: no sampler session left polling.
+    assert not [thread for thread in threading.enumerate() if isinstance(thread, Sampler)]
 
 
 def heads(connection: Connection) -> set[str]:

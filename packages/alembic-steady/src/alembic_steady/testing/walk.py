@@ -136,7 +136,9 @@ class Harness:
         transaction, autocommit_block() committing, the statement hook, the retries), and each
         step of the stairway in a migration context of its own, as separate `make migrate` and
         `make rollback` runs would. Each revision's data check writes its rows once the revision
-        is applied, and checks them at head.
+        is applied, and checks them at head. The first upgrade of each revision is watched
+        through the dialect (the statements' locks, rewrites and whole-table reads): a rewrite
+        or a long lock of a table that existed before it is recorded in `long_locks`.
 
         The outcome records every stairway finding, the first upgrade failure and the data
         failures instead of raising, so one walk answers the upgrade, stairway, data and model
@@ -170,6 +172,20 @@ class Harness:
     ) -> int | None:
         """One env.py run from base: the stairway for the revisions from `resume` on. Returns
         the index of the revision with a stairway finding (the run stops there), else None."""
+        # The watch of the run's connection ends with the run, also where a step failed and the
+        # runner left the steps unfinished.
+        with ExitStack() as watching:
+            return self._walk_steps(url, outcome, revisions, stairway, resume, watching)
+
+    def _walk_steps(
+        self,
+        url: URL,
+        outcome: Walk,
+        revisions: list[Script],
+        stairway: bool,
+        resume: int,
+        watching: ExitStack,
+    ) -> int | None:
         phase = ["upgrade", "base"]
         at = [0]  # the index of the revision being walked
         found: list[int] = []  # the revision whose downgrade differs
@@ -178,10 +194,9 @@ class Harness:
         def steps(heads: tuple[str, ...], context: MigrationContext) -> Iterator[RevisionStep]:
             connection = context.connection
             assert connection is not None
-            with ExitStack() as stack:
-                settings = load_settings(self.project.settings)
-                watch = stack.enter_context(self.dialect.watch(connection, url, settings))
-                yield from walked(connection, watch)
+            settings = load_settings(self.project.settings)
+            watch = watching.enter_context(self.dialect.watch(connection, url, settings))
+            yield from walked(connection, watch)
 
         def walked(connection: Connection, watch: Watch) -> Iterator[RevisionStep]:
             schema = self.dialect.schema_tracker(connection) if stairway else None
