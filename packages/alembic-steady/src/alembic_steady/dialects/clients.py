@@ -5,8 +5,10 @@ behind `make backup`, `make restore`, `make psql`/`make dbshell`, `make db-up` a
 import asyncio
 import subprocess
 import sys
+import uuid
 from abc import ABC, abstractmethod
-from contextlib import AbstractContextManager
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 from sqlalchemy import pool
@@ -90,6 +92,25 @@ class Clients(ABC):
 
     def drop_database(self, server: URL, name: str) -> None:
         self.admin(server, self.drop_statement(self.quote(name)))
+
+    @contextmanager
+    def scratch_databases(self, server: URL, purpose: str, *roles: str) -> Iterator[list[URL]]:
+        """New empty databases on `server` for a chore (`make squash`, `make plan`), one per
+        role, named `<database>_<purpose>_<random>_<role>`, dropped at the end whatever
+        happens."""
+        # Within MySQL's 64 characters for a database name.
+        stem = f"{(server.database or 'db')[:40]}_{purpose}_{uuid.uuid4().hex[:8]}"
+        made: list[str] = []
+        try:
+            urls = []
+            for role in roles:
+                name = f"{stem}_{role}"
+                urls.append(self.create_database(server, name))
+                made.append(name)
+            yield urls
+        finally:
+            for name in made:
+                self.drop_database(server, name)
 
     def admin(self, url: URL, *statements: str) -> object:
         """Run `statements` one by one outside a transaction (CREATE DATABASE needs that);

@@ -38,9 +38,8 @@ import os
 import signal
 import sys
 import tempfile
-import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -162,21 +161,19 @@ def scratch_server(target: URL, backend: str) -> URL:
 
 @contextmanager
 def scratch_database(server: URL, dialect: Dialect) -> Iterator[URL]:
-    clients = dialect.clients()
-    # Within MySQL's 64 characters for a database name.
-    name = f"{(server.database or 'db')[:48]}_plan_{uuid.uuid4().hex[:8]}"
-    try:
-        url = clients.create_database(server, name)
-    except Exception as exc:
-        raise PlanError(
-            f"cannot create the scratch database on {server.host or 'the local server'}: "
-            f"{dialect.first_line(exc)}; set {SCRATCH_VARIABLE} to a server where the plan may "
-            "create one (e.g. make db-up's)"
-        ) from None
-    try:
+    """The plan's scratch database on `server`, or why the server would not make one."""
+    with ExitStack() as stack:
+        try:
+            (url,) = stack.enter_context(
+                dialect.clients().scratch_databases(server, "plan", "copy")
+            )
+        except Exception as exc:
+            raise PlanError(
+                f"cannot create the scratch database on {server.host or 'the local server'}: "
+                f"{dialect.first_line(exc)}; set {SCRATCH_VARIABLE} to a server where the plan "
+                "may create one (e.g. make db-up's)"
+            ) from None
         yield url
-    finally:
-        clients.drop_database(server, name)
 
 
 def build(migrations: Migrations, scratch: URL, heads: set[str]) -> None:

@@ -30,9 +30,7 @@ import argparse
 import re
 import shutil
 import tempfile
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager, redirect_stdout
+from contextlib import redirect_stdout
 from dataclasses import dataclass
 from datetime import date
 from io import StringIO
@@ -122,25 +120,6 @@ def release(project: Project) -> str:
             "release named for older databases holds them"
         )
     return described_
-
-
-# -- the scratch databases ------------------------------------------------------------------
-@contextmanager
-def scratch_databases(server: URL, dialect: Dialect, *roles: str) -> Iterator[list[URL]]:
-    """New empty databases on `server`, one per role, dropped at the end whatever happens."""
-    clients = dialect.clients()
-    stem = f"{server.database or 'db'}_squash_{uuid.uuid4().hex[:8]}"
-    made: list[str] = []
-    try:
-        urls = []
-        for role in roles:
-            name = f"{stem}_{role}"
-            urls.append(clients.create_database(server, name))
-            made.append(name)
-        yield urls
-    finally:
-        for name in made:
-            clients.drop_database(server, name)
 
 
 # -- reading the chain's database ----------------------------------------------------------
@@ -468,7 +447,7 @@ def main(project: Project, argv: list[str]) -> int:
         )
         with (
             tempfile.TemporaryDirectory(prefix="squash-") as folder,
-            scratch_databases(server, dialect, "chain", "baseline") as urls,
+            dialect.clients().scratch_databases(server, "squash", "chain", "baseline") as urls,
         ):
             draft, proof = prove(project, dialect, plan_, urls, Path(folder))
             written = replace_files(project, plan_, draft)
