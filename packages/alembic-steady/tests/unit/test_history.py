@@ -3,6 +3,7 @@ merges, a tracked upstream), with revision files Alembic loads. No database: the
 reads files and git only; the template's tests run the Make targets and migrate the result."""
 
 import os
+import py_compile
 import tempfile
 from collections.abc import Callable
 from contextlib import redirect_stdout
@@ -100,6 +101,25 @@ def test_two_branches_on_one_parent_are_caught_before_the_second_merges(repo: Pr
     code, out = check(repo)
     assert code == 0, out
     # What Alembic makes of it: one head, c after b.
+    scripts, _ = history.load(versions(repo), "this branch")
+    assert scripts["c"].down_revision == "b"
+
+
+def test_a_rebase_within_the_second_of_the_bytecode_is_seen_by_the_next_check(
+    repo: Project,
+) -> None:
+    """make install compiles the revisions. The rebase swaps one 12-character parent for
+    another (same size); within the same second the old bytecode would still be valid to Python,
+    so the check right after the rebase would read the old parent."""
+    two_branches_merged(repo)
+    git(repo.folder, "merge", "-q", "main", "-m", "bring main in")
+    path = versions(repo) / "c_step.py"
+    py_compile.compile(str(path), doraise=True)
+    written = path.stat().st_mtime_ns
+    assert rebase(repo, "c")[0] == 0
+    os.utime(path, ns=(written, written))  # the same second as the bytecode
+    code, out = check(repo)
+    assert code == 0, out
     scripts, _ = history.load(versions(repo), "this branch")
     assert scripts["c"].down_revision == "b"
 

@@ -31,6 +31,7 @@ id) says so in pyproject.toml, and the check then holds ids to that length:
 
 import argparse
 import ast
+import py_compile
 import re
 import subprocess
 import tempfile
@@ -356,7 +357,20 @@ def rebase(project: Project, history: History, revision: str) -> str:
             f"it by hand to {end!r} (and its Revises: line)"
         )
     path.write_text(text, encoding="utf-8")
+    refresh_bytecode(path)
     return end
+
+
+def refresh_bytecode(path: Path) -> None:
+    """Compile an edited revision afresh. `make install` compiles the revisions; an edit that
+    keeps the file's size (one 12-character id for another) within the second of its bytecode
+    leaves that bytecode valid to Python, which would load the old parent from it."""
+    try:
+        py_compile.compile(str(path), doraise=True)
+    except (OSError, py_compile.PyCompileError):
+        # Unwritable __pycache__, or a file that no longer compiles: no stale bytecode stays.
+        for compiled in (path.parent / "__pycache__").glob(f"{path.stem}.*.pyc"):
+            compiled.unlink(missing_ok=True)
 
 
 def _down_revision(source: str) -> object:
