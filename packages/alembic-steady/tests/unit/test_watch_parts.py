@@ -249,16 +249,34 @@ def pg_watching(
     session: Session,
     sampler: Sampler | None = None,
     prober: Prober | None = None,
+    only: set[str] | None = None,
 ) -> Iterator[tuple[Watching, Watched]]:
     watch = postgresql_watch.PostgreSQLWatch(
         SimpleNamespace(engine=ENGINE), sampler or Sampler(), prober
     )  # type: ignore[arg-type]
-    with watch.revision() as watched:
+    with watch.revision(only) as watched:
         yield Watching(events, clock, session), watched
 
 
 def takes(*locks: tuple[str, str]) -> Callable[[Session], None]:
     return lambda session: session.locks.update(locks)
+
+
+def test_only_the_named_revisions_are_measured_the_others_run_unwatched(
+    events: Events, clock: Clock
+) -> None:
+    """The plan's one run builds what the target has, then the pending revisions: the building
+    is neither read nor probed (a long history would pay a round trip per statement)."""
+    run = revision("UPDATE item SET x = 1", revision="a1 (built)")
+    session = Session(run, autocommit=True)
+    sampler, prober = Sampler({(ITEM, "RowExclusiveLock")}), Prober(None)
+    with pg_watching(events, clock, session, sampler, prober, only={"b2"}) as (watching, watched):
+        watching.run("UPDATE item SET x = 1")
+        assert (session.asked, sampler.watched, prober.asked) == ([], [], [])
+        run.revision, run.statements = "b2 (pending)", ["UPDATE item SET y = 1"]
+        watching.run("UPDATE item SET y = 1")
+    assert [(m.revision, m.sql) for m in watched.statements] == [("b2", "UPDATE item SET y = 1")]
+    assert prober.asked == [("UPDATE item SET y = 1", None)] and sampler.watched == [(4242, False)]
 
 
 def test_in_a_transaction_each_statement_gets_the_locks_it_took_first(
@@ -1253,12 +1271,13 @@ def my_watching(
     events: Events,
     monkeypatch: pytest.MonkeyPatch,
     finds: Found | None = None,
+    only: set[str] | None = None,
 ) -> Iterator[tuple[MyProber, Watched]]:
     prober = MyProber(finds)
     monkeypatch.setattr(mysql_watch, "Prober", lambda: prober)
     with (
         MY.watch(SimpleNamespace(engine=ENGINE), SCRATCH, Settings(), probe=True) as watch,  # type: ignore[arg-type]
-        watch.revision() as watched,
+        watch.revision(only) as watched,
     ):
         yield prober, watched
 
@@ -1280,6 +1299,22 @@ def my_run(
     clock.now += seconds  # type: ignore[attr-defined]
     cursor = SimpleNamespace(rowcount=rowcount)
     events.fire(ENGINE, "after_cursor_execute", conn, cursor, ran or statement, parameters)
+
+
+def test_mysql_only_the_named_revisions_are_tried_on_twins(
+    events: Events, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = revision("ALTER TABLE widget ADD x int", revision="a1 (built)")
+    conn = SimpleNamespace(info={PROGRESS: run})
+    found = Found("widget", "INSTANT", "NONE", False)
+    with my_watching(events, monkeypatch, found, only={"b2"}) as (prober, watched):
+        my_run(events, conn, "ALTER TABLE widget ADD x int")
+        run.revision, run.statements = "b2 (pending)", ["ALTER TABLE widget ADD y int"]
+        my_run(events, conn, "ALTER TABLE widget ADD y int")
+    assert [statement for _, statement, _ in prober.asked] == ["ALTER TABLE widget ADD y int"]
+    assert [(m.revision, m.sql) for m in watched.statements] == [
+        ("b2", "ALTER TABLE widget ADD y int")
+    ]
 
 
 def test_mysql_each_statement_is_measured_as_the_probe_found_it(

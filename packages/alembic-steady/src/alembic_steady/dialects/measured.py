@@ -1,7 +1,7 @@
 """What a watch measures of the statements revisions run (`make plan`, `make rehearse`, the
 walk's lock check), the same on every server, and which of them hold a table's writers up."""
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -51,8 +51,10 @@ class Watched:
 class Watch(Protocol):
     """Watches the statements revisions run on one engine, a revision at a time."""
 
-    def revision(self) -> AbstractContextManager[Watched]:
-        """Watch while the body runs one revision (`make migrate` on the engine)."""
+    def revision(self, only: Collection[str] | None = None) -> AbstractContextManager[Watched]:
+        """Watch while the body runs one revision (`make migrate` on the engine), or a run of
+        them; with `only`, the statements of those revisions alone (the others run unwatched,
+        as they would without a watch)."""
         ...
 
 
@@ -83,6 +85,11 @@ def running_revision(conn: Connection) -> str | None:
     """The id of the revision the runner is applying on `conn`, if any."""
     run = conn.info.get(PROGRESS)
     return run.revision.split(" ", 1)[0] if run is not None and run.revision else None
+
+
+def watched_revision(conn: Connection, only: Collection[str] | None) -> bool:
+    """Whether the revision running on `conn` is one a watch measures (`only`; None: all)."""
+    return only is None or running_revision(conn) in only
 
 
 class Listed:

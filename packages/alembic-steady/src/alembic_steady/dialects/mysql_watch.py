@@ -17,7 +17,7 @@ may not read InnoDB's table ids (MySQL and MariaDB ask for the PROCESS privilege
 import re
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +32,7 @@ from .measured import (
     listening,
     revision_statement,
     running_revision,
+    watched_revision,
 )
 from .mysql import MySQL
 
@@ -292,7 +293,7 @@ class MySQLWatch:
         self._skipped = ("alembic_version", *MySQL().runners_tables)
 
     @contextmanager
-    def revision(self) -> Iterator[Watched]:
+    def revision(self, only: Collection[str] | None = None) -> Iterator[Watched]:
         watched = Watched()
         listed = Listed()
         transaction = [0]
@@ -312,7 +313,7 @@ class MySQLWatch:
             current[0] = None
             if any(name in statement for name in self._skipped):
                 return  # the runner's bookkeeping
-            if revision_statement(conn, statement, listed):
+            if watched_revision(conn, only) and revision_statement(conn, statement, listed):
                 found = None if executemany else self._prober.probe(conn, statement, parameters)
                 current[0] = (statement, found, parameters is not None and not parameters)
             started[0] = time.perf_counter()

@@ -13,7 +13,7 @@ import queue
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -30,6 +30,7 @@ from .measured import (
     listening,
     revision_statement,
     running_revision,
+    watched_revision,
 )
 from .postgresql import in_autocommit
 from .postgresql_clients import engine_for
@@ -268,7 +269,7 @@ class PostgreSQLWatch:
         self._engine, self._sampler, self._prober = engine, sampler, prober
 
     @contextmanager
-    def revision(self) -> Iterator[Watched]:
+    def revision(self, only: Collection[str] | None = None) -> Iterator[Watched]:
         watched = Watched()
         sampler = self._sampler
         reading = [False]
@@ -293,7 +294,7 @@ class PostgreSQLWatch:
         fresh = [False]
 
         def before(conn: Connection, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-            if reading[0] or _RUNNERS_OWN.search(statement):
+            if reading[0] or _RUNNERS_OWN.search(statement) or not watched_revision(conn, only):
                 return
             # The run's record, whose batch-committing steps count their own rows.
             if (run := conn.info.get(PROGRESS)) is not None:
@@ -314,6 +315,9 @@ class PostgreSQLWatch:
 
         def after(conn: Connection, cursor: Any, statement: str, *args: Any) -> None:
             if reading[0] or _RUNNERS_OWN.search(statement):
+                return
+            if not watched_revision(conn, only):
+                fresh[0] = False  # it may have changed the tables
                 return
             done = time.perf_counter()
             verb = statement.lstrip()[:6].upper()
