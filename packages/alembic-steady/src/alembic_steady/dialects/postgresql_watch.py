@@ -13,7 +13,7 @@ import queue
 import re
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -49,9 +49,10 @@ SELECT relation::regclass::text, mode FROM pg_locks
 """
 LOCKS_HERE = LOCKS.replace(":pid", "pg_backend_pid()")
 # Each table's file on disk and the sequential scans of it so far in this session's transaction
-# (statistics not yet sent: a delta over one statement is that statement's).
+# (statistics not yet sent: a delta over one statement is that statement's), and its oid.
 TABLES_HERE = f"""
-SELECT c.oid::regclass::text, c.relfilenode, coalesce(pg_stat_get_xact_numscans(c.oid), 0)
+SELECT c.oid::regclass::text, c.relfilenode, coalesce(pg_stat_get_xact_numscans(c.oid), 0),
+       c.oid::bigint
   FROM pg_class c
  WHERE c.relkind IN ('r', 'p', 'm') AND c.oid IN ({_RELATIONS})
 """
@@ -68,16 +69,33 @@ _NEVER_IN_TRANSACTION = re.compile(
     r"\bCONCURRENTLY\b|^\s*(VACUUM|CREATE\s+DATABASE|DROP\s+DATABASE|ALTER\s+SYSTEM|CLUSTER|REINDEX\s+(SYSTEM|DATABASE))\b",
     re.I,
 )
-# Both at once, after a statement: ('l', relation, mode, 0, 0) and ('t', table, '', file, scans).
-STATE_HERE = f"""
-SELECT 'l', relation::regclass::text, mode, 0::bigint, 0::bigint FROM pg_locks
- WHERE pid = pg_backend_pid() AND locktype = 'relation' AND granted AND relation IN ({_RELATIONS})
+# Both at once, after a statement, only what is new since the one before, of the tables there
+# when its transaction began (:oids, with their :files and :scans then; a table the transaction
+# made is empty, and no other session sees it): ('l', relation, mode, oid, 0) for the locks on
+# them the transaction did not hold yet (:held_oids with :held_modes), and ('t', table, '', file,
+# scans) for those whose file or scans changed. A 300-table baseline in one transaction holds a
+# lock on each table it made: reading every lock and table after each statement was O(n^2), and
+# the walk took most of the generated suite's time on such a history.
+STATE_HERE = """
+SELECT 'l', relation::regclass::text, mode, relation::bigint, 0::bigint FROM pg_locks
+ WHERE pid = pg_backend_pid() AND locktype = 'relation' AND granted
+   AND relation::bigint = ANY(CAST(:oids AS bigint[]))
+   AND (relation::bigint, mode) NOT IN (
+       SELECT * FROM unnest(CAST(:held_oids AS bigint[]), CAST(:held_modes AS text[])))
 UNION ALL
-SELECT 't', c.oid::regclass::text, '', c.relfilenode::bigint,
-       coalesce(pg_stat_get_xact_numscans(c.oid), 0)
-  FROM pg_class c
- WHERE c.relkind IN ('r', 'p', 'm') AND c.oid IN ({_RELATIONS})
+SELECT 't', c.oid::regclass::text, '', c.relfilenode::bigint, now.scans
+  FROM unnest(CAST(:oids AS bigint[]), CAST(:files AS bigint[]), CAST(:scans AS bigint[]))
+       AS known(oid, file, scans)
+  JOIN pg_class c ON c.oid = known.oid::oid
+ CROSS JOIN LATERAL (SELECT coalesce(pg_stat_get_xact_numscans(c.oid), 0) AS scans) now
+ WHERE c.relfilenode <> known.file OR now.scans <> known.scans
 """
+# A statement making a new object, and naming no table there before, locks, rewrites and reads
+# none of them (CREATE ... AS <query> runs a query, which could): the watch need not read around
+# it. The 300 tables of a squashed baseline, or each new table of a chain, are made so.
+_MAKES = re.compile(r"^\s*CREATE\s+(UNIQUE\s+)?(TABLE|INDEX|SEQUENCE|TYPE)\b", re.I)
+_RUNS_A_QUERY = re.compile(r"\bAS\s*\(?\s*(SELECT|TABLE|VALUES|EXECUTE|WITH)\b", re.I)
+_WORD = re.compile(r"[^\W\d][\w$]*")
 # The runner's own statements around a revision's (its settings, Alembic's version table, the
 # checksums): they lock no table of the project, and are not read around.
 _RUNNERS_OWN = re.compile(r"^\s*(SET|RESET|SHOW)\b|alembic_version", re.I)
@@ -232,7 +250,7 @@ class Prober(threading.Thread):
 
 
 async def _probe(connection: Any, statement: str, parameters: Any) -> Probed:
-    tables = {name: (node, scans) for name, node, scans in await _all(connection, TABLES_HERE)}
+    tables = {name: (node, scans) for name, node, scans, _ in await _all(connection, TABLES_HERE)}
     await connection.exec_driver_sql(statement, parameters)
     locks = {(relation, mode) for relation, mode in await _all(connection, LOCKS_HERE)}
     rewrites, scans = _changes(tables, await _all(connection, TABLES_HERE))
@@ -244,11 +262,19 @@ async def _all(connection: Any, query: str) -> list[Any]:
     return list(await connection.execute(text(query)))
 
 
+def _touches_none(statement: str, tables: Iterable[str]) -> bool:
+    """Whether `statement` makes a new object without naming any of `tables` (regclass names)."""
+    if not _MAKES.match(statement) or _RUNS_A_QUERY.search(statement):
+        return False
+    words = {word.lower() for word in _WORD.findall(statement)}
+    return not any(name.rpartition(".")[2].strip('"').lower() in words for name in tables)
+
+
 def _changes(before: dict[str, tuple[int, int]], after: list[Any]) -> tuple[list[str], list[str]]:
     """The tables rewritten (a new file) and read whole (a sequential scan) between two reads
     of TABLES_HERE in one transaction."""
     rewrites, scans = [], []
-    for name, node, count in after:
+    for name, node, count, *_ in after:
         if name in before:
             node_before, count_before = before[name]
             if node != node_before:
@@ -279,12 +305,16 @@ class PostgreSQLWatch:
         listed = Listed()  # the revision's statements (the runner's record) seen so far
         # (relation, mode) -> when the statement that took it started, in the open transaction
         holding: dict[tuple[str, str], float] = {}
+        held: list[tuple[int, str]] = []  # the same locks, by the relation's oid
         tables: dict[str, tuple[int, int]] = {}  # before the statement: file, scans
+        oids: dict[str, int] = {}
 
-        def read(conn: Connection, query: str) -> list[Any]:
+        def read(
+            conn: Connection, query: str, parameters: dict[str, Any] | None = None
+        ) -> list[Any]:
             reading[0] = True
             try:
-                return list(conn.execute(text(query)))
+                return list(conn.execute(text(query), parameters))
             finally:
                 reading[0] = False
 
@@ -301,7 +331,9 @@ class PostgreSQLWatch:
                 runs[id(run)] = run
             if not fresh[0]:
                 tables.clear()
-                tables.update((name, (node, n)) for name, node, n in read(conn, TABLES_HERE))
+                oids.clear()
+                for name, node, n, oid in read(conn, TABLES_HERE):
+                    tables[name], oids[name] = (node, n), oid
             if in_autocommit(conn):
                 prober = self._prober
                 exact = prober is not None and not _NEVER_IN_TRANSACTION.search(statement)
@@ -324,11 +356,18 @@ class PostgreSQLWatch:
             if verb in ("INSERT", "UPDATE", "DELETE") and cursor.rowcount > 0:
                 watched.rows += cursor.rowcount
             alone = in_autocommit(conn)
-            # One round trip: the session's relation locks and its tables' state.
-            state = read(conn, STATE_HERE)
+            # One round trip: the session's relation locks and what changed of its tables (those
+            # there before the transaction: a table it makes is empty).
+            known = {
+                "held_oids": [oid for oid, _ in held],
+                "held_modes": [mode for _, mode in held],
+                "oids": [oids[name] for name in tables],
+                "files": [node for node, _ in tables.values()],
+                "scans": [n for _, n in tables.values()],
+            }
+            state = [] if _touches_none(statement, tables) else read(conn, STATE_HERE, known)
             now = [(name, node, n) for kind, name, _, node, n in state if kind == "t"]
             rewrites, scans = _changes(tables, now)
-            tables.clear()
             tables.update((name, (node, n)) for name, node, n in now)
             fresh[0] = not alone
             if alone:
@@ -346,9 +385,10 @@ class PostgreSQLWatch:
                     scans = sorted(relation for relation, mode in took if mode == _BUILDS_UNDER)
             else:
                 took = set()
-                for kind, relation, mode, _, _ in state:
+                for kind, relation, mode, oid, _ in state:
                     if kind == "l" and (relation, mode) not in holding:
                         holding[(relation, mode)] = started[0]
+                        held.append((oid, mode))
                         took.add((relation, mode))
             hooked = revision_statement(conn, statement, listed)
             # A revision's statement is listed, and anything run beside it that locks a table.
@@ -373,6 +413,7 @@ class PostgreSQLWatch:
             for key, first in holding.items():
                 watched.hold(key, done - first)
             holding.clear()
+            held.clear()
             if watched.statements and watched.statements[-1].transaction == transaction[0]:
                 transaction[0] += 1
 
