@@ -309,6 +309,8 @@ def test_what_makes_a_new_object_naming_no_table_there_before_is_not_read_around
     there is not read around; what names one, or runs a query, is."""
     run = revision()
     session = Session(run)
+    # As regclass names them: on the search path unqualified, quoted where the case is kept.
+    session.tables = {"item": (1000, 0), 'app."Xmas"': (2000, 0)}
     made = [
         "CREATE TABLE audit (id SERIAL NOT NULL, at TIMESTAMP, PRIMARY KEY (id))",
         "CREATE UNIQUE INDEX ix_audit_at ON audit (at)",
@@ -318,6 +320,8 @@ def test_what_makes_a_new_object_naming_no_table_there_before_is_not_read_around
     named = [
         "CREATE TABLE line (id int, item_id int REFERENCES item (id))",
         "CREATE INDEX ix_item_x ON public.item (x)",
+        'CREATE INDEX ix_xmas ON app."Xmas" (day)',
+        "create table gift (id int, xmas_id int references app.xmas (id))",
         "CREATE TABLE snapshot AS SELECT 1",
         "CREATE TABLE t2 AS (WITH w AS (SELECT 1) SELECT * FROM w)",
         "ALTER TABLE audit ADD note text",
