@@ -318,6 +318,16 @@ class PostgreSQLWatch:
             finally:
                 reading[0] = False
 
+        def read_state(conn: Connection) -> list[Any]:
+            known = {
+                "held_oids": [oid for oid, _ in held],
+                "held_modes": [mode for _, mode in held],
+                "oids": [oids[name] for name in tables],
+                "files": [node for node, _ in tables.values()],
+                "scans": [n for _, n in tables.values()],
+            }
+            return read(conn, STATE_HERE, known)
+
         probed: list[Probed | None] = [None]
         # Whether `tables` holds what the session sees now: read after each statement of a
         # transaction, stale once it ends (its scan counts go with it).
@@ -358,14 +368,7 @@ class PostgreSQLWatch:
             alone = in_autocommit(conn)
             # One round trip: the session's relation locks and what changed of its tables (those
             # there before the transaction: a table it makes is empty).
-            known = {
-                "held_oids": [oid for oid, _ in held],
-                "held_modes": [mode for _, mode in held],
-                "oids": [oids[name] for name in tables],
-                "files": [node for node, _ in tables.values()],
-                "scans": [n for _, n in tables.values()],
-            }
-            state = [] if _touches_none(statement, tables) else read(conn, STATE_HERE, known)
+            state = [] if _touches_none(statement, tables) else read_state(conn)
             now = [(name, node, n) for kind, name, _, node, n in state if kind == "t"]
             rewrites, scans = _changes(tables, now)
             tables.update((name, (node, n)) for name, node, n in now)

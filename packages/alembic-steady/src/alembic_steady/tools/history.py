@@ -369,8 +369,13 @@ def refresh_bytecode(path: Path) -> None:
         py_compile.compile(str(path), doraise=True)
     except (OSError, py_compile.PyCompileError):
         # Unwritable __pycache__, or a file that no longer compiles: no stale bytecode stays.
-        for compiled in (path.parent / "__pycache__").glob(f"{path.stem}.*.pyc"):
-            compiled.unlink(missing_ok=True)
+        forget_bytecode(path)
+
+
+def forget_bytecode(source: Path) -> None:
+    """Delete what Python compiled of `source` (every optimization level)."""
+    for compiled in (source.parent / "__pycache__").glob(f"{source.stem}.*.pyc"):
+        compiled.unlink(missing_ok=True)
 
 
 def _down_revision(source: str) -> object:

@@ -55,7 +55,7 @@ from ..runner.api import Migrations
 from ..runner.guards import SQUASHED_CODE, SQUASHED_RELEASE, SQUASHED_REVISIONS
 from ..runner.settings import load_settings
 from ..testing.walk import on_connection
-from .history import HistoryError, git
+from .history import HistoryError, forget_bytecode, git
 
 # Rows a seed table may hold before the squash stops: more is data, not seed rows.
 MOST_SEED_ROWS = 10_000
@@ -412,8 +412,7 @@ def replace_files(project: Project, plan_: Plan, baseline: Path) -> Path:
     target = Path(plan_.upto.path)
     for revision in plan_.folded:
         source = Path(revision.path)
-        for compiled in (source.parent / "__pycache__").glob(f"{source.stem}.*.pyc"):
-            compiled.unlink()
+        forget_bytecode(source)
         source.unlink()
     shutil.copyfile(baseline, target)
     ini = _alembic_ini(project)
