@@ -12,6 +12,7 @@ tree (the Make targets call it) or an installed wheel or image (no alembic.ini n
     python -m <package>.migrations lint-migrations                  # PostgreSQL
     python -m <package>.migrations check-history [--base REF] | migration-rebase REV [--base REF]
     python -m <package>.migrations squash REV        # the revisions up to REV become a baseline
+    python -m <package>.migrations fleet upgrade|status --targets FILE   # many databases/schemas
 
 Migrating runs the same env.py, lock, settings and messages as `make migrate`, whose advice then
 names this CLI's commands where it has them. Exit status: 0 on success, 1 with a one-line
@@ -40,6 +41,7 @@ CHORES = {
     "check-history": "the branch's revisions follow the base's head in line (make check-history)",
     "migration-rebase": "re-point a branch's revision onto the base's head (make migration-rebase)",
     "squash": "fold the revisions up to R into a baseline proved equal (make squash)",
+    "fleet": "upgrade|status of many databases or tenant schemas (make fleet-migrate)",
 }
 
 
@@ -61,6 +63,8 @@ def _chore(name: str) -> Callable[[Project, list[str]], int]:
         from .tools.history import rebase_main as main
     elif name == "squash":
         from .tools.squash import main
+    elif name == "fleet":
+        from .fleet.cli import main
     else:
         from .tools.lint import main
     return main

@@ -126,7 +126,9 @@ class Project:
     holding env.py and `versions/`; `settings` returns the validated settings; `describe` says
     in one line which database a command-line run is about to change (never the password);
     `root` is the source tree (`.env`, `backups/`, `.devdb/`), None in an installed wheel;
-    `dialect` is the server the project runs on ("postgresql", "mysql").
+    `dialect` is the server the project runs on ("postgresql", "mysql"); `schema` is the tenant
+    schema a run migrates (PostgreSQL: its tables and version table live there), None for the
+    database's own.
     """
 
     package: str
@@ -136,6 +138,7 @@ class Project:
     commands: Commands = MAKE
     root: Path | None = None
     dialect: str = "postgresql"
+    schema: str | None = None
 
     @property
     def versions(self) -> Path:
@@ -149,6 +152,12 @@ class Project:
     @property
     def session_name(self) -> str:
         return f"{self.package} migrations"
+
+    @property
+    def lock_name(self) -> str:
+        """What the migration lock is named for: the project, and the tenant schema a run
+        migrates, so tenants of one database migrate side by side and each one alone."""
+        return self.package if self.schema is None else f"{self.package}/{self.schema}"
 
     @property
     def module_commands(self) -> Commands:

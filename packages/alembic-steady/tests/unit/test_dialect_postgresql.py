@@ -4,6 +4,7 @@ SQLSTATE classification, messages, and the SQL it sends (on a recording connecti
 import asyncio
 import zlib
 from collections.abc import Callable
+from dataclasses import replace
 from types import SimpleNamespace
 from typing import Any
 
@@ -983,11 +984,20 @@ def test_release_lock_gives_the_session_back_with_the_servers_timeouts() -> None
         (
             "SELECT set_config(name, reset_val, false) FROM pg_settings WHERE name IN "
             "('lock_timeout', 'statement_timeout', 'idle_session_timeout', "
-            "'idle_in_transaction_session_timeout')",
+            "'idle_in_transaction_session_timeout', 'search_path')",
             None,
         ),
         ("SELECT pg_advisory_unlock(:key)", {"key": lock_key("shop")}),
     ]
+
+
+def test_a_tenant_schemas_run_holds_a_lock_of_its_own() -> None:
+    # Tenants of one database migrate side by side; replicas migrating one tenant serialise.
+    connection = FakeConnection()
+    project = replace(make_project(package="shop"), schema="acme")
+    asyncio.run(PG.release_lock(FakeAsyncConnection(connection), project))
+    assert connection.sql[-1] == ("SELECT pg_advisory_unlock(:key)", {"key": lock_key("shop/acme")})
+    assert lock_key("shop/acme") != lock_key("shop")
 
 
 def test_release_lock_on_a_lost_connection_gives_up_quietly() -> None:

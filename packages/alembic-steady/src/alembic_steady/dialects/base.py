@@ -107,6 +107,9 @@ class Dialect(ABC):
     # True where what a revision committed stays when it fails (DDL on MySQL), so a plain rerun
     # is not the fix; False where a rerun of a rerun-safe revision is.
     committed_is_final: bool
+    # True where one session reads every database of its server (MySQL's databases are schemas);
+    # False where a session sees its own database only (PostgreSQL).
+    databases_share_a_session: bool
     # What cancelling the migrating task did on the server, where that is all it takes.
     cancelled_on_signal = (
         "Its statement was cancelled on the server and the migration lock released."
@@ -152,6 +155,15 @@ class Dialect(ABC):
         self, connection: Connection, project: Project
     ) -> None:
         """Release what acquire_caller_lock took, where the transaction's end does not."""
+
+    # -- tenant schemas ----------------------------------------------------------------------
+    def enter_schema(self, connection: Connection, schema: str) -> None:
+        """Make `schema` the run's own (under the lock): made when missing, and where the
+        revisions' unqualified names point."""
+        raise CommandError(
+            f"Tenant schemas are PostgreSQL's; on {self.server} a schema is a database: name "
+            "each tenant's database as a target (database=NAME or a URL)."
+        )
 
     # -- timeouts and retries ----------------------------------------------------------------
     @abstractmethod

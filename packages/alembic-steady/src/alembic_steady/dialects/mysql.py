@@ -147,6 +147,7 @@ class MySQL(Dialect):
     direct_connection = "a direct connection"
     lost_connection_causes = "server restart, failover, KILL"
     committed_is_final = True
+    databases_share_a_session = True
 
     def __init__(self) -> None:
         self._record_table = False  # mysql_progress's table is known to exist

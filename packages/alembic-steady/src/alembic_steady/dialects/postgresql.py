@@ -188,6 +188,7 @@ class PostgreSQL(Dialect):
     direct_connection = "a direct or session-pooled connection"
     lost_connection_causes = "server restart, failover, pg_terminate_backend, a pooler"
     committed_is_final = False
+    databases_share_a_session = False
 
     # -- connecting --------------------------------------------------------------------------
     def connect_args(self, settings: MigrationSettings, session_name: str) -> dict[str, Any]:
@@ -250,7 +251,7 @@ class PostgreSQL(Dialect):
         await connection.run_sync(_protect_session)
         deadline = time.monotonic() + settings.migration_lock_wait
         pause = _FIRST_POLL
-        key = lock_key(project.package)
+        key = lock_key(project.lock_name)
         while True:
             result = await connection.execute(
                 text("SELECT pg_try_advisory_lock(:key)"), {"key": key}
@@ -261,7 +262,7 @@ class PostgreSQL(Dialect):
                 return
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                holders = await connection.run_sync(describe_holders, project.package)
+                holders = await connection.run_sync(describe_holders, project.lock_name)
                 await connection.commit()
                 raise CommandError(
                     f"Another migration{holders} still holds the lock after "
@@ -279,7 +280,7 @@ class PostgreSQL(Dialect):
             await connection.rollback()
             await connection.execute(_RESET_SESSION)
             await connection.execute(
-                text("SELECT pg_advisory_unlock(:key)"), {"key": lock_key(project.package)}
+                text("SELECT pg_advisory_unlock(:key)"), {"key": lock_key(project.lock_name)}
             )
             await connection.commit()
         except Exception:  # the connection is gone, and with it the lock
@@ -292,7 +293,7 @@ class PostgreSQL(Dialect):
                 "AND pid = pg_backend_pid() AND classid = :classid AND objid = :objid "
                 "AND objsubid = 1"
             ),
-            _key_parts(project.package),
+            _key_parts(project.lock_name),
         ).scalar_one()
         if not held:
             raise LockLost
@@ -307,8 +308,26 @@ class PostgreSQL(Dialect):
             {"wait": f"{int(settings.migration_lock_wait * 1000)}ms"},
         )
         connection.execute(
-            text("SELECT pg_advisory_xact_lock(:key)"), {"key": lock_key(project.package)}
+            text("SELECT pg_advisory_xact_lock(:key)"), {"key": lock_key(project.lock_name)}
         )
+
+    # -- tenant schemas ----------------------------------------------------------------------
+    def enter_schema(self, connection: Connection, schema: str) -> None:
+        # Only the tenant's schema on the search path: a revision's unqualified ALTER of a table
+        # the tenant lacks fails, rather than changing another schema's table of that name.
+        # Made when missing (a new tenant), but looked up first: CREATE SCHEMA IF NOT EXISTS
+        # asks for the CREATE privilege on the database even when the schema is there.
+        quoted = connection.dialect.identifier_preparer.quote_identifier(schema)
+        exists = connection.execute(
+            text("SELECT count(*) FROM pg_namespace WHERE nspname = :schema"), {"schema": schema}
+        ).scalar_one()
+        if not exists:
+            connection.execute(text(f"CREATE SCHEMA {quoted}"))
+        connection.execute(text(f"SET search_path TO {quoted}"))
+        connection.commit()
+        # What Alembic and the inspector take as "no schema": the tenant's (the run's own
+        # engine, never a caller's).
+        connection.dialect.default_schema_name = schema
 
     # -- timeouts and retries ----------------------------------------------------------------
     def set_lock_timeout(self, connection: Connection, policy: RetryPolicy, attempt: int) -> str:
@@ -589,7 +608,8 @@ END $$
 # set_statement_timeout), back to what the session started with.
 _RESET_SESSION = text(
     "SELECT set_config(name, reset_val, false) FROM pg_settings WHERE name IN ('lock_timeout', "
-    "'statement_timeout', 'idle_session_timeout', 'idle_in_transaction_session_timeout')"
+    "'statement_timeout', 'idle_session_timeout', 'idle_in_transaction_session_timeout', "
+    "'search_path')"
 )
 
 

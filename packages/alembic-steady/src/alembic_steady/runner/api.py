@@ -39,6 +39,7 @@ class Migrations:
         url: URL | None = None,
         connection: Connection | None = None,
         commands: Commands | None = None,
+        schema: str | None = None,
     ) -> Config:
         """An Alembic config built in code: no alembic.ini needed, so it works from a wheel."""
         config = Config()
@@ -52,6 +53,8 @@ class Migrations:
             config.attributes["connection"] = connection
         if commands is not None:
             config.attributes["commands"] = commands
+        if schema is not None:
+            config.attributes["schema"] = schema
         return config
 
     def upgrade(
@@ -62,6 +65,7 @@ class Migrations:
         connection: Connection | None = None,
         commands: Commands | None = None,
         cancel_on_signals: bool = False,
+        schema: str | None = None,
     ) -> None:
         """Upgrade the database to `revision`, under the migration lock.
 
@@ -69,9 +73,11 @@ class Migrations:
         after). Without one, env.py runs its own event loop; inside a running loop that happens
         in a worker thread, since `asyncio.run()` cannot be nested. With `cancel_on_signals`
         (a process that only migrates), SIGTERM/SIGINT cancel the running statement on the
-        server, release the lock and exit 143/130, as `alembic upgrade` does.
+        server, release the lock and exit 143/130, as `alembic upgrade` does. With `schema`
+        (PostgreSQL), the tenant schema of that name is migrated: made when missing, holding its
+        own version table, under a lock of its own (a new tenant's sign-up migrates it alone).
         """
-        config = self.alembic_config(url, connection, commands)
+        config = self.alembic_config(url, connection, commands, schema)
         config.attributes["command"] = "upgrade"
         config.attributes["cancel_on_signals"] = cancel_on_signals
         if connection is not None:

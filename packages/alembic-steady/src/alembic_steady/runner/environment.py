@@ -23,6 +23,7 @@ import atexit
 import gc
 import sys
 from collections.abc import Callable, Coroutine
+from dataclasses import replace
 from logging.config import fileConfig
 from typing import Any
 
@@ -74,6 +75,10 @@ class MigrationEnvironment:
         # The module CLI and other callers word the advice in their own commands.
         commands = config.attributes.get("commands")
         self.project = project if commands is None else project.with_commands(commands)
+        # A tenant schema (the fleet runner's, or upgrade(schema=...)): its own lock, search path
+        # and version table.
+        if (schema := config.attributes.get("schema")) is not None:
+            self.project = replace(self.project, schema=schema)
         # A person or a job log reads what a command-line or module CLI run did; code calling
         # upgrade() gets no output.
         self.talks = self.command_line or commands is not None
@@ -116,6 +121,8 @@ class MigrationEnvironment:
                 kwargs["process_revision_directives"] = guards.explain_model_drift(
                     self.project.commands
                 )
+        if self.project.schema is not None:  # a tenant's version table is in its schema
+            kwargs["version_table_schema"] = self.project.schema
         self.context.configure(
             target_metadata=target_metadata,
             # Each revision commits on its own: a failure in the fifth keeps the first four
@@ -294,6 +301,8 @@ class MigrationEnvironment:
                             await connection.run_sync(dialect.require_writable)
                         await dialect.acquire_lock(connection, project, self.settings)
                         try:
+                            if project.schema is not None:
+                                await connection.run_sync(dialect.enter_schema, project.schema)
                             await connection.run_sync(dialect.set_statement_timeout, self.settings)
                             await connection.run_sync(run_on)
                             await connection.run_sync(dialect.verify_lock, project)
@@ -323,6 +332,11 @@ class MigrationEnvironment:
             with clear_errors(
                 self.dialect, self.settings, self.progress, self.project, self.command
             ):
+                if injected is not None and self.project.schema is not None:
+                    raise CommandError(
+                        "A tenant schema is migrated on a connection of the runner's own: pass "
+                        "url= with schema=, not a connection."
+                    )
                 if isinstance(injected, Connection):
                     self._run_on_callers_connection(injected)
                 elif injected is None:
