@@ -93,6 +93,16 @@ def test_an_upgrade_tells_env_py_its_command_and_whether_signals_cancel_it(
     assert config.attributes["url"] is DEFAULT_URL and config.attributes["commands"] is MAKE
 
 
+def test_an_upgrade_of_a_tenant_schema_tells_env_py_the_schema(
+    migrations: Migrations, ran: list[Any]
+) -> None:
+    migrations.upgrade(url=DEFAULT_URL, schema="acme")
+    [(_, config, _, _)] = ran
+    assert config.attributes["schema"] == "acme"
+    migrations.upgrade(url=DEFAULT_URL)
+    assert "schema" not in ran[-1][1].attributes  # the database's own: no schema named
+
+
 def test_an_upgrade_goes_to_head_and_leaves_signals_to_the_caller_by_default(
     migrations: Migrations, ran: list[Any]
 ) -> None:

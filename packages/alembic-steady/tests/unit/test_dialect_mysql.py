@@ -1085,3 +1085,12 @@ def test_the_wait_for_the_killed_session_asks_by_its_id(paused: list[float]) -> 
     other = OtherConnection(["ALTER TABLE t ADD b INT", "ALTER TABLE t ADD b INT", "gone"])
     stop(other, Progress())
     assert [params for sql, params in other.sql if sql == ALIVE] == [{"id": 42}] * 3
+
+
+def test_a_tenant_schema_on_mysql_is_refused_naming_databases() -> None:
+    with pytest.raises(CommandError) as refused:
+        MY.enter_schema(FakeConnection(), "acme")  # type: ignore[arg-type]
+    assert str(refused.value) == (
+        "Tenant schemas are PostgreSQL's; on MySQL a schema is a database: name each tenant's "
+        "database as a target (database=NAME or a URL)."
+    )

@@ -1075,3 +1075,36 @@ def test_the_last_pause_ends_at_the_lock_wait(pauses: list[float]) -> None:
         )
     assert pauses[:8] == [0.0375, 0.075, 0.15, 0.3, 0.6, 0.75, 0.75, 0.3375]
     assert sum(pauses) == pytest.approx(3)
+
+
+class Preparer:
+    @staticmethod
+    def quote_identifier(name: str) -> str:
+        return '"' + name.replace('"', '""') + '"'
+
+
+def tenant_connection(results: list[list[tuple[Any, ...]]]) -> FakeConnection:
+    connection = FakeConnection(results)
+    connection.dialect = SimpleNamespace(  # type: ignore[attr-defined]
+        identifier_preparer=Preparer(), default_schema_name="public"
+    )
+    return connection
+
+
+def test_a_new_tenant_schema_is_made_then_alone_on_the_search_path() -> None:
+    connection = tenant_connection([[(0,)]])
+    PG.enter_schema(connection, 'Acme "EU"')
+    assert connection.sql == [
+        ("SELECT count(*) FROM pg_namespace WHERE nspname = :schema", {"schema": 'Acme "EU"'}),
+        ('CREATE SCHEMA "Acme ""EU"""', None),
+        ('SET search_path TO "Acme ""EU"""', None),
+    ]
+    assert connection.log[-1] == "commit"  # kept past the revisions' transactions
+    assert connection.dialect.default_schema_name == 'Acme "EU"'  # type: ignore[attr-defined]
+
+
+def test_an_existing_tenant_schema_is_not_made_again() -> None:
+    # CREATE SCHEMA IF NOT EXISTS would still need the CREATE privilege on the database.
+    connection = tenant_connection([[(1,)]])
+    PG.enter_schema(connection, "acme")
+    assert [sql for sql, _ in connection.sql][1:] == ['SET search_path TO "acme"']

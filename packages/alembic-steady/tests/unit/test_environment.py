@@ -99,6 +99,24 @@ def test_a_rollback_in_production_is_refused_before_anything_connects(
         environment(tmp_path, {"command": "downgrade"}, environment="production")
 
 
+def test_a_tenant_schema_is_the_runs_own_with_its_version_table(tmp_path: Path) -> None:
+    env = environment(tmp_path, {"command": "upgrade", "schema": "acme"})
+    assert env.project.schema == "acme" and env.project.lock_name == "shop/acme"
+    assert configured(env)["version_table_schema"] == "acme"
+    words = make_project(package="shop").module_commands
+    env = environment(tmp_path, {"commands": words, "schema": "acme"})
+    assert (env.project.schema, env.project.commands) == ("acme", words)  # both kept
+
+
+def test_a_tenant_schema_on_a_callers_connection_is_refused_before_it_is_used(
+    tmp_path: Path,
+) -> None:
+    engine = create_async_engine("postgresql+asyncpg://app@other.internal/shop")  # not connected
+    env = environment(tmp_path, {"connection": engine, "schema": "acme"})
+    with pytest.raises(CommandError, match=r"^A tenant schema is migrated on a connection of"):
+        env.run_online(lambda: None)  # type: ignore[arg-type,return-value]
+
+
 # -- configure -----------------------------------------------------------------------------
 
 

@@ -62,12 +62,7 @@ class Rollout:
                     if self.stopping.is_set():
                         outcomes += [self._not_run(t, found, name) for t in group]
                         continue
-                    done = list(pool.map(lambda t, n=name: self._one(t, found, n), group))
-                    outcomes += done
-                    if any(o.outcome != UPGRADED for o in done) and (
-                        name == "canary" or self.policy.stop_on_error
-                    ):
-                        self.stopping.set()
+                    outcomes += pool.map(lambda t, n=name: self._one(t, found, n), group)
             finally:
                 for worker in self._all:
                     worker.close()
@@ -100,6 +95,8 @@ class Rollout:
                 error,
                 wave,
             )
+        if outcome.outcome != UPGRADED and (wave == "canary" or self.policy.stop_on_error):
+            self.stopping.set()  # the targets running finish; no other starts
         self.told(outcome)
         return outcome
 

@@ -37,7 +37,7 @@ def parse(line: str, base: URL, dialect: str) -> Target:
     if "://" in text:
         try:
             url = parse_url(text, _backend(text))
-        except ValueError:
+        except (ValueError, CommandError):
             raise ValueError(
                 "a URL no dialect takes (expected postgresql://... or mysql://..., "
                 "special characters percent-encoded)"
