@@ -221,11 +221,15 @@ def write(
 
 
 def with_revisions(
-    dialect: str, name: str, revisions: list[tuple[str, str, str, str]], after: str = "c3"
+    dialect: str,
+    name: str,
+    revisions: list[tuple[str, str, str, str]],
+    after: str = "c3",
+    models: str = MODELS,
 ) -> Project:
     """The demo project `name` with `revisions` (revision, upgrade, downgrade, doc) chained
-    after `after`."""
-    project = write(dialect, name=name)
+    after `after`, and `models` (the models those revisions reach)."""
+    project = write(dialect, name=name, models=models)
     down = after
     for revision, upgrade, downgrade, doc in revisions:
         add_revision(project.versions, revision, down, upgrade, downgrade, doc=doc)

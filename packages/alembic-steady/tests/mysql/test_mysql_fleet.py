@@ -34,9 +34,10 @@ def project() -> Project:
 
 @pytest.fixture
 def databases(server_clients: Clients, server_url: URL) -> Iterator[list[URL]]:
-    with new_database(server_clients, server_url) as one, new_database(
-        server_clients, server_url
-    ) as two:
+    with (
+        new_database(server_clients, server_url) as one,
+        new_database(server_clients, server_url) as two,
+    ):
         yield [one, two]
 
 

@@ -37,9 +37,17 @@ SEEDED = [
 HEAD = ["e5"]
 
 
+# The models as e5 leaves them.
+MODELS = demo_project.MODELS.replace(
+    '    sa.Index("ix_widget_name", "name"),',
+    '    sa.Index("ix_widget_name", "name"),\n    sa.UniqueConstraint("name", name="uq_widget_name"),',
+)
+
+
 @pytest.fixture(scope="module")
 def project() -> Project:
-    return demo_project.with_revisions("postgresql", "fleet", SEEDED)
+    assert MODELS != demo_project.MODELS
+    return demo_project.with_revisions("postgresql", "fleet", SEEDED, models=MODELS)
 
 
 @pytest.fixture
@@ -369,3 +377,53 @@ def test_a_tenant_schema_is_refused_on_a_callers_connection(
 
     with pytest.raises(CommandError, match="pass url= with schema="):
         on_connection(database_url, upgrade)
+
+
+def test_status_with_drift_names_the_tenant_whose_schema_differs_from_the_models(
+    project: Project, database_url: URL, tmp_path: Path
+) -> None:
+    migrations = Migrations(project)
+    for schema in ("same", "edited"):
+        migrations.upgrade(url=database_url, schema=schema)
+    execute(database_url, "ALTER TABLE edited.widget DROP COLUMN price")  # by hand, unrecorded
+    lines = ["same", "edited", "behind"]
+    migrations.upgrade("a1", url=database_url, schema="behind")
+    run, report = fleet(project, database_url, tmp_path, lines, "status", "--drift")
+    assert run.returncode == 1
+    found = by_target(report)
+    assert found["schema=same"]["outcome"] == "at head", found["schema=same"]["error"]
+    assert found["schema=edited"]["outcome"] == "drifted"
+    assert "op.add_column('widget', sa.Column('price'" in found["schema=edited"]["error"]
+    assert found["schema=behind"]["outcome"] == "behind"  # not compared: not at head
+    plain, report = fleet(project, database_url, tmp_path, lines[:2], "status")
+    assert plain.returncode == 0  # without --drift, revisions only
+
+
+def test_status_reads_every_tenant_of_a_database_in_one_session(
+    project: Project, database_url: URL, other_database: URL
+) -> None:
+    from sqlalchemy import event
+    from sqlalchemy.pool import Pool
+
+    from alembic_steady.dialects.postgresql import PostgreSQL
+    from alembic_steady.fleet.status import read_all
+    from alembic_steady.fleet.targets import parse_all
+
+    migrations = Migrations(project)
+    for n in range(0, 30, 3):
+        migrations.upgrade(url=database_url, schema=f"t{n:02}")
+    lines = [f"t{n:02}" for n in range(30)] + [f"database={other_database.database}"]
+    targets = parse_all(lines, database_url, "postgresql", "test")
+    opened: list[object] = []
+
+    def count(*_: object) -> None:
+        opened.append(1)
+
+    event.listen(Pool, "connect", count)
+    try:
+        found = read_all(targets, project, project.settings(), PostgreSQL())
+    finally:
+        event.remove(Pool, "connect", count)
+    assert len(opened) == 2  # one per database, whatever the number of tenants
+    assert [found[t].heads for t in targets[:4]] == [tuple(HEAD), (), (), tuple(HEAD)]
+    assert found[targets[-1]].heads == ()

@@ -78,6 +78,7 @@ def ran(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Any, tuple[Any, ...]
 
     monkeypatch.setattr(api.command, "upgrade", recorder("upgrade"))
     monkeypatch.setattr(api.command, "current", recorder("current"))
+    monkeypatch.setattr(api.command, "check", recorder("check"))
     return calls
 
 
@@ -101,6 +102,21 @@ def test_an_upgrade_of_a_tenant_schema_tells_env_py_the_schema(
     assert config.attributes["schema"] == "acme"
     migrations.upgrade(url=DEFAULT_URL)
     assert "schema" not in ran[-1][1].attributes  # the database's own: no schema named
+
+
+def test_a_check_of_a_tenant_names_the_command_the_target_and_the_words(
+    migrations: Migrations, ran: list[Any]
+) -> None:
+    async def in_a_loop() -> None:
+        migrations.check(url=DEFAULT_URL, schema="acme", commands=MAKE)
+
+    asyncio.run(in_a_loop())
+    [(name, config, args, kwargs)] = ran
+    assert (name, args) == ("check", ())
+    assert kwargs["thread"] != threading.get_ident()  # a running loop: off to a worker thread
+    assert config.attributes["command"] == "check" and config.attributes["schema"] == "acme"
+    assert config.attributes["url"] is DEFAULT_URL and config.attributes["commands"] is MAKE
+    assert "connection" not in config.attributes
 
 
 def test_an_upgrade_goes_to_head_and_leaves_signals_to_the_caller_by_default(

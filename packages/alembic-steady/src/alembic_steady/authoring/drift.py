@@ -13,9 +13,13 @@ from ..project import Commands
 DRIFT_LINES, DRIFT_WIDTH = 40, 200
 
 
+# How every drift message begins (the fleet's status tells a drift from other failures by it).
+DRIFT_SAYS = "The models differ from the migrations"
+
+
 def drift_message(upgrade_ops: UpgradeOps, context: MigrationContext, commands: Commands) -> str:
     return (
-        "The models differ from the migrations: write a revision for the change with "
+        f"{DRIFT_SAYS}: write a revision for the change with "
         f"{commands.migration}. Its upgrade() would be:\n{drift_as_code(upgrade_ops, context)}"
     )
 

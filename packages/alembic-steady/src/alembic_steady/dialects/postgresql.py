@@ -326,7 +326,9 @@ class PostgreSQL(Dialect):
         connection.execute(text(f"SET search_path TO {quoted}"))
         connection.commit()
         # What Alembic and the inspector take as "no schema": the tenant's (the run's own
-        # engine, never a caller's).
+        # engine, never a caller's). Its version table is then found on the search path, and
+        # autogenerate (`check`) compares the models with the tenant's tables, that version
+        # table left out as in any database.
         connection.dialect.default_schema_name = schema
 
     # -- timeouts and retries ----------------------------------------------------------------

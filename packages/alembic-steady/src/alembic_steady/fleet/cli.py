@@ -1,7 +1,7 @@
 """`python -m <package>.migrations fleet upgrade|status`: the project's revisions on every target.
 
     fleet upgrade --targets FILE [--parallel N] [--canary N] [--wave N] [--on-error stop|continue]
-    fleet status  --targets FILE
+    fleet status  --targets FILE [--drift]        (--drift: each target at head against the models)
         --targets-query SQL    the targets from a query on the configured database (first column)
         --shard I/K            this pod's share (a Kubernetes Indexed Job: JOB_COMPLETION_INDEX/K)
         --format text|md|json, --report FILE   the report (stdout by default)
@@ -48,7 +48,8 @@ def main(project: Project, argv: list[str]) -> int:
         action.add_argument("--shard", help="I/K: this pod's share of the targets")
         action.add_argument("--format", choices=sorted(report.FORMATS), default="text")
         action.add_argument("--report", type=Path, help="write the report here, not to stdout")
-    upgrade.add_argument("--parallel", type=_positive, default=4, help="workers (default 4)")
+        action.add_argument("--parallel", type=_positive, default=4, help="workers (default 4)")
+    status.add_argument("--drift", action="store_true", help="compare the models with each target")
     upgrade.add_argument("--canary", type=_count, default=1, help="targets first, alone")
     upgrade.add_argument("--wave", type=_count, default=0, help="targets per wave (0: all)")
     upgrade.add_argument("--on-error", choices=["stop", "continue"], default="stop")
@@ -62,8 +63,7 @@ def main(project: Project, argv: list[str]) -> int:
         heads = tuple(sorted(Migrations(project).script_heads()))
         found = read_all(targets, project, settings, dialect)
         if args.action == "status":
-            outcomes = [_status(target, found[target], heads) for target in targets]
-            signals: list[int] = []
+            outcomes, signals = _status_of(project, targets, found, heads, args)
         else:
             outcomes, signals = _upgrade(project, targets, found, heads, args)
     except CommandError as exc:
@@ -108,13 +108,32 @@ def _upgrade(
             flush=True,
         )
 
-    rollout = Rollout(project.package, "heads", policy, told)
+    rollout = Rollout(project.package, "upgrade", policy, told)
     ran = {o.target: o for o in rollout.run(pending, found)}
     outcomes = [
         ran.get(target.label) or Outcome(target.label, AT_HEAD, heads, heads) for target in targets
     ]
     print(f"fleet: done in {time.monotonic() - started:.1f}s", file=sys.stderr)
     return outcomes, rollout.signals
+
+
+def _status_of(
+    project: Project,
+    targets: list[Target],
+    found: dict[Target, Found],
+    heads: tuple[str, ...],
+    args: argparse.Namespace,
+) -> tuple[list[Outcome], list[int]]:
+    """Each target's revision; with --drift, each target at head compared with the models (by
+    the workers: `alembic check` on its schema)."""
+    outcomes = [_status(target, found[target], heads) for target in targets]
+    if not args.drift:
+        return outcomes, []
+    current = [t for t, o in zip(targets, outcomes, strict=True) if o.outcome == AT_HEAD]
+    policy = Policy(args.parallel, canary=0, stop_on_error=False)
+    rollout = Rollout(project.package, "check", policy, lambda outcome: None)
+    checked = {o.target: o for o in rollout.run(current, found)}
+    return [checked.get(o.target, o) for o in outcomes], rollout.signals
 
 
 def _status(target: Target, found: Found, heads: tuple[str, ...]) -> Outcome:

@@ -12,6 +12,7 @@ INTERRUPTED = "interrupted"  # a signal stopped it; its statement was cancelled
 NOT_RUN = "not run"  # the policy or a signal stopped the rollout before it
 BEHIND = "behind"  # (status) pending revisions
 UNREADABLE = "unreadable"  # (status) its revision could not be read
+DRIFTED = "drifted"  # (status --drift) its schema differs from the models
 DONE = (AT_HEAD, UPGRADED)
 
 

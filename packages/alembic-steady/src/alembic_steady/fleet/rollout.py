@@ -15,7 +15,18 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from .report import FAILED, INTERRUPTED, NOT_RUN, UPGRADED, Outcome
+from ..authoring.drift import DRIFT_SAYS
+from .report import (
+    AT_HEAD,
+    DONE,
+    DRIFTED,
+    FAILED,
+    INTERRUPTED,
+    NOT_RUN,
+    UNREADABLE,
+    UPGRADED,
+    Outcome,
+)
 from .status import Found
 from .targets import Target
 from .workers import Worker, job_for
@@ -42,10 +53,18 @@ def waves(pending: list[Target], policy: Policy) -> list[tuple[str, list[Target]
     return groups
 
 
+def outcome_of(command: str, error: str | None) -> str:
+    if command == "upgrade":
+        return FAILED if error else UPGRADED
+    if error is None:
+        return AT_HEAD
+    return DRIFTED if error.startswith(DRIFT_SAYS) else UNREADABLE
+
+
 @dataclass
 class Rollout:
     package: str
-    revision: str
+    command: str  # "upgrade", or "check" (fleet status --drift)
     policy: Policy
     told: Callable[[Outcome], None]  # called as each target ends
     stopping: threading.Event = field(default_factory=threading.Event)
@@ -72,7 +91,7 @@ class Rollout:
         if self.stopping.is_set():
             return self._not_run(target, found, wave)
         worker = self._worker()
-        result = worker.run(job_for(target, self.revision))
+        result = worker.run(job_for(target, self.command))
         before = found[target].heads
         if result is None:  # the worker exited: a signal, or a crash
             status = worker.close()
@@ -85,17 +104,19 @@ class Rollout:
         else:
             self._idle.put(worker)
             after = tuple(result["after"]) if result["after"] is not None else None
+            if self.command == "check":
+                after = before
             error = result["error"]
             outcome = Outcome(
                 target.label,
-                FAILED if error else UPGRADED,
+                outcome_of(self.command, error),
                 before,
                 after,
                 result["seconds"],
                 error,
                 wave,
             )
-        if outcome.outcome != UPGRADED and (wave == "canary" or self.policy.stop_on_error):
+        if outcome.outcome not in DONE and (wave == "canary" or self.policy.stop_on_error):
             self.stopping.set()  # the targets running finish; no other starts
         self.told(outcome)
         return outcome

@@ -21,7 +21,7 @@ from sqlalchemy.engine import make_url
 
 from ..dialects.base import for_url
 from ..runner.api import Migrations
-from .status import read_all
+from .status import Found, read_all
 from .targets import Target
 
 
@@ -70,13 +70,14 @@ class Worker:
         return self.process.wait()
 
 
-def job_for(target: Target, revision: str) -> dict[str, Any]:
+def job_for(target: Target, command: str) -> dict[str, Any]:
+    """`command`: "upgrade" (to the heads) or "check" (the models against the target)."""
     # The URL holds the password: it goes through the pipe, never argv or a file.
     return {
         "url": target.url.render_as_string(hide_password=False),
         "schema": target.schema,
         "label": target.label,
-        "revision": revision,
+        "command": command,
     }
 
 
@@ -93,20 +94,20 @@ def serve(migrations: Migrations, jobs: IO[str], results: IO[str]) -> int:
         started = time.monotonic()
         error = None
         try:
-            migrations.upgrade(
-                job["revision"],
-                url=url,
-                schema=job["schema"],
-                commands=words,
-                cancel_on_signals=True,
-            )
+            if job["command"] == "check":
+                migrations.check(url=url, schema=job["schema"], commands=words)
+            else:
+                migrations.upgrade(
+                    "heads", url=url, schema=job["schema"], commands=words, cancel_on_signals=True
+                )
         except CommandError as exc:
             error = str(exc)
         except Exception as exc:  # a bug: reported for this target, the others go on
             error = f"{type(exc).__name__}: {exc}".splitlines()[0]
         seconds = time.monotonic() - started
-        settings = project.settings()
-        after = read_all([target], project, settings, for_url(url))[target]
+        after = Found(None)  # a check changes nothing: the parent keeps what it read
+        if job["command"] == "upgrade":
+            after = read_all([target], project, project.settings(), for_url(url))[target]
         results.write(
             json.dumps(
                 {

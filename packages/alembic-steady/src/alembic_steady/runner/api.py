@@ -89,6 +89,19 @@ class Migrations:
         """Upgrade from async code without blocking the event loop."""
         await asyncio.to_thread(self.upgrade, revision, url=url)
 
+    def check(
+        self,
+        *,
+        url: URL | None = None,
+        schema: str | None = None,
+        commands: Commands | None = None,
+    ) -> None:
+        """`alembic check` on the database at `url` (or a tenant `schema` of it): CommandError
+        naming what the models have that its schema lacks, or what it lacks to be at head."""
+        config = self.alembic_config(url, None, commands, schema)
+        config.attributes["command"] = "check"
+        outside_running_loop(command.check, config)
+
     def current(self, *, commands: Commands | None = None) -> None:
         """Print the revision the database is at, as `alembic current --verbose` does."""
         config = self.alembic_config(commands=commands)

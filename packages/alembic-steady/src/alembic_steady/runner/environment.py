@@ -121,8 +121,6 @@ class MigrationEnvironment:
                 kwargs["process_revision_directives"] = guards.explain_model_drift(
                     self.project.commands
                 )
-        if self.project.schema is not None:  # a tenant's version table is in its schema
-            kwargs["version_table_schema"] = self.project.schema
         self.context.configure(
             target_metadata=target_metadata,
             # Each revision commits on its own: a failure in the fifth keeps the first four
