@@ -40,7 +40,8 @@ HEAD = ["e5"]
 # The models as e5 leaves them.
 MODELS = demo_project.MODELS.replace(
     '    sa.Index("ix_widget_name", "name"),',
-    '    sa.Index("ix_widget_name", "name"),\n    sa.UniqueConstraint("name", name="uq_widget_name"),',
+    '    sa.Index("ix_widget_name", "name"),\n'
+    '    sa.UniqueConstraint("name", name="uq_widget_name"),',
 )
 
 
