@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import IO
@@ -96,17 +97,19 @@ def _upgrade(
         file=sys.stderr,
     )
     finished = [0]
+    # told() runs in the rollout's threads: one at a time, so each count is told once and each
+    # line is written whole (print() writes the text and its newline apart).
+    printing = threading.Lock()
     started = time.monotonic()
 
     def told(outcome: Outcome) -> None:
-        finished[0] += 1
         took = f" in {outcome.seconds:.2f}s" if outcome.seconds else ""
         why = f": {outcome.error.splitlines()[0]}" if outcome.error else ""
-        print(
-            f"fleet: [{finished[0]}/{len(pending)}] {outcome.target} {outcome.outcome}{took}{why}",
-            file=sys.stderr,
-            flush=True,
-        )
+        with printing:
+            finished[0] += 1
+            line = f"[{finished[0]}/{len(pending)}] {outcome.target} {outcome.outcome}{took}{why}"
+            sys.stderr.write(f"fleet: {line}\n")
+            sys.stderr.flush()
 
     rollout = Rollout(project.package, "upgrade", policy, told)
     ran = {o.target: o for o in rollout.run(pending, found)}
