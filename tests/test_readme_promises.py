@@ -47,6 +47,7 @@ def test_generated_make_test_passes(project: Path) -> None:
         "test_no_long_lock_on_an_existing_table",
         "test_single_head",
         "test_data_survives_later_upgrades",
+        "test_a_fleet_reaches_head",
         "test_upgrade_inside_a_running_event_loop",
     ):
         assert re.search(rf"{test}\S* PASSED", output), test

@@ -47,6 +47,8 @@ MAKE_TARGETS = (
     "accept-edit",
     "sql",
     "plan",
+    "fleet-migrate",
+    "fleet-status",
     "backup",
     "restore",
     "psql",

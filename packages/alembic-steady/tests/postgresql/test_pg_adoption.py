@@ -178,6 +178,6 @@ def test_the_plugin_tests_a_stock_project(stock: Path, server_url: URL, workers:
         timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "7 passed" in result.stdout, result.stdout
+    assert "8 passed" in result.stdout, result.stdout
     # Which server the tests ran on, said once, with workers too (theirs reach the summary).
     assert result.stdout.count("PostgreSQL used: ") == 1, result.stdout

@@ -165,3 +165,16 @@ def test_the_json_report_keeps_every_field_and_the_whole_error() -> None:
         "wave": "wave 1",
     }
     assert data["targets"][3]["before"] is None
+
+
+def test_counts_on_the_command_line_are_whole_numbers() -> None:
+    from argparse import ArgumentTypeError
+
+    from alembic_steady.fleet.cli import _count, _positive
+
+    assert (_count("0"), _positive("3")) == (0, 3)
+    for bad, says in [("0", "above 0"), ("x", "above 0"), ("-1", "above 0")]:
+        with pytest.raises(ArgumentTypeError, match=f"give a whole number {says}"):
+            _positive(bad)
+    with pytest.raises(ArgumentTypeError, match=r"'1.5': give a whole number \(0 or more\)"):
+        _count("1.5")

@@ -186,10 +186,9 @@ def _protocol_channel() -> IO[str]:
 
 
 def _positive(value: str) -> int:
-    number = _count(value)
-    if number < 1:
+    if not value.isdigit() or int(value) < 1:
         raise argparse.ArgumentTypeError(f"{value!r}: give a whole number above 0")
-    return number
+    return int(value)
 
 
 def _count(value: str) -> int:

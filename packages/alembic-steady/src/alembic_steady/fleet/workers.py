@@ -8,6 +8,7 @@ crash) answers nothing: its target is reported as interrupted.
 """
 
 import contextlib
+import io
 import json
 import os
 import subprocess
@@ -95,7 +96,9 @@ def serve(migrations: Migrations, jobs: IO[str], results: IO[str]) -> int:
         error = None
         try:
             if job["command"] == "check":
-                migrations.check(url=url, schema=job["schema"], commands=words)
+                # Alembic prints "No new upgrade operations detected." for each target at peace.
+                with contextlib.redirect_stdout(io.StringIO()):
+                    migrations.check(url=url, schema=job["schema"], commands=words)
             else:
                 migrations.upgrade(
                     "heads", url=url, schema=job["schema"], commands=words, cancel_on_signals=True

@@ -23,13 +23,18 @@ from sqlalchemy import Connection, inspect
 from sqlalchemy.engine import URL
 
 from ..authoring.drift import drift_message
+from ..dialects.clients import Clients
+from ..fleet.status import read_all
+from ..fleet.targets import parse_all
 from ..runner.guards import folded
 from .data_checks import DATA_CHECKS
+from .plugin import new_database
 from .walk import Harness, Walk, on_connection
 
 __all__ = [
     "planted_folder",
     "test_a_failure_part_way_keeps_the_good_revisions",
+    "test_a_fleet_reaches_head",
     "test_data_survives_later_upgrades",
     "test_models_match_head_schema",
     "test_no_long_lock_on_an_existing_table",
@@ -201,3 +206,43 @@ def test_a_failure_part_way_keeps_the_good_revisions(
         "failing revision's CREATE TABLE "
         + ("committed (DDL commits on its own)" if committed_ddl else "rolled back with it")
     )
+
+
+def test_a_fleet_reaches_head(
+    migration_harness: Harness, database_url: URL, server_clients: Clients, server_url: URL
+) -> None:
+    """The revisions migrate a fleet as `make fleet-migrate` runs each target: on PostgreSQL two
+    tenant schemas of one database, each holding its own tables and version table and none
+    landing in the database's own schema (a revision naming `public.` breaks this); on MySQL,
+    where a tenant is a database, two databases of one server. The fleet's status then reads
+    every target at head."""
+    harness, project = migration_harness, migration_harness.project
+    with new_database(server_clients, server_url) as other:
+        if harness.dialect.name == "postgresql":
+            lines = ["schema=tenant_a", "schema=tenant_b"]
+        else:
+            lines = [f"database={database_url.database}", f"database={other.database}"]
+        targets = parse_all(lines, database_url, harness.dialect.name, "the fleet test")
+        for target in targets:
+            harness.migrations.upgrade("heads", url=target.url, schema=target.schema)
+        found = read_all(targets, project, project.settings(), harness.dialect)
+    heads = tuple(sorted(harness.script.get_heads()))
+    assert {line: found[target].heads for line, target in zip(lines, targets, strict=True)} == (
+        dict.fromkeys(lines, heads)
+    )
+    if harness.dialect.name == "postgresql":
+
+        def tables_of(connection: Connection) -> dict[str, set[str]]:
+            inspector = inspect(connection)
+            return {
+                schema: set(inspector.get_table_names(schema=schema))
+                for schema in ("tenant_a", "tenant_b", "public")
+            }
+
+        found_tables = on_connection(database_url, tables_of)
+        assert found_tables["tenant_a"] == found_tables["tenant_b"]
+        assert "alembic_version" in found_tables["tenant_a"]
+        assert not found_tables["public"], (
+            f"a tenant's revisions made {sorted(found_tables['public'])} in the database's own "
+            "schema: name no schema in a revision (the search path is the tenant's)"
+        )
