@@ -39,7 +39,7 @@ from urllib.parse import urlsplit
 
 import asyncpg
 import chain
-from harness import clean_env, embedded_server, timed
+from harness import clean_env, embedded_server, output_arguments, timed
 from plan import BenchmarkFailed, compile_sources, required
 from run import log, make, render
 
@@ -785,13 +785,7 @@ def parse_args() -> argparse.Namespace:
         default=os.environ.get("TEST_DATABASE_URL"),
         help="a PostgreSQL server's URL (default: TEST_DATABASE_URL, else an embedded server)",
     )
-    parser.add_argument(
-        "--results",
-        type=Path,
-        default=HERE / "RESULTS-fleet.md",
-        help="where to write the Markdown results (default: benchmarks/RESULTS-fleet.md)",
-    )
-    parser.add_argument("--keep", action="store_true", help="keep the work folder for inspection")
+    output_arguments(parser, HERE / "RESULTS-fleet.md")
     return parser.parse_args()
 
 

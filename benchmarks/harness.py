@@ -1,5 +1,6 @@
 """What every benchmark needs: the shared PostgreSQL server, clean environments, timed commands."""
 
+import argparse
 import asyncio
 import os
 import shutil
@@ -147,3 +148,14 @@ def timed(
     if check and not timing.ok:
         raise RuntimeError(f"{' '.join(args)} failed in {cwd}:\n{timing.tail()}")
     return timing
+
+
+def output_arguments(parser: argparse.ArgumentParser, results: Path) -> None:
+    """`--results PATH` (default `results`, in benchmarks/) and `--keep`, as every benchmark has."""
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=results,
+        help=f"where to write the Markdown results (default: benchmarks/{results.name})",
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the work folder for inspection")

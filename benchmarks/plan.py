@@ -27,7 +27,7 @@ from pathlib import Path
 
 import asyncpg
 import chain
-from harness import Server, Timing, clean_env, embedded_server, timed
+from harness import Server, Timing, clean_env, embedded_server, output_arguments, timed
 from run import log, make, render
 
 HERE = Path(__file__).resolve().parent
@@ -415,13 +415,7 @@ def parse_args() -> argparse.Namespace:
         default=3,
         help="runs of plan and of backup + rehearse, median reported (default: 3)",
     )
-    parser.add_argument(
-        "--results",
-        type=Path,
-        default=HERE / "RESULTS-plan.md",
-        help="where to write the Markdown results (default: benchmarks/RESULTS-plan.md)",
-    )
-    parser.add_argument("--keep", action="store_true", help="keep the work folder for inspection")
+    output_arguments(parser, HERE / "RESULTS-plan.md")
     return parser.parse_args()
 
 

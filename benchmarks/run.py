@@ -24,7 +24,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import chain
-from harness import TEMPLATE, TOOLS_BIN, Server, Timing, clean_env, embedded_server, timed
+from harness import (
+    TEMPLATE,
+    TOOLS_BIN,
+    Server,
+    Timing,
+    clean_env,
+    embedded_server,
+    output_arguments,
+    timed,
+)
 
 HERE = Path(__file__).resolve().parent
 PA_CONFTEST = HERE / "pytest_alembic_suite" / "conftest.py"
@@ -400,13 +409,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--runs", type=int, default=21, help="timed runs of each upgrade command (default: 21)"
     )
-    parser.add_argument(
-        "--results",
-        type=Path,
-        default=HERE / "RESULTS.md",
-        help="where to write the Markdown results (default: benchmarks/RESULTS.md)",
-    )
-    parser.add_argument("--keep", action="store_true", help="keep the work folder for inspection")
+    output_arguments(parser, HERE / "RESULTS.md")
     return parser.parse_args()
 
 

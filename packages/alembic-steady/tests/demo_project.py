@@ -2,6 +2,7 @@
 `migrations/` (env.py in Alembic's four-function shape, three revisions) and its models, for the
 integration tiers to migrate without rendering the template."""
 
+import json
 import os
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.engine import URL
 
@@ -385,3 +387,27 @@ def databases(server: URL, clients: Clients, *roles: str) -> Iterator[dict[str, 
     finally:
         for name in names.values():
             clients.drop_database(server, name)
+
+
+def fleet_run(
+    project: Project, url: URL, tmp_path: Path, lines: list[str], *args: str, **env: str
+) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """`fleet ARGS --targets FILE --report FILE --format json`: the run and its report."""
+    targets, report = tmp_path / "targets", tmp_path / "report.json"
+    targets.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    report.unlink(missing_ok=True)
+    run = module_cli(
+        project,
+        "fleet",
+        *args,
+        "--targets",
+        str(targets),
+        "--format",
+        "json",
+        "--report",
+        str(report),
+        url=url,
+        env=env,
+    )
+    assert report.exists(), run.stdout
+    return run, json.loads(report.read_text(encoding="utf-8"))

@@ -2,7 +2,6 @@
 revisions are read in one session per server, each database migrates under its own named lock,
 and one that rejects a revision fails alone, its committed DDL reported as it stands."""
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -44,21 +43,8 @@ def databases(server_clients: Clients, server_url: URL) -> Iterator[list[URL]]:
 def fleet(
     project: Project, url: URL, tmp_path: Path, lines: list[str], *args: str
 ) -> tuple[int, str, dict[str, Any]]:
-    targets, report = tmp_path / "targets", tmp_path / "report.json"
-    targets.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    run = demo_project.module_cli(
-        project,
-        "fleet",
-        *args,
-        "--targets",
-        str(targets),
-        "--format",
-        "json",
-        "--report",
-        str(report),
-        url=url,
-    )
-    return run.returncode, run.stdout, json.loads(report.read_text(encoding="utf-8"))
+    run, report = demo_project.fleet_run(project, url, tmp_path, lines, *args)
+    return run.returncode, run.stdout, report
 
 
 def test_databases_on_one_server_reach_head_and_a_rejecting_one_fails_alone(

@@ -2,7 +2,6 @@
 databases migrated by worker processes through the module CLI, as a Job runs it; those at head
 skipped; a locked target, a target whose data a revision rejects, and a runner stopped midway."""
 
-import json
 import os
 import signal
 import subprocess
@@ -57,28 +56,7 @@ def other_database(server_clients: Clients, server_url: URL) -> Iterator[URL]:
         yield url
 
 
-def fleet(
-    project: Project, url: URL, tmp_path: Path, lines: list[str], *args: str, **env: str
-) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
-    """`fleet ARGS --targets FILE --report FILE --format json`: the run and its report."""
-    targets, report = tmp_path / "targets", tmp_path / "report.json"
-    targets.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    report.unlink(missing_ok=True)
-    run = demo_project.module_cli(
-        project,
-        "fleet",
-        *args,
-        "--targets",
-        str(targets),
-        "--format",
-        "json",
-        "--report",
-        str(report),
-        url=url,
-        env=env,
-    )
-    assert report.exists(), run.stdout
-    return run, json.loads(report.read_text(encoding="utf-8"))
+fleet = demo_project.fleet_run
 
 
 def by_target(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
