@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,9 @@ from sqlalchemy.engine import URL
 from alembic_steady import Project
 from alembic_steady.dialects.clients import Clients
 from alembic_steady.runner.api import Migrations
+from alembic_steady.testing import checks
 from alembic_steady.testing.plugin import new_database
+from alembic_steady.testing.walk import Harness
 
 # d4 seeds one row per tenant (a data migration: run twice, it would leave two), e5 makes names
 # unique (a tenant holding duplicates rejects it).
@@ -406,3 +409,39 @@ def test_status_reads_every_tenant_of_a_database_in_one_session(
     assert len(opened) == 2  # one per database, whatever the number of tenants
     assert [found[t].heads for t in targets[:4]] == [tuple(HEAD), (), (), tuple(HEAD)]
     assert found[targets[-1]].heads == ()
+
+
+def with_tenants(project: Project, folder: Path) -> Project:
+    """The project with `tenant-schemas = true` in its pyproject.toml."""
+    (folder / "pyproject.toml").write_text(
+        "[tool.alembic-steady]\ntenant-schemas = true\n", encoding="utf-8"
+    )
+    return replace(project, root=folder)
+
+
+def test_the_built_in_fleet_test_migrates_two_tenants_where_the_project_has_them(
+    project: Project, database_url: URL, server_clients: Clients, server_url: URL, tmp_path: Path
+) -> None:
+    checks.test_a_fleet_reaches_head(Harness(project), database_url, server_clients, server_url)
+    assert rows(database_url, "SELECT count(*) FROM pg_namespace WHERE nspname = 'tenant_a'") == [
+        (0,)
+    ]  # by default two databases: no tenant schema is made
+    tenants = Harness(with_tenants(project, tmp_path))
+    checks.test_a_fleet_reaches_head(tenants, database_url, server_clients, server_url)
+    where = "SELECT table_schema FROM information_schema.tables WHERE table_name = 'widget'"
+    assert sorted(rows(database_url, where)) == [("public",), ("tenant_a",), ("tenant_b",)]
+
+
+def test_the_built_in_fleet_test_names_a_revision_that_leaves_its_tenants_schema(
+    database_url: URL, server_clients: Clients, server_url: URL, tmp_path: Path
+) -> None:
+    leak = '    op.execute("CREATE TABLE IF NOT EXISTS public.leak (id int)")'
+    leaky = demo_project.with_revisions(
+        "postgresql", "fleet_leak", [("d4", leak, '    op.execute("DROP TABLE public.leak")', "")]
+    )
+    harness = Harness(with_tenants(leaky, tmp_path))
+    with pytest.raises(AssertionError) as failed:
+        checks.test_a_fleet_reaches_head(harness, database_url, server_clients, server_url)
+    message = str(failed.value)
+    assert "a tenant's revisions made ['leak'] in the database's own schema." in message
+    assert "name no schema in a revision (not `public.`" in message

@@ -211,38 +211,55 @@ def test_a_failure_part_way_keeps_the_good_revisions(
 def test_a_fleet_reaches_head(
     migration_harness: Harness, database_url: URL, server_clients: Clients, server_url: URL
 ) -> None:
-    """The revisions migrate a fleet as `make fleet-migrate` runs each target: on PostgreSQL two
-    tenant schemas of one database, each holding its own tables and version table and none
-    landing in the database's own schema (a revision naming `public.` breaks this); on MySQL,
-    where a tenant is a database, two databases of one server. The fleet's status then reads
-    every target at head."""
+    """The revisions migrate a fleet as `make fleet-migrate` runs each target, and the fleet's
+    status then reads every target at head: two databases of one server; on PostgreSQL, with
+    `tenant-schemas = true` under [tool.alembic-steady], two tenant schemas of one database,
+    each holding its own tables and version table, none landing in the database's own schema (a
+    revision naming `public.` breaks its tenants)."""
     harness, project = migration_harness, migration_harness.project
+    tenants = harness.dialect.name == "postgresql" and project.setting("tenant-schemas", False)
     with new_database(server_clients, server_url) as other:
-        if harness.dialect.name == "postgresql":
+        if tenants:
             lines = ["schema=tenant_a", "schema=tenant_b"]
         else:
             lines = [f"database={database_url.database}", f"database={other.database}"]
         targets = parse_all(lines, database_url, harness.dialect.name, "the fleet test")
+        before = on_connection(database_url, _tables_by_schema)["public"] if tenants else set()
         for target in targets:
-            harness.migrations.upgrade("heads", url=target.url, schema=target.schema)
+            try:
+                harness.migrations.upgrade("heads", url=target.url, schema=target.schema)
+            except CommandError as exc:
+                where = "tenant schema" if tenants else "database"
+                raise AssertionError(
+                    f"{target.label}: the revisions fail in a {where} of their own: {exc}"
+                    + (TENANT_ADVICE if tenants else "")
+                ) from None
         found = read_all(targets, project, project.settings(), harness.dialect)
     heads = tuple(sorted(harness.script.get_heads()))
     assert {line: found[target].heads for line, target in zip(lines, targets, strict=True)} == (
         dict.fromkeys(lines, heads)
     )
-    if harness.dialect.name == "postgresql":
-
-        def tables_of(connection: Connection) -> dict[str, set[str]]:
-            inspector = inspect(connection)
-            return {
-                schema: set(inspector.get_table_names(schema=schema))
-                for schema in ("tenant_a", "tenant_b", "public")
-            }
-
-        found_tables = on_connection(database_url, tables_of)
-        assert found_tables["tenant_a"] == found_tables["tenant_b"]
-        assert "alembic_version" in found_tables["tenant_a"]
-        assert not found_tables["public"], (
-            f"a tenant's revisions made {sorted(found_tables['public'])} in the database's own "
-            "schema: name no schema in a revision (the search path is the tenant's)"
+    if tenants:
+        tables = on_connection(database_url, _tables_by_schema)
+        assert tables["tenant_a"] == tables["tenant_b"]
+        assert "alembic_version" in tables["tenant_a"]
+        assert tables["public"] == before, (
+            f"a tenant's revisions made {sorted(tables['public'] - before)} in the database's "
+            f"own schema.{TENANT_ADVICE}"
         )
+
+
+# What a revision must do to run in any tenant's schema.
+TENANT_ADVICE = (
+    " A tenant's search path is its own schema alone: name no schema in a revision (not "
+    "`public.`, nor alembic-postgresql-enum's `enum_schema='public'`), so its tables and types "
+    "land in the tenant's."
+)
+
+
+def _tables_by_schema(connection: Connection) -> dict[str, set[str]]:
+    inspector = inspect(connection)
+    return {
+        schema: set(inspector.get_table_names(schema=schema))
+        for schema in ("tenant_a", "tenant_b", "public")
+    }
