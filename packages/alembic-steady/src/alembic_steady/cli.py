@@ -1,7 +1,7 @@
 """`python -m <package>.migrations`: every migration command and chore of a project, from a source
 tree (the Make targets call it) or an installed wheel or image (no alembic.ini needed to migrate).
 
-    python -m <package>.migrations upgrade [REV]       # default: head
+    python -m <package>.migrations upgrade [REV] [--schema NAME]   # default: head; one tenant
     python -m <package>.migrations current
     python -m <package>.migrations wait-for-head --timeout 300
     python -m <package>.migrations accept-edit REV     # an applied revision edited on purpose
@@ -83,6 +83,9 @@ def main(migrations: Migrations, argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     up = commands.add_parser("upgrade", help="upgrade to head, or to REV, under the lock")
     up.add_argument("revision", nargs="?", default="head", help="head (default), +1, an id")
+    up.add_argument(
+        "--schema", help="a tenant schema of the database (PostgreSQL): migrate it alone"
+    )
     commands.add_parser("current", help="print the revision the database is at")
     wait = commands.add_parser(
         "wait-for-head", help="exit 0 once the database is at head (init containers)"
@@ -103,7 +106,9 @@ def main(migrations: Migrations, argv: list[str] | None = None) -> int:
     words = project.module_commands
     try:
         if args.command == "upgrade":
-            migrations.upgrade(args.revision, commands=words, cancel_on_signals=True)
+            migrations.upgrade(
+                args.revision, commands=words, cancel_on_signals=True, schema=args.schema
+            )
         elif args.command == "current":
             migrations.current(commands=words)
         elif args.command == "wait-for-head":

@@ -445,3 +445,11 @@ def test_the_built_in_fleet_test_names_a_revision_that_leaves_its_tenants_schema
     message = str(failed.value)
     assert "a tenant's revisions made ['leak'] in the database's own schema." in message
     assert "name no schema in a revision (not `public.`" in message
+
+
+def test_the_module_cli_migrates_one_tenant_alone(project: Project, database_url: URL) -> None:
+    Migrations(project).upgrade("c3", url=database_url, schema="other")
+    run = demo_project.module_cli(project, "upgrade", "--schema", "signed up", url=database_url)
+    assert run.returncode == 0, run.stdout
+    assert at(database_url, "signed up") == HEAD
+    assert at(database_url, "other") == ["c3"]  # no other tenant touched

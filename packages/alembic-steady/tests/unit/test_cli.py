@@ -61,7 +61,11 @@ def test_upgrade_to_head_in_the_module_clis_words(project: Project) -> None:
     assert code == 0
     # A Job's or a container's PID 1 process only migrates: SIGTERM cancels the statement.
     assert migrations.calls == [
-        ("upgrade", ("head",), {"commands": project.module_commands, "cancel_on_signals": True})
+        (
+            "upgrade",
+            ("head",),
+            {"commands": project.module_commands, "cancel_on_signals": True, "schema": None},
+        )
     ]
     words = migrations.calls[0][2]["commands"]
     assert words.migrate == "python -m shop.migrations upgrade"
@@ -71,6 +75,12 @@ def test_upgrade_to_head_in_the_module_clis_words(project: Project) -> None:
 def test_upgrade_to_a_revision(project: Project) -> None:
     _, migrations = run(project, "upgrade", "+1")
     assert migrations.calls[0][1] == ("+1",)
+
+
+def test_upgrade_of_one_tenant_schema(project: Project) -> None:
+    # A new tenant's sign-up migrates its schema alone, not every tenant's.
+    _, migrations = run(project, "upgrade", "--schema", "acme")
+    assert migrations.calls[0][1] == ("head",) and migrations.calls[0][2]["schema"] == "acme"
 
 
 def test_current(project: Project) -> None:
@@ -300,7 +310,13 @@ def test_help_lists_every_command_with_what_it_does(
 @pytest.mark.parametrize(
     ("command", "lines"),
     [
-        (["upgrade"], ["revision head (default), +1, an id"]),
+        (
+            ["upgrade"],
+            [
+                "revision head (default), +1, an id",
+                "--schema SCHEMA a tenant schema of the database (PostgreSQL): migrate it alone",
+            ],
+        ),
         (["accept-edit"], ["revision the revision whose file was edited on purpose"]),
         (
             ["wait-for-head"],
