@@ -58,3 +58,13 @@ def test_every_mutation_proves_exactly_one_promise() -> None:
     owners = Counter(name for p in PROMISES for name in p["mutations"])
     assert sorted(MUTATIONS - set(owners)) == [], "mutations no promise lists"
     assert [name for name, n in owners.items() if n > 1] == []
+
+
+def test_every_mutation_still_finds_its_code() -> None:
+    # `make mutate` refuses a mutation whose `old` is not in its file exactly once; this says so
+    # in the fast tier, before a CI run spends minutes getting there.
+    moved = [
+        (m["name"], (TEMPLATE / m["file"]).read_text(encoding="utf-8").count(m["old"]))
+        for m in entries("mutations.toml", "mutation")
+    ]
+    assert [(name, count) for name, count in moved if count != 1] == []
