@@ -112,13 +112,19 @@ def test_tenants_and_databases_reach_head_and_those_at_head_are_skipped(
 def test_status_names_what_is_behind_and_exits_1(
     project: Project, database_url: URL, tmp_path: Path
 ) -> None:
-    Migrations(project).upgrade("c3", url=database_url, schema="behind")
-    run, report = fleet(project, database_url, tmp_path, ["behind", "unborn"], "status")
+    migrations = Migrations(project)
+    migrations.upgrade("c3", url=database_url, schema="behind")
+    migrations.upgrade(url=database_url, schema="ahead")
+    execute(database_url, "UPDATE ahead.alembic_version SET version_num = 'f6newer'")
+    lines = ["behind", "unborn", "ahead"]
+    run, report = fleet(project, database_url, tmp_path, lines, "status")
     assert run.returncode == 1
     assert [(e["target"], e["outcome"], e["before"]) for e in report["targets"]] == [
         ("schema=behind", "behind", ["c3"]),
         ("schema=unborn", "behind", []),
+        ("schema=ahead", "unknown revision", ["f6newer"]),
     ]
+    assert report["targets"][2]["error"] == "at f6newer, which no revision file here has"
     # Status changes nothing: no schema made, no revision applied.
     assert rows(database_url, "SELECT count(*) FROM pg_namespace WHERE nspname = 'unborn'") == [
         (0,)

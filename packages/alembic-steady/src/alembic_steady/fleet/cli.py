@@ -27,7 +27,7 @@ from ..project import MigrationSettings, Project
 from ..runner.api import Migrations
 from ..runner.settings import load_settings
 from . import report
-from .report import AT_HEAD, BEHIND, DONE, UNREADABLE, Outcome
+from .report import AT_HEAD, BEHIND, DONE, UNKNOWN, UNREADABLE, Outcome
 from .rollout import Policy, Rollout, waves
 from .status import Found, on_session, read_all
 from .targets import Target, from_file, parse_all, share
@@ -61,10 +61,12 @@ def main(project: Project, argv: list[str]) -> int:
         if not targets:
             raise CommandError("No targets: the file or query names none.")
         dialect = by_name(project.dialect)
-        heads = tuple(sorted(Migrations(project).script_heads()))
+        script = Migrations(project).script()
+        heads = tuple(sorted(script.get_heads()))
+        known = {revision.revision for revision in script.walk_revisions()}
         found = read_all(targets, project, settings, dialect)
         if args.action == "status":
-            outcomes, signals = _status_of(project, targets, found, heads, args)
+            outcomes, signals = _status_of(project, targets, found, heads, known, args)
         else:
             outcomes, signals = _upgrade(project, targets, found, heads, args)
     except CommandError as exc:
@@ -125,11 +127,12 @@ def _status_of(
     targets: list[Target],
     found: dict[Target, Found],
     heads: tuple[str, ...],
+    known: set[str],
     args: argparse.Namespace,
 ) -> tuple[list[Outcome], list[int]]:
     """Each target's revision; with --drift, each target at head compared with the models (by
     the workers: `alembic check` on its schema)."""
-    outcomes = [_status(target, found[target], heads) for target in targets]
+    outcomes = [_status(target, found[target], heads, known) for target in targets]
     if not args.drift:
         return outcomes, []
     current = [t for t, o in zip(targets, outcomes, strict=True) if o.outcome == AT_HEAD]
@@ -139,9 +142,13 @@ def _status_of(
     return [checked.get(o.target, o) for o in outcomes], rollout.signals
 
 
-def _status(target: Target, found: Found, heads: tuple[str, ...]) -> Outcome:
+def _status(target: Target, found: Found, heads: tuple[str, ...], known: set[str]) -> Outcome:
     if found.heads is None:
         return Outcome(target.label, UNREADABLE, None, None, error=found.error)
+    if unknown := sorted(set(found.heads) - known):
+        # Not behind: migrated by a newer release, or from another branch.
+        why = f"at {', '.join(unknown)}, which no revision file here has"
+        return Outcome(target.label, UNKNOWN, found.heads, found.heads, error=why)
     outcome = AT_HEAD if found.heads == heads else BEHIND
     return Outcome(target.label, outcome, found.heads, found.heads)
 

@@ -13,6 +13,7 @@ NOT_RUN = "not run"  # the policy or a signal stopped the rollout before it
 BEHIND = "behind"  # (status) pending revisions
 UNREADABLE = "unreadable"  # (status) its revision could not be read
 DRIFTED = "drifted"  # (status --drift) its schema differs from the models
+UNKNOWN = "unknown revision"  # (status) at a revision no file here has (a newer release's)
 DONE = (AT_HEAD, UPGRADED)
 
 
