@@ -14,7 +14,6 @@ from sqlalchemy.engine import URL
 from alembic_steady import Project
 from alembic_steady.dialects.clients import Clients
 from alembic_steady.runner.api import Migrations
-from alembic_steady.testing.plugin import new_database
 
 UNIQUE = [
     (
@@ -33,11 +32,8 @@ def project() -> Project:
 
 @pytest.fixture
 def databases(server_clients: Clients, server_url: URL) -> Iterator[list[URL]]:
-    with (
-        new_database(server_clients, server_url) as one,
-        new_database(server_clients, server_url) as two,
-    ):
-        yield [one, two]
+    with demo_project.databases(server_url, server_clients, "one", "two") as urls:
+        yield [urls["one"], urls["two"]]
 
 
 def fleet(

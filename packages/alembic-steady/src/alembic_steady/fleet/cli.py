@@ -22,7 +22,7 @@ from typing import IO
 from alembic.util import CommandError
 from sqlalchemy import Connection, text
 
-from ..dialects.base import by_name
+from ..dialects.base import Dialect, by_name
 from ..project import MigrationSettings, Project
 from ..runner.api import Migrations
 from ..runner.settings import load_settings
@@ -57,10 +57,10 @@ def main(project: Project, argv: list[str]) -> int:
     args = parser.parse_args(argv)
     try:
         settings = load_settings(project.settings)
-        targets = share(_targets(project, settings, args), args.shard)
+        dialect = by_name(project.dialect)
+        targets = share(_targets(project, settings, dialect, args), args.shard)
         if not targets:
             raise CommandError("No targets: the file or query names none.")
-        dialect = by_name(project.dialect)
         script = Migrations(project).script()
         heads = tuple(sorted(script.get_heads()))
         known = {revision.revision for revision in script.walk_revisions()}
@@ -113,7 +113,7 @@ def _upgrade(
             sys.stderr.write(f"fleet: {line}\n")
             sys.stderr.flush()
 
-    rollout = Rollout(project.package, "upgrade", policy, told)
+    rollout = Rollout(project.package, "upgrade", heads, policy, told)
     ran = {o.target: o for o in rollout.run(pending, found)}
     outcomes = [
         ran.get(target.label) or Outcome(target.label, AT_HEAD, heads, heads) for target in targets
@@ -137,7 +137,7 @@ def _status_of(
         return outcomes, []
     current = [t for t, o in zip(targets, outcomes, strict=True) if o.outcome == AT_HEAD]
     policy = Policy(args.parallel, canary=0, stop_on_error=False)
-    rollout = Rollout(project.package, "check", policy, lambda outcome: None)
+    rollout = Rollout(project.package, "check", heads, policy, lambda outcome: None)
     checked = {o.target: o for o in rollout.run(current, found)}
     return [checked.get(o.target, o) for o in outcomes], rollout.signals
 
@@ -154,7 +154,7 @@ def _status(target: Target, found: Found, heads: tuple[str, ...], known: set[str
 
 
 def _targets(
-    project: Project, settings: MigrationSettings, args: argparse.Namespace
+    project: Project, settings: MigrationSettings, dialect: Dialect, args: argparse.Namespace
 ) -> list[Target]:
     base = settings.migration_url
     if args.targets is not None:
@@ -165,7 +165,6 @@ def _targets(
             "Name the targets: --targets FILE (one per line), --targets-query SQL, or "
             "fleet-targets-query under [tool.alembic-steady] in pyproject.toml."
         )
-    dialect = by_name(project.dialect)
 
     def rows(connection: Connection) -> list[str]:
         names = [str(row[0]) for row in connection.execute(text(query))]

@@ -65,6 +65,7 @@ def outcome_of(command: str, error: str | None) -> str:
 class Rollout:
     package: str
     command: str  # "upgrade", or "check" (fleet status --drift)
+    heads: tuple[str, ...]  # the scripts' heads: where an upgrade that ran stands
     policy: Policy
     told: Callable[[Outcome], None]  # called as each target ends
     stopping: threading.Event = field(default_factory=threading.Event)
@@ -103,10 +104,13 @@ class Rollout:
             outcome = Outcome(target.label, INTERRUPTED, before, None, 0.0, why, wave)
         else:
             self._idle.put(worker)
-            after = tuple(result["after"]) if result["after"] is not None else None
+            error = result["error"]
             if self.command == "check":
                 after = before
-            error = result["error"]
+            elif error is None:
+                after = self.heads
+            else:
+                after = tuple(result["after"]) if result["after"] is not None else None
             outcome = Outcome(
                 target.label,
                 outcome_of(self.command, error),

@@ -65,11 +65,8 @@ async def read_all_async(
                 versions = await on_session(
                     url, project, settings, dialect, lambda c: versions_in(c, members)
                 )
-            except CommandError as exc:
-                found.update((target, Found(None, str(exc))) for target, _ in members)
-                return
-            except Exception as exc:
-                why = dialect.first_line(exc)
+            except Exception as exc:  # the runner's own words where it has them
+                why = str(exc) if isinstance(exc, CommandError) else dialect.first_line(exc)
                 found.update((target, Found(None, why)) for target, _ in members)
                 return
             found.update((target, Found(versions[target])) for target, _ in members)

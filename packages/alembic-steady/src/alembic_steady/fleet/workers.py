@@ -108,8 +108,10 @@ def serve(migrations: Migrations, jobs: IO[str], results: IO[str]) -> int:
         except Exception as exc:  # a bug: reported for this target, the others go on
             error = f"{type(exc).__name__}: {exc}".splitlines()[0]
         seconds = time.monotonic() - started
-        after = Found(None)  # a check changes nothing: the parent keeps what it read
-        if job["command"] == "upgrade":
+        # Where a failed upgrade stopped (the revisions before the failing one are committed);
+        # the parent knows the rest: a check changes nothing, an upgrade that ran is at heads.
+        after = Found(None)
+        if job["command"] == "upgrade" and error is not None:
             after = read_all([target], project, project.settings(), for_url(url))[target]
         results.write(
             json.dumps(
