@@ -41,7 +41,7 @@ import asyncpg
 import chain
 from harness import clean_env, embedded_server, output_arguments, timed
 from plan import BenchmarkFailed, compile_sources, required
-from run import log, make, render
+from run import log, make, render, with_project_revisions
 
 HERE = Path(__file__).resolve().parent
 PACKAGE = "my_service"  # the package of a project rendered with the default answers
@@ -423,11 +423,7 @@ def stock_project(work: Path, project: Path) -> Path:
     timed([alembic, "init", "-t", "async", "migrations"], stock, clean_env(), check=True)
     (stock / "migrations" / "env.py").write_text(STOCK_ENV)
     (stock / "loop.sh").write_text(STOCK_LOOP)
-    versions = chain.package_dir(project) / "migrations" / "versions"
-    for revision in versions.glob("*.py"):
-        shutil.copyfile(revision, stock / "migrations" / "versions" / revision.name)
-    python = str(project / ".venv" / "bin" / "python")
-    timed([python, "-m", "compileall", "-q", "migrations"], stock, clean_env(), check=True)
+    with_project_revisions(stock, project)
     return stock
 
 

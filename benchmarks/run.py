@@ -201,6 +201,12 @@ def stock_project(work: Path, project: Path, server: Server) -> Path:
         for line in ini.read_text().splitlines()
     ]
     ini.write_text("\n".join(lines) + "\n")
+    with_project_revisions(stock, project)
+    return stock
+
+
+def with_project_revisions(stock: Path, project: Path) -> None:
+    """The project's revision files copied into the stock project's `migrations/versions`."""
     versions = chain.package_dir(project) / "migrations" / "versions"
     for revision in versions.glob("*.py"):
         shutil.copyfile(revision, stock / "migrations" / "versions" / revision.name)
@@ -208,7 +214,6 @@ def stock_project(work: Path, project: Path, server: Server) -> Path:
     # that under PYTHONDONTWRITEBYTECODE=1 neither side recompiles its own files at every start.
     python = str(project / ".venv" / "bin" / "python")
     timed([python, "-m", "compileall", "-q", "migrations"], stock, clean_env(), check=True)
-    return stock
 
 
 def run_migrate(report: Report, project: Path, work: Path, runs: int) -> None:
