@@ -12,6 +12,7 @@ so the cost per revision stays flat as the chain grows.
 
 import tempfile
 from collections.abc import Iterable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -218,10 +219,11 @@ def test_a_fleet_reaches_head(
     revision naming `public.` breaks its tenants)."""
     harness, project = migration_harness, migration_harness.project
     tenants = harness.dialect.name == "postgresql" and project.setting("tenant-schemas", False)
-    with new_database(server_clients, server_url) as other:
+    with ExitStack() as databases:
         if tenants:
             lines = ["schema=tenant_a", "schema=tenant_b"]
-        else:
+        else:  # a second database, made for the databases' fleet only
+            other = databases.enter_context(new_database(server_clients, server_url))
             lines = [f"database={database_url.database}", f"database={other.database}"]
         targets = parse_all(lines, database_url, harness.dialect.name, "the fleet test")
         before = on_connection(database_url, _tables_by_schema)["public"] if tenants else set()
