@@ -116,8 +116,8 @@ from alembic import op
 
 revision = "{revision}"
 down_revision = {down!r}
-branch_labels = None
-depends_on = None
+branch_labels = {labels!r}
+depends_on = {depends!r}
 
 
 def upgrade() -> None:
@@ -240,13 +240,24 @@ def with_revisions(
 
 
 def add_revision(
-    versions: Path, revision: str, down: str | None, upgrade: str, downgrade: str, doc: str = ""
+    versions: Path,
+    revision: str,
+    down: str | None,
+    upgrade: str,
+    downgrade: str,
+    doc: str = "",
+    *,
+    labels: tuple[str, ...] | None = None,
+    depends: str | None = None,
 ) -> Path:
-    """Write a revision file (bodies indented four spaces, as in CHAIN); its path."""
+    """Write a revision file (bodies indented four spaces, as in CHAIN); its path. `labels` and
+    `depends` are its branch_labels and depends_on (a post revision's: runner/phases.py)."""
     text = REVISION.format(
         doc=doc or DOCS.get(revision, revision),
         revision=revision,
         down=down,
+        labels=labels,
+        depends=depends,
         upgrade=upgrade,
         downgrade=downgrade,
     )

@@ -2,7 +2,9 @@
 tree (the Make targets call it) or an installed wheel or image (no alembic.ini needed to migrate).
 
     python -m <package>.migrations upgrade [REV] [--schema NAME]   # default: head; one tenant
+    python -m <package>.migrations upgrade --phase pre|post        # before / after the rollout
     python -m <package>.migrations current
+    python -m <package>.migrations revision -m MSG [--phase post]  # an empty one: migration-empty
     python -m <package>.migrations wait-for-head --timeout 300
     python -m <package>.migrations accept-edit REV     # an applied revision edited on purpose
     python -m <package>.migrations backup [FOLDER] | restore FILE | shell [ARGS...]
@@ -86,7 +88,18 @@ def main(migrations: Migrations, argv: list[str] | None = None) -> int:
     up.add_argument(
         "--schema", help="a tenant schema of the database (PostgreSQL): migrate it alone"
     )
+    up.add_argument(
+        "--phase",
+        choices=["pre", "post"],
+        help="pre: the revisions the new release needs (before it rolls out); post: the ones "
+        "that remove what the old release used (after it is gone). Default: both",
+    )
     commands.add_parser("current", help="print the revision the database is at")
+    blank = commands.add_parser(
+        "revision", help="write an empty revision where its phase belongs (make migration-empty)"
+    )
+    blank.add_argument("-m", "--message", required=True, help="what the revision does")
+    blank.add_argument("--phase", choices=["pre", "post"], default="pre", help="default: pre")
     wait = commands.add_parser(
         "wait-for-head", help="exit 0 once the database is at head (init containers)"
     )
@@ -107,10 +120,16 @@ def main(migrations: Migrations, argv: list[str] | None = None) -> int:
     try:
         if args.command == "upgrade":
             migrations.upgrade(
-                args.revision, commands=words, cancel_on_signals=True, schema=args.schema
+                args.revision,
+                commands=words,
+                cancel_on_signals=True,
+                schema=args.schema,
+                phase=args.phase,
             )
         elif args.command == "current":
             migrations.current(commands=words)
+        elif args.command == "revision":
+            migrations.new_revision(args.message, phase=args.phase)
         elif args.command == "wait-for-head":
             migrations.wait_for_head(args.timeout, interval=args.interval, commands=words)
             print("At head.")

@@ -88,6 +88,8 @@ class Commands:
     migrate: str = "make migrate"
     # `migrate` to a given revision; {revision} is replaced.
     migrate_rev: str = "make migrate rev={revision}"
+    # `migrate` of one deploy phase (pre or post); {phase} is replaced.
+    migrate_phase: str = "make migrate phase={phase}"
     rollback: str = "make rollback"
     stamp: str = "make stamp"
     current: str = "make current"
@@ -102,6 +104,9 @@ class Commands:
 
     def migrate_to(self, revision: str) -> str:
         return self.migrate_rev.format(revision=revision)
+
+    def migrate_in(self, phase: str) -> str:
+        return self.migrate_phase.format(phase=phase)
 
     def rollback_to(self, argument: str) -> str:
         """`make rollback steps=2`, `make rollback rev=R`: Make takes arguments as variables."""
@@ -167,6 +172,7 @@ class Project:
             self.commands,
             migrate=f"{module} upgrade",
             migrate_rev=f"{module} upgrade " + "{revision}",
+            migrate_phase=f"{module} upgrade --phase " + "{phase}",
             current=f"{module} current",
             accept_edit_rev=f"{module} accept-edit " + "{revision}",
         )

@@ -12,7 +12,7 @@ from alembic.operations import ops
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy.dialects import mysql, postgresql
 
-from alembic_steady.authoring import autogen
+from alembic_steady.authoring import autogen, phase_split
 from alembic_steady.authoring import ops as safe
 from alembic_steady.authoring.autogen import ReviewNote
 
@@ -194,7 +194,7 @@ def test_no_revision_written_is_not_flagged(capsys: pytest.CaptureFixture[str]) 
 def on(dialect: str, metadata: sa.MetaData | None = None) -> Any:
     """A migration context on `dialect` (the real one), comparing with `metadata`."""
     real = {"postgresql": postgresql.dialect(), "mysql": mysql.dialect()}[dialect]
-    return SimpleNamespace(dialect=real, opts={"target_metadata": metadata})
+    return SimpleNamespace(dialect=real, opts={"target_metadata": metadata}, script=None)
 
 
 def test_no_changes_write_no_revision(capsys: pytest.CaptureFixture[str]) -> None:
@@ -240,13 +240,14 @@ def test_mysql_keeps_the_plain_forms() -> None:
 def test_a_dropped_table_is_flagged_for_review(capsys: pytest.CaptureFixture[str]) -> None:
     directives = [script(ops.DropTableOp("old"))]
     autogen.process_revision_directives(on("mysql"), None, directives)
-    upgrade_ops = directives[0].upgrade_ops
-    assert upgrade_ops is not None
-    note = upgrade_ops.ops[0]
-    assert isinstance(note, ReviewNote)
-    assert note.text == "drops table old: existing data is lost"
-    assert capsys.readouterr().err == (
-        "WARNING: this revision drops table old; review it before applying.\n"
+    # The old release still reads it: the drop waits for the post phase.
+    [post] = directives
+    assert post.branch_label == ["post"] and post.head == "base"
+    assert notes_of(directives) == [POST_NOTE, "drops table old: existing data is lost"]
+    written = capsys.readouterr()
+    assert written.err == "WARNING: this revision drops table old; review it before applying.\n"
+    assert f"that part is in the post revision {post.rev_id}, applied after the rollout" in (
+        written.out
     )
 
 
@@ -409,6 +410,11 @@ def warned(err: str) -> list[str]:
     return [line.removeprefix(prefix).removesuffix(suffix) for line in lines]
 
 
+POST_NOTE = phase_split.POST_NOTE
+NOT_NULL_SKU_LATER = (
+    "makes item.sku NOT NULL: backfill its NULLs first, in an earlier revision: "
+    'op.backfill("item", {"sku": "<value>"}, where="sku IS NULL")'
+)
 NOT_NULL_SKU = (
     "adds NOT NULL column item.sku without a server default: fails on a table with rows. Add "
     "it nullable, backfill it, then make it NOT NULL (three revisions), or give it a "
@@ -417,18 +423,34 @@ NOT_NULL_SKU = (
 
 
 @pytest.mark.parametrize("dialect", ["postgresql", "mysql"])
-def test_a_not_null_column_without_default_on_an_existing_table_is_flagged(
+def test_a_not_null_column_without_default_on_an_existing_table_is_added_nullable_first(
     dialect: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """The old release's inserts leave the column out: it is added nullable now, and made NOT
+    NULL in the post revision, once only the new release (which writes it) runs."""
     add = ops.AddColumnOp("item", sa.Column("sku", sa.String(20), nullable=False))
     directives = [script(ops.ModifyTableOps("item", [add]))]
     autogen.process_revision_directives(on(dialect), None, directives)
-    assert warned(capsys.readouterr().err) == [NOT_NULL_SKU]
+    assert warned(capsys.readouterr().err) == ["makes item.sku NOT NULL: backfill its NULLs first"]
+    pre, post = directives
+    [pre_table] = upgrade_of([pre])
+    [added] = pre_table.ops
+    assert isinstance(added, ops.AddColumnOp) and added.column.nullable is True
+    assert post.depends_on == pre.rev_id
+    post_table = upgrade_of([post])[-1]
+    steps = [type(op) for op in post_table.ops]
     if dialect == "postgresql":  # the note sits next to the operation it is about
-        [table_ops] = upgrade_of(directives)
-        assert [type(op) for op in table_ops.ops] == [ReviewNote, ops.AddColumnOp]
-        assert table_ops.ops[0].text == NOT_NULL_SKU
-    assert notes_of(directives) == []  # and not again above the operations
+        assert steps == [ReviewNote, safe.SetNotNullOp]
+        assert notes_of([post]) == [POST_NOTE]
+    else:
+        assert steps == [ops.AlterColumnOp] and post_table.ops[0].modify_nullable is False
+        assert notes_of([post]) == [POST_NOTE, NOT_NULL_SKU_LATER]
+    # Each revision goes down on its own: the post one to nullable, the pre one drops the column.
+    assert post.downgrade_ops is not None and pre.downgrade_ops is not None
+    [post_down] = post.downgrade_ops.ops
+    assert post_down.ops[0].modify_nullable is True
+    [pre_down] = pre.downgrade_ops.ops
+    assert isinstance(pre_down.ops[0], ops.DropColumnOp)
 
 
 @pytest.mark.parametrize(
@@ -514,9 +536,11 @@ def test_a_column_made_not_null_on_postgresql_is_flagged_with_its_backfill(
     directives = [script(ops.ModifyTableOps("item", [change]))]
     autogen.process_revision_directives(on("postgresql"), None, directives)
     assert warned(capsys.readouterr().err) == ["makes item.sku NOT NULL: backfill its NULLs first"]
-    [table_ops] = upgrade_of(directives)
+    [post] = directives  # the old release may still write NULLs: a post revision
+    assert post.branch_label == ["post"]
+    [_, table_ops] = upgrade_of(directives)
     assert [type(op) for op in table_ops.ops] == [ReviewNote, safe.SetNotNullOp]
-    assert notes_of(directives) == []  # its note is the one next to the operation
+    assert notes_of(directives) == [POST_NOTE]  # its own note is the one next to the operation
 
 
 # -- foreign keys narrower than their target -------------------------------------------------
@@ -695,7 +719,8 @@ def dependent_indexes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
 
 
 def enum_context(connection: Any = None) -> Any:
-    return SimpleNamespace(dialect=postgresql.dialect(), opts={}, connection=connection)
+    dialect = postgresql.dialect()
+    return SimpleNamespace(dialect=dialect, opts={}, connection=connection, script=None)
 
 
 def test_an_enum_swap_runs_first_up_and_last_down_with_its_indexes(

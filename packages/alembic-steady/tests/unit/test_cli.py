@@ -64,7 +64,12 @@ def test_upgrade_to_head_in_the_module_clis_words(project: Project) -> None:
         (
             "upgrade",
             ("head",),
-            {"commands": project.module_commands, "cancel_on_signals": True, "schema": None},
+            {
+                "commands": project.module_commands,
+                "cancel_on_signals": True,
+                "schema": None,
+                "phase": None,
+            },
         )
     ]
     words = migrations.calls[0][2]["commands"]
@@ -358,3 +363,18 @@ def test_the_help_says_what_the_cli_is_for(
         run(project, "--help")
     lines = capsys.readouterr().out.splitlines()
     assert "Run the migrations that ship inside this package, and the chores around them." in lines
+
+
+@pytest.mark.parametrize("phase", ["pre", "post"])
+def test_upgrade_of_one_deploy_phase(project: Project, phase: str) -> None:
+    _, migrations = run(project, "upgrade", "--phase", phase)
+    assert migrations.calls[0][1] == ("head",) and migrations.calls[0][2]["phase"] == phase
+
+
+def test_an_unknown_phase_is_a_usage_error(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        run(project, "upgrade", "--phase", "later")
+    assert exited.value.code == 2
+    assert "invalid choice: 'later' (choose from 'pre', 'post')" in capsys.readouterr().err

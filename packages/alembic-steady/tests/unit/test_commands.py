@@ -14,6 +14,7 @@ def test_the_default_commands_are_the_make_targets() -> None:
     assert {f.name: getattr(MAKE, f.name) for f in fields(Commands)} == {
         "migrate": "make migrate",
         "migrate_rev": "make migrate rev={revision}",
+        "migrate_phase": "make migrate phase={phase}",
         "rollback": "make rollback",
         "stamp": "make stamp",
         "current": "make current",
@@ -30,6 +31,7 @@ def test_the_default_commands_are_the_make_targets() -> None:
 
 def test_rollback_and_stamp_take_make_variables() -> None:
     assert MAKE.migrate_to("c3") == "make migrate rev=c3"
+    assert MAKE.migrate_in("pre") == "make migrate phase=pre"
     assert MAKE.rollback_to("steps=2") == "make rollback steps=2"
     assert MAKE.rollback_to("rev=base") == "make rollback rev=base"
     assert MAKE.stamp_to("0b1c2d3e4f50") == "make stamp rev=0b1c2d3e4f50"
@@ -48,7 +50,8 @@ def test_module_commands_replace_what_the_module_cli_runs_itself() -> None:
     assert module.current == "python -m shop.migrations current"
     assert module.migrate_to("c3") == "python -m shop.migrations upgrade c3"
     assert module.accept_edit_of("c3") == "python -m shop.migrations accept-edit c3"
-    replaced = {"migrate", "migrate_rev", "current", "accept_edit_rev"}
+    assert module.migrate_in("post") == "python -m shop.migrations upgrade --phase post"
+    replaced = {"migrate", "migrate_rev", "migrate_phase", "current", "accept_edit_rev"}
     unchanged = {f.name for f in fields(Commands)} - replaced
     assert {name: getattr(module, name) for name in unchanged} == {
         name: getattr(MAKE, name) for name in unchanged

@@ -280,7 +280,7 @@ def test_a_revision_on_mysql_is_checked_for_mixed_ddl(
 
     upgrade = ops.UpgradeOps(ops=[ops.DropTableOp("a"), ops.DropTableOp("b")])
     directives = [ops.MigrationScript("rev", upgrade, ops.DowngradeOps(ops=[]))]
-    context = SimpleNamespace(dialect=mysql.dialect(), opts={"target_metadata": None})
+    context = SimpleNamespace(dialect=mysql.dialect(), opts={"target_metadata": None}, script=None)
     options["process_revision_directives"](context, None, directives)
     assert "WARNING: this revision runs 2 DDL statements" in capsys.readouterr().err
 

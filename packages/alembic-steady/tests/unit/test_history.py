@@ -659,3 +659,50 @@ def test_a_file_alembic_cannot_read_is_named_in_alembics_words(repo: Project) ->
         "id from filename b_step.py."
     )
     assert "make install" not in out
+
+
+# -- deploy phases: the pre line and the post line, each checked on its own ---------------------
+
+
+def write_post(project: Project, revision: str, down: str | None, depends: str) -> None:
+    """A post revision: the line's first (labelled `post`, from base) when `down` is None."""
+    labels = ("post",) if down is None else None
+    text = (
+        f'"""post {revision}"""\n\nrevision = "{revision}"\ndown_revision = {down!r}\n'
+        f"branch_labels = {labels!r}\ndepends_on = {depends!r}\n\n\n"
+        "def upgrade():\n    pass\n\n\ndef downgrade():\n    pass\n"
+    )
+    (versions(project) / f"{revision}_post.py").write_text(text, encoding="utf-8")
+
+
+def test_a_branch_starting_the_post_line_beside_a_pre_revision_passes(repo: Project) -> None:
+    git(repo.folder, "switch", "-q", "-c", "feature")
+    write_revisions(versions(repo), [("b", "p")])
+    write_post(repo, "x1", None, depends="b")  # a second base, but the post line's own
+    code, out = check(repo)
+    assert code == 0, out
+    assert "2 new revision(s), in one line" in out
+
+
+def test_two_branches_each_adding_a_post_revision_are_caught_and_rebased(repo: Project) -> None:
+    write_post(repo, "x1", None, depends="p")
+    commit(repo.folder, "the post line")
+    root = repo.folder
+    git(root, "switch", "-q", "-c", "one")
+    write_post(repo, "x2", "x1", depends="p")
+    commit(root, "x2")
+    git(root, "switch", "-q", "main")
+    git(root, "merge", "-q", "--no-ff", "one", "-m", "merge one")
+    git(root, "switch", "-q", "-c", "two", "HEAD~1")
+    write_revisions(versions(repo), [("b", "p")])  # the pre line moves on: not a finding
+    write_post(repo, "x3", "x1", depends="b")
+    commit(root, "b and x3")
+    git(root, "merge", "-q", "main", "-m", "bring main in")
+    code, out = check(repo)
+    assert code == 1
+    assert "x3 (x3_post.py): follows x1, but the line ends at main's head x2" in out
+    assert " b (" not in out and not out.startswith("b (")  # the pre revision is in line
+    code, out = rebase(repo, "x3")
+    assert code == 0 and "x3 now follows x2" in out
+    code, out = check(repo)
+    assert code == 0, out

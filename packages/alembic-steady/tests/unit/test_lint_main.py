@@ -1,6 +1,6 @@
 """tools/lint.py's `main`: each revision rendered offline on its own and handed to squawk, the
 findings summed up. A plain Alembic project renders the SQL (offline: no database); a stand-in
-squawk flags a DROP COLUMN and records what it was given. squawk's own findings are checked on
+squawk flags a LOCK TABLE and records what it was given. squawk's own findings are checked on
 rendered projects (the template's tests/test_zero_downtime.py)."""
 
 from pathlib import Path
@@ -49,7 +49,7 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
     (tmp_path / "alembic.ini").write_text(
         f"[alembic]\nscript_location = {project.migrations}\n", encoding="utf-8"
     )
-    # squawk: records its arguments and the SQL, flags a DROP COLUMN.
+    # squawk: records its arguments and the SQL, flags a LOCK TABLE.
     bin_folder = tmp_path / "bin"
     bin_folder.mkdir()
     squawk = bin_folder / "squawk"
@@ -57,7 +57,7 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
         "#!/bin/sh\n"
         f'echo "$@" >> {tmp_path}/squawk-args\n'
         f'cat "$1" >> {tmp_path}/squawk-sql\n'
-        'grep -q "DROP COLUMN" "$1" && exit 1\n'
+        'grep -q "LOCK TABLE" "$1" && exit 1\n'
         "exit 0\n",
         encoding="utf-8",
     )
@@ -82,8 +82,8 @@ def test_each_revision_is_linted_on_its_own_and_findings_name_it(
     project: Project, capsys: pytest.CaptureFixture[str]
 ) -> None:
     revision(project, "a1", None, 'op.execute("CREATE TABLE item (id int, x int)")')
-    revision(project, "b2", "a1", 'op.execute("ALTER TABLE item DROP COLUMN x")')
-    revision(project, "c3", "b2", 'op.execute("ALTER TABLE item DROP COLUMN id")')
+    revision(project, "b2", "a1", 'op.execute("LOCK TABLE item")')
+    revision(project, "c3", "b2", 'op.execute("LOCK TABLE item IN SHARE MODE")')
     assert lint.main(project, []) == 1
     assert capsys.readouterr().out == (
         "squawk: 2 revision(s) with findings:\n"

@@ -18,7 +18,7 @@ from alembic.util import CommandError
 
 from ..dialects.base import by_name
 from ..runner import checksums
-from . import compare
+from . import compare, phase_split
 from . import ops as safe
 
 
@@ -349,6 +349,14 @@ def _warnings(
                             "",
                         )
                     )
+                elif isinstance(sub, ops.AlterColumnOp) and sub.modify_nullable is False:
+                    # (MySQL's: PostgreSQL's became a SetNotNullOp with its note beside it.)
+                    text = (
+                        f"makes {op.table_name}.{sub.column_name} NOT NULL: backfill its NULLs "
+                        "first"
+                    )
+                    hint = safe.backfill_hint(op.table_name, sub.column_name)
+                    found.append((text, f"{text}, in an earlier revision: {hint}"))
                 elif (
                     isinstance(sub, ops.AddColumnOp)
                     and op.table_name not in fresh
@@ -394,28 +402,40 @@ def _make_rerunnable(op_list: ops.OpContainer) -> None:
 def process_revision_directives(
     context: MigrationContext, revision: Any, directives: list[ops.MigrationScript]
 ) -> None:
-    """Write no file when nothing changed; write the non-blocking forms on existing tables;
-    flag operations that can lose data, fail on existing rows, or block the table."""
-    script = directives[0]
-    upgrade_ops = script.upgrade_ops
-    if upgrade_ops is None or upgrade_ops.is_empty():
+    """Write no file when nothing changed; put what removes or tightens in a post revision of
+    its own (phase_split.py); write the non-blocking forms on existing tables; flag operations
+    that can lose data, fail on existing rows, or block the table."""
+    first = directives[0]
+    if first.upgrade_ops is None or first.upgrade_ops.is_empty():
         directives[:] = []
         print("No changes between the models and the database: no revision written.")
         return
-    fresh = _fresh_tables(script)
+    fresh = _fresh_tables(first)
+    post = phase_split.split_phases(context, directives, fresh)
     # The safe forms (ops.py) are PostgreSQL's: CONCURRENTLY, NOT VALID and VALIDATE.
     if context.dialect.name == "postgresql":
-        _enum_swaps_keep_their_indexes(context, script)
+        for script in directives:
+            _enum_swaps_keep_their_indexes(context, script)
         _safe_forms(fresh).process_revision_directives(context, revision, directives)
-        for op_list in (*script.upgrade_ops_list, *script.downgrade_ops_list):
-            _make_rerunnable(op_list)
-    warnings = _warnings(script, fresh, context.dialect, context.opts.get("target_metadata"))
-    for warning, _ in warnings:
-        print(f"WARNING: this revision {warning}; review it before applying.", file=sys.stderr)
-    # The reviewer sees the same list in the revision, above the operations (notes on NOT NULL
-    # changes sit next to the operation they are about).
-    notes = [ReviewNote(note) for _, note in warnings if note]
-    upgrade_ops.ops[:0] = notes + _enum_value_notes(upgrade_ops)
+        for script in directives:
+            for op_list in (*script.upgrade_ops_list, *script.downgrade_ops_list):
+                _make_rerunnable(op_list)
+    for script in directives:
+        assert script.upgrade_ops is not None
+        warnings = _warnings(script, fresh, context.dialect, context.opts.get("target_metadata"))
+        for warning, _ in warnings:
+            print(f"WARNING: this revision {warning}; review it before applying.", file=sys.stderr)
+        # The reviewer sees the same list in the revision, above the operations (notes on NOT
+        # NULL changes sit next to the operation they are about).
+        notes = [ReviewNote(note) for _, note in warnings if note]
+        if script is post:
+            notes.insert(0, ReviewNote(phase_split.POST_NOTE))
+        script.upgrade_ops.ops[:0] = notes + _enum_value_notes(script.upgrade_ops)
+    if post is not None:
+        print(
+            f"The change removes or tightens what the running release uses: that part is in "
+            f"the post revision {post.rev_id}, applied after the rollout (phase=post)."
+        )
 
 
 # alembic-postgresql-enum's swap of a type's values (sync_enum_values: a new type, each column

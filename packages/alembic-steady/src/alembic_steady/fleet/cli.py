@@ -25,6 +25,7 @@ from sqlalchemy import Connection, text
 from ..dialects.base import Dialect, by_name
 from ..project import MigrationSettings, Project
 from ..runner.api import Migrations
+from ..runner.phases import Phases
 from ..runner.settings import load_settings
 from . import report
 from .report import AT_HEAD, BEHIND, DONE, UNKNOWN, UNREADABLE, Outcome
@@ -62,7 +63,7 @@ def main(project: Project, argv: list[str]) -> int:
         if not targets:
             raise CommandError("No targets: the file or query names none.")
         script = Migrations(project).script()
-        heads = tuple(sorted(script.get_heads()))
+        heads = Phases(script).head_rows()
         known = {revision.revision for revision in script.walk_revisions()}
         found = read_all(targets, project, settings, dialect)
         if args.action == "status":

@@ -4,7 +4,8 @@ this module (and its tests) rather than the runner at large.
 - `impl._exec`: where every `op.*` operation and `op.execute()` land; Alembic offers no public
   hook around one statement (statements run on `op.get_bind()` directly bypass it).
 - `alembic.command`'s own upgrade/downgrade `fn`, recognised by its module, and applied one
-  revision per `run_migrations()` by resuming the steps it yields.
+  revision per `run_migrations()` by resuming the steps it yields; `ScriptDirectory._upgrade_revs`,
+  the steps of Alembic's upgrade, which the deploy phases choose from and order.
 - `MigrationContext._has_version_table` and `get_current_heads`: once a revision of the run is
   applied, the version table exists (Alembic never drops it) and holds the heads that revision
   wrote, so the next run_migrations() starts from them without the two round trips.
@@ -12,6 +13,8 @@ this module (and its tests) rather than the runner at large.
   (Alembic's map keeps one and warns), so the history check can name both files.
 - `write_hooks._run_hooks`: the project's post-write hooks, which Alembic runs only inside
   `alembic revision`, on the baseline `make squash` writes.
+- `alembic.context._proxy`: the running EnvironmentContext behind the `context` module env.py
+  passes, whose options hold the command's `fn` and destination before `configure()`.
 - `MigrationContext._transaction`: None while a revision runs in a transaction Alembic did not
   begin (a caller's), where `autocommit_block()` cannot commit.
 """
@@ -73,9 +76,25 @@ class Stepwise:
         return self.steps(heads, context)
 
 
+@dataclass(frozen=True)
+class ChosenSteps:
+    """Alembic's upgrade steps as the runner chose and ordered them (the deploy phases): applied
+    as Alembic's own are, one revision per run_migrations()."""
+
+    steps: Callable[[tuple[str, ...], MigrationContext], Iterable[RevisionStep]]
+
+    def __call__(self, heads: tuple[str, ...], context: MigrationContext) -> Iterable[RevisionStep]:
+        return self.steps(heads, context)
+
+
+def upgrade_steps(script: ScriptDirectory, heads: tuple[str, ...]) -> list[RevisionStep]:
+    """The steps `alembic upgrade heads` takes from `heads`, in Alembic's order."""
+    return script._upgrade_revs("heads", heads)  # type: ignore[arg-type]
+
+
 def runs_one_revision_at_a_time(fn: object) -> bool:
-    """Alembic's own upgrade/downgrade, or a caller's `Stepwise` steps."""
-    return isinstance(fn, Stepwise) or wraps_alembic_command(fn)
+    """Alembic's own upgrade/downgrade, the runner's `ChosenSteps`, or a caller's `Stepwise`."""
+    return isinstance(fn, Stepwise | ChosenSteps) or wraps_alembic_command(fn)
 
 
 class OneRevisionAtATime:
@@ -135,6 +154,13 @@ def heads_known(context: MigrationContext, heads: tuple[str, ...]) -> None:
         return heads
 
     setattr(context, "get_current_heads", known)  # noqa: B010
+
+
+def environment_options(context: Any) -> dict[str, Any]:
+    """The options the command gave the running EnvironmentContext (`fn`, `destination_rev`);
+    `context` is the `alembic.context` module or an EnvironmentContext."""
+    environment = getattr(context, "_proxy", context)
+    return dict(getattr(environment, "context_opts", {}))
 
 
 def in_callers_transaction(context: MigrationContext) -> bool:

@@ -14,6 +14,7 @@ import asyncio
 import concurrent.futures
 import time
 from collections.abc import Callable
+from functools import partial
 
 from alembic import command
 from alembic.config import Config
@@ -27,7 +28,9 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from ..dialects.base import for_url
 from ..project import Commands, Project
+from .alembic_internals import upgrade_steps
 from .checksums import Ledger, accept_edit
+from .phases import PRE, Phases, placement
 
 
 class Migrations:
@@ -66,6 +69,7 @@ class Migrations:
         commands: Commands | None = None,
         cancel_on_signals: bool = False,
         schema: str | None = None,
+        phase: str | None = None,
     ) -> None:
         """Upgrade the database to `revision`, under the migration lock.
 
@@ -76,9 +80,12 @@ class Migrations:
         server, release the lock and exit 143/130, as `alembic upgrade` does. With `schema`
         (PostgreSQL), the tenant schema of that name is migrated: made when missing, holding its
         own version table, under a lock of its own (a new tenant's sign-up migrates it alone).
+        With `phase`, one deploy phase: "pre" (before the rollout) or "post" (after it).
         """
         config = self.alembic_config(url, connection, commands, schema)
         config.attributes["command"] = "upgrade"
+        if phase is not None:
+            config.attributes["phase"] = phase
         config.attributes["cancel_on_signals"] = cancel_on_signals
         if connection is not None:
             command.upgrade(config, revision)
@@ -108,6 +115,15 @@ class Migrations:
         config.attributes["command"] = "current"
         command.current(config, verbose=True)
 
+    def new_revision(self, message: str, *, phase: str = PRE) -> None:
+        """Write an empty revision of `phase` where it belongs (phases.placement), named by
+        the project's alembic.ini (its file_template and post-write hooks) where it has one."""
+        ini = self.project.folder / "alembic.ini"
+        config = Config(str(ini)) if ini.is_file() else self.alembic_config()
+        config.attributes["configure_logger"] = False
+        script = ScriptDirectory.from_config(config)
+        command.revision(config, message, **placement(Phases(script), phase))
+
     def script(self) -> ScriptDirectory:
         return ScriptDirectory.from_config(self.alembic_config())
 
@@ -115,9 +131,13 @@ class Migrations:
         """The head revisions of the migration scripts."""
         return set(self.script().get_heads())
 
+    def phases(self, script: ScriptDirectory | None = None) -> Phases:
+        """Which revision belongs to which deploy phase (pre, post)."""
+        return Phases(script or self.script())
+
     def pending(self, at: set[str], script: ScriptDirectory | None = None) -> list[Script]:
-        """The revisions `make migrate` applies to a database at `at`, in order; CommandError
-        naming the revisions no file here has."""
+        """The revisions `make migrate` applies to a database at `at`, in its order (with deploy
+        phases every pre revision first); CommandError naming the revisions no file here has."""
         script = script or self.script()
         known = {revision.revision for revision in script.walk_revisions()}
         if unknown := sorted(revision for revision in at if revision not in known):
@@ -126,8 +146,10 @@ class Migrations:
                 "check out the branch it was migrated from, or point DATABASE_URL at the right "
                 "database"
             )
-        steps = script.iterate_revisions("heads", tuple(at) or "base")
-        return list(reversed([step for step in steps if step.revision not in at]))
+        # Alembic's own steps of `upgrade heads`: a post line that starts from base is pending
+        # too, which a walk down from `at` would not reach.
+        steps = upgrade_steps(script, tuple(at))
+        return self.phases(script).in_deploy_order([step.revision for step in steps])
 
     @staticmethod
     def current_heads(connection: Connection) -> set[str]:
@@ -135,8 +157,9 @@ class Migrations:
         return set(MigrationContext.configure(connection).get_current_heads())
 
     def is_at_head(self, connection: Connection) -> bool:
-        """True when the database has every migration applied. Takes no lock."""
-        return self.current_heads(connection) == self.script_heads()
+        """True when the database has every revision this code needs: every `pre` one (its
+        `post` revisions run after the rollout, once the old release is gone). Takes no lock."""
+        return self.phases().ready(self.current_heads(connection))
 
     def wait_for_head(
         self,
@@ -148,10 +171,11 @@ class Migrations:
     ) -> None:
         """Return once the database is at head; raise `TimeoutError` saying why after `timeout`.
 
-        Polls `is_at_head` without the migration lock, so it never delays the job that
-        migrates, and keeps trying while the server is not up yet (a database starting next to
-        the app). At head, a revision edited after this database applied it is refused
-        (CommandError): the code about to start may expect what the edited file says.
+        Polls `is_at_head` (every pre revision applied) without the migration lock, so it never
+        delays the job that migrates, and keeps trying while the server is not up yet (a
+        database starting next to the app). At head, a revision edited after this database
+        applied it is refused (CommandError): the code about to start may expect what the
+        edited file says.
         """
         words = commands or self.project.module_commands
         outside_running_loop(
@@ -170,21 +194,24 @@ class Migrations:
         )
         deadline = time.monotonic() + timeout
         script = self.script()
-        heads = set(script.get_heads())
+        phases = self.phases(script)
+        heads = phases.heads(PRE)
         try:
             while True:
                 try:
                     async with engine.connect() as connection:
                         current = await connection.run_sync(self.current_heads)
-                        if current == heads:
-                            await connection.run_sync(
-                                lambda c: Ledger(script).verify(c, heads, commands)
+                        if phases.ready(current):
+                            verify = partial(
+                                Ledger(script).verify, heads=current, commands=commands
                             )
+                            await connection.run_sync(verify)
                             return
                     at = ", ".join(sorted(current)) or "base (empty)"
+                    migrate = commands.migrate_in(PRE) if phases.used else commands.migrate
                     why = (
-                        f"the database is at {at}, head is {', '.join(sorted(heads))}: run the "
-                        f"migrations ({commands.migrate})"
+                        f"the database is at {at}, head is {', '.join(heads)}: run the "
+                        f"migrations ({migrate})"
                     )
                 except (SQLAlchemyError, OSError) as exc:
                     lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()

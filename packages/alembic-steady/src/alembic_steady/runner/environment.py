@@ -24,6 +24,7 @@ import gc
 import sys
 from collections.abc import Callable, Coroutine
 from dataclasses import replace
+from functools import cached_property
 from logging.config import fileConfig
 from typing import Any
 
@@ -34,7 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from ..dialects.base import for_url
 from ..project import MigrationSettings, Project
-from . import alembic_internals, checksums, guards, logs
+from . import alembic_internals, checksums, guards, logs, phases
 from .errors import clear_errors, connect, offline_failure
 from .progress import PROGRESS, Progress, named
 from .retries import RetryPolicy, forget_lock_bound, with_retries
@@ -97,11 +98,45 @@ class MigrationEnvironment:
         given_metadata = config.attributes.get("target_metadata")
         self.metadata = metadata if given_metadata is None else lambda: given_metadata
         self.policy = RetryPolicy.from_settings(self.settings)
+        # The deploy phase an upgrade applies (`upgrade --phase`, `alembic -x phase=...`).
+        x_arguments = dict(
+            item.split("=", 1) for item in getattr(config.cmd_opts, "x", None) or [] if "=" in item
+        )
+        given_phase = config.attributes.get("phase") or x_arguments.get("phase")
+        self.phase = phases.phase_of(given_phase)
+        if self.phase is not None and self.command != "upgrade":
+            raise CommandError(f"phase={self.phase} applies to an upgrade, not to {self.command}")
         self.progress = Progress()
         if self.dialect.name == "postgresql":
             from ..authoring import ops  # noqa: F401  registers op.create_index_concurrently & co.
 
     # -- configuring -------------------------------------------------------------------------
+    @cached_property
+    def upgrade_fn(self) -> Any:
+        """Alembic's own upgrade `fn`; to head in a history with a post line, or for one phase,
+        the deploy phases' choice of its steps (every pre revision first). None: the command's
+        `fn` as given. (Read on first use, inside the run: a revision file that does not load is
+        named as any failure of the run is.)"""
+        if self.command != "upgrade":
+            return None
+        options = alembic_internals.environment_options(self.context)
+        fn, destination = options.get("fn"), options.get("destination_rev")
+        if not alembic_internals.wraps_alembic_command(fn):
+            return None  # a caller's own steps (the test walk) are already in order
+        history = phases.Phases(self.context.script)
+        if destination not in ("head", "heads"):
+            if self.phase is not None:
+                raise CommandError(
+                    f"phase={self.phase} upgrades to that phase's head: leave out the revision "
+                    f"({destination}), or the phase"
+                )
+            return None
+        if self.phase is None and not history.used:
+            return None
+        if problems := history.problems():
+            raise CommandError(problems[0])
+        return phases.upgrade_steps(self.context.script, self.phase, self.project.commands)
+
     def configure(self, **kwargs: Any) -> None:
         # Only autogenerate and `check` compare models with the database. Upgrades, downgrades,
         # stamps and `current` skip importing the models (and SQLModel), which keeps them quick.
@@ -121,6 +156,8 @@ class MigrationEnvironment:
                 kwargs["process_revision_directives"] = guards.explain_model_drift(
                     self.project.commands
                 )
+        if self.upgrade_fn is not None:
+            kwargs.setdefault("fn", self.upgrade_fn)
         self.context.configure(
             target_metadata=target_metadata,
             # Each revision commits on its own: a failure in the fifth keeps the first four
@@ -132,6 +169,10 @@ class MigrationEnvironment:
     # -- offline -----------------------------------------------------------------------------
     def run_offline(self) -> None:
         """`--sql`: print the SQL for a DBA to review; no database is needed."""
+        try:
+            self.upgrade_fn  # noqa: B018  (reads the revision files: one may not load)
+        except Exception as exc:
+            raise offline_failure(exc, self.project) from exc
         self.configure(url=self.url, literal_binds=True, dialect_opts={"paramstyle": "named"})
         self.dialect.offline_dialect(self.context.get_context().dialect)
         # The script carries the same timeouts an online run sets, for whoever runs it by hand.
@@ -162,7 +203,8 @@ class MigrationEnvironment:
             guards.require_known_revisions(current, context.script)
             if self.command in ("revision", "check"):
                 guards.require_database_at_head(current, context.script, commands)
-            elif self.command == "upgrade":
+            elif self.command == "upgrade" and self.upgrade_fn is None:
+                # (To every head, or a phase's, is never below the database.)
                 destination = context.get_revision_argument()
                 guards.refuse_upgrade_below_current(current, context.script, destination, commands)
         fn = context.get_context().opts.get("fn")

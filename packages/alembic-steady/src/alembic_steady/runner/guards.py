@@ -11,6 +11,7 @@ from alembic.script import Script, ScriptDirectory
 from alembic.util import CommandError
 
 from ..project import Commands, MigrationSettings
+from .phases import PHASES, Phases
 from .progress import named
 
 
@@ -91,16 +92,16 @@ def require_database_at_head(
     current: tuple[str, ...], script: ScriptDirectory, commands: Commands
 ) -> None:
     """Before comparing models with the database, make sure the comparison means something."""
-    heads = script.get_heads()
-    if len(heads) > 1:
-        raise CommandError(
-            f"There is more than one head ({', '.join(sorted(heads))}): run `{commands.merge}` "
-            "first."
-        )
-    if set(current) != set(heads):
+    history = Phases(script)
+    for phase in PHASES:
+        if len(heads := history.heads(phase)) > 1:
+            raise CommandError(
+                f"There is more than one head ({', '.join(heads)}): run `{commands.merge}` first."
+            )
+    if history.applied(current) != set(history.revisions):
         raise CommandError(
             f"The database is at {named(current)}, behind head "
-            f"{', '.join(heads)}: run `{commands.migrate}` first."
+            f"{', '.join(history.head_rows())}: run `{commands.migrate}` first."
         )
 
 

@@ -28,6 +28,7 @@ from ..dialects.clients import Clients
 from ..fleet.status import read_all
 from ..fleet.targets import parse_all
 from ..runner.guards import folded
+from ..runner.phases import PHASES, Phases
 from .data_checks import DATA_CHECKS
 from .plugin import new_database
 from .walk import Harness, Walk, on_connection
@@ -46,9 +47,14 @@ __all__ = [
 
 
 def test_single_head(migration_harness: Harness) -> None:
-    heads = migration_harness.script.get_heads()
+    """One head, or with deploy phases one per phase (the pre line's and the post line's)."""
+    history = Phases(migration_harness.script)
     commands = migration_harness.project.commands
-    assert len(heads) == 1, f"more than one head: {heads}; run `{commands.merge}`"
+    assert not history.problems(), history.problems()[0]
+    for phase in PHASES:
+        heads = history.heads(phase)
+        which = f"{phase} head" if history.used else "head"
+        assert len(heads) <= 1, f"more than one {which}: {heads}; run `{commands.merge}`"
 
 
 def test_upgrade_base_to_head_one_revision_at_a_time(
@@ -237,7 +243,7 @@ def test_a_fleet_reaches_head(
                     + (TENANT_ADVICE if tenants else "")
                 ) from None
         found = read_all(targets, project, project.settings(), harness.dialect)
-    heads = tuple(sorted(harness.script.get_heads()))
+    heads = Phases(harness.script).head_rows()
     assert {line: found[target].heads for line, target in zip(lines, targets, strict=True)} == (
         dict.fromkeys(lines, heads)
     )

@@ -28,6 +28,7 @@ from ..project import Project
 from ..runner.alembic_internals import Stepwise
 from ..runner.api import Migrations
 from ..runner.guards import folded
+from ..runner.phases import Phases
 from ..runner.settings import load_settings
 from . import markers
 from .data_checks import DATA_CHECKS
@@ -77,8 +78,11 @@ class Harness:
         return ScriptDirectory.from_config(self.migrations.alembic_config())
 
     def revisions_base_to_head(self, script: ScriptDirectory | None = None) -> list[Script]:
+        """In the order `make migrate` applies them: with deploy phases, every pre revision
+        first."""
         script = script or self.script
-        return list(reversed(list(script.walk_revisions("base", "heads"))))
+        in_order = list(reversed(list(script.walk_revisions("base", "heads"))))
+        return Phases(script).in_deploy_order(in_order)
 
     @cached_property
     def marked(self) -> dict[str, Accepted]:

@@ -4,8 +4,10 @@ Two branches that each add a revision on the same parent pass CI alone; once bot
 history has two heads and the deploy fails. This check runs before the merge, against the branch
 the work will merge into (the base): the revisions this branch adds must follow the base's head
 in one line, every revision id must be unique and fit `alembic_version.version_num` (32
-characters), and the history must have one base. Each finding names the revision, its file and
-the fix.
+characters), and the history must have one base. With deploy phases (runner/phases.py) each line,
+pre and post, is checked on its own: a branch's pre revisions follow the base's pre head, its
+post revisions the post head (or start the post line from base). Each finding names the
+revision, its file and the fix.
 
     python -m <package>.migrations check-history [--base REF]
     python -m <package>.migrations migration-rebase REV [--base REF]
@@ -37,7 +39,7 @@ import subprocess
 import tempfile
 import traceback
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 
@@ -46,6 +48,7 @@ from alembic.util import CommandError, to_tuple
 
 from ..project import Project
 from ..runner.alembic_internals import revision_files
+from ..runner.phases import PHASES, POST, PRE, post_line
 
 # alembic_version.version_num is a VARCHAR(32) as Alembic creates it, on PostgreSQL and MySQL.
 VERSION_NUM_LENGTH = 32
@@ -81,6 +84,15 @@ class History:
     here: dict[str, Script]
     here_files: dict[str, list[str]]
     max_id_length: int
+
+    def of_phase(self, phase: str) -> "History":
+        """The revisions of one deploy phase's line (the ids and files stay whole)."""
+
+        def mine(revisions: dict[str, Script]) -> dict[str, Script]:
+            post = post_line(revisions)
+            return {r: s for r, s in revisions.items() if (r in post) == (phase == POST)}
+
+        return replace(self, base=mine(self.base), here=mine(self.here))
 
     @property
     def base_heads(self) -> list[str]:
@@ -271,6 +283,15 @@ def findings(history: History) -> list[Finding]:
                 "applied somewhere must never be deleted",
             )
         )
+    for phase in PHASES:
+        found.extend(_line_findings(history.of_phase(phase)))
+    return found
+
+
+def _line_findings(history: History) -> list[Finding]:
+    """One line's findings: one base, one head on the base branch, the new revisions after it."""
+    found: list[Finding] = []
+    ref = history.base_ref
     roots = sorted(r for r, script in history.here.items() if not parents(script))
     if len(roots) > 1:
         found.append(
@@ -328,6 +349,7 @@ def rebase(project: Project, history: History, revision: str) -> str:
             f"{revision} is on {history.base_ref} already: only a revision this branch adds "
             "can be re-pointed (the others may be applied somewhere)"
         )
+    history = history.of_phase(POST if revision in post_line(history.here) else PRE)
     if revision not in history.line[1]:
         raise HistoryError(f"{revision} already follows the line: nothing to do")
     if len(history.base_heads) != 1:

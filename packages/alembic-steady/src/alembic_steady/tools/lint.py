@@ -1,4 +1,5 @@
-"""Lint each revision's own SQL with squawk (PostgreSQL): `make lint-migrations`.
+"""Lint each revision's own SQL with squawk (PostgreSQL), and every pre revision for steps the
+running release would break (both databases: phase_lint.py): `make lint-migrations`.
 
 Each revision is rendered offline on its own (`alembic upgrade <down>:<rev> --sql`), so a finding
 points at the revision that causes it rather than at the whole chain. The rule set is the project's
@@ -29,6 +30,8 @@ from alembic.script import Script, ScriptDirectory
 from alembic.util import CommandError
 
 from ..project import Project
+from ..runner.phases import Phases
+from . import phase_lint
 
 IGNORE_LINE = re.compile(r"^\s*#\s*squawk-ignore:\s*(.+)$", re.M)
 NOT_OFFLINE_LINE = re.compile(
@@ -38,6 +41,9 @@ ACCEPT_HINT = (
     "Make the change in a non-blocking way (see README, zero-downtime changes), or accept a "
     "reviewed finding with a `# squawk-ignore: <rule>` line in that revision's file."
 )
+# squawk's rules against removing what running clients use: a post revision runs once the release
+# that used it is gone (runner/phases.py), which is what they ask for.
+POST_PHASE_ALLOWS = ["ban-drop-column", "ban-drop-table", "renaming-column", "renaming-table"]
 # Alembic's own bookkeeping table is not the revision's doing: leave it out of the findings.
 VERSION_TABLE = re.compile(r"^CREATE TABLE alembic_version \(.*?\);\n", re.M | re.S)
 
@@ -84,22 +90,27 @@ def squawk_program() -> str | None:
 
 
 def squawk_args(
-    squawk: str, project: Project, revision: Script, sql: str, tmp: str, gcc: bool
+    squawk: str, project: Project, revision: Script, sql: str, tmp: str, gcc: bool, post: bool
 ) -> list[str]:
     """squawk's command line for one revision's SQL: the project's rules, the revision's
-    accepted ones left out; with `gcc`, one finding per plain line."""
+    accepted ones left out (and, for a post revision, those against removing what the old
+    release used); with `gcc`, one finding per plain line."""
     sql_file = Path(tmp) / f"{Path(revision.path).stem}.sql"
     sql_file.write_text(sql, encoding="utf-8")
     args = [squawk, str(sql_file), *(["--reporter", "gcc"] if gcc else [])]
     excluded = project_excluded_rules(project.folder) + accepted_rules(Path(revision.path))
+    if post:
+        excluded += POST_PHASE_ALLOWS
     if excluded:
         args += ["--exclude", ",".join(excluded)]
     return args
 
 
-def squawk_lines(squawk: str, project: Project, revision: Script, sql: str, tmp: str) -> list[str]:
+def squawk_lines(
+    squawk: str, project: Project, revision: Script, sql: str, tmp: str, post: bool
+) -> list[str]:
     """squawk's findings for one revision's SQL, a line each (`make plan`)."""
-    args = squawk_args(squawk, project, revision, sql, tmp, gcc=True)
+    args = squawk_args(squawk, project, revision, sql, tmp, gcc=True, post=post)
     result = subprocess.run(args, check=False, capture_output=True, text=True)
     return [
         line.split(": ", 1)[-1].strip()
@@ -108,16 +119,41 @@ def squawk_lines(squawk: str, project: Project, revision: Script, sql: str, tmp:
     ]
 
 
+def phase_rule(project: Project, script: ScriptDirectory) -> bool:
+    """Print the pre revisions' steps that remove or tighten (phase_lint.py); True when any."""
+    try:
+        findings, accepting = phase_lint.check(project, script)
+    except ValueError as exc:
+        print(f"phases: {exc}.")
+        return True
+    for line in accepting:
+        print(line)
+    if findings:
+        print(f"phases: {len(findings)} step(s) the running release would break:")
+        for finding in findings:
+            print(f"  {finding}")
+        print(phase_lint.ADVICE)
+    return bool(findings)
+
+
 def main(project: Project, argv: list[str]) -> int:
-    squawk = squawk_program()
-    if squawk is None:
-        print("squawk is not installed: run `make install` (it comes with squawk-cli).")
-        return 1
     config = Config(str(project.folder / "alembic.ini"))
     config.attributes["configure_logger"] = False  # findings only, no Alembic INFO lines
     # Rendered as `make sql` renders it: env.py then skips importing the models.
     config.attributes["command"] = "upgrade"
     script = ScriptDirectory.from_config(config)
+    phases = Phases(script)
+    broken = phase_rule(project, script)
+    if project.dialect != "postgresql":
+        print(
+            "squawk lints PostgreSQL SQL only: review each revision's SQL (make sql) instead, "
+            "one DDL statement per revision, as MySQL commits each on its own."
+        )
+        return 1 if broken else 0
+    squawk = squawk_program()
+    if squawk is None:
+        print("squawk is not installed: run `make install` (it comes with squawk-cli).")
+        return 1
     flagged: list[str] = []
     unrendered = 0
     with tempfile.TemporaryDirectory() as tmp:
@@ -141,7 +177,9 @@ def main(project: Project, argv: list[str]) -> int:
                 continue
             # squawk colours its report regardless (and ignores NO_COLOR): plain lines in logs
             # and CI instead, one finding per line.
-            args = squawk_args(squawk, project, revision, sql, tmp, gcc=not sys.stdout.isatty())
+            gcc = not sys.stdout.isatty()
+            post = revision.revision in phases.post
+            args = squawk_args(squawk, project, revision, sql, tmp, gcc=gcc, post=post)
             result = subprocess.run(args, check=False)
             if result.returncode != 0:
                 flagged.append(Path(revision.path).name)
@@ -158,4 +196,4 @@ def main(project: Project, argv: list[str]) -> int:
             "revision must read the database, accept it in its file: "
             "`# lint-migrations: not offline: <why>`."
         )
-    return 1 if flagged or unrendered else 0
+    return 1 if flagged or unrendered or broken else 0

@@ -45,7 +45,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from alembic.config import Config
-from alembic.script import Script
+from alembic.script import Script, ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy import Connection
 from sqlalchemy.engine import URL
@@ -56,6 +56,7 @@ from ..project import MigrationSettings, Project
 from ..runner.api import Migrations
 from ..runner.environment import migration_engine
 from ..runner.errors import connect
+from ..runner.phases import Phases
 from ..runner.settings import load_settings
 from ..testing import markers
 from . import lint
@@ -221,7 +222,9 @@ def measure(
 
 
 # -- squawk --------------------------------------------------------------------------------
-def squawk_findings(project: Project, revisions: list[Script]) -> dict[str, list[str]]:
+def squawk_findings(
+    project: Project, script: ScriptDirectory, revisions: list[Script]
+) -> dict[str, list[str]]:
     """squawk's findings for each revision's offline SQL, as `make lint-migrations` has them
     (the project's rule set and the revision's accepted rules); none where it is not found."""
     squawk = lint.squawk_program()
@@ -233,6 +236,7 @@ def squawk_findings(project: Project, revisions: list[Script]) -> dict[str, list
     config.attributes["configure_logger"] = False
     config.attributes["command"] = "upgrade"
     found: dict[str, list[str]] = {}
+    post_revisions = Phases(script).post
     with tempfile.TemporaryDirectory() as tmp:
         for revision in revisions:
             if isinstance(revision.down_revision, tuple):
@@ -242,7 +246,8 @@ def squawk_findings(project: Project, revisions: list[Script]) -> dict[str, list
             except Exception:
                 found[revision.revision] = ["not linted: it does not render offline"]
                 continue
-            found[revision.revision] = lint.squawk_lines(squawk, project, revision, sql, tmp)
+            post = revision.revision in post_revisions
+            found[revision.revision] = lint.squawk_lines(squawk, project, revision, sql, tmp, post)
     return found
 
 
@@ -321,16 +326,17 @@ def plan_report(project: Project, settings: MigrationSettings) -> Report:
         # squawk reads the revisions' offline SQL while the server makes the scratch database
         # (CREATE DATABASE writes and syncs a copy of its template: 0.2 s of a 1.4 s plan).
         # Not the other way round: Alembic's commands share module state, one at a time.
-        findings = squawk_findings(project, revisions)
+        findings = squawk_findings(project, script, revisions)
         scratch = making.result()
         measured = measure(project, dialect, scratch, settings, revisions)
         version = dialect.clients().version(scratch)
     plans = []
+    phases = Phases(script)
     for revision, statements in zip(revisions, measured, strict=True):
         plan = RevisionPlan(
             revision.revision,
             revision.doc,
-            None,
+            phases.phase(revision.revision) if phases.used else None,
             statements,
             findings.get(revision.revision, []),
             longest_hold(statements, dialect, target.sizes),
@@ -390,7 +396,7 @@ def as_text(report: Report) -> str:
     count = len(report.revisions)
     lines[0] += f" {count} pending revision(s), measured on a scratch copy ({report.server}):"
     for plan in report.revisions:
-        lines.append(f"{plan.revision} ({plan.doc})")
+        lines.append(f"{plan.revision} ({plan.doc}){phase_said(plan)}")
         for number, statement in enumerate(plan.statements, 1):
             lines.append(f"  {number}. {short(statement.sql)}")
             lines.append(f"     {'; '.join(statement_facts(statement, report))}")
@@ -401,11 +407,18 @@ def as_text(report: Report) -> str:
     return "\n".join(lines)
 
 
+def phase_said(plan: RevisionPlan) -> str:
+    """Where the history has deploy phases: when the revision runs."""
+    if plan.phase is None:
+        return ""
+    return " [pre: before the rollout]" if plan.phase == "pre" else " [post: after the rollout]"
+
+
 def as_markdown(report: Report) -> str:
     lines = [f"### make plan: {len(report.revisions)} pending revision(s)", ""]
     lines.append(f"The database is at `{', '.join(report.at) or 'base'}`.")
     for plan in report.revisions:
-        lines += ["", f"#### `{plan.revision}` {plan.doc}", ""]
+        lines += ["", f"#### `{plan.revision}` {plan.doc}{phase_said(plan)}", ""]
         lines += ["| # | statement | locks, rewrites | transaction |", "|---|---|---|---|"]
         for number, statement in enumerate(plan.statements, 1):
             facts = statement_facts(statement, report)
