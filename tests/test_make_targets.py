@@ -289,6 +289,69 @@ def test_destructive_change_is_flagged(project: Path, env: dict[str, str]) -> No
             path.unlink()
 
 
+def test_deploy_phases_from_make_migration_to_the_post_phase(project: Path, server: Server) -> None:
+    """The models replace widget.label by a required sku: `make migration` writes the sku
+    nullable in a pre revision and the rest in a post one; `make migrate phase=pre` keeps the old
+    release's inserts working, `phase=post` waits for the backfill, then contracts."""
+    widget = project / "src" / "my_service" / "models" / "widget.py"
+    before = versions(project)
+    try:
+        with server.new_database("tmpl_phases") as name:
+            env = clean_env(DATABASE_URL=server.url(name))
+            must(make(project, "migrate", env=env))
+            server.execute(name, "INSERT INTO widget (label) VALUES ('old')")
+            widget.write_text(
+                WIDGET.replace(
+                    "label: str = Field(max_length=80)", "sku: str = Field(max_length=20)"
+                ),
+                encoding="utf-8",
+            )
+            written = must(make(project, "migration", "msg=sku for label", env=env))
+            assert "that part is in the post revision" in written
+            pre, post = sorted(
+                set(versions(project)) - set(before), key=lambda p: "_post" in p.name
+            )
+            pre_text, post_text = pre.read_text("utf-8"), post.read_text("utf-8")
+            assert (
+                "nullable=True" in pre_text
+                and "drop_column" not in pre_text.split("def downgrade")[0]
+            )
+            assert 'branch_labels: str | Sequence[str] | None = ("post",)' in post_text
+            assert (
+                'op.drop_column("widget", "label"' in post_text and "op.set_not_null" in post_text
+            )
+            assert "squawk: no findings." in must(make(project, "lint-migrations"))
+
+            must(make(project, "migrate", "phase=pre", env=env))
+            server.execute(name, "INSERT INTO widget (label) VALUES ('old release, during')")
+            early = make(project, "migrate", "phase=post", env=env)  # the NULLs are not filled
+            assert (
+                early.returncode != 0
+                and "widget.sku still has NULLs" in early.stdout
+            )
+            assert ("label",) in server.fetch(name, COLUMNS)
+            server.execute(name, "UPDATE widget SET sku = 'w' || id WHERE sku IS NULL")
+            must(make(project, "migrate", "phase=post", env=env))
+            assert ("label",) not in server.fetch(name, COLUMNS)
+            assert "No new upgrade operations detected" in must(make(project, "check", env=env))
+
+            must(make(project, "migration-empty", "msg=drop more", "phase=post", env=env))
+            [blank] = set(versions(project)) - set(before) - {pre, post}
+            assert f'down_revision: str | Sequence[str] | None = "{revision_id(post)}"' in (
+                blank.read_text("utf-8")
+            )
+            bad = make(project, "migrate", "phase=$(touch pwned)", env=env)
+            assert bad.returncode != 0 and "is not a phase: give pre" in bad.stdout
+            assert not (project / "pwned").exists()
+    finally:
+        widget.write_text(WIDGET, encoding="utf-8")
+        for path in set(versions(project)) - set(before):
+            path.unlink()
+
+
+COLUMNS = "SELECT column_name FROM information_schema.columns WHERE table_name = 'widget'"
+
+
 def test_lint_migrations_flags_and_accepts_per_revision(project: Path) -> None:
     # The widget revision uses SERIAL and VARCHAR(80): squawk's style preferences, which the
     # project's .squawk.toml leaves out, so an ordinary new model does not fail CI.

@@ -307,16 +307,22 @@ def test_deployment_files_lint_clean(tmp_path: Path, web_framework: str) -> None
     assert ecosystems == {"uv", "docker", "github-actions"}
 
     compose = yaml.safe_load((project / "compose.yaml").read_text(encoding="utf-8"))
-    migrate = compose["services"]["migrate"]
-    assert migrate["command"] == ["python", "-m", "my_service.migrations", "upgrade"]
-    job = yaml.safe_load((project / "deploy" / "migrate-job.yaml").read_text(encoding="utf-8"))
-    assert job["kind"] == "Job"
-    assert job["spec"]["template"]["spec"]["containers"][0]["command"] == migrate["command"]
+    # The pre phase before the app starts, the post phase once it serves (docs/deploy-phases.md).
+    module = ["python", "-m", "my_service.migrations", "upgrade", "--phase"]
+    migrate, post = compose["services"]["migrate"], compose["services"]["migrate-post"]
+    assert (migrate["command"], post["command"]) == ([*module, "pre"], [*module, "post"])
+    for name, service in (("migrate-job.yaml", migrate), ("migrate-post-job.yaml", post)):
+        job = yaml.safe_load((project / "deploy" / name).read_text(encoding="utf-8"))
+        assert job["kind"] == "Job"
+        assert job["spec"]["template"]["spec"]["containers"][0]["command"] == service["command"]
     if web_framework == "none":
         assert "app" not in compose["services"]
+        assert post["depends_on"] == {"migrate": {"condition": "service_completed_successfully"}}
         return
     app = compose["services"]["app"]
     assert app["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert post["depends_on"] == {"app": {"condition": "service_healthy"}}
+    assert "/health/ready" in " ".join(app["healthcheck"]["test"])
     text = (project / "deploy" / "deployment.yaml").read_text(encoding="utf-8")
     pod = yaml.safe_load(text)["spec"]["template"]["spec"]
     assert pod["initContainers"][0]["command"][3:5] == ["wait-for-head", "--timeout"]

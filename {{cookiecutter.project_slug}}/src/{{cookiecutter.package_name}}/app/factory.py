@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from sqlalchemy.engine import URL
 
 from ..db import create_engine, create_session_factory
-from ..migrations import script_heads
+from ..migrations import phases
 from . import health, items
 
 
@@ -20,9 +20,9 @@ def create_app(url: URL | None = None) -> FastAPI:
         engine = create_engine(url=url)
         app.state.engine = engine
         app.state.session_factory = create_session_factory(engine)
-        # The revision files do not change while the process runs: read their heads once, not on
-        # every readiness probe.
-        app.state.script_heads = script_heads()
+        # The revision files do not change while the process runs: read their phases once, not
+        # on every readiness probe.
+        app.state.phases = phases()
         try:
             yield
         finally:

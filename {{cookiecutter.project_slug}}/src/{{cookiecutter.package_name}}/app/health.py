@@ -1,9 +1,10 @@
 """Probes for orchestrators: liveness (the process answers) and readiness (the database answers
-and has every migration applied). Readiness takes no migration lock, so probing during a long
-migration neither waits nor blocks it."""
+and has every pre revision: the post ones run after the rollout). Readiness takes no migration
+lock, so probing during a long migration neither waits nor blocks it."""
 
 from typing import Any
 
+from alembic_steady.runner.phases import PRE, Phases
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
@@ -24,9 +25,9 @@ async def live() -> dict[str, str]:
 
 @router.get("/ready", response_model=None)
 async def ready(request: Request) -> dict[str, Any] | JSONResponse:
-    """200 when the database answers and is at head; 503 with the reason otherwise."""
+    """200 when the database answers and has every pre revision; 503 with the reason otherwise."""
     engine: AsyncEngine = request.app.state.engine
-    expected: set[str] = request.app.state.script_heads
+    phases: Phases = request.app.state.phases
     try:
         async with engine.connect() as connection:
             current = await connection.run_sync(current_heads)
@@ -36,9 +37,9 @@ async def ready(request: Request) -> dict[str, Any] | JSONResponse:
         lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
         detail = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
         return _not_ready(f"cannot connect to the database ({detail})")
-    if current != expected:
+    if not phases.ready(current):
         reason = f"database not at head: run the migrations ({MIGRATE})"
-        return _not_ready(reason, current=sorted(current), head=sorted(expected))
+        return _not_ready(reason, current=sorted(current), head=phases.heads(PRE))
     return {"status": "ready", "revision": sorted(current)}
 
 

@@ -5,9 +5,9 @@
     await upgrade_async()                       # async code
     await conn.run_sync(lambda c: upgrade(connection=c))   # on your own connection
 
-`is_at_head()` tells whether the database is current without taking the migration lock, e.g. for a
-readiness probe of a service that leaves migrating to a separate job; `wait_for_head()` polls it
-until the database is at head (for init containers and start scripts). `python -m
+`is_at_head()` tells whether the database has every pre revision (what this code needs) without the
+migration lock, e.g. for a readiness probe of a service that leaves migrating to a separate job;
+`wait_for_head()` polls it until then (for init containers and start scripts). `python -m
 {{ cookiecutter.package_name }}.migrations` runs all of this from an installed wheel (see __main__.py).
 The machinery is the alembic-steady library (vendor/alembic-steady); this module names the project.
 """
@@ -41,6 +41,7 @@ alembic_config = _migrations.alembic_config
 upgrade = _migrations.upgrade
 upgrade_async = _migrations.upgrade_async
 script_heads = _migrations.script_heads
+phases = _migrations.phases
 current_heads = Migrations.current_heads
 is_at_head = _migrations.is_at_head
 wait_for_head = _migrations.wait_for_head
