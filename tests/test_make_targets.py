@@ -325,10 +325,7 @@ def test_deploy_phases_from_make_migration_to_the_post_phase(project: Path, serv
             must(make(project, "migrate", "phase=pre", env=env))
             server.execute(name, "INSERT INTO widget (label) VALUES ('old release, during')")
             early = make(project, "migrate", "phase=post", env=env)  # the NULLs are not filled
-            assert (
-                early.returncode != 0
-                and "widget.sku still has NULLs" in early.stdout
-            )
+            assert early.returncode != 0 and "widget.sku still has NULLs" in early.stdout
             assert ("label",) in server.fetch(name, COLUMNS)
             server.execute(name, "UPDATE widget SET sku = 'w' || id WHERE sku IS NULL")
             must(make(project, "migrate", "phase=post", env=env))

@@ -15,6 +15,7 @@ from alembic.operations import Operations
 from alembic.runtime.migration import MigrationContext
 from support import LINEAR, write_revisions
 
+from alembic_steady.runner import alembic_internals
 from alembic_steady.runner.alembic_internals import (
     OneRevisionAtATime,
     Stepwise,
@@ -361,3 +362,11 @@ def test_a_context_without_the_version_table_check_is_told_its_heads() -> None:
     heads_known(context, ("a1",))  # type: ignore[arg-type]
     assert context.get_current_heads() == ("a1",)
     assert not hasattr(context, "_has_version_table")
+
+
+def test_the_commands_options_are_read_from_the_proxy_module_or_the_context_itself() -> None:
+    context = SimpleNamespace(context_opts={"fn": "its fn", "destination_rev": "heads"})
+    module = SimpleNamespace(_proxy=context)  # `alembic.context`, as env.py passes it
+    assert alembic_internals.environment_options(module) == context.context_opts
+    assert alembic_internals.environment_options(context) == context.context_opts
+    assert alembic_internals.environment_options(SimpleNamespace()) == {}

@@ -12,7 +12,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import OperationalError
 from support import DEFAULT_URL, LINEAR, Settings, StandInEngine, make_project, write_revisions
 
-from alembic_steady import MAKE
+from alembic_steady import MAKE, Project
 from alembic_steady.runner import api
 from alembic_steady.runner.api import Migrations, outside_running_loop
 
@@ -377,3 +377,84 @@ def test_the_last_check_is_the_one_before_the_timeout_would_pass(
         Migrations(waiting["project"]).wait_for_head(1.0, interval=0.25)
     # Checks at 0, 0.25, 0.5, 0.75 and 1.0 s: one more pause would pass the timeout.
     assert len(stand_in[0].opened) == 5 and clock[0] == 101.0
+
+
+# -- an empty revision where its phase belongs (make migration-empty) ---------------------------
+
+MAKO = '''"""${message}"""
+revision = ${repr(up_revision)}
+down_revision = ${repr(down_revision)}
+branch_labels = ${repr(branch_labels)}
+depends_on = ${repr(depends_on)}
+'''
+
+
+def blank_project(tmp_path: Path, ini: bool = False) -> Project:
+    project = make_project(tmp_path)
+    write_revisions(project.versions, [("a", None), ("b", "a")])
+    (project.migrations / "script.py.mako").write_text(MAKO, encoding="utf-8")
+    if ini:  # the project's own naming of revision files
+        (tmp_path / "alembic.ini").write_text(
+            f"[alembic]\nscript_location = {project.migrations}\n"
+            "file_template = %%(rev)s_own_%%(slug)s\n",
+            encoding="utf-8",
+        )
+    return project
+
+
+def written(project: Project, message: str) -> Any:
+    [script] = [s for s in Migrations(project).script().walk_revisions() if s.doc == message]
+    return script
+
+
+def test_an_empty_post_revision_starts_the_post_line_then_follows_it(tmp_path: Path) -> None:
+    project = blank_project(tmp_path)
+    migrations = Migrations(project)
+    migrations.new_revision("drop legacy", phase="post")
+    first = written(project, "drop legacy")
+    assert (first.down_revision, first.dependencies) == (None, "b")
+    assert first.branch_labels == {"post"}
+    migrations.new_revision("add sku")  # a pre one: on the pre line's head
+    pre = written(project, "add sku")
+    assert pre.down_revision == "b"
+    migrations.new_revision("drop sku default", phase="post")
+    second = written(project, "drop sku default")
+    assert (second.down_revision, second.dependencies) == (first.revision, pre.revision)
+    assert migrations.phases().problems() == []
+
+
+def test_an_empty_revision_is_named_as_the_projects_alembic_ini_says(tmp_path: Path) -> None:
+    project = blank_project(tmp_path, ini=True)
+    Migrations(project).new_revision("add sku")
+    assert [p.name for p in project.versions.glob("*_own_add_sku.py")] != []
+
+
+def test_an_upgrade_of_one_phase_tells_env_py_the_phase(
+    migrations: Migrations, ran: list[Any]
+) -> None:
+    migrations.upgrade(url=DEFAULT_URL, phase="pre")
+    assert ran[-1][1].attributes["phase"] == "pre"
+    migrations.upgrade(url=DEFAULT_URL)
+    assert "phase" not in ran[-1][1].attributes  # both phases: none named
+
+
+def test_with_phases_wait_for_head_waits_for_the_pre_revisions_and_says_so(
+    waiting: dict[str, Any], stand_in: list[StandInEngine]
+) -> None:
+    project = waiting["project"]
+    post = (
+        '"""post"""\nrevision = "p"\ndown_revision = None\nbranch_labels = ("post",)\n'
+        'depends_on = "b"\n\n\ndef upgrade():\n    pass\n\n\ndef downgrade():\n    pass\n'
+    )
+    (project.migrations / "versions" / "p_post.py").write_text(post, encoding="utf-8")
+    waiting["script heads"] = {"c", "p"}
+    waiting["heads"] = {"b", "p"}
+    with pytest.raises(TimeoutError) as waited:
+        Migrations(project).wait_for_head(0.03, interval=0.01, commands=MAKE)
+    assert str(waited.value) == (
+        "Not at head after 0.03s: the database is at b, p, head is c: run the migrations "
+        "(make migrate phase=pre)."
+    )
+    waiting["heads"] = {"c"}  # the pre revisions, the post one still to come: at head
+    Migrations(project).wait_for_head(1, interval=0.01, commands=MAKE)
+    assert waiting["verified"][-1][1] == {"c"}

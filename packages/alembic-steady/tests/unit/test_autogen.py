@@ -453,6 +453,27 @@ def test_a_not_null_column_without_default_on_an_existing_table_is_added_nullabl
     assert isinstance(pre_down.ops[0], ops.DropColumnOp)
 
 
+@pytest.mark.parametrize("dialect", ["postgresql", "mysql"])
+def test_a_change_that_cannot_be_split_still_flags_its_not_null_column(
+    dialect: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With an operation Alembic cannot reverse (written without its column), the change stays
+    one revision: its new NOT NULL column is flagged as before the phases."""
+    add = ops.AddColumnOp("item", sa.Column("sku", sa.String(20), nullable=False))
+    drop = ops.DropColumnOp("item", "legacy")
+    directives = [script(ops.ModifyTableOps("item", [add, drop]))]
+    autogen.process_revision_directives(on(dialect), None, directives)
+    [single] = directives
+    assert single.branch_label is None
+    assert NOT_NULL_SKU in warned(capsys.readouterr().err)
+    # Its note sits next to the operation (PostgreSQL) or nowhere: not again at the top.
+    assert notes_of(directives) == ["drops column item.legacy: existing data is lost"]
+    if dialect == "postgresql":
+        table_ops = upgrade_of(directives)[-1]
+        assert [type(op) for op in table_ops.ops][:2] == [ReviewNote, ops.AddColumnOp]
+        assert table_ops.ops[0].text == NOT_NULL_SKU
+
+
 @pytest.mark.parametrize(
     "make",
     [

@@ -453,3 +453,99 @@ def test_a_run_verifies_and_keeps_the_checksums_as_its_command_asks(
         assert ledger is made
     else:
         assert ledger is None
+
+
+# -- deploy phases, offline (make sql): the order and the phase a run applies -----------------
+
+PHASED = {  # a1 <- a2 (pre); p1 (post, from base, after a1). Alembic's own order: a1, p1, a2.
+    "a1": (None, None, None, '    op.execute("CREATE TABLE item (id int, legacy text)")'),
+    "p1": (None, ("post",), "a1", '    op.execute("ALTER TABLE item DROP COLUMN legacy")'),
+    "a2": ("a1", None, None, "    op.execute(\"UPDATE item SET legacy = 'x'\")"),
+}
+
+
+def phased_sql(
+    tmp_path: Path, revision: str = "head", *, cmd_opts: Any = None, **attributes: Any
+) -> list[str]:
+    """`make sql` of the phased history: the revisions each `-- Running upgrade` line names."""
+    from alembic import command
+    from alembic.config import Config
+
+    project = make_project(tmp_path, settings=lambda: Settings(DEFAULT_URL))
+    (project.migrations / "versions").mkdir(parents=True)
+    (project.migrations / "env.py").write_text(ENV_PY, encoding="utf-8")
+    for name, (down, labels, depends, body) in PHASED.items():
+        text = REVISION.format(body=body).replace('revision = "a1"', f'revision = "{name}"')
+        text = text.replace("down_revision = None", f"down_revision = {down!r}")
+        text = text.replace("branch_labels = None", f"branch_labels = {labels!r}")
+        text = text.replace("depends_on = None", f"depends_on = {depends!r}")
+        (project.migrations / "versions" / f"{name}.py").write_text(text, encoding="utf-8")
+    output = io.StringIO()
+    config = Config(output_buffer=output, stdout=io.StringIO(), cmd_opts=cmd_opts)
+    config.set_main_option("script_location", str(project.migrations))
+    config.attributes.update(project=project, configure_logger=False, command="upgrade")
+    config.attributes.update(attributes)
+    try:
+        command.upgrade(config, revision, sql=True)
+    finally:
+        # A refusal raised while Alembic runs leaves `op` bound (see the test above).
+        from alembic import op
+
+        if op._proxy is not None:
+            op._proxy._remove_proxy()
+    running = [line for line in output.getvalue().splitlines() if line.startswith("-- Running")]
+    return [line.rsplit(" ", 1)[-1] for line in running]
+
+
+def test_offline_every_pre_revision_comes_first(tmp_path: Path) -> None:
+    assert phased_sql(tmp_path) == ["a1", "a2", "p1"]
+
+
+def test_offline_one_phase_alone_from_the_api_or_alembics_x_argument(tmp_path: Path) -> None:
+    assert phased_sql(tmp_path / "api", phase="pre") == ["a1", "a2"]
+    given = SimpleNamespace(x=["other=a=b", "phase=pre", "flag"], cmd=None)
+    assert phased_sql(tmp_path / "x", cmd_opts=given) == ["a1", "a2"]
+    from alembic.util import CommandError
+
+    with pytest.raises(CommandError, match=r"^phase='pre=now' is not a phase"):
+        phased_sql(tmp_path / "eq", cmd_opts=SimpleNamespace(x=["phase=pre=now"], cmd=None))
+
+
+def test_offline_a_revision_file_that_does_not_load_is_named(tmp_path: Path) -> None:
+    from alembic.util import CommandError
+
+    PHASED["b9"] = ("a2", None, None, "    op.execute(")  # does not compile
+    try:
+        with pytest.raises(CommandError) as refused:
+            phased_sql(tmp_path)
+    finally:
+        del PHASED["b9"]
+    # Alembic reads every file first: the run stops there, before any SQL, naming the file.
+    message = str(refused.value)
+    assert message.startswith("a revision cannot be rendered as SQL offline: SyntaxError: ")
+    assert "(b9.py, line 12)" in message
+
+
+def test_offline_the_post_phase_alone_is_refused_while_pre_revisions_are_missing(
+    tmp_path: Path,
+) -> None:
+    from alembic.util import CommandError
+
+    with pytest.raises(CommandError, match=r"^phase=post: the pre revision\(s\) a1, a2 are not"):
+        phased_sql(tmp_path, phase="post")
+
+
+def test_a_phase_with_a_revision_or_another_command_is_refused(tmp_path: Path) -> None:
+    from alembic.util import CommandError
+
+    with pytest.raises(CommandError, match=r"^phase=pre upgrades to that phase's head"):
+        phased_sql(tmp_path / "rev", "a1", phase="pre")
+    with pytest.raises(CommandError, match=r"^phase=post applies to an upgrade, not to downgrade$"):
+        environment(tmp_path / "down", {"command": "downgrade", "phase": "post"})
+    with pytest.raises(CommandError, match=r"^phase='soon' is not a phase"):
+        environment(tmp_path / "bad", {"command": "upgrade", "phase": "soon"})
+
+
+def test_a_history_without_phases_runs_alembics_own_upgrade(tmp_path: Path) -> None:
+    env = environment(tmp_path, {"command": "upgrade"})
+    assert env.phase is None and env.upgrade_fn is None  # no options of a running command

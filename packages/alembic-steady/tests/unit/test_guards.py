@@ -256,3 +256,20 @@ def test_models_that_do_not_configure_are_named_with_the_fix() -> None:
 
 def test_models_that_configure_pass() -> None:
     guards.require_configured_mappers()
+
+
+def test_behind_both_lines_of_deploy_phases_names_both_heads(tmp_path: Path) -> None:
+    # a <- b <- c, and the post line p (from base, depending on b): a database at b lacks c and p.
+    script = script_directory(tmp_path, LINEAR)
+    post = (
+        '"""p"""\nrevision = "p"\ndown_revision = None\nbranch_labels = ("post",)\n'
+        'depends_on = "b"\n\n\ndef upgrade():\n    pass\n\n\ndef downgrade():\n    pass\n'
+    )
+    (tmp_path / "versions" / "p_post.py").write_text(post, encoding="utf-8")
+    script = ScriptDirectory(str(tmp_path), version_locations=[str(tmp_path / "versions")])
+    with pytest.raises(CommandError) as raised:
+        guards.require_database_at_head(("b",), script, MAKE)
+    assert str(raised.value) == (
+        "The database is at b, behind head c, p: run `make migrate` first."
+    )
+    guards.require_database_at_head(("c", "p"), script, MAKE)  # both lines at head

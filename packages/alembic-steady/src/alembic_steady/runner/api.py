@@ -120,7 +120,6 @@ class Migrations:
         the project's alembic.ini (its file_template and post-write hooks) where it has one."""
         ini = self.project.folder / "alembic.ini"
         config = Config(str(ini)) if ini.is_file() else self.alembic_config()
-        config.attributes["configure_logger"] = False
         script = ScriptDirectory.from_config(config)
         command.revision(config, message, **placement(Phases(script), phase))
 

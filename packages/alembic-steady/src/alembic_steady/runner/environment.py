@@ -135,7 +135,7 @@ class MigrationEnvironment:
             return None
         if problems := history.problems():
             raise CommandError(problems[0])
-        return phases.upgrade_steps(self.context.script, self.phase, self.project.commands)
+        return phases.upgrade_steps(history, self.phase, self.project.commands)
 
     def configure(self, **kwargs: Any) -> None:
         # Only autogenerate and `check` compare models with the database. Upgrades, downgrades,
@@ -171,6 +171,8 @@ class MigrationEnvironment:
         """`--sql`: print the SQL for a DBA to review; no database is needed."""
         try:
             self.upgrade_fn  # noqa: B018  (reads the revision files: one may not load)
+        except CommandError:
+            raise  # the runner's own answer (a phase refused) names its cause
         except Exception as exc:
             raise offline_failure(exc, self.project) from exc
         self.configure(url=self.url, literal_binds=True, dialect_opts={"paramstyle": "named"})
@@ -181,6 +183,8 @@ class MigrationEnvironment:
         with self.context.begin_transaction():
             try:
                 self.context.run_migrations()
+            except CommandError:
+                raise  # Alembic's or the runner's own answer names its cause
             except Exception as exc:
                 raise offline_failure(exc, self.project) from exc
 

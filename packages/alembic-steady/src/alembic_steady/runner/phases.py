@@ -140,14 +140,14 @@ class Phases:
         ]
 
 
-def upgrade_steps(script: ScriptDirectory, phase: str | None, commands: Commands) -> ChosenSteps:
-    """Alembic's upgrade to every head, as `upgrade --phase` applies it: `pre` the pre revisions
-    only, `post` the post ones (refused while a pre revision is pending), None both, every pre
-    revision first."""
-    phases = Phases(script)
+def upgrade_steps(phases: Phases, phase: str | None, commands: Commands) -> ChosenSteps:
+    """Alembic's upgrade to every head of the running migration's scripts (`phases` read from
+    them), as `upgrade --phase` applies it: `pre` the pre revisions only, `post` the post ones
+    (refused while a pre revision is pending), None both, every pre revision first."""
 
     def steps(heads: tuple[str, ...], context: MigrationContext) -> list[RevisionStep]:
-        every = alembic_internals.upgrade_steps(script, heads)
+        assert context.script is not None
+        every = alembic_internals.upgrade_steps(context.script, heads)
         pre = [step for step in every if step.revision.revision not in phases.post]
         post = [step for step in every if step.revision.revision in phases.post]
         if phase == PRE:
