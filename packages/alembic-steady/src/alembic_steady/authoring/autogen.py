@@ -193,16 +193,6 @@ def _fresh_tables(script: ops.MigrationScript) -> set[str]:
     return fresh
 
 
-def _added_not_null_without_default(op: ops.AddColumnOp) -> bool:
-    column = op.column
-    return (
-        not column.nullable
-        and column.server_default is None
-        and column.identity is None
-        and column.computed is None
-    )
-
-
 def _safe_forms(fresh: set[str]) -> Rewriter:
     """Rewrites blocking operations on existing tables into their non-blocking forms.
 
@@ -267,7 +257,7 @@ def _safe_forms(fresh: set[str]) -> Rewriter:
 
     @writer.rewrites(ops.AddColumnOp)
     def _add_column(context: Any, revision: Any, op: ops.AddColumnOp) -> Any:
-        if op.table_name in fresh or not _added_not_null_without_default(op):
+        if op.table_name in fresh or not phase_split.added_not_null_without_default(op):
             return op
         return [ReviewNote(_not_null_column(op.table_name, op.column.name)), op]
 
@@ -360,7 +350,7 @@ def _warnings(
                 elif (
                     isinstance(sub, ops.AddColumnOp)
                     and op.table_name not in fresh
-                    and _added_not_null_without_default(sub)
+                    and phase_split.added_not_null_without_default(sub)
                 ):
                     found.append((_not_null_column(op.table_name, sub.column.name), ""))
     return found

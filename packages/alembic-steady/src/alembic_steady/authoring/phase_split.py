@@ -24,11 +24,9 @@ def _tightens(op: ops.MigrateOperation) -> bool:
     return isinstance(op, ops.AlterColumnOp) and op.modify_nullable is False
 
 
-def _added_not_null(op: ops.MigrateOperation, fresh: set[str]) -> bool:
-    """A NOT NULL column without a default on a table that has rows: the old release's inserts
-    leave it out."""
-    if not isinstance(op, ops.AddColumnOp) or op.table_name in fresh:
-        return False
+def added_not_null_without_default(op: ops.AddColumnOp) -> bool:
+    """A NOT NULL column whose rows get no value of their own: existing rows fail it, and so do
+    the old release's inserts, which leave it out."""
     column = op.column
     return (
         not column.nullable
@@ -72,8 +70,11 @@ def _split(
             pre.append(op)
         elif isinstance(op, CONTRACTING) or _tightens(op):
             post.append(op)
-        elif _added_not_null(op, fresh):
-            assert isinstance(op, ops.AddColumnOp)
+        elif (
+            isinstance(op, ops.AddColumnOp)
+            and op.table_name not in fresh
+            and added_not_null_without_default(op)
+        ):
             column = op.column._copy()
             column.nullable = True
             pre.append(ops.AddColumnOp(op.table_name, column, schema=op.schema))
