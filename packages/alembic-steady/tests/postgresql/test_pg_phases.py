@@ -309,7 +309,7 @@ def test_lint_passes_drops_in_post_revisions_and_names_one_in_a_pre_revision(
     )
     # `make lint-migrations`: alembic.ini beside the project (its root).
     root = demo_project.alembic_ini(project).parent
-    assert lint.phase_rule(replace(project, root=root), Migrations(project).script())
+    assert lint.phase_rule(replace(project, root=root), Migrations(project).phases())
     out = capsys.readouterr().out
     assert out.splitlines()[:2] == [
         "phases: 1 step(s) the running release would break:",

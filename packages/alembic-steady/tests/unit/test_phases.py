@@ -175,7 +175,7 @@ def lint(
             f"[tool.alembic-steady]\n{lines}", encoding="utf-8"
         )
     project = make_project(tmp_path)
-    findings, accepted = phase_lint.check(project, script)
+    findings, accepted = phase_lint.check(project, Phases(script))
     return [str(finding) for finding in findings], accepted
 
 

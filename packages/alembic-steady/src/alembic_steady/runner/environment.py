@@ -123,7 +123,6 @@ class MigrationEnvironment:
         fn, destination = options.get("fn"), options.get("destination_rev")
         if not alembic_internals.wraps_alembic_command(fn):
             return None  # a caller's own steps (the test walk) are already in order
-        history = phases.Phases(self.context.script)
         if destination not in ("head", "heads"):
             if self.phase is not None:
                 raise CommandError(
@@ -131,6 +130,7 @@ class MigrationEnvironment:
                     f"({destination}), or the phase"
                 )
             return None
+        history = phases.Phases(self.context.script)
         if self.phase is None and not history.used:
             return None
         if problems := history.problems():

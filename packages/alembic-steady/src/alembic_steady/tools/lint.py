@@ -119,10 +119,10 @@ def squawk_lines(
     ]
 
 
-def phase_rule(project: Project, script: ScriptDirectory) -> bool:
+def phase_rule(project: Project, phases: Phases) -> bool:
     """Print the pre revisions' steps that remove or tighten (phase_lint.py); True when any."""
     try:
-        findings, accepting = phase_lint.check(project, script)
+        findings, accepting = phase_lint.check(project, phases)
     except ValueError as exc:
         print(f"phases: {exc}.")
         return True
@@ -143,7 +143,7 @@ def main(project: Project, argv: list[str]) -> int:
     config.attributes["command"] = "upgrade"
     script = ScriptDirectory.from_config(config)
     phases = Phases(script)
-    broken = phase_rule(project, script)
+    broken = phase_rule(project, phases)
     if project.dialect != "postgresql":
         print(
             "squawk lints PostgreSQL SQL only: review each revision's SQL (make sql) instead, "

@@ -20,8 +20,6 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from alembic.script import ScriptDirectory
-
 from ..project import Project
 from ..runner.phases import Phases
 
@@ -108,10 +106,9 @@ def accepted(path: Path) -> str | None:
     return found.group(1).strip() if found else None
 
 
-def check(project: Project, script: ScriptDirectory) -> tuple[list[Finding], list[str]]:
+def check(project: Project, phases: Phases) -> tuple[list[Finding], list[str]]:
     """(findings, accepted lines) of the pre revisions after `phases-from`; none before the
     project takes up the phases."""
-    phases = Phases(script)
     since = project.setting(SETTING, None)
     if since is None and not phases.used:
         return [], []

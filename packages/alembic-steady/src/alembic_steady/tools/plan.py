@@ -45,7 +45,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from alembic.config import Config
-from alembic.script import Script, ScriptDirectory
+from alembic.script import Script
 from alembic.util import CommandError
 from sqlalchemy import Connection
 from sqlalchemy.engine import URL
@@ -223,7 +223,7 @@ def measure(
 
 # -- squawk --------------------------------------------------------------------------------
 def squawk_findings(
-    project: Project, script: ScriptDirectory, revisions: list[Script]
+    project: Project, phases: Phases, revisions: list[Script]
 ) -> dict[str, list[str]]:
     """squawk's findings for each revision's offline SQL, as `make lint-migrations` has them
     (the project's rule set and the revision's accepted rules); none where it is not found."""
@@ -236,7 +236,6 @@ def squawk_findings(
     config.attributes["configure_logger"] = False
     config.attributes["command"] = "upgrade"
     found: dict[str, list[str]] = {}
-    post_revisions = Phases(script).post
     with tempfile.TemporaryDirectory() as tmp:
         for revision in revisions:
             if isinstance(revision.down_revision, tuple):
@@ -246,7 +245,7 @@ def squawk_findings(
             except Exception:
                 found[revision.revision] = ["not linted: it does not render offline"]
                 continue
-            post = revision.revision in post_revisions
+            post = revision.revision in phases.post
             found[revision.revision] = lint.squawk_lines(squawk, project, revision, sql, tmp, post)
     return found
 
@@ -318,6 +317,7 @@ def plan_report(project: Project, settings: MigrationSettings) -> Report:
     revisions = migrations.pending(target.heads, script)
     if not revisions:
         return Report(sorted(target.heads), "", threshold, target.sizes, [], dialect)
+    phases = Phases(script)
     server = server or scratch_server(url, project.dialect)
     with (
         ThreadPoolExecutor(max_workers=1) as pool,
@@ -326,12 +326,11 @@ def plan_report(project: Project, settings: MigrationSettings) -> Report:
         # squawk reads the revisions' offline SQL while the server makes the scratch database
         # (CREATE DATABASE writes and syncs a copy of its template: 0.2 s of a 1.4 s plan).
         # Not the other way round: Alembic's commands share module state, one at a time.
-        findings = squawk_findings(project, script, revisions)
+        findings = squawk_findings(project, phases, revisions)
         scratch = making.result()
         measured = measure(project, dialect, scratch, settings, revisions)
         version = dialect.clients().version(scratch)
     plans = []
-    phases = Phases(script)
     for revision, statements in zip(revisions, measured, strict=True):
         plan = RevisionPlan(
             revision.revision,
