@@ -23,7 +23,7 @@ from alembic_steady.dialects.clients import Clients
 from alembic_steady.runner.api import Migrations
 from alembic_steady.testing import checks
 from alembic_steady.testing.plugin import new_database
-from alembic_steady.testing.walk import Harness
+from alembic_steady.testing.walk import Harness, Walk
 
 # d4 seeds one row per tenant (a data migration: run twice, it would leave two), e5 makes names
 # unique (a tenant holding duplicates rejects it).
@@ -426,20 +426,33 @@ def with_tenants(project: Project, folder: Path) -> Project:
 
 
 def test_the_built_in_fleet_test_migrates_two_tenants_where_the_project_has_them(
-    project: Project, database_url: URL, server_clients: Clients, server_url: URL, tmp_path: Path
+    project: Project, database_url: URL, other_database: URL, tmp_path: Path
 ) -> None:
-    checks.test_a_fleet_reaches_head(Harness(project), database_url, server_clients, server_url)
-    assert rows(database_url, "SELECT count(*) FROM pg_namespace WHERE nspname = 'tenant_a'") == [
+    # By default a fleet of databases: the walk's, at head, read at head; no tenant schema made.
+    walked = Walk(other_database)
+    Migrations(project).upgrade("heads", url=other_database)
+    checks.test_a_fleet_reaches_head(Harness(project), walked, database_url)
+    assert rows(database_url, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") == [
         (0,)
-    ]  # by default two databases: no tenant schema is made
+    ]  # the run's own database is left alone
+    no_tenant = "SELECT count(*) FROM pg_namespace WHERE nspname = 'tenant_a'"
+    assert rows(other_database, no_tenant) == [(0,)]
     tenants = Harness(with_tenants(project, tmp_path))
-    checks.test_a_fleet_reaches_head(tenants, database_url, server_clients, server_url)
+    checks.test_a_fleet_reaches_head(tenants, walked, database_url)
     where = "SELECT table_schema FROM information_schema.tables WHERE table_name = 'widget'"
-    assert sorted(rows(database_url, where)) == [("public",), ("tenant_a",), ("tenant_b",)]
+    assert sorted(rows(database_url, where)) == [("tenant_a",), ("tenant_b",)]
+
+
+def test_the_built_in_fleet_test_fails_where_the_walk_did_not_reach_head(
+    project: Project, database_url: URL
+) -> None:
+    walked = Walk(database_url, upgrade_failure="c3: no such table")
+    with pytest.raises(pytest.fail.Exception, match="cannot migrate the fleet: c3: no such table"):
+        checks.test_a_fleet_reaches_head(Harness(project), walked, database_url)
 
 
 def test_the_built_in_fleet_test_names_a_revision_that_leaves_its_tenants_schema(
-    database_url: URL, server_clients: Clients, server_url: URL, tmp_path: Path
+    database_url: URL, other_database: URL, tmp_path: Path
 ) -> None:
     leak = '    op.execute("CREATE TABLE IF NOT EXISTS public.leak (id int)")'
     leaky = demo_project.with_revisions(
@@ -447,7 +460,7 @@ def test_the_built_in_fleet_test_names_a_revision_that_leaves_its_tenants_schema
     )
     harness = Harness(with_tenants(leaky, tmp_path))
     with pytest.raises(AssertionError) as failed:
-        checks.test_a_fleet_reaches_head(harness, database_url, server_clients, server_url)
+        checks.test_a_fleet_reaches_head(harness, Walk(other_database), database_url)
     message = str(failed.value)
     assert "a tenant's revisions made ['leak'] in the database's own schema." in message
     assert "name no schema in a revision (not `public.`" in message
