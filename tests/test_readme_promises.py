@@ -92,18 +92,24 @@ def test_db_up_uses_docker_compose_when_docker_answers(project: Path, tmp_path: 
 
 
 def modules_loaded_from_source(project: Path, *alembic_args: str) -> tuple[list[str], str]:
-    """Project files an `alembic` command compiled from source, and its verbose import log."""
+    """Project files an `alembic` command compiled from source (its own, and the toolkit's in
+    vendor/, installed editable from there), and its verbose import log."""
     env = clean_env(PYTHONDONTWRITEBYTECODE="1", PYTHONVERBOSE="1")
     output = must(run(project, ".venv/bin/alembic", *alembic_args, env=env))
-    src = re.escape(str(project / "src"))
-    return re.findall(rf"^# code object from '?({src}\S+\.py)'?$", output, re.M), output
+    roots = "|".join(re.escape(str(project / folder)) for folder in ("src", "vendor"))
+    return re.findall(rf"^# code object from '?((?:{roots})\S+\.py)'?$", output, re.M), output
 
 
 def test_project_code_and_revisions_run_from_bytecode(project: Path) -> None:
     offline = ("upgrade", "head", "--sql")
     from_source, log = modules_loaded_from_source(project, *offline)
     assert not from_source, f"compiled at every start, not read from bytecode: {from_source}"
-    for loaded in ("migrations/__pycache__/env.", "migrations/versions/__pycache__/", "settings."):
+    for loaded in (
+        "migrations/__pycache__/env.",
+        "migrations/versions/__pycache__/",
+        "settings.",
+        "alembic_steady/runner/__pycache__/environment.",
+    ):
         assert re.search(rf"code object from '\S+{re.escape(loaded)}\S*\.pyc'", log), loaded
 
     # A revision written by `make migration-empty` is compiled as it is written.
