@@ -334,3 +334,48 @@ def test_the_pull_request_plan_step_writes_what_its_revisions_do_to_the_summary(
         output = must(make(project, "plan", "fail-on=risky", env=env))
         assert f"{added} (add sprocket)" in output and "RISKY" not in output
     git(project, "switch", "--quiet", "main")
+
+
+def test_make_test_runs_the_last_release_on_the_new_schema(project: Path, server: Server) -> None:
+    """Tagged v1, the next release's revisions: `make migration`'s split (a required column added
+    nullable in the pre revision) keeps v1's inserts working; a pre revision adding it NOT NULL
+    without a default fails `make test`, naming the revision and v1's INSERT."""
+    env = clean_env(TEST_DATABASE_URL=server.url("postgres"))
+    git(project, "tag", "v1")
+    model = project / "src" / "my_service" / "models" / "item.py"
+    kept = model.read_text(encoding="utf-8")
+    before = set(versions(project))
+    try:
+        model.write_text(
+            kept.replace("    name: str", "    sku: str = Field(max_length=20)\n    name: str", 1),
+            encoding="utf-8",
+        )
+        with server.new_database() as name:
+            dev = clean_env(DATABASE_URL=server.url(name))
+            must(make(project, "migrate", env=dev))
+            must(make(project, "migration", "msg=sku", env=dev))
+        split = make(project, "test", "args=-k old_release -p no:cacheprovider", env=env)
+        assert split.returncode == 0, split.stdout
+        said = "Old release v1 (the newest tag) checked against 1 pre revision(s) since\n"
+        assert said in split.stdout, split.stdout  # every table checked: none listed as not
+        for path in set(versions(project)) - before:
+            path.unlink()
+        must(make(project, "migration-empty", "msg=sku required"))
+        (hand,) = set(versions(project)) - before
+        text = hand.read_text(encoding="utf-8").replace(
+            "def upgrade() -> None:\n    pass",
+            'def upgrade() -> None:\n    op.add_column("item", sa.Column("sku", sa.String(20), '
+            "nullable=False))",
+        )
+        hand.write_text(text, encoding="utf-8")
+        broken = make(project, "test", "args=-k old_release -p no:cacheprovider", env=env)
+        assert broken.returncode != 0
+        assert f"{revision_id(hand)} (sku required) breaks the old release's INSERT item" in (
+            broken.stdout
+        ), broken.stdout
+        assert 'null value in column "sku"' in broken.stdout
+    finally:
+        git(project, "tag", "-d", "v1")
+        model.write_text(kept, encoding="utf-8")
+        for path in set(versions(project)) - before:
+            path.unlink()

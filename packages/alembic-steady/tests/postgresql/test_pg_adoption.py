@@ -178,6 +178,8 @@ def test_the_plugin_tests_a_stock_project(stock: Path, server_url: URL, workers:
         timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "8 passed" in result.stdout, result.stdout
+    assert "9 passed" in result.stdout, result.stdout
+    # No git history here: the old release's check says it checked nothing, with workers too.
+    assert result.stdout.count("Old release NOT checked: ") == 1, result.stdout
     # Which server the tests ran on, said once, with workers too (theirs reach the summary).
     assert result.stdout.count("PostgreSQL used: ") == 1, result.stdout

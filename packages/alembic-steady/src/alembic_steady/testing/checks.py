@@ -27,7 +27,9 @@ from ..fleet.status import read_all
 from ..fleet.targets import parse_all
 from ..runner.guards import folded
 from ..runner.phases import PHASES, Phases
+from . import old_release
 from .data_checks import DATA_CHECKS
+from .plugin import ACCEPTED, SERVER_USED, add_new
 from .walk import Harness, Walk, on_connection
 
 __all__ = [
@@ -39,6 +41,7 @@ __all__ = [
     "test_no_long_lock_on_an_existing_table",
     "test_single_head",
     "test_stairway",
+    "test_the_old_release_works_on_the_new_schema",
     "test_upgrade_base_to_head_one_revision_at_a_time",
 ]
 
@@ -130,6 +133,26 @@ def test_data_survives_later_upgrades(migration_harness: Harness, walk: Walk) ->
     )
 
 
+def test_the_old_release_works_on_the_new_schema(
+    migration_harness: Harness, database_url: URL
+) -> None:
+    """The release before this one serves while the pre revisions run: its models' INSERT,
+    SELECT and UPDATE of every table go on working after each pre revision since (the old
+    release from git: OLD_RELEASE, `old-release` in pyproject.toml, or the newest tag). Each
+    failure names the revision and the statement; a revision's `# migration-tests: breaks the
+    old release: <why>` line lists its failures instead."""
+    outcome = old_release.check(migration_harness, database_url)
+    add_new(SERVER_USED, [outcome.said])
+    add_new(ACCEPTED, outcome.accepted)
+    if outcome.failures:
+        pytest.fail(
+            f"{len(outcome.failures)} statement(s) of the old release fail on the new schema:\n"
+            + "\n".join(f"- {failure}" for failure in outcome.failures)
+            + f"\n{old_release.ADVICE}",
+            pytrace=False,
+        )
+
+
 # A chain of its own: a good revision on base, then one whose upgrade fails half-way, after a
 # statement that succeeded. The project's env.py runs it, so the test costs the same however long
 # the project's chain is, and however large its first revision (a squashed baseline).
@@ -212,9 +235,7 @@ def test_a_failure_part_way_keeps_the_good_revisions(
     )
 
 
-def test_a_fleet_reaches_head(
-    migration_harness: Harness, walk: Walk, database_url: URL
-) -> None:
+def test_a_fleet_reaches_head(migration_harness: Harness, walk: Walk, database_url: URL) -> None:
     """The revisions migrate a fleet as `make fleet-migrate` runs each target, and the fleet's
     status then reads every target at head. On PostgreSQL with `tenant-schemas = true` under
     [tool.alembic-steady]: two tenant schemas of one database, each holding its own tables and

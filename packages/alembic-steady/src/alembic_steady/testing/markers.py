@@ -6,6 +6,7 @@ in the same pull request as the revision), one comment line each:
     # migration-tests: no rows for invoice: its status only ever holds 'open' or 'paid'
     # migration-tests: rows for invoice: INSERT INTO invoice (status) VALUES ('open'), ('paid')
     # migration-tests: accept rewrite of invoice: the type change is wanted, run at night
+    # migration-tests: breaks the old release: the service is stopped for this deploy
 
 - `one-way`: the stairway does not take this revision down and up again (its downgrade cannot
   restore what the upgrade changed); the walk upgrades it once and goes on.
@@ -17,6 +18,8 @@ in the same pull request as the revision), one comment line each:
 - `accept rewrite of TABLE`, `accept long lock on TABLE`: `make plan --fail-on risky` lists, and
   does not fail on, this revision rewriting TABLE or reading it whole under a lock that stops
   its writers, however many rows it has.
+- `breaks the old release`: the old release's statements this revision breaks
+  (testing/old_release.py) are listed, not failed.
 
 Every form but `rows for` needs a reason; each accepted item is listed at the end of the test
 run, never silent. A line the tests do not understand fails them, naming its file and line.
@@ -33,13 +36,15 @@ from ..dialects.measured import Risk
 MARKER = re.compile(r"^[ \t]*#[ \t]*migration-tests:(.*)$", re.M)
 _FORMS = re.compile(
     r"(?P<kind>one-way|accept stairway|no rows for (?P<table>\S+)|rows for (?P<rows_of>\S+)"
-    r"|accept rewrite of (?P<rewritten>\S+)|accept long lock on (?P<locked>\S+))"
+    r"|accept rewrite of (?P<rewritten>\S+)|accept long lock on (?P<locked>\S+)"
+    r"|breaks the old release)"
     r"[ \t]*:[ \t]*(?P<value>\S.*?)[ \t]*$"
 )
 USAGE = (
     "the forms are `# migration-tests: one-way: <reason>`, `... accept stairway: <reason>`, "
     "`... no rows for <table>: <reason>`, `... rows for <table>: INSERT INTO <table> ...`, "
-    "`... accept rewrite of <table>: <reason>` and `... accept long lock on <table>: <reason>`"
+    "`... accept rewrite of <table>: <reason>`, `... accept long lock on <table>: <reason>` "
+    "and `... breaks the old release: <reason>`"
 )
 
 
@@ -53,6 +58,7 @@ class Accepted:
     rows: dict[str, str] = field(default_factory=dict)  # table -> INSERT statement
     rewrite: dict[str, str] = field(default_factory=dict)  # table -> reason
     long_lock: dict[str, str] = field(default_factory=dict)  # table -> reason
+    breaks_old_release: str | None = None  # the reason
 
     def accepting_risk(self, risk: Risk) -> str | None:
         """The reason this revision gives for `risk` (a rewrite or a long lock of its table),
@@ -82,6 +88,8 @@ def read(path: str | Path) -> Accepted:
             accepted.one_way = value
         elif kind == "accept stairway":
             accepted.stairway = value
+        elif kind == "breaks the old release":
+            accepted.breaks_old_release = value
         elif form.group("table"):
             accepted.no_rows[form.group("table")] = value
         elif form.group("rewritten"):

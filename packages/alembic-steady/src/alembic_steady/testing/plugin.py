@@ -25,8 +25,8 @@ from ..dialects.clients import ClientError, Clients
 from ..project import Project
 from .walk import Harness, Walk
 
-# The server the run used, said in one line at the end of the run, and what revisions' markers
-# accepted (testing/markers.py), listed after it: never silent.
+# The server the run used and the old release it checked, said at the end of the run, and what
+# revisions' markers accepted (testing/markers.py), listed after it: never silent.
 SERVER_USED: list[str] = []
 ACCEPTED: list[str] = []
 
@@ -114,11 +114,11 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node: Any, error: object) -> None:
     server_used, accepted = getattr(node, "workeroutput", {}).get(_WORKER_OUTPUT_KEY, [[], []])
-    _add_new(SERVER_USED, server_used)
-    _add_new(ACCEPTED, accepted)
+    add_new(SERVER_USED, server_used)
+    add_new(ACCEPTED, accepted)
 
 
-def _add_new(lines: list[str], more: list[str]) -> None:
+def add_new(lines: list[str], more: list[str]) -> None:
     lines.extend(line for line in more if line not in lines)
 
 
@@ -189,7 +189,7 @@ def walk(migration_harness: Harness, server_clients: Clients, server_url: URL) -
             migration_harness.walk_base_to_head(url, outcome, stairway=True)
         except CommandError as exc:  # a `# migration-tests:` line the walk does not know
             pytest.fail(str(exc), pytrace=False)
-        _add_new(ACCEPTED, outcome.accepted)
+        add_new(ACCEPTED, outcome.accepted)
         yield outcome
 
 
