@@ -31,6 +31,8 @@ if MYSQL:
     Path(".squawk.toml").unlink()
     # The safe operations (CONCURRENTLY, NOT VALID) are PostgreSQL's: their guide renders empty.
     Path("docs/zero-downtime.md").unlink()
+    # The queued backfills (op.queue_backfill and their runner) are PostgreSQL's.
+    Path("deploy/backfill-cronjob.yaml").unlink()
 
 if "{{ cookiecutter.web_framework }}" == "none":
     shutil.rmtree(Path("src/{{ cookiecutter.package_name }}/app"))

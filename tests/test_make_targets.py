@@ -346,6 +346,69 @@ def test_deploy_phases_from_make_migration_to_the_post_phase(project: Path, serv
             path.unlink()
 
 
+def test_make_backfill_runs_the_queue_between_the_phases(project: Path, server: Server) -> None:
+    """A pre revision adds item.sku and queues its backfill, a post revision requires it and
+    makes sku NOT NULL: `phase=pre` returns with the rows untouched, `phase=post` refuses until
+    `make backfill` has run; the status, pause and resume targets; values stay data."""
+    before = versions(project)
+    try:
+        with server.new_database("tmpl_backfill") as name:
+            env = clean_env(DATABASE_URL=server.url(name))
+            must(make(project, "migrate", env=env))
+            server.execute(
+                name, "INSERT INTO item (name) SELECT 'i' || g FROM generate_series(1, 3000) g"
+            )
+            must(make(project, "migration-empty", "msg=sku", env=env))
+            must(make(project, "migration-empty", "msg=sku required", "phase=post", env=env))
+            pre, post = sorted(
+                set(versions(project)) - set(before), key=lambda p: '("post",)' in p.read_text()
+            )
+            for path, body in (
+                (
+                    pre,
+                    'op.add_column("item", sa.Column("sku", sa.String(20), nullable=True))\n'
+                    '    op.queue_backfill("item", {"sku": "\'I-\' || id"}, where="sku IS NULL")',
+                ),
+                (post, 'op.require_backfill("item.sku")\n    op.set_not_null("item", "sku")'),
+            ):
+                text = path.read_text("utf-8")
+                path.write_text(
+                    text.replace(
+                        "def upgrade() -> None:\n    pass", f"def upgrade() -> None:\n    {body}", 1
+                    ),
+                    "utf-8",
+                )
+            must(make(project, "migrate", "phase=pre", env=env))
+            assert server.fetch(name, "SELECT count(*) FROM item WHERE sku IS NULL") == [(3000,)]
+            assert "item.sku: queued, 0 rows done" in must(
+                make(project, "backfill-status", env=env)
+            )
+            early = make(project, "migrate", "phase=post", env=env)
+            assert early.returncode != 0
+            assert (
+                "the backfill item.sku is not finished (queued, 0 rows done): run `make backfill`, "
+                "then `make migrate phase=post` again; this revision changed nothing"
+            ) in early.stdout
+            paused = must(make(project, "backfill-pause", "name=item.sku", env=env))
+            assert "backfill item.sku: paused" in paused
+            assert "No backfill to run." in must(make(project, "backfill", env=env))
+            must(make(project, "backfill-resume", "name=item.sku", env=env))
+            ran = must(make(project, "backfill", env=env))
+            assert "backfill item.sku: 3000/3000 rows (100%)" in ran, ran
+            must(make(project, "migrate", "phase=post", env=env))
+            assert server.fetch(name, "SELECT count(*) FROM item WHERE sku = 'I-' || id") == [
+                (3000,)
+            ]
+            bad = make(project, "backfill-pause", "name=$(touch pwned)", env=env)
+            assert bad.returncode != 0 and "No backfill named $(touch pwned)" in bad.stdout
+            assert not (project / "pwned").exists()
+            missing = make(project, "backfill-pause", env=env)
+            assert missing.returncode != 0 and "Missing name=" in missing.stdout
+    finally:
+        for path in set(versions(project)) - set(before):
+            path.unlink()
+
+
 COLUMNS = "SELECT column_name FROM information_schema.columns WHERE table_name = 'widget'"
 
 

@@ -138,6 +138,8 @@ def test_every_combination_renders_clean_and_type_checks(
     assert ('"fastapi>=' in pyproject) == web
     assert ('"aiomysql>=' in pyproject, '"asyncpg>=' in pyproject) == (mysql, not mysql)
     assert (project / ".squawk.toml").exists() == (not mysql)  # squawk lints PostgreSQL's SQL
+    # The queued backfills and their runner are PostgreSQL's.
+    assert (project / "deploy" / "backfill-cronjob.yaml").exists() == (not mysql)
     assert not list(project.rglob("*_mysql.*")), "a MySQL variant left under its own name"
     assert ("\nrun: " in (project / "Makefile").read_text(encoding="utf-8")) == web
     # Every target of the Makefile parses and is listed, whatever the answers cut out of it.

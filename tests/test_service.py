@@ -315,6 +315,17 @@ def test_deployment_files_lint_clean(tmp_path: Path, web_framework: str) -> None
         job = yaml.safe_load((project / "deploy" / name).read_text(encoding="utf-8"))
         assert job["kind"] == "Job"
         assert job["spec"]["template"]["spec"]["containers"][0]["command"] == service["command"]
+    # The queued backfills run between the two, one runner at a time.
+    cron = yaml.safe_load((project / "deploy" / "backfill-cronjob.yaml").read_text("utf-8"))
+    assert cron["kind"] == "CronJob" and cron["spec"]["concurrencyPolicy"] == "Forbid"
+    pod = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert pod["containers"][0]["command"] == [
+        "python",
+        "-m",
+        "my_service.migrations",
+        "backfill",
+        "run",
+    ]
     if web_framework == "none":
         assert "app" not in compose["services"]
         assert post["depends_on"] == {"migrate": {"condition": "service_completed_successfully"}}

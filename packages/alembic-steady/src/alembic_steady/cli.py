@@ -15,6 +15,7 @@ tree (the Make targets call it) or an installed wheel or image (no alembic.ini n
     python -m <package>.migrations check-history [--base REF] | migration-rebase REV [--base REF]
     python -m <package>.migrations squash REV        # the revisions up to REV become a baseline
     python -m <package>.migrations fleet upgrade|status --targets FILE   # many databases/schemas
+    python -m <package>.migrations backfill run|status|pause NAME|resume NAME   # PostgreSQL
 
 Migrating runs the same env.py, lock, settings and messages as `make migrate`, whose advice then
 names this CLI's commands where it has them. Exit status: 0 on success, 1 with a one-line
@@ -44,6 +45,7 @@ CHORES = {
     "migration-rebase": "re-point a branch's revision onto the base's head (make migration-rebase)",
     "squash": "fold the revisions up to R into a baseline proved equal (make squash)",
     "fleet": "upgrade|status of many databases or tenant schemas (make fleet-migrate)",
+    "backfill": "run|status|pause|resume the queued backfills (make backfill)",
 }
 
 
@@ -67,6 +69,8 @@ def _chore(name: str) -> Callable[[Project, list[str]], int]:
         from .tools.squash import main
     elif name == "fleet":
         from .fleet.cli import main
+    elif name == "backfill":
+        from .tools.backfill import main
     else:
         from .tools.lint import main
     return main

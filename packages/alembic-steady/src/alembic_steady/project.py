@@ -99,6 +99,7 @@ class Commands:
     migration: str = 'make migration msg="..."'
     backup: str = "make backup"
     db_up: str = "make db-up"
+    backfill: str = "make backfill"
     # Recording a deliberate edit of an applied revision; {revision} is replaced.
     accept_edit_rev: str = "make accept-edit rev={revision}"
 
@@ -174,6 +175,7 @@ class Project:
             migrate_rev=f"{module} upgrade " + "{revision}",
             migrate_phase=f"{module} upgrade --phase " + "{phase}",
             current=f"{module} current",
+            backfill=f"{module} backfill run",
             accept_edit_rev=f"{module} accept-edit " + "{revision}",
         )
 

@@ -17,7 +17,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.util import CommandError
 
 from ..dialects.base import by_name
-from ..runner import checksums
+from ..runner import backfill_jobs, checksums
 from . import compare, phase_split
 from . import ops as safe
 
@@ -534,7 +534,7 @@ IncludeName = Callable[[str | None, str, Any], bool]
 def not_the_runners_tables(*others: str) -> IncludeName:
     """autogenerate's `include_name`: the runner's own tables (the checksums, and a dialect's
     `others`), like alembic_version, are nobody's model."""
-    excluded = {checksums.TABLE, *others}
+    excluded = {checksums.TABLE, backfill_jobs.TABLE, *others}
 
     def include_name(name: str | None, type_: str, parent_names: Any) -> bool:
         return not (type_ == "table" and name in excluded)

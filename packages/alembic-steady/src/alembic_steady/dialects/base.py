@@ -18,7 +18,7 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..project import Commands, MigrationSettings, Project
-from ..runner import checksums
+from ..runner import backfill_jobs, checksums
 from ..runner.progress import Progress
 from ..runner.retries import RetryPolicy
 from .clients import Clients
@@ -308,7 +308,7 @@ class Dialect(ABC):
     @property
     def runners_tables(self) -> tuple[str, ...]:
         """The runner's own tables beside the version table: nobody's model, never squashed."""
-        return (checksums.TABLE,)
+        return (checksums.TABLE, backfill_jobs.TABLE)
 
     def project_schemas(self, connection: Connection) -> list[str | None]:
         """The schemas holding the project's tables: None for the connection's default."""

@@ -37,7 +37,7 @@ from ..dialects.base import for_url
 from ..project import MigrationSettings, Project
 from . import alembic_internals, checksums, guards, logs, phases
 from .errors import clear_errors, connect, offline_failure
-from .progress import PROGRESS, Progress, named
+from .progress import COMMANDS, PROGRESS, Progress, named
 from .retries import RetryPolicy, forget_lock_bound, with_retries
 from .settings import load_settings
 from .signals import Interrupted, cancel_on_signals
@@ -107,8 +107,12 @@ class MigrationEnvironment:
         if self.phase is not None and self.command != "upgrade":
             raise CommandError(f"phase={self.phase} applies to an upgrade, not to {self.command}")
         self.progress = Progress()
+        # Registers op.queue_backfill & co. (on MySQL too, where they say they are PostgreSQL's).
+        from ..authoring import backfill_queue  # noqa: F401
+
         if self.dialect.name == "postgresql":
-            from ..authoring import ops  # noqa: F401  registers op.create_index_concurrently & co.
+            # Registers op.create_index_concurrently & co.
+            from ..authoring import ops  # noqa: F401
 
     # -- configuring -------------------------------------------------------------------------
     @cached_property
@@ -195,8 +199,10 @@ class MigrationEnvironment:
         context = self.context
         commands = self.project.commands
         self.configure(connection=connection)
+        self.progress.phase = self.phase
         if own_session:  # a caller's connection outlives the run: leave nothing on it
             connection.info[PROGRESS] = self.progress
+            connection.info[COMMANDS] = commands
         if self.command == "stamp":  # how a half-applied revision is settled by hand
             self.dialect.forget_unfinished(connection)
         current = None

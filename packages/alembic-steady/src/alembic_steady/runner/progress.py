@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 # Where the runner leaves its Progress in the migration connection's `info`, for the steps that
 # commit batches themselves (authoring/ops.py's backfill) to say how far they got.
 PROGRESS = "alembic_steady.progress"
+# And the project's Commands, for what such a step tells a user to run.
+COMMANDS = "alembic_steady.commands"
 
 
 def named(revisions: Iterable[str] | None) -> str:
@@ -36,6 +38,8 @@ class Progress:
     # Rows the run's batch-committing steps (op.backfill) changed: their statements' own row
     # counts say only how many batches ran (`make rehearse` reports rows changed).
     batched_rows: int = 0
+    # The deploy phase the run applies (runner/phases.py): None for both.
+    phase: str | None = None
 
     def start(self, at: tuple[str, ...], revision: str, to: tuple[str, ...] = ()) -> None:
         self.at, self.revision, self.statements, self.committed = at, revision, [], 0

@@ -1,0 +1,227 @@
+"""Backfills outside the deploy on a real PostgreSQL (authoring/backfill_queue.py and
+tools/backfill.py): a pre revision queues one, `backfill run` fills the rows in batches while
+the post revision that needs it refuses until it is done; a plain upgrade runs it between the
+phases; killed mid-run (SIGKILL, SIGTERM), the runner resumes from its last committed batch and
+updates no row twice; it gives way to a lock the application holds; pause and resume; the
+printed script refuses."""
+
+import signal
+import subprocess
+import sys
+import time
+
+import checks_run
+import demo_project
+import pytest
+from pg_sessions import session_holding
+from queries import execute, heads, rows
+from sqlalchemy.engine import URL
+from test_pg_phases import run_alembic
+
+from alembic_steady import Project
+from alembic_steady.runner.api import Migrations
+
+# After the demo chain (a1 widget, b2 its index, c3 price): d4 (pre) adds `n`, a counter, and
+# queues the backfill that adds 1 to it on every row; p1 (post) needs that backfill finished and
+# then makes n NOT NULL. A row updated twice holds 2.
+D4_UP = (
+    '    op.add_column("widget", sa.Column("n", sa.Integer, nullable=True))\n'
+    '    op.queue_backfill("widget", {"n": "coalesce(n, 0) + 1"}, where="true", '
+    'name="widget.n", batch_size=500, pause=0)'
+)
+D4_DOWN = '    op.cancel_backfill("widget.n")\n    op.drop_column("widget", "n")'
+P1_UP = '    op.require_backfill("widget.n")\n    op.set_not_null("widget", "n")'
+P1_DOWN = '    op.alter_column("widget", "n", nullable=True)'
+ROWS = 60_000
+MODELS = demo_project.MODELS.replace(
+    '    sa.Column("price", sa.Integer, nullable=True),',
+    '    sa.Column("price", sa.Integer, nullable=True),\n    sa.Column("n", sa.Integer, '
+    "nullable=False),",
+)
+
+
+@pytest.fixture(scope="module")
+def project() -> Project:
+    project = demo_project.write("postgresql", name="backfills", models=MODELS)
+    demo_project.add_revision(project.versions, "d4", "c3", D4_UP, D4_DOWN, "add n")
+    demo_project.add_revision(
+        project.versions, "p1", None, P1_UP, P1_DOWN, "n required", labels=("post",), depends="d4"
+    )
+    return project
+
+
+def filled(project: Project, url: URL, count: int = ROWS) -> None:
+    """At c3 with `count` rows, then the pre phase (d4: the job queued, nothing filled yet)."""
+    Migrations(project).upgrade("c3", url=url)
+    execute(
+        url,
+        f"INSERT INTO widget (name) SELECT 'w' || g FROM generate_series(1, {count}) AS g",
+    )
+    Migrations(project).upgrade(phase="pre", url=url)
+
+
+def counters(url: URL) -> list[tuple[int | None, int]]:
+    return rows(url, "SELECT n, count(*) FROM widget GROUP BY n ORDER BY n NULLS FIRST")
+
+
+def job(url: URL) -> tuple[str, int]:
+    [(state, done)] = rows(url, "SELECT state, rows_done FROM alembic_version_backfills")
+    return state, done
+
+
+def cli(project: Project, url: URL, *args: str) -> subprocess.CompletedProcess[str]:
+    return demo_project.module_cli(project, "backfill", *args, url=url)
+
+
+def test_the_post_phase_waits_for_the_backfill_the_runner_then_fills_every_row_once(
+    project: Project, database_url: URL
+) -> None:
+    filled(project, database_url)
+    assert job(database_url) == ("queued", 0)
+    assert counters(database_url) == [(None, ROWS)]
+    status = cli(project, database_url, "status")
+    assert "widget.n: queued, 0 rows done (queued by d4 (add n))" in status.stdout, status.stdout
+
+    early = demo_project.module_cli(project, "upgrade", "--phase", "post", url=database_url)
+    assert early.returncode == 1
+    assert "the backfill widget.n is not finished (queued, 0 rows done)" in early.stdout
+    assert (
+        f"run `python -m {project.package}.migrations backfill run`, then `python -m"
+        in early.stdout
+    )
+    assert heads(database_url) == {"d4"}
+
+    ran = cli(project, database_url, "run")
+    assert ran.returncode == 0, ran.stdout
+    assert f"backfill widget.n: {ROWS}/{ROWS} rows (100%)" in ran.stdout
+    assert counters(database_url) == [(1, ROWS)]
+    assert job(database_url) == ("done", ROWS)
+    again = cli(project, database_url, "run")
+    assert "No backfill to run." in again.stdout and counters(database_url) == [(1, ROWS)]
+
+    late = demo_project.module_cli(project, "upgrade", "--phase", "post", url=database_url)
+    assert late.returncode == 0, late.stdout
+    assert heads(database_url) == {"p1"}  # p1 depends on d4: Alembic keeps one row
+
+
+def test_a_plain_upgrade_runs_the_backfill_between_the_phases(
+    project: Project, database_url: URL
+) -> None:
+    Migrations(project).upgrade("c3", url=database_url)
+    execute(
+        database_url, "INSERT INTO widget (name) SELECT 'w' || g FROM generate_series(1, 1200) g"
+    )
+    Migrations(project).upgrade("heads", url=database_url)
+    assert heads(database_url) == {"p1"}  # p1 depends on d4: Alembic keeps one row
+    assert counters(database_url) == [(1, 1200)]
+    assert job(database_url) == ("done", 1200)
+
+
+def test_killed_mid_run_it_resumes_from_its_last_batch_and_updates_no_row_twice(
+    project: Project, database_url: URL
+) -> None:
+    filled(project, database_url)
+    argv = [sys.executable, "-m", f"{project.package}.migrations", "backfill", "run"]
+    for kill in [signal.SIGKILL, signal.SIGTERM] * 5:
+        before = job(database_url)[1]
+        runner = demo_project.started(project, argv, database_url)
+        # Observed: a batch past the ones before this run committed.
+        while job(database_url)[1] <= before and runner.poll() is None:
+            time.sleep(0.005)
+        assert runner.poll() is None, "the run ended before it could be killed mid-way"
+        runner.send_signal(kill)
+        output, _ = runner.communicate(timeout=60)
+        if kill == signal.SIGTERM:
+            assert runner.returncode == 1, output
+            assert "stopped after its last batch (running)" in output, output
+        state, done = job(database_url)
+        assert state == "running" and before < done < ROWS
+        # Every committed batch's rows hold 1, the rest NULL: none applied twice, none lost.
+        assert counters(database_url) == [(None, ROWS - done), (1, done)]
+    finished = cli(project, database_url, "run")
+    assert finished.returncode == 0, finished.stdout
+    assert counters(database_url) == [(1, ROWS)]
+    assert job(database_url) == ("done", ROWS)
+
+
+def test_two_runners_at_once_take_turns_and_update_no_row_twice(
+    project: Project, database_url: URL
+) -> None:
+    """A CronJob's run overlapping one started by hand: each batch locks the job's row, so the
+    second waits and goes on after the first one's batch."""
+    filled(project, database_url)
+    argv = [sys.executable, "-m", f"{project.package}.migrations", "backfill", "run"]
+    runners = [demo_project.started(project, argv, database_url) for _ in range(2)]
+    outputs = [runner.communicate(timeout=120)[0] for runner in runners]
+    assert [runner.returncode for runner in runners] == [0, 0], outputs
+    assert counters(database_url) == [(1, ROWS)]
+    assert job(database_url) == ("done", ROWS)
+
+
+def test_pause_stops_the_runner_and_resume_lets_it_go_on(
+    project: Project, database_url: URL
+) -> None:
+    filled(project, database_url)
+    argv = [sys.executable, "-m", f"{project.package}.migrations", "backfill", "run"]
+    runner = demo_project.started(project, argv, database_url)
+    while job(database_url)[1] == 0:
+        time.sleep(0.005)
+    paused = cli(project, database_url, "pause", "widget.n")
+    assert paused.returncode == 0 and "backfill widget.n: paused" in paused.stdout
+    output, _ = runner.communicate(timeout=60)
+    assert "backfill widget.n: paused" in output, output
+    state, done = job(database_url)
+    assert state == "paused" and done < ROWS
+    assert "widget.n: paused" in cli(project, database_url, "status").stdout
+    assert cli(project, database_url, "resume", "widget.n").returncode == 0
+    assert cli(project, database_url, "run").returncode == 0
+    assert counters(database_url) == [(1, ROWS)]
+    unknown = cli(project, database_url, "pause", "nope")
+    assert unknown.returncode == 1 and "No backfill named nope" in unknown.stdout
+
+
+def test_a_batch_gives_way_to_a_lock_the_application_holds(
+    project: Project, database_url: URL
+) -> None:
+    filled(project, database_url, count=2000)
+    with session_holding(database_url, "SELECT * FROM widget WHERE id = 700 FOR UPDATE"):
+        argv = [sys.executable, "-m", f"{project.package}.migrations", "backfill", "run"]
+        runner = demo_project.started(project, argv, database_url)
+        assert runner.stdout is not None
+        seen = ""
+        while "giving way" not in seen:
+            line = runner.stdout.readline()
+            assert line, seen
+            seen += line
+        assert job(database_url)[1] == 500  # the batch before the locked row committed
+    output, _ = runner.communicate(timeout=60)
+    assert runner.returncode == 0, seen + output
+    assert counters(database_url) == [(1, 2000)]
+
+
+def test_the_printed_script_queues_and_refuses_as_a_run_does(
+    project: Project, database_url: URL
+) -> None:
+    # `make sql` from c3: the queue's table and the job in d4; p1 checks the job first.
+    Migrations(project).upgrade("c3", url=database_url)
+    sql = run_alembic(project, None, "upgrade", "c3:heads", "--sql")
+    assert sql.returncode == 0, sql.stderr
+    assert "CREATE TABLE IF NOT EXISTS alembic_version_backfills" in sql.stdout
+    assert "INSERT INTO alembic_version_backfills" in sql.stdout
+    statements = [s for s in sql.stdout.split(";\n\n") if s.strip() not in ("", "BEGIN", "COMMIT")]
+    with pytest.raises(Exception, match=r"the backfill widget\.n is not finished"):
+        for statement in statements:
+            execute(database_url, statement)
+    assert heads(database_url) == {"d4"}  # the script stopped at p1's check
+
+
+def test_the_built_in_tests_pass_on_a_history_with_a_queued_backfill(server_url: URL) -> None:
+    """The walk runs the queued backfill where its post revision requires it (a plain upgrade's
+    order), and the stairway takes both revisions down and up again."""
+    project = demo_project.write("postgresql", name="backfills_checks", models=MODELS)
+    demo_project.add_revision(project.versions, "d4", "c3", D4_UP, D4_DOWN, "add n")
+    demo_project.add_revision(
+        project.versions, "p1", None, P1_UP, P1_DOWN, "n required", labels=("post",), depends="d4"
+    )
+    run = checks_run.run_checks({"backfilled": project}, server_url)
+    assert run.not_passed() == set(), run.output
