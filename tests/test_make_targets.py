@@ -378,6 +378,8 @@ def test_make_backfill_runs_the_queue_between_the_phases(project: Path, server: 
                     ),
                     "utf-8",
                 )
+            # Neither squawk nor the phase rule finds anything in the queue or the guard.
+            assert "squawk: no findings." in must(make(project, "lint-migrations"))
             must(make(project, "migrate", "phase=pre", env=env))
             assert server.fetch(name, "SELECT count(*) FROM item WHERE sku IS NULL") == [(3000,)]
             assert "item.sku: queued, 0 rows done" in must(

@@ -5,10 +5,13 @@ phases; killed mid-run (SIGKILL, SIGTERM), the runner resumes from its last comm
 updates no row twice; it gives way to a lock the application holds; pause and resume; the
 printed script refuses."""
 
+import re
 import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
+from pathlib import Path
 
 import checks_run
 import demo_project
@@ -18,8 +21,9 @@ from queries import execute, heads, rows
 from sqlalchemy.engine import URL
 from test_pg_phases import run_alembic
 
-from alembic_steady import Project
+from alembic_steady import Project, StaticSettings
 from alembic_steady.runner.api import Migrations
+from alembic_steady.tools import backup
 
 # After the demo chain (a1 widget, b2 its index, c3 price): d4 (pre) adds `n`, a counter, and
 # queues the backfill that adds 1 to it on every row; p1 (post) needs that backfill finished and
@@ -225,3 +229,20 @@ def test_the_built_in_tests_pass_on_a_history_with_a_queued_backfill(server_url:
     )
     run = checks_run.run_checks({"backfilled": project}, server_url)
     assert run.not_passed() == set(), run.output
+
+
+def test_make_rehearse_runs_the_backfill_the_post_revision_requires_on_the_copy(
+    project: Project, database_url: URL, tmp_path: Path
+) -> None:
+    """The copy is upgraded as a plain `make migrate` would: the job runs in p1's place, and its
+    rows are counted; the source keeps its queued job."""
+    filled(project, database_url, count=3000)
+    configured = replace(project, settings=lambda: StaticSettings(database_url))
+    assert backup.main(configured, [str(tmp_path)]) == 0
+    (dump,) = tmp_path.glob("*.dump")
+    result = demo_project.module_cli(project, "rehearse", f"file={dump}", url=database_url)
+    assert result.returncode == 0, result.stdout
+    assert re.search(r"p1 \(n required\): [\d.]+ s, 3000 row\(s\) changed", result.stdout), (
+        result.stdout
+    )
+    assert job(database_url) == ("queued", 0) and heads(database_url) == {"d4"}

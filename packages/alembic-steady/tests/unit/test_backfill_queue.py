@@ -212,8 +212,15 @@ def test_each_batch_commits_until_the_job_is_done_and_the_lock_wait_is_restored(
 
 
 def test_in_a_revisions_autocommit_block_it_commits_nothing_itself() -> None:
-    connection = Recording([*START, [("done", 0)], []])
-    assert queue.run_job(connection, job(), commit=False) == "done"  # type: ignore[arg-type]
+    connection = Recording([*START, [("running", 500)], [("done", 20)], []])
+    heard: list[int] = []
+    done = queue.run_job(
+        connection,  # type: ignore[arg-type]
+        job(rows_done=100),
+        commit=False,
+        on_commit=heard.append,
+    )
+    assert done == "done" and heard == [500, 520]  # the rows of this run, after each batch
     assert "commit" not in connection.log and "rollback" not in connection.log
 
 
@@ -271,3 +278,11 @@ def test_the_stop_is_set_by_sigterm_and_sigint_while_installed() -> None:
         os.kill(os.getpid(), signal.SIGINT)
         assert stop.signal == signal.SIGINT
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_the_queue_is_the_runners_table_not_a_models() -> None:
+    from alembic_steady.authoring.autogen import not_the_runners_tables
+
+    include = not_the_runners_tables()
+    assert not include("alembic_version_backfills", "table", {})
+    assert include("alembic_version_backfills", "column", {}) and include("item", "table", {})

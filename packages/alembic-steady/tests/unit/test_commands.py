@@ -24,6 +24,7 @@ def test_the_default_commands_are_the_make_targets() -> None:
         "migration": 'make migration msg="..."',
         "backup": "make backup",
         "db_up": "make db-up",
+        "backfill": "make backfill",
         "accept_edit_rev": "make accept-edit rev={revision}",
     }
     assert Commands() == MAKE
@@ -51,7 +52,8 @@ def test_module_commands_replace_what_the_module_cli_runs_itself() -> None:
     assert module.migrate_to("c3") == "python -m shop.migrations upgrade c3"
     assert module.accept_edit_of("c3") == "python -m shop.migrations accept-edit c3"
     assert module.migrate_in("post") == "python -m shop.migrations upgrade --phase post"
-    replaced = {"migrate", "migrate_rev", "migrate_phase", "current", "accept_edit_rev"}
+    assert module.backfill == "python -m shop.migrations backfill run"
+    replaced = {"migrate", "migrate_rev", "migrate_phase", "current", "accept_edit_rev", "backfill"}
     unchanged = {f.name for f in fields(Commands)} - replaced
     assert {name: getattr(module, name) for name in unchanged} == {
         name: getattr(MAKE, name) for name in unchanged

@@ -346,8 +346,9 @@ def test_mysql_reads_routines_views_and_triggers_without_their_definer() -> None
 
 
 def test_each_dialect_names_its_own_tables_schemas_and_snapshot() -> None:
-    assert PostgreSQL().runners_tables == ("alembic_version_checksums",)
-    assert MySQL().runners_tables == ("alembic_version_checksums", "alembic_steady_progress")
+    runners = ("alembic_version_checksums", "alembic_version_backfills")
+    assert PostgreSQL().runners_tables == runners
+    assert MySQL().runners_tables == (*runners, "alembic_steady_progress")
     connection = FakeConnection([[("tenant",)]])
     assert PostgreSQL().project_schemas(connection) == [None, "tenant"]  # type: ignore[arg-type]
     assert connection.sql[0][0] == postgresql_module._OTHER_SCHEMAS

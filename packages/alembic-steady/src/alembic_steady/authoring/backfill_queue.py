@@ -23,7 +23,7 @@ as a deploy would between its two phases.
 import signal
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from types import FrameType
 from typing import Any
@@ -106,11 +106,17 @@ class Stop:
 
 
 def run_job(
-    connection: Connection, job: Job, stop: Stop | None = None, *, commit: bool = True
+    connection: Connection,
+    job: Job,
+    stop: Stop | None = None,
+    *,
+    commit: bool = True,
+    on_commit: Callable[[int], None] | None = None,
 ) -> str:
     """Run `job`'s batches until it is done, paused, or `stop` is set; its state then. Each
     batch commits on its own: with `commit`, this commits them; without, `connection` is in
-    autocommit (a revision's autocommit block)."""
+    autocommit (a revision's autocommit block). `on_commit` hears the rows this run updated
+    after each batch."""
     statement = text(_batch_sql(connection, job))
     total = _rows_left(connection, job) + job.rows_done
     kept = connection.exec_driver_sql("SHOW lock_timeout").scalar_one()
@@ -120,7 +126,7 @@ def run_job(
     progress = BackfillProgress(job.name, total)
     progress.done = job.rows_done
     try:
-        return _batches(connection, job, statement, progress, stop, commit)
+        return _batches(connection, job, statement, progress, stop, commit, on_commit)
     finally:
         if commit:
             connection.rollback()
@@ -136,6 +142,7 @@ def _batches(
     progress: BackfillProgress,
     stop: Stop | None,
     commit: bool,
+    on_commit: Callable[[int], None] | None,
 ) -> str:
     backoff = job.pause
     while True:
@@ -165,6 +172,8 @@ def _batches(
             progress.update(0, final=True)
             return found.state
         progress.update(int(rows), final=state == DONE)
+        if on_commit is not None:
+            on_commit(progress.done - job.rows_done)
         if state == DONE:
             return DONE
         if stop is not None and stop.signal is not None:
@@ -367,5 +376,7 @@ def _require_backfill(operations: Operations, op: RequireBackfillOp) -> None:
         raise unfinished(op.name, job, bind.info.get(COMMANDS) or Commands())
     # A plain upgrade runs both phases at once: the job runs here, between them, as a deploy
     # runs it between its pre and post phases.
+    what = f"backfill {job.name} (UPDATE {job.table_name} SET {job.assignments})"
+    on_commit = None if progress is None else progress.committed_batches(what)
     with ops._step_by_step(operations):
-        run_job(bind, job, commit=False)
+        run_job(bind, job, commit=False, on_commit=on_commit)
