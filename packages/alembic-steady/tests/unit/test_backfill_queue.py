@@ -96,8 +96,12 @@ def test_the_operations_are_postgresqls() -> None:
         lambda: op.cancel_backfill("item.a"),
         lambda: op.require_backfill("item.a"),
     ):
-        with pytest.raises(CommandError, match="are PostgreSQL's: on MySQL backfill"):
+        with pytest.raises(CommandError) as refused:
             call()
+        assert str(refused.value) == (
+            "op.queue_backfill and op.require_backfill are PostgreSQL's: on MySQL backfill in a "
+            "revision of its own with batched UPDATEs (docs/deploy-phases.md)"
+        )
 
 
 def test_the_downgrade_of_a_queued_backfill_forgets_it() -> None:
@@ -175,8 +179,11 @@ START = [[("bigint",)], [(1200,)], [("1s",)], []]  # key type, rows left, SHOW, 
 def test_the_batch_statement_moves_the_job_with_its_rows() -> None:
     connection = Recording([[("uuid",)]])
     sql = queue._batch_sql(connection, job(schema_name="shop"))  # type: ignore[arg-type]
-    assert "WHERE attrelid = CAST(:table AS regclass)" in connection.sql[0][0]
-    assert connection.sql[0][1] == {"table": "shop.item", "key": "id"}
+    assert connection.sql[0] == (
+        "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = "
+        "CAST(:table AS regclass) AND attname = :key",
+        {"table": "shop.item", "key": "id"},
+    )
     assert sql.startswith(
         "WITH job AS (SELECT last_key FROM alembic_version_backfills WHERE name = :name AND "
         "state IN ('queued', 'running') FOR UPDATE), batch AS (SELECT t.id AS k FROM shop.item "
@@ -286,3 +293,95 @@ def test_the_queue_is_the_runners_table_not_a_models() -> None:
     include = not_the_runners_tables()
     assert not include("alembic_version_backfills", "table", {})
     assert include("alembic_version_backfills", "column", {}) and include("item", "table", {})
+
+
+def test_the_queue_holds_a_row_per_job_with_its_position() -> None:
+    from sqlalchemy.schema import CreateTable
+
+    from alembic_steady.runner.backfill_jobs import jobs_table
+
+    ddl = str(CreateTable(jobs_table()).compile(dialect=postgresql.dialect()))
+    assert [line.strip() for line in ddl.strip().splitlines()] == [
+        "CREATE TABLE alembic_version_backfills (",
+        "name VARCHAR(200) NOT NULL,",
+        "queued_by VARCHAR(300) NOT NULL,",
+        "table_name VARCHAR(200) NOT NULL,",
+        "schema_name VARCHAR(200),",
+        "assignments TEXT NOT NULL,",
+        "where_sql TEXT NOT NULL,",
+        "key_column VARCHAR(200) NOT NULL,",
+        "batch_size INTEGER NOT NULL,",
+        "pause FLOAT NOT NULL,",
+        "state VARCHAR(16) NOT NULL,",
+        "last_key TEXT,",
+        "rows_done BIGINT DEFAULT '0' NOT NULL,",
+        "queued_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL,",
+        "updated_at TIMESTAMP WITH TIME ZONE,",
+        "finished_at TIMESTAMP WITH TIME ZONE,",
+        "PRIMARY KEY (name)",
+        ")",
+    ]
+
+
+def test_the_rows_left_are_counted_where_the_job_says(capsys: pytest.CaptureFixture[str]) -> None:
+    connection = Recording([*START, [("done", 1200)], []])
+    queue.run_job(connection, job(schema_name="shop"))  # type: ignore[arg-type]
+    assert connection.sql[1] == ("SELECT count(*) FROM shop.item WHERE sku IS NULL", None)
+    assert "backfill item.sku: 1200/1200 rows (100%)" in capsys.readouterr().err
+
+
+def test_after_a_batch_goes_through_the_next_lock_wait_starts_from_the_pause_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    slept: list[float] = []
+    monkeypatch.setattr(queue.time, "sleep", slept.append)
+    lock = pg_error("55P03")
+    connection = Recording(
+        [*START, [("running", 500)], [("done", 10)], []], failures=[lock, None, lock, None]
+    )
+    queue.run_job(connection, job(pause=0.5))  # type: ignore[arg-type]
+    assert slept == [1.0, 0.5, 1.0]  # gave way, paused between batches, gave way from 0.5 again
+
+
+def test_a_lock_wait_is_known_by_psycopg_s_pgcode_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(queue.time, "sleep", lambda seconds: None)
+
+    class Psycopg2Error(Exception):
+        pgcode = "55P03"
+
+    from sqlalchemy.exc import OperationalError
+
+    lock = OperationalError("UPDATE", {}, Psycopg2Error("lock timeout"))
+    connection = Recording([*START, [("done", 0)], []], failures=[lock, None])
+    assert queue.run_job(connection, job()) == "done"  # type: ignore[arg-type]
+
+
+def test_a_job_paused_meanwhile_ends_the_run_in_its_state(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    asked: list[tuple[Any, str]] = []
+
+    def jobs(connection: Any, name: str) -> list[Job]:
+        asked.append((connection, name))
+        return [job(state="paused", rows_done=500)]
+
+    monkeypatch.setattr(queue, "jobs", jobs)
+    connection = Recording([*START, [("running", 500)], [(None, 0)], []])
+    assert queue.run_job(connection, job()) == "paused"  # type: ignore[arg-type]
+    assert asked == [(connection, "item.sku")]
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1].startswith("backfill item.sku: 500/1200 rows (42%), ") and err[-1].endswith(
+        " rows/s, done"
+    )
+    monkeypatch.setattr(queue, "jobs", lambda connection, name: [])
+    gone = Recording([*START, [(None, 0)], []])
+    assert queue.run_job(gone, job(state="running")) == "running"  # type: ignore[arg-type]
+
+
+def test_an_error_the_driver_gives_no_code_is_raised_as_it_is() -> None:
+    from sqlalchemy.exc import OperationalError
+
+    failure = OperationalError("UPDATE", {}, Exception("server closed the connection"))
+    connection = Recording([*START, []], failures=[failure])
+    with pytest.raises(OperationalError, match="server closed the connection"):
+        queue.run_job(connection, job())  # type: ignore[arg-type]

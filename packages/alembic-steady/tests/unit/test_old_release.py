@@ -125,3 +125,16 @@ def test_a_revision_may_say_it_breaks_the_old_release(tmp_path: Path) -> None:
     path.write_text("# migration-tests: breaks the old release\n")
     with pytest.raises(Exception, match="breaks the old release: <reason>"):
         markers.read(path)
+
+
+def test_the_servers_error_is_said_without_the_drivers_class() -> None:
+    from alembic_steady.testing.old_release_child import _server_said
+
+    class Wrapped(Exception):
+        def __init__(self, orig: Exception) -> None:
+            self.orig = orig
+
+    older = Wrapped(Exception("<class 'asyncpg.exceptions.UndefinedTableError'>: relation x\nLINE"))
+    assert _server_said(older) == "relation x"
+    assert _server_said(Wrapped(Exception("relation x"))) == "relation x"
+    assert _server_said(ValueError("no value")) == "no value"

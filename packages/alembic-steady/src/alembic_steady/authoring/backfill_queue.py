@@ -269,12 +269,16 @@ class QueueBackfillOp(MigrateOperation):
         return CancelBackfillOp(self.name)
 
 
-@Operations.register_operation("cancel_backfill")
-class CancelBackfillOp(MigrateOperation):
-    """Forget a queued backfill (the downgrade of the revision that queued it)."""
+class _Named(MigrateOperation):
+    """An operation on one queued backfill, by its name."""
 
     def __init__(self, name: str) -> None:
         self.name = name
+
+
+@Operations.register_operation("cancel_backfill")
+class CancelBackfillOp(_Named):
+    """Forget a queued backfill (the downgrade of the revision that queued it)."""
 
     @classmethod
     def cancel_backfill(cls, operations: Operations, name: str) -> None:  # pragma: no mutate block
@@ -282,11 +286,8 @@ class CancelBackfillOp(MigrateOperation):
 
 
 @Operations.register_operation("require_backfill")
-class RequireBackfillOp(MigrateOperation):
+class RequireBackfillOp(_Named):
     """A post revision's guard: the backfill `name` is finished (see the module's docstring)."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
 
     @classmethod
     def require_backfill(cls, operations: Operations, name: str) -> None:  # pragma: no mutate block

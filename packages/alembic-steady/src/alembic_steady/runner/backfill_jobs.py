@@ -23,10 +23,11 @@ TABLE = "alembic_version_backfills"
 QUEUED, RUNNING, PAUSED, DONE = "queued", "running", "paused", "done"
 
 
-def jobs_table(schema: str | None = None) -> Table:
+def jobs_table() -> Table:
+    """The queue, unqualified: on the search path, so a tenant schema's run has its own."""
     return Table(
         TABLE,
-        MetaData(schema=schema),
+        MetaData(),
         Column("name", String(200), primary_key=True),
         Column("queued_by", String(300), nullable=False),
         Column("table_name", String(200), nullable=False),

@@ -15,6 +15,7 @@ import decimal
 import importlib
 import json
 import os
+import re
 import sys
 import uuid
 from collections.abc import Callable
@@ -114,7 +115,7 @@ def _check_table(
             result = connection.execute(statement)
         except (DBAPIError, StatementError) as exc:
             savepoint.rollback()
-            error = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+            error = _server_said(exc)
             failed[f"{kind} {table.name}"] = f"{_short(exc.statement)}: {error}"
             return None
         savepoint.commit()
@@ -152,6 +153,13 @@ def _value_of(column: sa.Column[Any], n: int, inserted: dict[str, dict[str, Any]
             return None
         raise NoValue(f"{column.table.name}.{column.name} needs a row of {foreign_key.column}")
     return value(column, n)
+
+
+def _server_said(exc: Exception) -> str:
+    """The first line of the server's error, without the driver's class name that older
+    SQLAlchemy releases put before it ("<class 'asyncpg.exceptions....'>: ")."""
+    said = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+    return re.sub(r"^<class '[\w.]+'>: ", "", said)
 
 
 def _short(statement: object, width: int = 160) -> str:
