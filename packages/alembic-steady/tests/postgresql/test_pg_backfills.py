@@ -166,6 +166,8 @@ def test_pause_stops_the_runner_and_resume_lets_it_go_on(
     project: Project, database_url: URL
 ) -> None:
     filled(project, database_url)
+    # 50 ms between batches: the run lasts seconds, longer than the pause command's start.
+    execute(database_url, "UPDATE alembic_version_backfills SET pause = 0.05")
     argv = [sys.executable, "-m", f"{project.package}.migrations", "backfill", "run"]
     runner = demo_project.started(project, argv, database_url)
     while job(database_url)[1] == 0:

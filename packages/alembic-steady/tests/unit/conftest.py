@@ -1,10 +1,13 @@
 """The unit tier: no database, no network, no sleeping."""
 
+import io
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from alembic.operations import Operations
+from alembic.runtime.migration import MigrationContext
 
 
 @pytest.fixture
@@ -17,3 +20,13 @@ def tmp_path() -> Iterator[Path]:
     """
     with tempfile.TemporaryDirectory(prefix="alembic-steady-unit-") as folder:
         yield Path(folder).resolve()
+
+
+@pytest.fixture
+def offline() -> Iterator[tuple[Operations, io.StringIO]]:
+    """Operations printing PostgreSQL's SQL (as `make sql` runs them), and what they printed."""
+    output = io.StringIO()
+    context = MigrationContext.configure(
+        dialect_name="postgresql", opts={"as_sql": True, "output_buffer": output}
+    )
+    yield Operations(context), output

@@ -4,7 +4,6 @@ its giving way to a lock, its stop), and the messages. On a live table:
 tests/postgresql/test_pg_backfills.py."""
 
 import io
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,15 +18,6 @@ from alembic_steady.project import Commands
 from alembic_steady.runner.backfill_jobs import Job
 
 OFFLINE = "make sql"
-
-
-@pytest.fixture
-def offline() -> Iterator[tuple[Operations, io.StringIO]]:
-    output = io.StringIO()
-    context = MigrationContext.configure(
-        dialect_name="postgresql", opts={"as_sql": True, "output_buffer": output}
-    )
-    yield Operations(context), output
 
 
 def test_the_printed_script_queues_the_job_in_the_revisions_transaction(

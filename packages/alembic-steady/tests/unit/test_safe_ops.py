@@ -3,7 +3,7 @@ autogenerate writes as its downgrade, and the batching of op.backfill (on a reco
 connection). What they do on a live table is tests/postgresql/test_pg_operations.py's."""
 
 import io
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
@@ -21,15 +21,6 @@ from alembic_steady.authoring import ops as safe
 from alembic_steady.runner.retries import OWN_LOCK_TIMEOUT
 
 # -- the SQL printed offline -----------------------------------------------------------------
-
-
-@pytest.fixture
-def offline() -> Iterator[tuple[Operations, io.StringIO]]:
-    output = io.StringIO()
-    context = MigrationContext.configure(
-        dialect_name="postgresql", opts={"as_sql": True, "output_buffer": output}
-    )
-    yield Operations(context), output
 
 
 def printed(output: io.StringIO) -> list[str]:
