@@ -8,7 +8,7 @@ The queue is a table of the project's database, `alembic_version_backfills` (the
 the version table: no model's, left out of autogenerate, the walk's rows and its snapshots): a
 row per job, written in the queuing revision's transaction, so a job exists exactly when its
 revision is applied. `python -m <package>.migrations backfill run` (`make backfill`,
-deploy/backfill-job.yaml) runs the queued jobs in keyset batches on the primary key; each batch
+deploy/backfill-cronjob.yaml) runs the queued jobs in keyset batches on the primary key; each batch
 updates its rows and moves the job's `last_key` in one statement, so a runner killed at any
 moment leaves the job at its last committed batch, the next run starts after it, and no row is
 updated twice. A batch that waits for a lock longer than LOCK_WAIT gives way and is tried again
@@ -56,11 +56,8 @@ def _batch_sql(connection: Connection, job: Job) -> str:
     """One batch as one statement: lock the job's row (a second runner waits, then reads where
     this one stopped), take the next rows after `last_key` that `where` still selects, update
     them, and move the job past them. A paused or finished job's row is not taken: no row."""
-    preparer = connection.dialect.identifier_preparer
-    table = preparer.quote(job.table_name)
-    if job.schema_name:
-        table = f"{preparer.quote_schema(job.schema_name)}.{table}"
-    key = preparer.quote(job.key_column)
+    table = _table_of(connection, job)
+    key = connection.dialect.identifier_preparer.quote(job.key_column)
     key_type = connection.execute(
         text(
             "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
@@ -181,11 +178,17 @@ def _batches(
         time.sleep(job.pause)
 
 
-def _rows_left(connection: Connection, job: Job) -> int:
+def _table_of(connection: Connection, job: Job) -> str:
+    """The job's table as SQL names it: quoted, with its schema where the job names one."""
     preparer = connection.dialect.identifier_preparer
     table = preparer.quote(job.table_name)
     if job.schema_name:
         table = f"{preparer.quote_schema(job.schema_name)}.{table}"
+    return table
+
+
+def _rows_left(connection: Connection, job: Job) -> int:
+    table = _table_of(connection, job)
     count: int = connection.execute(
         text(f"SELECT count(*) FROM {table} WHERE {job.where_sql}")
     ).scalar_one()

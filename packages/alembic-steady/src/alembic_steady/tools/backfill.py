@@ -1,5 +1,5 @@
 """`backfill run|status|pause NAME|resume NAME`: the queued backfills (authoring/backfill_queue.py)
-on the configured database, outside the deploy (`make backfill`, deploy/backfill-job.yaml).
+on the configured database, outside the deploy (`make backfill`, deploy/backfill-cronjob.yaml).
 
 `run` takes the queued and running jobs, oldest first, each to its end (or `--name NAME` alone);
 a paused job is passed by. SIGTERM or Ctrl-C ends it after the batch it is in: the next `run`
