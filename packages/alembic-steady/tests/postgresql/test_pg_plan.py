@@ -3,6 +3,7 @@ database, measured on a scratch copy its revisions build, with the target only r
 lock modes `rehearse` measures on a full copy of the data."""
 
 import json
+import os
 import re
 import subprocess
 from collections.abc import Iterator
@@ -151,6 +152,25 @@ def test_json_and_markdown_say_the_same(planned: Project, target: URL) -> None:
     assert markdown.returncode == 0, markdown.stdout
     assert "#### `e5` widen price" in markdown.stdout
     assert "| 1 | `ALTER TABLE widget ALTER COLUMN price TYPE BIGINT` |" in markdown.stdout
+
+
+def test_each_revision_carries_the_findings_squawk_gave_its_own_sql(
+    planned: Project, target: URL, tmp_path: Path
+) -> None:
+    """squawk reads each revision's SQL while the revisions run on the scratch copy; each
+    revision lists what squawk said of its own file. squawk comes with the rendered projects,
+    not with the toolkit: a stand-in on PATH answers as squawk does (gcc lines, exit 1 when it
+    finds something), naming the file it read."""
+    stand_in = tmp_path / "squawk"
+    stand_in.write_text('#!/bin/sh\necho "$1:1:1: warning: read $(basename "$1")"\nexit 1\n')
+    stand_in.chmod(0o755)
+    result = cli(planned, target, "plan", PATH=f"{tmp_path}:{os.environ['PATH']}")
+    assert result.returncode == 0, result.stdout
+    for revision, *_ in PENDING:
+        block = revision_block(result.stdout, revision)
+        assert f"  squawk: warning: read {revision}.sql\n" in block, block
+        assert block.count("squawk:") == 1, block
+    assert not scratch_left(target)
 
 
 @pytest.fixture
