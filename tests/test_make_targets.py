@@ -411,6 +411,56 @@ def test_make_backfill_runs_the_queue_between_the_phases(project: Path, server: 
             path.unlink()
 
 
+def test_make_migration_writes_a_renamed_column_as_expand_contract(
+    project: Path, server: Server
+) -> None:
+    """widget.label renamed title in the model: `make migration` writes a pre revision (title
+    added, a trigger keeping it equal to label, the copy queued) and a post one (the copy
+    required, label dropped); through the deploy both releases write, and every row keeps its
+    value. renames= stays data."""
+    widget = project / "src" / "my_service" / "models" / "widget.py"
+    before = versions(project)
+    try:
+        with server.new_database("tmpl_renames") as name:
+            env = clean_env(DATABASE_URL=server.url(name))
+            must(make(project, "migrate", env=env))
+            server.execute(name, "INSERT INTO widget (label) VALUES ('a'), ('b')")
+            widget.write_text(WIDGET.replace("label:", "title:"), encoding="utf-8")
+            bad = make(project, "migration", "msg=title", "renames=$(touch pwned)", env=env)
+            assert bad.returncode != 0 and "renames='$(touch pwned)': '$(touch pwned)' is not" in (
+                bad.stdout
+            ), bad.stdout
+            assert not (project / "pwned").exists() and versions(project) == before
+            written = must(make(project, "migration", "msg=title for label", env=env))
+            assert "Written as a rename: widget.label -> widget.title" in written, written
+            pre, post = sorted(
+                set(versions(project)) - set(before), key=lambda p: "_post" in p.name
+            )
+            pre_text, post_text = pre.read_text("utf-8"), post.read_text("utf-8")
+            assert 'op.create_rename_sync("widget", "label", "title")' in pre_text, pre_text
+            assert 'op.require_backfill("widget.title")' in post_text, post_text
+            assert "squawk: no findings." in must(make(project, "lint-migrations"))
+
+            must(make(project, "migrate", "phase=pre", env=env))
+            server.execute(name, "INSERT INTO widget (label) VALUES ('old release')")
+            server.execute(name, "INSERT INTO widget (title) VALUES ('new release')")
+            assert "backfill widget.title: 2/2 rows (100%)" in must(
+                make(project, "backfill", env=env)
+            )
+            must(make(project, "migrate", "phase=post", env=env))
+            assert server.fetch(name, "SELECT title FROM widget ORDER BY id") == [
+                ("a",),
+                ("b",),
+                ("old release",),
+                ("new release",),
+            ]
+            assert "No new upgrade operations detected" in must(make(project, "check", env=env))
+    finally:
+        widget.write_text(WIDGET, encoding="utf-8")
+        for path in set(versions(project)) - set(before):
+            path.unlink()
+
+
 COLUMNS = "SELECT column_name FROM information_schema.columns WHERE table_name = 'widget'"
 
 

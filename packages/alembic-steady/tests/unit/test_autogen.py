@@ -77,8 +77,10 @@ def test_review_notes_and_safe_operations_render_as_code() -> None:
 
 
 def test_writing_a_revision_gets_the_directives_hook() -> None:
-    options = autogen.configure_options(writing_revision=True)
-    assert options["process_revision_directives"] is autogen.process_revision_directives
+    options = autogen.configure_options(writing_revision=True, renames_given="item.a=b")
+    hook = options["process_revision_directives"]
+    assert hook.func is autogen.process_revision_directives
+    assert hook.keywords == {"renames_given": "item.a=b"}
     assert options["render_item"] is autogen.render_item
     assert options["compare_type"] is True and options["compare_server_default"] is True
     assert "autogenerate_plugins" in options
@@ -194,7 +196,10 @@ def test_no_revision_written_is_not_flagged(capsys: pytest.CaptureFixture[str]) 
 def on(dialect: str, metadata: sa.MetaData | None = None) -> Any:
     """A migration context on `dialect` (the real one), comparing with `metadata`."""
     real = {"postgresql": postgresql.dialect(), "mysql": mysql.dialect()}[dialect]
-    return SimpleNamespace(dialect=real, opts={"target_metadata": metadata}, script=None)
+    impl = MigrationContext.configure(dialect_name=dialect).impl  # autogenerate's compare_type
+    return SimpleNamespace(
+        dialect=real, impl=impl, opts={"target_metadata": metadata}, connection=None, script=None
+    )
 
 
 def test_no_changes_write_no_revision(capsys: pytest.CaptureFixture[str]) -> None:
@@ -741,7 +746,8 @@ def dependent_indexes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
 
 def enum_context(connection: Any = None) -> Any:
     dialect = postgresql.dialect()
-    return SimpleNamespace(dialect=dialect, opts={}, connection=connection, script=None)
+    impl = MigrationContext.configure(dialect_name="postgresql").impl
+    return SimpleNamespace(dialect=dialect, impl=impl, opts={}, connection=connection, script=None)
 
 
 def test_an_enum_swap_runs_first_up_and_last_down_with_its_indexes(

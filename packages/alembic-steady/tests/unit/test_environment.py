@@ -147,10 +147,13 @@ def test_writing_a_revision_compares_with_the_autogenerate_hooks(tmp_path: Path)
     from alembic_steady.authoring import autogen
 
     target = models()
-    options = configured(environment(tmp_path, {"command": "revision"}, metadata=lambda: target))
+    given = {"command": "revision", "renames": "item.a=b"}  # make migration renames=item.a=b
+    options = configured(environment(tmp_path, given, metadata=lambda: target))
     assert options["target_metadata"] is target
     assert options["transaction_per_migration"] is True
-    assert options["process_revision_directives"] is autogen.process_revision_directives
+    hook = options["process_revision_directives"]
+    assert hook.func is autogen.process_revision_directives
+    assert hook.keywords == {"renames_given": "item.a=b"}
     assert options["compare_type"] is True and options["render_item"] is autogen.render_item
 
 

@@ -4,6 +4,7 @@ They render SQLModel's types as plain SQLAlchemy, write the non-blocking forms o
 tables that already exist (see ops.py), and flag what a reviewer must look at.
 """
 
+import functools
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -18,8 +19,9 @@ from alembic.util import CommandError
 
 from ..dialects.base import by_name
 from ..runner import backfill_jobs, checksums
-from . import compare, phase_split
+from . import compare, phase_split, renames
 from . import ops as safe
+from .backfill_queue import CancelBackfillOp, QueueBackfillOp, RequireBackfillOp
 
 
 def render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str | bool:
@@ -109,6 +111,49 @@ def _render_set_not_null(autogen_context: AutogenContext, op: safe.SetNotNullOp)
 def _render_drop_not_null(autogen_context: AutogenContext, op: safe.DropNotNullOp) -> str:
     schema = f", schema={op.schema!r}" if op.schema else ""
     return f"op.drop_not_null({op.table_name!r}, {op.column_name!r}{schema})"
+
+
+def _call(operation: str, *args: object, **keywords: object) -> str:
+    """`op.name(...)` with its arguments as Python literals; a keyword left None is left out."""
+    given = [repr(arg) for arg in args]
+    given += [f"{key}={value!r}" for key, value in keywords.items() if value is not None]
+    return f"op.{operation}({', '.join(given)})"
+
+
+@renderers.dispatch_for(renames.CreateRenameSyncOp)
+@renderers.dispatch_for(renames.DropRenameSyncOp)
+def _render_rename_sync(autogen_context: AutogenContext, op: renames._Sync) -> str:
+    name = "create" if isinstance(op, renames.CreateRenameSyncOp) else "drop"
+    return _call(f"{name}_rename_sync", op.table_name, op.old, op.new, schema=op.schema)
+
+
+@renderers.dispatch_for(renames.RenameTableOp)
+def _render_rename_table(autogen_context: AutogenContext, op: renames.RenameTableOp) -> str:
+    return _call("rename_table", op.table_name, op.new_table_name, schema=op.schema)
+
+
+@renderers.dispatch_for(renames.RenameIndexOp)
+def _render_rename_index(autogen_context: AutogenContext, op: renames.RenameIndexOp) -> str:
+    return _call("rename_index", op.old_name, op.new_name, schema=op.schema)
+
+
+@renderers.dispatch_for(QueueBackfillOp)
+def _render_queue_backfill(autogen_context: AutogenContext, op: QueueBackfillOp) -> str:
+    return _call(
+        "queue_backfill", op.table_name, op.values, where=op.where, name=op.name, schema=op.schema
+    )
+
+
+@renderers.dispatch_for(CancelBackfillOp)
+@renderers.dispatch_for(RequireBackfillOp)
+def _render_named_backfill(autogen_context: AutogenContext, op: CancelBackfillOp) -> str:
+    name = "cancel" if isinstance(op, CancelBackfillOp) else "require"
+    return _call(f"{name}_backfill", op.name)
+
+
+@renderers.dispatch_for(safe.BackfillOp)
+def _render_backfill(autogen_context: AutogenContext, op: safe.BackfillOp) -> str:
+    return _call("backfill", op.table_name, op.values, where=op.where, schema=op.schema)
 
 
 def _spell(type_: Any, dialect: Any) -> str:
@@ -305,7 +350,11 @@ def _column_notes(table: str, column: sa.Column[Any], metadata: Any, dialect: An
 
 
 def _warnings(
-    script: ops.MigrationScript, fresh: set[str], dialect: Any, metadata: Any = None
+    script: ops.MigrationScript,
+    fresh: set[str],
+    dialect: Any,
+    metadata: Any = None,
+    renamed: frozenset[tuple[str | None, str]] | set[tuple[str | None, str]] = frozenset(),
 ) -> list[tuple[str, str]]:
     """(warning, review note) for each operation of the upgrade a reviewer must look at."""
     found: list[tuple[str, str]] = []
@@ -325,6 +374,11 @@ def _warnings(
                 if isinstance(sub, ops.AddColumnOp):
                     notes = _column_notes(op.table_name, sub.column, metadata, dialect)
                     found.extend((note, note) for note in notes)
+                if (
+                    isinstance(sub, ops.DropColumnOp)
+                    and (op.table_name, sub.column_name) in renamed
+                ):
+                    continue  # its values were copied to the new name: the rename's note says so
                 if isinstance(sub, ops.DropColumnOp):
                     text = f"drops column {op.table_name}.{sub.column_name}"
                     found.append((text, f"{text}: existing data is lost"))
@@ -363,6 +417,9 @@ NON_TRANSACTIONAL = (
     safe.DropIndexConcurrentlyOp,
     safe.SetNotNullOp,
     safe.CreateForeignKeyValidatedOp,
+    safe.BackfillOp,
+    renames.DropRenameSyncOp,
+    RequireBackfillOp,  # a plain upgrade runs the backfill there, batch by batch
 )
 
 
@@ -390,20 +447,52 @@ def _make_rerunnable(op_list: ops.OpContainer) -> None:
 
 
 def process_revision_directives(
-    context: MigrationContext, revision: Any, directives: list[ops.MigrationScript]
+    context: MigrationContext,
+    revision: Any,
+    directives: list[ops.MigrationScript],
+    *,
+    renames_given: str | None = None,
 ) -> None:
-    """Write no file when nothing changed; put what removes or tightens in a post revision of
-    its own (phase_split.py); write the non-blocking forms on existing tables; flag operations
-    that can lose data, fail on existing rows, or block the table."""
+    """Write no file when nothing changed; write a rename where the change drops and adds what
+    was renamed (renames.py); put what removes or tightens in a post revision of its own
+    (phase_split.py); write the non-blocking forms on existing tables; flag operations that can
+    lose data, fail on existing rows, or block the table."""
     first = directives[0]
     if first.upgrade_ops is None or first.upgrade_ops.is_empty():
         directives[:] = []
         print("No changes between the models and the database: no revision written.")
         return
+    postgresql = context.dialect.name == "postgresql"
+    chosen, guessed = renames.chosen(
+        first.upgrade_ops, lambda old, new: not context.impl.compare_type(old, new), renames_given
+    )
+    # Columns are renamed as expand/contract where the backfill queue runs (PostgreSQL).
+    expanded = [r for r in chosen if r.table is not None] if postgresql else []
+    plain = [r for r in chosen if r not in expanded]
+    pre_notes = renames.plain(
+        first.upgrade_ops, plain, _indexes_of(context) if postgresql else None
+    )
+    expanding = renames.prepare_expand(first.upgrade_ops, expanded)
+    if chosen:  # the drops and adds became renames: so does their reverse
+        try:
+            first.downgrade_ops = first.upgrade_ops.reverse()
+        except (NotImplementedError, ValueError, AttributeError):
+            raise CommandError(
+                f"{chosen[0]} cannot be written as a rename: an operation of this change has no "
+                "reverse. No revision written: make the rename alone, or give renames=none"
+            ) from None
     fresh = _fresh_tables(first)
     post = phase_split.split_phases(context, directives, fresh)
+    post_notes: list[str] = []
+    for found in expanding:
+        assert post is not None  # the old column's drop goes there
+        renames.expand(directives[0], post, found, context.dialect)
+        pre_note, post_note = renames.expand_notes(found, guessed)
+        pre_notes.append(pre_note)
+        post_notes.append(post_note)
+    renamed = {(r.table, r.old) for r in expanded}
     # The safe forms (ops.py) are PostgreSQL's: CONCURRENTLY, NOT VALID and VALIDATE.
-    if context.dialect.name == "postgresql":
+    if postgresql:
         for script in directives:
             _enum_swaps_keep_their_indexes(context, script)
         _safe_forms(fresh).process_revision_directives(context, revision, directives)
@@ -412,20 +501,41 @@ def process_revision_directives(
                 _make_rerunnable(op_list)
     for script in directives:
         assert script.upgrade_ops is not None
-        warnings = _warnings(script, fresh, context.dialect, context.opts.get("target_metadata"))
+        metadata = context.opts.get("target_metadata")
+        warnings = _warnings(script, fresh, context.dialect, metadata, renamed)
         for warning, _ in warnings:
             print(f"WARNING: this revision {warning}; review it before applying.", file=sys.stderr)
         # The reviewer sees the same list in the revision, above the operations (notes on NOT
         # NULL changes sit next to the operation they are about).
         notes = [ReviewNote(note) for _, note in warnings if note]
+        notes[:0] = [ReviewNote(note) for note in (post_notes if script is post else pre_notes)]
         if script is post:
             notes.insert(0, ReviewNote(phase_split.POST_NOTE))
         script.upgrade_ops.ops[:0] = notes + _enum_value_notes(script.upgrade_ops)
+    for rename in chosen:
+        print(f"Written as a rename: {rename} (see the # REVIEW: line).", file=sys.stderr)
     if post is not None:
         print(
             f"The change removes or tightens what the running release uses: that part is in "
             f"the post revision {post.rev_id}, applied after the rollout (phase=post)."
         )
+
+
+def _indexes_of(context: MigrationContext) -> renames.IndexesOf | None:
+    """The database's indexes of a table, by their columns (a renamed table's, renamed)."""
+    connection = context.connection
+    if connection is None:
+        return None
+
+    def read(table: str, schema: str | None) -> dict[tuple[str, ...], str]:
+        found = sa.inspect(connection).get_indexes(table, schema=schema)
+        return {
+            tuple(map(str, index["column_names"])): index["name"]
+            for index in found
+            if index["name"]
+        }
+
+    return read
 
 
 # alembic-postgresql-enum's swap of a type's values (sync_enum_values: a new type, each column
@@ -509,7 +619,9 @@ def _enum_value_notes(upgrade_ops: ops.UpgradeOps) -> list[ReviewNote]:
     return notes
 
 
-def configure_options(*, writing_revision: bool) -> dict[str, Any]:
+def configure_options(
+    *, writing_revision: bool, renames_given: str | None = None
+) -> dict[str, Any]:
     """Options for `context.configure` when the models are compared with the database.
 
     `alembic check` runs the same comparison but must see every directive, so only a run that
@@ -524,7 +636,9 @@ def configure_options(*, writing_revision: bool) -> dict[str, Any]:
         "autogenerate_plugins": compare.PLUGINS,
     }
     if writing_revision:
-        options["process_revision_directives"] = process_revision_directives
+        options["process_revision_directives"] = functools.partial(
+            process_revision_directives, renames_given=renames_given
+        )
     return options
 
 

@@ -104,15 +104,14 @@ class MigrationEnvironment:
         )
         given_phase = config.attributes.get("phase") or x_arguments.get("phase")
         self.phase = phases.phase_of(given_phase)
+        # What `make migration renames=...` says was renamed (authoring/renames.py).
+        self.renames = config.attributes.get("renames") or x_arguments.get("renames")
         if self.phase is not None and self.command != "upgrade":
             raise CommandError(f"phase={self.phase} applies to an upgrade, not to {self.command}")
         self.progress = Progress()
-        # Registers op.queue_backfill & co. (on MySQL too, where they say they are PostgreSQL's).
-        from ..authoring import backfill_queue  # noqa: F401
-
-        if self.dialect.name == "postgresql":
-            # Registers op.create_index_concurrently & co.
-            from ..authoring import ops  # noqa: F401
+        # Registers op.create_rename_sync, op.queue_backfill and the safe operations of ops.py
+        # (renames imports the others; on MySQL too, where the PostgreSQL ones say so).
+        from ..authoring import renames  # noqa: F401
 
     # -- configuring -------------------------------------------------------------------------
     @cached_property
@@ -150,7 +149,9 @@ class MigrationEnvironment:
             from ..authoring import autogen
 
             writing = self.command == "revision"
-            kwargs.update(autogen.configure_options(writing_revision=writing))
+            kwargs.update(
+                autogen.configure_options(writing_revision=writing, renames_given=self.renames)
+            )
             schemas = {table.schema for table in target_metadata.tables.values()} - {None}
             if schemas:  # a reflection of several schemas (`make squash`): those, no others
                 kwargs["include_schemas"] = True
