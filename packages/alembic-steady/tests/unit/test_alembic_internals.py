@@ -17,6 +17,7 @@ from support import LINEAR, write_revisions
 
 from alembic_steady.runner import alembic_internals
 from alembic_steady.runner.alembic_internals import (
+    Inspected,
     OneRevisionAtATime,
     Stepwise,
     heads_known,
@@ -208,6 +209,47 @@ def test_a_callers_stepwise_steps_are_asked_for_one_at_a_time(config: Config) ->
     assert list(stepwise((), context)) == [a1, b2]
 
 
+def test_an_inspected_step_is_offered_as_its_step_and_named_to_the_runner() -> None:
+    # The runner hands Alembic the step itself, and keeps the Inspected to look and maybe roll
+    # back inside the step's transaction; `offering` marks each hand-over (where the runner
+    # starts counting the step's commits).
+    a1, b2 = step("a1", "create item"), step("b2", "add price")
+    inspected = Inspected(a1, lambda whole: whole)
+
+    def walk(heads: tuple[str, ...], context: object) -> Iterator[Any]:
+        yield inspected
+        yield b2
+
+    offered: list[str] = []
+    progress = Progress()
+    steps = OneRevisionAtATime(
+        Stepwise(walk), progress, lambda: offered.append(str(progress.revision))
+    )
+    context = SimpleNamespace(connection=None)
+    assert list(steps((), context)) == [a1]
+    assert steps.offered is a1 and steps.inspected is inspected
+    assert list(steps(("a1",), context)) == [b2]
+    assert steps.offered is b2 and steps.inspected is None
+    assert offered == ["a1 (create item)", "b2 (add price)"]
+
+
+def test_where_the_runner_does_not_step_an_inspected_step_is_looked_at_and_kept() -> None:
+    # Inside a caller's transaction the steps run as given: each looked at once applied (when
+    # Alembic asks for the next), told it is not whole, and never rolled back.
+    a1, b2 = step("a1", "create item"), step("b2", "add price")
+    told: list[bool] = []
+    inspected = Inspected(a1, lambda whole: told.append(whole) or True)
+
+    def walk(heads: tuple[str, ...], context: object) -> Iterator[Any]:
+        yield inspected
+        yield b2
+
+    given = iter(Stepwise(walk)((), SimpleNamespace(connection=None)))
+    assert next(given) is a1 and told == []
+    assert next(given) is b2 and told == [False]
+    assert not inspected.rolled_back
+
+
 # -- hook_statements -----------------------------------------------------------------------
 
 
@@ -339,7 +381,7 @@ def test_the_hook_gets_the_connection_and_runs_the_statement_with_its_arguments(
         handed.append(on)
         return run()
 
-    hook_statements(SimpleNamespace(impl=impl), hook)  # type: ignore[arg-type]
+    hook_statements(SimpleNamespace(impl=impl), hook)
     assert impl._exec("SELECT 1", {"a": 1}, execution_options={"x": 2}) == "result"
     assert handed == [connection]
     assert ran == [("SELECT 1", ({"a": 1},), {"execution_options": {"x": 2}})]
@@ -359,7 +401,7 @@ def test_a_construct_is_compiled_for_the_migrations_dialect() -> None:
 def test_a_context_without_the_version_table_check_is_told_its_heads() -> None:
     # An Alembic without `_has_version_table`: the heads are still known, nothing is patched.
     context = SimpleNamespace(get_current_heads=lambda: ("read",))
-    heads_known(context, ("a1",))  # type: ignore[arg-type]
+    heads_known(context, ("a1",))
     assert context.get_current_heads() == ("a1",)
     assert not hasattr(context, "_has_version_table")
 

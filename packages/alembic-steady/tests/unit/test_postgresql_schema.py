@@ -2,12 +2,14 @@
 (what a refresh says changed, which relations are new, a rebuilt index under a new oid), on a
 connection that answers with catalog rows. The catalog queries run in tests/postgresql."""
 
+from types import SimpleNamespace
 from typing import Any
 
 from support import FakeConnection, FakeResult
 
 from alembic_steady.dialects.postgresql_schema import (
     PROBE_SQL,
+    ROW_CHANGES,
     SNAPSHOT_ALL,
     SNAPSHOT_TOUCHED,
     PostgreSQLSchema,
@@ -25,6 +27,8 @@ class Rows(FakeResult):
 
 
 class Catalog(FakeConnection):
+    dialect = SimpleNamespace(server_version_info=(15, 20))
+
     def execute(self, statement: Any, params: dict[str, Any] | None = None) -> Rows:
         return Rows(super().execute(statement, params).rows)
 
@@ -141,3 +145,57 @@ def test_what_the_triggers_cannot_pin_down_makes_a_full_read() -> None:
     assert [sql for sql, _ in connection.sql[-2:]] == [SNAPSHOT_TOUCHED, SNAPSHOT_ALL]
     assert before == set(ITEM_ROWS) and after == set(ITEM_ROWS) | {MOOD[0][2:]}
     assert schema.created == set()
+
+
+def test_what_the_snapshot_does_not_read_is_read_whole_and_said() -> None:
+    # An operator, a collation, a default privilege, ...: the stairway cannot compare them, so
+    # the walk must not vouch for a round trip that touched one.
+    connection = Catalog(
+        results=[
+            [(True,)],
+            *([[]] * len(PROBE_SQL)),
+            ITEM,
+            [("u", 0, "", None), ("k", 10, "r", None)],
+            ITEM,
+            [("k", 10, "r", None), *ITEM],
+        ]
+    )
+    schema = PostgreSQLSchema(connection)
+    assert schema.complete and not schema.unread
+    schema.refresh()
+    assert connection.sql[-1] == (SNAPSHOT_ALL, None) and schema.unread
+    schema.refresh()
+    assert not schema.unread  # said of the steps since the refresh before only
+
+
+def test_a_checkpoint_puts_back_what_the_tracker_knew() -> None:
+    # A refresh inside a transaction that is then rolled back: the tracker goes back with it.
+    connection = Catalog(
+        results=[[(True,)], *([[]] * len(PROBE_SQL)), ITEM + MOOD, [("k", 20, "t", None)]]
+    )
+    schema = PostgreSQLSchema(connection)
+    known = dict(schema.objects)
+    restore = schema.checkpoint()
+    schema.refresh()
+    assert set(schema.objects) == {("r", 10)}
+    restore()
+    assert schema.objects == known and schema.created is None
+
+
+def test_row_changes_are_read_with_each_tables_file() -> None:
+    connection = Catalog(
+        results=[[(True,)], *([[]] * len(PROBE_SQL)), ITEM + INDEX + MOOD, [(10, 7, 16384)]]
+    )
+    schema = PostgreSQLSchema(connection)
+    assert schema.row_changes() == {10: (7, 16384)}
+    assert connection.sql[-1] == (ROW_CHANGES, None)
+
+
+def test_before_postgresql_15_or_without_a_superuser_row_changes_are_not_told() -> None:
+    # Before 15 the counts a session sent reached the statistics some time later: they could
+    # not be added up. Without a superuser, no event triggers say what a step touched.
+    old = Catalog(results=[[(True,)], *([[]] * len(PROBE_SQL)), ITEM])
+    old.dialect = SimpleNamespace(server_version_info=(14, 11))
+    for connection in (old, Catalog(results=[[(False,)], ITEM])):
+        schema = PostgreSQLSchema(connection)
+        assert not schema.complete and schema.row_changes() is None

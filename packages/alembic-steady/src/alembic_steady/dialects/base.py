@@ -38,6 +38,25 @@ class SchemaTracker(Protocol):
         """The rows of what changed since the last refresh: as they were, as they are."""
         ...
 
+    # Whether the tracker tells all a step touched: the rows it changed (row_changes) and the
+    # objects it read none of (unread). Without that, the walk cannot vouch that a round trip
+    # left nothing behind that the snapshot misses.
+    complete: bool
+    # Whether the steps before the last refresh touched an object the snapshot does not read (an
+    # operator, a collation, a default privilege, ...); True where the tracker cannot tell.
+    unread: bool
+
+    def row_changes(self) -> dict[int, tuple[int, int]] | None:
+        """For each table, how many rows this session has inserted, updated or deleted in it so
+        far (a count that only grows), and its file on disk (new after a TRUNCATE or a
+        rewrite); None where the tracker cannot tell."""
+        ...
+
+    def checkpoint(self) -> Callable[[], None]:
+        """Remember what the tracker knows now; the function returned puts it back, once the
+        database is rolled back to this point."""
+        ...
+
 
 def described(rows: Iterable[tuple[str, str]]) -> str:
     """Snapshot rows as a message lists them, one object part each, sorted:

@@ -3,6 +3,8 @@
 down).
 """
 
+from collections.abc import Callable
+
 from sqlalchemy import Connection, text
 
 from ..runner import checksums
@@ -76,10 +78,24 @@ class MySQLSchema:
 
     # Rows carry names, not ids: the walk's filler (none on MySQL) is not told what is new.
     created = None
+    # A DDL statement commits on its own here: every round trip is taken down and up again.
+    complete = False
+    unread = True
 
     def __init__(self, connection: Connection) -> None:
         self.connection = connection
         self.rows = self._read()
+
+    def row_changes(self) -> None:
+        return None
+
+    def checkpoint(self) -> Callable[[], None]:
+        rows = self.rows
+
+        def restore() -> None:
+            self.rows = rows
+
+        return restore
 
     def refresh(self) -> tuple[set[Row], set[Row]]:
         """The schema as it was at the last refresh, and as it is now."""

@@ -3,7 +3,7 @@ by object, and after each step only the objects it touched (event triggers note 
 cost per step stays flat as the chain grows.
 """
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from sqlalchemy import Connection, text
 
@@ -198,17 +198,25 @@ touched AS (
     + """
 SELECT 'k'::text, oid, kind, ''::text FROM touched
 UNION ALL
-SELECT 'x', 0::oid, '', '' FROM events WHERE kind = 'x'
+SELECT kind, 0::oid, '', '' FROM events WHERE kind IN ('x', 'u')
 UNION ALL"""
     + _ROWS
 )
 SNAPSHOT_TOUCHED = "SELECT * FROM test_probe.touched_rows()"
 
 # Event triggers note every object a DDL statement creates, alters or drops, so a snapshot only
-# re-reads those. What they cannot pin to a relation, type or function (a schema, an extension,
-# a GRANT, an operator, ...) is noted as kind 'x', which makes the next snapshot read everything
-# again: always correct, only slower.
-PROBE_SQL = (
+# re-reads those. What they cannot pin to a relation, type or function is noted as kind 'x',
+# which makes the next snapshot read everything again: always correct, only slower. An object the
+# snapshot reads none of (an operator, a collation, a cast, statistics, a publication, a default
+# privilege, a GRANT on a database, ...), made or altered, or dropped by name, outside an
+# extension (whose row covers its members), is noted as kind 'u': read everything too, and the
+# walk cannot vouch for a round trip that touched it.
+_READ_CLASSES = (
+    "'pg_namespace'::regclass, 'pg_extension'::regclass, 'pg_constraint'::regclass, "
+    "'pg_attrdef'::regclass"
+)
+_READ_GRANTS = "'TABLE', 'SEQUENCE', 'FUNCTION', 'PROCEDURE', 'ROUTINE', 'TYPE', 'DOMAIN', 'SCHEMA'"
+_PROBE = (
     "CREATE SCHEMA test_probe",
     'CREATE TABLE test_probe.touched (kind "char", oid oid, name text)',
     r"""
@@ -218,7 +226,10 @@ BEGIN
   SELECT CASE c.classid WHEN 'pg_class'::regclass THEN 'r' WHEN 'pg_type'::regclass THEN 't'
                         WHEN 'pg_proc'::regclass THEN 'f' WHEN 'pg_trigger'::regclass THEN 'g'
                         WHEN 'pg_policy'::regclass THEN 'p' WHEN 'pg_rewrite'::regclass THEN 'w'
-                        ELSE 'x' END,
+                        ELSE CASE WHEN c.in_extension OR c.classid IN (@read_classes@)
+                                    OR c.command_tag IN ('GRANT', 'REVOKE')
+                                       AND c.object_type IN (@read_grants@)
+                                  THEN 'x' ELSE 'u' END END,
          c.objid, NULL
     FROM pg_event_trigger_ddl_commands() c
    WHERE c.schema_name IS NULL OR c.schema_name NOT LIKE 'pg\_%' AND c.schema_name <> 'test_probe';
@@ -237,7 +248,8 @@ BEGIN
                                  'pg_rewrite'::regclass, 'pg_constraint'::regclass,
                                  'pg_attrdef'::regclass)
                    AND cardinality(d.address_names) = 3 THEN 'l'
-              ELSE 'x' END,
+              WHEN NOT d.original OR d.classid IN (@read_classes@) THEN 'x'
+              ELSE 'u' END,
          d.objid, quote_ident(d.address_names[1]) || '.' || quote_ident(d.address_names[2])
     FROM pg_event_trigger_dropped_objects() d
    WHERE d.schema_name IS NULL OR d.schema_name NOT LIKE 'pg\_%' AND d.schema_name <> 'test_probe';
@@ -250,6 +262,25 @@ END $$
     "CREATE EVENT TRIGGER test_probe_ddl ON ddl_command_end EXECUTE FUNCTION test_probe.on_ddl()",
     "CREATE EVENT TRIGGER test_probe_drop ON sql_drop EXECUTE FUNCTION test_probe.on_drop()",
 )
+PROBE_SQL = tuple(
+    statement.replace("@read_classes@", _READ_CLASSES).replace("@read_grants@", _READ_GRANTS)
+    for statement in _PROBE
+)
+# How many rows this session has inserted, updated or deleted in each table of the project's
+# schemas: what its earlier transactions sent to the shared statistics, and what it holds unsent
+# (its open transaction's included). The session sends at its idle moments, between
+# statements, moving counts from one part to the other: the sum only grows, and counts every
+# statement (a function's, a DO block's, one outside a transaction). PostgreSQL 15 on; before
+# it, sent counts reached a collector process some time later. With each table's file on disk:
+# a TRUNCATE counts no row, and it, like a rewrite, gives the table a new file.
+ROW_CHANGES = """
+SELECT c.oid, pg_stat_get_tuples_inserted(c.oid) + pg_stat_get_tuples_updated(c.oid)
+              + pg_stat_get_tuples_deleted(c.oid) + pg_stat_get_xact_tuples_inserted(c.oid)
+              + pg_stat_get_xact_tuples_updated(c.oid) + pg_stat_get_xact_tuples_deleted(c.oid),
+       c.relfilenode
+  FROM pg_class c JOIN pg_namespace ns ON ns.oid = c.relnamespace
+ WHERE c.relkind IN ('r', 'p', 'm') AND c.relname NOT LIKE 'alembic_version%' AND @schemas@
+""".replace("@schemas@", _SCHEMAS)
 
 
 def snapshot(connection: Connection) -> set[Row]:
@@ -275,6 +306,10 @@ class PostgreSQLSchema:
                 connection.exec_driver_sql(statement)
         self.objects: dict[Key, Rows] = self._read(SNAPSHOT_ALL)
         self.created: set[int] | None = None
+        # Without the event triggers, no step's notes; before PostgreSQL 15, no row counts.
+        version = connection.dialect.server_version_info or (0,)
+        self.complete = self.probed and version >= (15,)
+        self.unread = not self.probed
         # Each relation's key by its name row: ALTER COLUMN TYPE rebuilds the table's indexes
         # under new oids without an event for the old ones, which would otherwise stay behind.
         self.by_name: dict[Row, Key] = {}
@@ -293,6 +328,7 @@ class PostgreSQLSchema:
         if self.probed:
             touched: set[Key] = set()
             fresh = self._read(SNAPSHOT_TOUCHED, touched)
+            self.unread = ("u", 0) in touched
             if ("x", 0) not in touched:
                 self.created = _new_relations(fresh, self.objects)
                 # `fresh` holds the touched objects that still exist; the others are gone.
@@ -310,13 +346,34 @@ class PostgreSQLSchema:
         self.created = _new_relations(self.objects, old_objects)
         return _rows(old_objects.values()), _rows(self.objects.values())
 
+    def row_changes(self) -> dict[int, tuple[int, int]] | None:
+        if not self.complete:
+            return None
+        found = self.connection.execute(text(ROW_CHANGES))
+        return {int(oid): (int(count), int(file)) for oid, count, file in found}
+
+    def checkpoint(self) -> Callable[[], None]:
+        objects, by_name, created, unread = (
+            dict(self.objects),
+            dict(self.by_name),
+            self.created,
+            self.unread,
+        )
+
+        def restore() -> None:
+            self.objects, self.by_name = dict(objects), dict(by_name)
+            self.created, self.unread = created, unread
+
+        return restore
+
     def _read(self, query: str, touched: set[Key] | None = None) -> dict[Key, Rows]:
         grouped: dict[Key, list[tuple[str, str]]] = {}
         for kind, oid, what, item in self.connection.execute(text(query)):
             if kind == "k" and touched is not None:
                 touched.add((what, int(oid)))
-            elif kind == "x" and touched is not None:
-                touched.add(("x", 0))
+            elif kind in ("x", "u") and touched is not None:
+                touched.add(("x", 0))  # read everything again
+                touched.add((kind, 0))
             else:
                 grouped.setdefault((kind, int(oid)), []).append((what, item))
         return {key: tuple(sorted(rows)) for key, rows in grouped.items()}

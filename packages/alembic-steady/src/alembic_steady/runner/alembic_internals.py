@@ -16,7 +16,8 @@ this module (and its tests) rather than the runner at large.
 - `alembic.context._proxy`: the running EnvironmentContext behind the `context` module env.py
   passes, whose options hold the command's `fn` and destination before `configure()`.
 - `MigrationContext._transaction`: None while a revision runs in a transaction Alembic did not
-  begin (a caller's), where `autocommit_block()` cannot commit.
+  begin (a caller's), where `autocommit_block()` cannot commit; otherwise the revision's own
+  transaction, which `roll_back_revision` rolls back from inside it.
 """
 
 from collections.abc import Callable, Iterable, Iterator
@@ -68,12 +69,37 @@ class Stepwise:
     such as the enum types a create_table made, carries into the next).
     """
 
-    steps: Callable[[tuple[str, ...], MigrationContext], Iterable[RevisionStep]]
+    steps: Callable[[tuple[str, ...], MigrationContext], Iterable["RevisionStep | Inspected"]]
     fresh_contexts: bool = False
 
-    def __call__(self, heads: tuple[str, ...], context: MigrationContext) -> Iterable[RevisionStep]:
-        """Run as given where the runner does not step (inside a caller's transaction)."""
-        return self.steps(heads, context)
+    def __call__(self, heads: tuple[str, ...], context: MigrationContext) -> Iterator[RevisionStep]:
+        """Run as given where the runner does not step (inside a caller's transaction): an
+        `Inspected` step is looked at once applied, and never rolled back (the caller's
+        transaction holds the steps before it)."""
+        for item in self.steps(heads, context):
+            if isinstance(item, Inspected):
+                yield item.step
+                item.look(False)
+            else:
+                yield item
+
+
+@dataclass
+class Inspected:
+    """A step a `Stepwise` yields to look at the database inside the step's own transaction,
+    once the step is applied (its version row written) and before the transaction ends.
+
+    `look(whole)` is told whether that transaction holds the whole step: False where part of it
+    committed before its end (an autocommit_block(), a commit of its own, DDL on a server
+    without transactional DDL). It returns True to have the step rolled back instead of
+    committed, which the runner does only where the step is whole: the database is then where
+    it was before the step, and `rolled_back` says so. Everything else runs as `make migrate` or
+    `make rollback` runs the step (its statements hooked, retried on lock timeouts).
+    """
+
+    step: RevisionStep
+    look: Callable[[bool], bool]
+    rolled_back: bool = False
 
 
 @dataclass(frozen=True)
@@ -107,12 +133,18 @@ class OneRevisionAtATime:
     """
 
     def __init__(
-        self, fn: Callable[..., Iterable[RevisionStep]] | Stepwise, progress: Progress
+        self,
+        fn: Callable[..., Iterable[RevisionStep]] | Stepwise,
+        progress: Progress,
+        offering: Callable[[], None] | None = None,
     ) -> None:
         self._fn, self._progress = fn, progress
-        self._pending: list[RevisionStep] | None = None
-        self._source: Iterator[RevisionStep] | None = None
+        # Called as each step is handed to Alembic, which begins its transaction next.
+        self._offering = offering
+        self._pending: list[RevisionStep | Inspected] | None = None
+        self._source: Iterator[RevisionStep | Inspected] | None = None
         self.offered: RevisionStep | None = None
+        self.inspected: Inspected | None = None  # the offered step, where it is inspected
 
     def __call__(self, heads: tuple[str, ...], context: MigrationContext) -> Iterator[Any]:
         if self._pending is None:
@@ -129,7 +161,9 @@ class OneRevisionAtATime:
                 # What the caller ran before the step commits apart: the revision's own
                 # transaction holds the revision alone, as in `make migrate`.
                 connection.commit()
-        self.offered = self._pending[0] if self._pending else None
+        first = self._pending[0] if self._pending else None
+        self.inspected = first if isinstance(first, Inspected) else None
+        self.offered = first.step if isinstance(first, Inspected) else first
         if self.offered is not None:
             script = self.offered.revision
             self._progress.start(
@@ -137,8 +171,19 @@ class OneRevisionAtATime:
                 f"{script.revision} ({script.doc})",
                 tuple(self.offered.to_revisions),
             )
+            if self._offering is not None:
+                self._offering()
             yield self.offered
             self._pending.pop(0)  # reached only once the step's transaction has committed
+
+
+def roll_back_revision(context: MigrationContext) -> None:
+    """Roll back the transaction Alembic runs the current revision in, from inside it (an
+    on_version_apply callback): the revision's run then ends without committing anything."""
+    transaction = context._transaction
+    assert transaction is not None, "only inside a revision's own transaction"
+    transaction.rollback()
+    context._transaction = None  # what Alembic's own commit leaves: its exit does nothing more
 
 
 def heads_known(context: MigrationContext, heads: tuple[str, ...]) -> None:

@@ -184,6 +184,11 @@ class Ledger:
         for row in new:
             self.records[row["revision"]] = (row["file_sha256"], row["code_sha256"])
 
+    def rolled_back(self, connection: Connection) -> None:
+        """Read the records again: the transaction that synced them was rolled back."""
+        self.records = None
+        self.read(connection)
+
     def accept(self, connection: Connection, heads: Iterable[str], revision: str) -> Script:
         """Record `revision`'s file as it is now: a deliberate edit."""
         now = applied(self.script, heads)

@@ -29,7 +29,7 @@ from logging.config import fileConfig
 from typing import Any
 
 from alembic.util import CommandError
-from sqlalchemy import Connection, MetaData, pool
+from sqlalchemy import Connection, MetaData, event, pool
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -242,7 +242,29 @@ class MigrationEnvironment:
         connection.commit()
         forget_lock_bound(connection)
         self.dialect.refuse_unfinished(connection, self.progress, commands)
-        steps = alembic_internals.OneRevisionAtATime(fn, self.progress)
+        # A Stepwise's inspected steps are told whether their transaction holds them whole:
+        # the commits seen on the connection since the step was handed to Alembic.
+        commits = _Commits(connection) if isinstance(fn, alembic_internals.Stepwise) else None
+        steps = alembic_internals.OneRevisionAtATime(
+            fn, self.progress, commits.mark if commits else None
+        )
+        try:
+            self._step_by_step(connection, context, steps, fn, ledger, commits)
+        finally:
+            if commits is not None:
+                commits.close()
+
+    def _step_by_step(
+        self,
+        connection: Connection,
+        context: Any,
+        steps: alembic_internals.OneRevisionAtATime,
+        fn: object,
+        ledger: checksums.Ledger | None,
+        commits: "_Commits | None",
+    ) -> None:
+        """Apply `steps` one revision per run_migrations(), each retried on a lock timeout, the
+        lock checked before each and at the end."""
         fresh = isinstance(fn, alembic_internals.Stepwise) and fn.fresh_contexts
         reached: list[tuple[str, ...]] = []  # the heads Alembic wrote for the step
 
@@ -251,6 +273,22 @@ class MigrationEnvironment:
             if ledger is not None:
                 ledger.sync(connection, heads)
             self.dialect.revision_done(connection, self.progress)
+            if steps.inspected is not None:
+                migration = context.get_context()
+                # Whole: nothing of it committed before its end, so a rollback undoes it all.
+                whole = bool(migration.impl.transactional_ddl) and (
+                    commits is None or commits.since_mark == 0
+                )
+                if steps.inspected.look(whole) and whole:
+                    alembic_internals.roll_back_revision(migration)
+                    steps.inspected.rolled_back = True
+                    reached[:] = [self.progress.at or ()]  # where the step started
+                    # What the step's transaction wrote is undone: the records of applied
+                    # revisions, and the lock bound a step may have set in it.
+                    if ledger is not None:
+                        ledger.rolled_back(connection)
+                        connection.commit()  # the next context is configured outside one
+                    forget_lock_bound(connection)
 
         def new_context() -> None:
             with logs.quiet("alembic.runtime.migration"):  # its dialect lines were logged above
@@ -434,6 +472,24 @@ class MigrationEnvironment:
             self.run_on(connection, own_session=False)
         finally:
             self.dialect.release_caller_lock(connection, self.project)
+
+
+class _Commits:
+    """Counts the commits on a connection since the last `mark()`: an autocommit_block()
+    commits what ran before it (and each statement in it), as does a step's own commit."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection, self.since_mark = connection, 0
+        event.listen(connection, "commit", self._seen)
+
+    def _seen(self, _connection: Connection) -> None:
+        self.since_mark += 1
+
+    def mark(self) -> None:
+        self.since_mark = 0
+
+    def close(self) -> None:
+        event.remove(self.connection, "commit", self._seen)
 
 
 def migration_engine(url: URL, settings: MigrationSettings, project: Project) -> AsyncEngine:

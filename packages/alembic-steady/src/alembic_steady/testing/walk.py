@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from functools import cache, cached_property
+from functools import cache, cached_property, partial
 from typing import Any
 
 from alembic.runtime.environment import EnvironmentContext
@@ -22,10 +22,10 @@ from sqlalchemy import Connection, pool
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from ..dialects.base import by_name, described
+from ..dialects.base import SchemaTracker, by_name, described
 from ..dialects.measured import Measured, Watch, risks
 from ..project import Project
-from ..runner.alembic_internals import Stepwise
+from ..runner.alembic_internals import Inspected, Stepwise
 from ..runner.api import Migrations
 from ..runner.guards import folded
 from ..runner.phases import Phases
@@ -144,9 +144,18 @@ class Harness:
         through the dialect (the statements' locks, rewrites and whole-table reads): a rewrite
         or a long lock of a table that existed before it is recorded in `long_locks`.
 
+        Where a second upgrade would start exactly where the first did (PostgreSQL, the
+        downgrade in one transaction, no row of an earlier table changed by either step, no
+        object the snapshot does not read touched: see _tried), the downgrade runs as `make
+        rollback` runs it, is compared inside its transaction, and is rolled back instead of
+        committed: the revision stays as its one upgrade left it, and the second upgrade, which
+        would prove nothing more, is not run. A large first revision (a squashed baseline) then
+        costs one upgrade and one downgrade, not two upgrades and a downgrade.
+
         The outcome records every stairway finding, the first upgrade failure and the data
         failures instead of raising, so one walk answers the upgrade, stairway, data and model
-        tests. After a finding the walk goes on: the database is emptied, walked again to that
+        tests. After a finding in a rolled-back downgrade the walk simply goes on. After any
+        other finding it goes on too: the database is emptied, walked again to that
         revision without the stairway, and the stairway resumes after it. Not by upgrading the
         revision again where it stands: a downgrade that leaves an object makes the second
         upgrade fail on it, one that drops too much leaves a head the models test would blame,
@@ -195,14 +204,16 @@ class Harness:
         found: list[int] = []  # the revision whose downgrade differs
         filled: list[str] = []  # the tables holding generated rows when a step failed
 
-        def steps(heads: tuple[str, ...], context: MigrationContext) -> Iterator[RevisionStep]:
+        def steps(
+            heads: tuple[str, ...], context: MigrationContext
+        ) -> Iterator[RevisionStep | Inspected]:
             connection = context.connection
             assert connection is not None
             settings = load_settings(self.project.settings)
             watch = watching.enter_context(self.dialect.watch(connection, url, settings))
             yield from walked(connection, watch)
 
-        def walked(connection: Connection, watch: Watch) -> Iterator[RevisionStep]:
+        def walked(connection: Connection, watch: Watch) -> Iterator[RevisionStep | Inspected]:
             schema = self.dialect.schema_tracker(connection) if stairway else None
             filler = self.dialect.table_filler(connection, self.given_rows)
             written: list[str] = []
@@ -213,15 +224,21 @@ class Harness:
                 # are among those the last refresh saw created, where there was one.
                 filler.fill_new_tables(schema.created if schema else None)
                 filled[:] = filler.filled
+                one_way = self.marked[revision.revision].one_way
+                # The rows of the tables there before the revision, counted: a round trip that
+                # changes none of them may be rolled back instead of upgraded again (_tried).
+                counted = (
+                    schema.row_changes() if schema and index >= resume and not one_way else None
+                )
+                up = self.up(revision)
                 if revision.revision in outcome.locks_checked:
-                    yield self.up(revision)
+                    yield up
                 else:
                     existing = set(self.dialect.table_sizes(connection))
                     with watch.revision() as watched:
-                        yield self.up(revision)
+                        yield up
                     outcome.locks_checked.add(revision.revision)
                     self._long_locks(outcome, revision, watched.statements, existing)
-                one_way = self.marked[revision.revision].one_way
                 if schema and index < resume:
                     schema.refresh()  # walked again after a failed step: the new baseline
                 elif schema and one_way:
@@ -234,8 +251,20 @@ class Harness:
                     # Each step of the round trip in a session as fresh as a separate make
                     # rollback or make migrate has: no temporary table of the step before.
                     self.dialect.forget_temporary_tables(connection)
-                    yield self.down(revision)
-                    wanted, got = schema.refresh()
+                    compared: list[tuple[set[tuple[str, str]], set[tuple[str, str]]]] = []
+                    down: RevisionStep | Inspected = self.down(revision)
+                    if counted is not None:
+                        restore = schema.checkpoint()
+                        down = Inspected(
+                            self.down(revision), partial(_tried, compared, counted, schema=schema)
+                        )
+                    yield down
+                    tried = isinstance(down, Inspected) and down.rolled_back
+                    if tried:
+                        # Back at the revision as its one upgrade left it: the tracker too.
+                        restore()
+                        schema.refresh()
+                    wanted, got = compared[0] if compared else schema.refresh()
                     if got != wanted:
                         differs = (
                             f"downgrade leaves {described(got - wanted)}, misses "
@@ -249,14 +278,16 @@ class Harness:
                             f"database with {self.project.commands.rollback}",
                             f"{where}: {differs}",
                         )
-                        found.append(index)
-                        return  # the runner commits what ran: the walk resumes after it
-                    phase[0] = "second upgrade"
-                    self.dialect.forget_temporary_tables(connection)
-                    filler.fill_new_tables(schema.created)  # what the downgrade made again
-                    filled[:] = filler.filled
-                    yield self.up(revision)
-                    schema.refresh()
+                        if not tried:
+                            found.append(index)
+                            return  # the runner commits what ran: the walk resumes after it
+                    if not tried:
+                        phase[0] = "second upgrade"
+                        self.dialect.forget_temporary_tables(connection)
+                        filler.fill_new_tables(schema.created)  # what the downgrade made again
+                        filled[:] = filler.filled
+                        yield self.up(revision)
+                        schema.refresh()
                 for checked in checked_at(revision):
                     if _guarded(connection, outcome, checked, DATA_CHECKS[checked].before):
                         written.append(checked)
@@ -342,6 +373,31 @@ class Harness:
             outcome.stairway_failures.append(failure)
         else:
             outcome.accepted.append(listed)
+
+
+def _tried(
+    compared: list[Any],
+    counted: dict[int, tuple[int, int]],
+    whole: bool,
+    *,
+    schema: SchemaTracker,
+) -> bool:
+    """Inside a revision's downgrade, once applied: compare the schema with the one before the
+    upgrade, and have the downgrade rolled back rather than committed where a second upgrade
+    would start exactly where the first did.
+
+    That holds where the downgrade ran in one transaction (a rollback undoes it all), neither
+    the upgrade nor the downgrade changed, emptied or rewrote a table there before the revision
+    (`counted` before the upgrade: a row the upgrade added and the downgrade kept would meet the
+    second upgrade), and neither touched an object the snapshot does not read (which a second
+    upgrade might meet again). The database then stays at the revision as its one upgrade left
+    it, as `make migrate` leaves it, and the walk goes on from there, a finding or not.
+    Elsewhere (an autocommit_block(), a commit of its own, MySQL's DDL) the downgrade commits,
+    and the revision is upgraded again."""
+    now = schema.row_changes() or {}
+    undisturbed = whole and all(now.get(table) == seen for table, seen in counted.items())
+    compared.append(schema.refresh())
+    return undisturbed and not schema.unread
 
 
 def checked_at(revision: Script) -> list[str]:
