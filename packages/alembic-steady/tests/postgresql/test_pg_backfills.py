@@ -9,6 +9,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -18,11 +19,15 @@ import demo_project
 import pytest
 from pg_sessions import session_holding
 from queries import execute, heads, rows
+from sqlalchemy import Connection, text
 from sqlalchemy.engine import URL
 from test_pg_phases import run_alembic
 
 from alembic_steady import Project, StaticSettings
+from alembic_steady.authoring.backfill_queue import _batch_sql, run_job
 from alembic_steady.runner.api import Migrations
+from alembic_steady.runner.backfill_jobs import jobs
+from alembic_steady.testing.walk import on_connection
 from alembic_steady.tools import backup
 
 # After the demo chain (a1 widget, b2 its index, c3 price): d4 (pre) adds `n`, a counter, and
@@ -248,3 +253,63 @@ def test_make_rehearse_runs_the_backfill_the_post_revision_requires_on_the_copy(
         result.stdout
     )
     assert job(database_url) == ("queued", 0) and heads(database_url) == {"d4"}
+
+
+def test_a_run_ends_at_the_highest_key_it_found_and_the_post_phase_takes_the_rows_after(
+    project: Project, database_url: URL
+) -> None:
+    """The old release goes on inserting rows without the column while the job runs (and until
+    the rollout ends): a run leaves the rows inserted after it started, so it ends; the post
+    revision updates them, once the old release is gone, each once."""
+    filled(project, database_url, 3000)
+    inserted: list[int] = []
+
+    def old_release_inserts(rows_done: int) -> None:
+        if not inserted:  # after the first batch: 200 rows past the run's end
+            # From a session of its own (another thread: this one runs the job's event loop).
+            late = "INSERT INTO widget (name) SELECT 'late' || g FROM generate_series(1, 200) g"
+            insert = threading.Thread(target=execute, args=(database_url, late))
+            insert.start()
+            insert.join()
+            inserted.append(rows_done)
+
+    def run(connection: Connection) -> str:
+        (job,) = jobs(connection, "widget.n")
+        return run_job(connection, job, on_commit=old_release_inserts)
+
+    assert on_connection(database_url, run) == "done"
+    assert counters(database_url) == [(None, 200), (1, 3000)]
+    assert job(database_url) == ("done", 3000)
+    post = demo_project.module_cli(project, "upgrade", "--phase", "post", url=database_url)
+    assert post.returncode == 0, post.stdout
+    assert "backfill widget.n: rows were written since it finished; updating them now" in (
+        post.stdout
+    )
+    assert counters(database_url) == [(1, 3200)]
+    assert heads(database_url) == {"p1"}
+
+
+def test_each_batch_after_the_first_starts_at_the_jobs_position_in_the_keys_index(
+    project: Project, database_url: URL
+) -> None:
+    """The position is an index condition, not a filter over the table from its first row: a
+    batch's cost does not grow with the rows done."""
+    filled(project, database_url, 1000)
+
+    def plans(connection: Connection) -> dict[bool, str]:
+        (job,) = jobs(connection, "widget.n")
+        connection.exec_driver_sql(
+            "UPDATE alembic_version_backfills SET last_key = '500', state = 'running'"
+        )
+        found = {}
+        for after_last in (False, True):
+            sql = _batch_sql(connection, job, "integer", after_last=after_last)
+            statement = text("EXPLAIN " + sql)
+            params = {"name": job.name, "size": 500, "upto": "1000"}
+            found[after_last] = "\n".join(connection.execute(statement, params).scalars())
+        connection.rollback()
+        return found
+
+    found = on_connection(database_url, plans)
+    assert re.search(r"Index Cond: \(\(id > ", found[True]), found[True]
+    assert not re.search(r"Index Cond: \(\(id > ", found[False]), found[False]  # the join form

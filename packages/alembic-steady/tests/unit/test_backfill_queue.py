@@ -163,23 +163,33 @@ class Recording(FakeConnection):
         return super().execute(statement, params)
 
 
-START = [[("bigint",)], [(1200,)], [("1s",)], []]  # key type, rows left, SHOW, SET
+# key type, the highest key, rows left, SHOW, SET
+START = [[("bigint",)], [("1300",)], [(1200,)], [("1s",)], []]
 
 
 def test_the_batch_statement_moves_the_job_with_its_rows() -> None:
     connection = Recording([[("uuid",)]])
-    sql = queue._batch_sql(connection, job(schema_name="shop"))  # type: ignore[arg-type]
+    key_type = queue._key_type(connection, job(schema_name="shop"))  # type: ignore[arg-type]
+    assert key_type == "uuid"
     assert connection.sql[0] == (
         "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = "
         "CAST(:table AS regclass) AND attname = :key",
         {"table": "shop.item", "key": "id"},
     )
+    shop: Any = connection
+    sql = queue._batch_sql(shop, job(schema_name="shop"), "uuid", after_last=False)
     assert sql.startswith(
         "WITH job AS (SELECT last_key FROM alembic_version_backfills WHERE name = :name AND "
         "state IN ('queued', 'running') FOR UPDATE), batch AS (SELECT t.id AS k FROM shop.item "
-        "AS t, job WHERE (job.last_key IS NULL OR t.id > CAST(job.last_key AS uuid)) AND (sku "
-        "IS NULL) ORDER BY t.id LIMIT :size), done AS (UPDATE shop.item SET sku = 'x' FROM batch "
-        "WHERE shop.item.id = batch.k AND (sku IS NULL) RETURNING 1)"
+        "AS t, job WHERE (job.last_key IS NULL OR t.id > CAST(job.last_key AS uuid)) AND t.id "
+        "<= CAST(CAST(:upto AS text) AS uuid) AND (sku IS NULL) ORDER BY t.id LIMIT :size), "
+        "done AS (UPDATE shop.item SET sku = 'x' FROM batch WHERE shop.item.id = batch.k AND "
+        "(sku IS NULL) RETURNING 1)"
+    )
+    after = queue._batch_sql(shop, job(schema_name="shop"), "uuid", after_last=True)
+    assert (
+        "batch AS (SELECT t.id AS k FROM shop.item AS t WHERE t.id > (SELECT CAST(last_key AS "
+        "uuid) FROM job) AND t.id <= " in after
     )
     assert "last_key = coalesce((SELECT CAST(max(k) AS text) FROM batch), last_key)" in sql
     assert "rows_done = rows_done + (SELECT count(*) FROM done)" in sql
@@ -194,13 +204,18 @@ def test_each_batch_commits_until_the_job_is_done_and_the_lock_wait_is_restored(
     connection = Recording([*START, *batches, []])
     assert queue.run_job(connection, job(rows_done=100)) == "done"  # type: ignore[arg-type]
     statements = [sql for sql, _ in connection.sql]
-    assert statements[2:4] == ["SHOW lock_timeout", "SET lock_timeout = '200ms'"]
+    assert statements[3:5] == ["SHOW lock_timeout", "SET lock_timeout = '200ms'"]
     assert statements[-1] == "SET lock_timeout = '1s'"
+    # The first batch from the job's row, the next ones after its position, up to the highest
+    # key the table held when the run started.
     assert [params for sql, params in connection.sql if "WITH job" in sql] == [
-        {"name": "item.sku", "size": 500}
+        {"name": "item.sku", "size": 500, "upto": "1300"}
     ] * 3
+    batches = [sql for sql in statements if "WITH job" in sql]
+    assert "AS t, job WHERE (job.last_key IS NULL OR" in batches[0]
+    assert all("t.id > (SELECT CAST(last_key AS bigint) FROM job)" in b for b in batches[1:])
     # A commit after the SET, after each batch, and after the lock wait is restored.
-    assert connection.log[4:] == ["commit"] + ["execute", "commit"] * 3 + [
+    assert connection.log[5:] == ["commit"] + ["execute", "commit"] * 3 + [
         "rollback",
         "execute",
         "commit",
@@ -316,7 +331,8 @@ def test_the_queue_holds_a_row_per_job_with_its_position() -> None:
 def test_the_rows_left_are_counted_where_the_job_says(capsys: pytest.CaptureFixture[str]) -> None:
     connection = Recording([*START, [("done", 1200)], []])
     queue.run_job(connection, job(schema_name="shop"))  # type: ignore[arg-type]
-    assert connection.sql[1] == ("SELECT count(*) FROM shop.item WHERE sku IS NULL", None)
+    assert connection.sql[1] == ("SELECT CAST(max(id) AS text) FROM shop.item", None)
+    assert connection.sql[2] == ("SELECT count(*) FROM shop.item WHERE sku IS NULL", None)
     assert "backfill item.sku: 1200/1200 rows (100%)" in capsys.readouterr().err
 
 

@@ -39,7 +39,17 @@ from sqlalchemy.schema import CreateTable
 from sqlalchemy.sql.elements import TextClause
 
 from ..project import Commands
-from ..runner.backfill_jobs import DONE, PAUSED, QUEUED, RUNNING, TABLE, Job, jobs, jobs_table
+from ..runner.backfill_jobs import (
+    DONE,
+    PAUSED,
+    QUEUED,
+    RUNNING,
+    TABLE,
+    Job,
+    jobs,
+    jobs_table,
+    set_state,
+)
 from ..runner.phases import POST
 from ..runner.progress import COMMANDS, PROGRESS
 from . import ops
@@ -52,25 +62,32 @@ MAX_BACKOFF = 5.0
 
 
 # -- a job's batches ---------------------------------------------------------------------------
-def _batch_sql(connection: Connection, job: Job) -> str:
+def _batch_sql(connection: Connection, job: Job, key_type: str, *, after_last: bool) -> str:
     """One batch as one statement: lock the job's row (a second runner waits, then reads where
-    this one stopped), take the next rows after `last_key` that `where` still selects, update
-    them, and move the job past them. A paused or finished job's row is not taken: no row."""
+    this one stopped), take the next rows after `last_key` up to `:upto` (the highest key when
+    the run started) that `where` still selects, update them, and move the job past them. A
+    paused or finished job's row is not taken: no row.
+
+    Once the job has a position (`after_last`), it is compared as a value computed once per
+    statement, so the key's index starts the batch where the last one ended. Joined with the
+    job's row (which the first batch needs, as the position may be NULL or set meanwhile by a
+    second runner) it is a filter, and a batch reads the table from its first row: every batch
+    so took longer than the one before (8,600 rows/s falling to 2,900 over 4M rows)."""
     table = _table_of(connection, job)
     key = connection.dialect.identifier_preparer.quote(job.key_column)
-    key_type = connection.execute(
-        text(
-            "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
-            "WHERE attrelid = CAST(:table AS regclass) AND attname = :key"
-        ),
-        {"table": table, "key": job.key_column},
-    ).scalar_one()
+    if after_last:
+        rows = f"{table} AS t WHERE t.{key} > (SELECT CAST(last_key AS {key_type}) FROM job)"
+    else:
+        rows = (
+            f"{table} AS t, job WHERE (job.last_key IS NULL OR "
+            f"t.{key} > CAST(job.last_key AS {key_type}))"
+        )
     return (
         f"WITH job AS (SELECT last_key FROM {TABLE} WHERE name = :name "
         f"AND state IN ('{QUEUED}', '{RUNNING}') FOR UPDATE), "
-        f"batch AS (SELECT t.{key} AS k FROM {table} AS t, job "
-        f"WHERE (job.last_key IS NULL OR t.{key} > CAST(job.last_key AS {key_type})) "
-        f"AND ({job.where_sql}) ORDER BY t.{key} LIMIT :size), "
+        f"batch AS (SELECT t.{key} AS k FROM {rows} "
+        f"AND t.{key} <= CAST(CAST(:upto AS text) AS {key_type}) AND ({job.where_sql}) "
+        f"ORDER BY t.{key} LIMIT :size), "
         f"done AS (UPDATE {table} SET {job.assignments} FROM batch "
         f"WHERE {table}.{key} = batch.k AND ({job.where_sql}) RETURNING 1), "
         f"moved AS (UPDATE {TABLE} SET "
@@ -81,6 +98,27 @@ def _batch_sql(connection: Connection, job: Job) -> str:
         f"WHERE name = :name AND EXISTS (SELECT FROM job) RETURNING state) "
         f"SELECT (SELECT state FROM moved), (SELECT count(*) FROM done)"
     )
+
+
+def _key_type(connection: Connection, job: Job) -> str:
+    found: str = connection.execute(
+        text(
+            "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
+            "WHERE attrelid = CAST(:table AS regclass) AND attname = :key"
+        ),
+        {"table": _table_of(connection, job), "key": job.key_column},
+    ).scalar_one()
+    return found
+
+
+def _highest_key(connection: Connection, job: Job) -> str | None:
+    """The run's end: rows inserted after it starts are left for the next run (or the post
+    revision), so a run ends while the application goes on inserting."""
+    key = connection.dialect.identifier_preparer.quote(job.key_column)
+    found: str | None = connection.execute(
+        text(f"SELECT CAST(max({key}) AS text) FROM {_table_of(connection, job)}")
+    ).scalar_one()
+    return found
 
 
 class Stop:
@@ -114,7 +152,12 @@ def run_job(
     batch commits on its own: with `commit`, this commits them; without, `connection` is in
     autocommit (a revision's autocommit block). `on_commit` hears the rows this run updated
     after each batch."""
-    statement = text(_batch_sql(connection, job))
+    key_type = _key_type(connection, job)
+    statements = {
+        after: text(_batch_sql(connection, job, key_type, after_last=after))
+        for after in (False, True)
+    }
+    upto = _highest_key(connection, job)
     total = _rows_left(connection, job) + job.rows_done
     kept = connection.exec_driver_sql("SHOW lock_timeout").scalar_one()
     connection.exec_driver_sql(f"SET lock_timeout = '{LOCK_WAIT}'")
@@ -123,7 +166,7 @@ def run_job(
     progress = BackfillProgress(job.name, total)
     progress.done = job.rows_done
     try:
-        return _batches(connection, job, statement, progress, stop, commit, on_commit)
+        return _batches(connection, job, statements, upto, progress, stop, commit, on_commit)
     finally:
         if commit:
             connection.rollback()
@@ -135,17 +178,20 @@ def run_job(
 def _batches(
     connection: Connection,
     job: Job,
-    statement: TextClause,
+    statements: dict[bool, TextClause],
+    upto: str | None,
     progress: BackfillProgress,
     stop: Stop | None,
     commit: bool,
     on_commit: Callable[[int], None] | None,
 ) -> str:
     backoff = job.pause
+    # From the first row until a batch has set the job's position (here or in an earlier run).
+    after_last = job.last_key is not None
     while True:
         try:
             state, rows = connection.execute(
-                statement, {"name": job.name, "size": job.batch_size}
+                statements[after_last], {"name": job.name, "size": job.batch_size, "upto": upto}
             ).one()
             if commit:
                 connection.commit()
@@ -164,6 +210,7 @@ def _batches(
             time.sleep(backoff)
             continue
         backoff = job.pause
+        after_last = True
         if state is None:  # paused meanwhile, or finished by another runner
             (found,) = jobs(connection, job.name) or [job]
             progress.update(0, final=True)
@@ -193,6 +240,24 @@ def _rows_left(connection: Connection, job: Job) -> int:
         text(f"SELECT count(*) FROM {table} WHERE {job.where_sql}")
     ).scalar_one()
     return count
+
+
+def _rows_after(connection: Connection, job: Job) -> bool:
+    """Whether `where` still selects a row past the job's position."""
+    key = connection.dialect.identifier_preparer.quote(job.key_column)
+    after = (
+        f"t.{key} > CAST(CAST(:last AS text) AS {_key_type(connection, job)}) AND "
+        if job.last_key is not None
+        else ""
+    )
+    found: bool = connection.execute(
+        text(
+            f"SELECT EXISTS (SELECT FROM {_table_of(connection, job)} AS t "
+            f"WHERE {after}({job.where_sql}))"
+        ),
+        {"last": job.last_key},
+    ).scalar_one()
+    return found
 
 
 def _sqlstate(exc: DBAPIError) -> str | None:
@@ -373,11 +438,18 @@ def _require_backfill(operations: Operations, op: RequireBackfillOp) -> None:
     bind = operations.get_bind()
     found = jobs(bind, op.name)
     job = found[0] if found else None
-    if job is not None and job.state == DONE:
-        return
     progress = bind.info.get(PROGRESS)
-    if job is None or job.state == PAUSED or getattr(progress, "phase", None) == POST:
+    post = getattr(progress, "phase", None) == POST
+    if job is None or job.state == PAUSED or (job.state != DONE and post):
         raise unfinished(op.name, job, bind.info.get(COMMANDS) or Commands())
+    if job.state == DONE:
+        if not _rows_after(bind, job):
+            return
+        # Rows inserted after the job finished, which it leaves as they were: the old release
+        # went on writing them until the rollout ended (a run stops at the highest key it
+        # found). It is gone now: the job goes on from its position for them, here.
+        print(f"backfill {job.name}: rows were written since it finished; updating them now")
+        job = set_state(bind, job.name, RUNNING, (DONE,)) or job
     # A plain upgrade runs both phases at once: the job runs here, between them, as a deploy
     # runs it between its pre and post phases.
     what = f"backfill {job.name} (UPDATE {job.table_name} SET {job.assignments})"
