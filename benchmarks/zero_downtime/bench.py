@@ -34,6 +34,7 @@ import subprocess
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -212,6 +213,25 @@ async def reset_table(connect: dict[str, object]) -> None:
         await connection.close()
 
 
+async def sample_lock_waits(
+    connect: dict[str, object], pid: int, into: list[float], stopped: Callable[[], bool]
+) -> None:
+    """Sample backend `pid`'s wait event every 5 ms from a second connection, appending the
+    times it waits for a lock to `into`, until `stopped()`: this tells a wait for a lock (what
+    a migration causes) from a slow disk or a busy CPU (what it does not)."""
+    connection = await asyncpg.connect(**connect)
+    try:
+        while not stopped():
+            waiting = await connection.fetchval(
+                "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1", pid
+            )
+            if waiting:
+                into.append(time.perf_counter())
+            await asyncio.sleep(0.005)
+    finally:
+        await connection.close()
+
+
 @dataclass
 class Writer:
     """The application: one connection, an INSERT and an UPDATE of a random row every 2 ms."""
@@ -250,19 +270,7 @@ class Writer:
             await connection.close()
 
     async def watch(self, pid: int) -> None:
-        """Sample the writer's wait event every 5 ms from a second connection, to tell a wait
-        for a lock (what a migration causes) from a slow disk or a busy CPU (what it does not)."""
-        connection = await asyncpg.connect(**self.connect)
-        try:
-            while not self.stop:
-                waiting = await connection.fetchval(
-                    "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1", pid
-                )
-                if waiting:
-                    self.lock_waits.append(time.perf_counter())
-                await asyncio.sleep(0.005)
-        finally:
-            await connection.close()
+        await sample_lock_waits(self.connect, pid, self.lock_waits, lambda: self.stop)
 
     async def _timed(self, connection: asyncpg.Connection, sql: str, arg: object) -> None:
         start = time.perf_counter()
@@ -410,6 +418,24 @@ async def ensure_database(admin: dict[str, object], name: str) -> None:
         await connection.close()
 
 
+def open_server(
+    database_url: str | None, database: str
+) -> tuple[dict[str, object], str, object | None]:
+    """The server's admin connection arguments, the project's URL of `database`, and the
+    embedded server's handle (None for `database_url`, a server of the caller's)."""
+    if database_url:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(database_url)
+        admin = {"host": parts.hostname, "port": parts.port or 5432, "user": parts.username,
+                 "password": parts.password, "database": "postgres"}  # fmt: skip
+        auth = (parts.username or "") + (f":{parts.password}" if parts.password else "")
+        return admin, f"postgresql://{auth}@{parts.hostname}:{parts.port or 5432}/{database}", None
+    socket_dir, handle = embedded(BUILD / "pgdata")
+    admin = {"host": socket_dir, "user": "postgres", "database": "postgres"}
+    return admin, f"postgresql://postgres@/{database}?host={socket_dir}", handle
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=4_000_000)
@@ -419,19 +445,7 @@ def main() -> None:
     parser.add_argument("--database", default=DATABASE, help="database holding the table")
     args = parser.parse_args()
 
-    handle = None
-    if args.database_url:
-        from urllib.parse import urlsplit
-
-        parts = urlsplit(args.database_url)
-        admin = {"host": parts.hostname, "port": parts.port or 5432, "user": parts.username,
-                 "password": parts.password, "database": "postgres"}  # fmt: skip
-        auth = parts.username + (f":{parts.password}" if parts.password else "")
-        url = f"postgresql://{auth}@{parts.hostname}:{parts.port or 5432}/{args.database}"
-    else:
-        socket_dir, handle = embedded(BUILD / "pgdata")
-        admin = {"host": socket_dir, "user": "postgres", "database": "postgres"}
-        url = f"postgresql://postgres@/{args.database}?host={socket_dir}"
+    admin, url, handle = open_server(args.database_url, args.database)
     connect = {**admin, "database": args.database}
     try:
         asyncio.run(ensure_database(admin, args.database))
