@@ -122,6 +122,7 @@ def test_each_call_offers_one_step_and_starts_it_in_the_progress() -> None:
     progress = Progress()
     steps = OneRevisionAtATime(fn, progress)
 
+    assert steps.inspected is None  # Alembic's own steps: nothing to inspect
     assert list(steps((), None)) == [fn.steps[0]]
     assert steps.offered is fn.steps[0]
     assert (progress.at, progress.revision, progress.to) == ((), "a1 (create item)", ("a1",))
@@ -412,3 +413,16 @@ def test_the_commands_options_are_read_from_the_proxy_module_or_the_context_itse
     assert alembic_internals.environment_options(module) == context.context_opts
     assert alembic_internals.environment_options(context) == context.context_opts
     assert alembic_internals.environment_options(SimpleNamespace()) == {}
+
+
+def test_a_revision_rolled_back_from_inside_leaves_alembic_nothing_to_commit() -> None:
+    from alembic_steady.runner.alembic_internals import roll_back_revision
+
+    done: list[str] = []
+    transaction = SimpleNamespace(rollback=lambda: done.append("rollback"))
+    context: Any = SimpleNamespace(_transaction=transaction)
+    roll_back_revision(context)
+    assert done == ["rollback"] and context._transaction is None
+    with pytest.raises(AssertionError) as refused:
+        roll_back_revision(context)
+    assert str(refused.value) == "only inside a revision's own transaction"

@@ -391,3 +391,19 @@ def test_an_error_the_driver_gives_no_code_is_raised_as_it_is() -> None:
     connection = Recording([*START, []], failures=[failure])
     with pytest.raises(OperationalError, match="server closed the connection"):
         queue.run_job(connection, job())  # type: ignore[arg-type]
+
+
+def test_rows_after_the_jobs_position_are_looked_for_from_there() -> None:
+    connection = Recording([[("bigint",)], [(True,)]])
+    found = queue._rows_after(connection, job(last_key="10", schema_name="shop"))  # type: ignore[arg-type]
+    assert found is True
+    assert connection.sql[1] == (
+        "SELECT EXISTS (SELECT FROM shop.item AS t WHERE t.id > CAST(CAST(:last AS text) AS "
+        "bigint) AND (sku IS NULL))",
+        {"last": "10"},
+    )
+    never_moved = Recording([[(False,)]])
+    assert queue._rows_after(never_moved, job()) is False  # type: ignore[arg-type]
+    assert never_moved.sql == [
+        ("SELECT EXISTS (SELECT FROM item AS t WHERE (sku IS NULL))", {"last": None})
+    ]

@@ -1094,3 +1094,14 @@ def test_a_tenant_schema_on_mysql_is_refused_naming_databases() -> None:
         "Tenant schemas are PostgreSQL's; on MySQL a schema is a database: name each tenant's "
         "database as a target (database=NAME or a URL)."
     )
+
+
+def test_the_schema_snapshot_goes_back_to_a_checkpoint() -> None:
+    from alembic_steady.dialects.mysql_schema import MySQLSchema
+
+    schema = MySQLSchema.__new__(MySQLSchema)
+    schema.rows = {("table", "widget", "")}
+    restore = schema.checkpoint()
+    schema.rows = set()
+    restore()
+    assert schema.rows == {("table", "widget", "")}

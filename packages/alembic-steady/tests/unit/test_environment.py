@@ -552,3 +552,11 @@ def test_a_phase_with_a_revision_or_another_command_is_refused(tmp_path: Path) -
 def test_a_history_without_phases_runs_alembics_own_upgrade(tmp_path: Path) -> None:
     env = environment(tmp_path, {"command": "upgrade"})
     assert env.phase is None and env.upgrade_fn is None  # no options of a running command
+
+
+def test_make_migration_passes_renames_as_an_x_argument(tmp_path: Path) -> None:
+    """`make migration renames=...` runs `alembic -x renames=... revision --autogenerate`."""
+    given = SimpleNamespace(x=["renames=item.a=b"], cmd=None)
+    env = environment(tmp_path, {"command": "revision"}, cmd_opts=given)
+    assert env.renames == "item.a=b"
+    assert environment(tmp_path / "none", {"command": "revision"}).renames is None

@@ -470,7 +470,7 @@ def process_revision_directives(
     expanded = [r for r in chosen if r.table is not None] if postgresql else []
     plain = [r for r in chosen if r not in expanded]
     pre_notes = renames.plain(
-        first.upgrade_ops, plain, _indexes_of(context) if postgresql else None
+        first.upgrade_ops, plain, renames.indexes_in(context.connection) if postgresql else None
     )
     expanding = renames.prepare_expand(first.upgrade_ops, expanded)
     if chosen:  # the drops and adds became renames: so does their reverse
@@ -519,23 +519,6 @@ def process_revision_directives(
             f"The change removes or tightens what the running release uses: that part is in "
             f"the post revision {post.rev_id}, applied after the rollout (phase=post)."
         )
-
-
-def _indexes_of(context: MigrationContext) -> renames.IndexesOf | None:
-    """The database's indexes of a table, by their columns (a renamed table's, renamed)."""
-    connection = context.connection
-    if connection is None:
-        return None
-
-    def read(table: str, schema: str | None) -> dict[tuple[str, ...], str]:
-        found = sa.inspect(connection).get_indexes(table, schema=schema)
-        return {
-            tuple(map(str, index["column_names"])): index["name"]
-            for index in found
-            if index["name"]
-        }
-
-    return read
 
 
 # alembic-postgresql-enum's swap of a type's values (sync_enum_values: a new type, each column

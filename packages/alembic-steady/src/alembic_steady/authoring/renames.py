@@ -207,6 +207,18 @@ def _check_given(upgrade_ops: ops.UpgradeOps, rename: Rename, given: str | None)
 IndexesOf = Callable[[str, str | None], dict[tuple[str, ...], str]]
 
 
+def indexes_in(connection: sa.Connection | None) -> IndexesOf | None:
+    """The database's indexes of a table, by their columns (none without a database)."""
+    if connection is None:
+        return None
+
+    def read(table: str, schema: str | None) -> dict[tuple[str, ...], str]:
+        found = sa.inspect(connection).get_indexes(table, schema=schema)
+        return {tuple(map(str, i["column_names"])): i["name"] for i in found if i["name"]}
+
+    return read
+
+
 def plain(
     upgrade_ops: ops.UpgradeOps, renames: list[Rename], indexes_of: IndexesOf | None
 ) -> list[str]:
