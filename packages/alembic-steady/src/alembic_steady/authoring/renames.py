@@ -235,19 +235,11 @@ def plain(
                 "pause, or keep the old name (__tablename__)"
             )
             continue
-        table_ops = next(t for t in _table_ops(upgrade_ops) if t.table_name == rename.table)
-        drop = next(
-            op
-            for op in table_ops.ops
-            if isinstance(op, ops.DropColumnOp) and op.column_name == rename.old
-        )
-        add = next(
-            op
-            for op in table_ops.ops
-            if isinstance(op, ops.AddColumnOp) and op.column.name == rename.new
-        )
+        table_ops = _table_ops_of(upgrade_ops, rename.table)
+        drop = table_ops.ops[_index_of(table_ops, ops.DropColumnOp, rename.old)]
+        assert isinstance(drop, ops.DropColumnOp)
         old = drop.to_column()
-        at = table_ops.ops.index(add)
+        at = _index_of(table_ops, ops.AddColumnOp, rename.new)
         table_ops.ops[at] = RenameColumnOp(
             rename.table,
             rename.old,

@@ -252,12 +252,11 @@ class Harness:
                     # rollback or make migrate has: no temporary table of the step before.
                     self.dialect.forget_temporary_tables(connection)
                     compared: list[tuple[set[tuple[str, str]], set[tuple[str, str]]]] = []
-                    down: RevisionStep | Inspected = self.down(revision)
+                    step = self.down(revision)
+                    down: RevisionStep | Inspected = step
                     if counted is not None:
                         restore = schema.checkpoint()
-                        down = Inspected(
-                            self.down(revision), partial(_tried, compared, counted, schema=schema)
-                        )
+                        down = Inspected(step, partial(_tried, compared, counted, schema=schema))
                     yield down
                     tried = isinstance(down, Inspected) and down.rolled_back
                     if tried:
