@@ -177,8 +177,15 @@ def test_the_old_release_works_on_the_renames_pre_revision(database_url: URL) ->
     assert not [line for line in SERVER_USED[before:] if "not checked" in line], SERVER_USED
 
 
+def forget_written(project: Project, demo: set[Path]) -> None:
+    """Delete the revisions a test wrote, keeping the demo's own (`demo`: its files before)."""
+    for path in set(project.versions.glob("*.py")) - demo:
+        path.unlink()
+
+
 def test_renames_says_what_was_renamed_or_that_nothing_was(database_url: URL) -> None:
     project = renamed_project("renames_given", database_url)
+    demo = set(project.versions.glob("*.py"))  # a written file's name is random hex: may be a1...
     only = alembic(
         project,
         database_url,
@@ -197,9 +204,7 @@ def test_renames_says_what_was_renamed_or_that_nothing_was(database_url: URL) ->
         and "'title'" not in pre.split("create_rename_sync")[1].split("\n")[0]
     )
     assert "op.drop_column('widget', 'name'" in post  # not said: dropped and added
-    for path in project.versions.glob("*.py"):
-        if path.name[:2] not in ("a1", "b2", "c3"):
-            path.unlink()
+    forget_written(project, demo)
 
     none = alembic(
         project, database_url, "-x", "renames=none", "revision", "--autogenerate", "-m", "x"
@@ -207,9 +212,7 @@ def test_renames_says_what_was_renamed_or_that_nothing_was(database_url: URL) ->
     assert none.returncode == 0, none.stderr
     pre, post = written(project)
     assert "rename" not in pre + post and "op.drop_column('widget', 'price'" in post
-    for path in project.versions.glob("*.py"):
-        if path.name[:2] not in ("a1", "b2", "c3"):
-            path.unlink()
+    forget_written(project, demo)
 
     wrong = alembic(
         project,
@@ -227,7 +230,7 @@ def test_renames_says_what_was_renamed_or_that_nothing_was(database_url: URL) ->
         "renames='widget.prize=cost': this change does not drop widget.prize and add "
         "widget.cost (it drops widget.name, widget.price; adds widget.cost, widget.title)" in said
     ), said
-    assert sorted(p.name[:2] for p in project.versions.glob("*.py")) == ["a1", "b2", "c3"]
+    assert set(project.versions.glob("*.py")) == demo
 
 
 def test_a_renamed_table_keeps_its_rows_and_its_indexes(database_url: URL) -> None:
