@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator
 from contextlib import suppress
 from pathlib import Path
+from typing import Any
 
 import demo_project
 import pytest
@@ -27,13 +28,14 @@ from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from pg_sessions import session_holding
 from queries import execute, heads, rows
-from sqlalchemy import pool, text
+from sqlalchemy import Engine, event, pool, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from alembic_steady import Project
 from alembic_steady.authoring.ops import backfill
+from alembic_steady.dialects.measured import bookkeeping
 from alembic_steady.runner.api import Migrations
 from alembic_steady.testing.walk import Harness, on_connection
 from alembic_steady.tools import lint
@@ -562,6 +564,57 @@ def test_live_operations_let_writes_through(
     assert process.returncode == 0, output
     assert mode == waits_for
     assert rows(database_url, done) == [(True,)]
+    assert heads(database_url) == {"b2"}
+
+
+@pytest.mark.parametrize(
+    "operation",
+    [
+        'op.set_not_null("ledger", "note")',
+        'op.create_foreign_key_validated("fk_ledger_owner_id_owner", "ledger", "owner", '
+        '["owner_id"], ["id"])',
+        INDEX_ON_NOTE,
+    ],
+    ids=["not-null", "foreign-key", "index"],
+)
+def test_the_operations_mark_only_their_bookkeeping_for_the_watches(
+    database_url: URL, request: pytest.FixtureRequest, operation: str
+) -> None:
+    """What a safe operation reads of the catalog and its lock_timeout settings is marked
+    BOOKKEEPING (make plan, rehearse and the walk pass over it: measured outside a transaction,
+    each cost a probe and several reads); every statement that changes the table is not."""
+    case = request.node.callspec.id.replace("-", "_")
+    project = write_project(
+        f"ops_bookkeeping_{case}",
+        [("a1", ledger(), DROP_LEDGER), ("b2", f"    {operation}", "    pass")],
+    )
+    Migrations(project).upgrade("a1", url=database_url)
+    heard: list[tuple[str, bool]] = []
+
+    def hear(
+        conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, *_: Any
+    ) -> None:
+        heard.append((" ".join(statement.split()), bookkeeping(context)))
+
+    event.listen(Engine, "before_cursor_execute", hear)
+    try:
+        Migrations(project).upgrade("b2", url=database_url)
+    finally:
+        event.remove(Engine, "before_cursor_execute", hear)
+    marked = [sql for sql, mark in heard if mark]
+    changes = [sql for sql, _ in heard if re.match(r"(ALTER|CREATE|DROP) ", sql)]
+    assert changes and not set(changes) & set(marked), heard
+    # The brief strong locks set their lock_timeout (a concurrent build takes none).
+    assert any("set_config('lock_timeout'" in sql for sql in marked) != (
+        "create_index" in operation
+    )
+    catalog = [
+        (sql, mark)
+        for sql, mark in heard
+        if re.search(r"FROM pg_(attribute|constraint|index)\b", sql)
+    ]
+    assert catalog and all(mark for _, mark in catalog), catalog  # the runner's index lookups too
+    assert all(sql.startswith("SELECT ") for sql in marked), marked
     assert heads(database_url) == {"b2"}
 
 

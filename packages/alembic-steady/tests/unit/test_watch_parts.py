@@ -16,7 +16,7 @@ from sqlalchemy.engine import URL
 from support import FakeConnection, PyMySQLError, Settings
 
 from alembic_steady.dialects import measured, mysql_watch, postgresql_watch
-from alembic_steady.dialects.measured import Measured, TableSize, Watched
+from alembic_steady.dialects.measured import BOOKKEEPING, Measured, TableSize, Watched
 from alembic_steady.dialects.mysql import MySQL
 from alembic_steady.dialects.mysql_watch import TWIN, Change, Found, Refusal, parse
 from alembic_steady.dialects.postgresql import PostgreSQL
@@ -168,7 +168,7 @@ class Session:
         changed = [
             ("t", names[number], "", *self.tables[names[number]])
             for number, node, scans in known
-            if self.tables[names[number]] != (node, scans)
+            if self.tables[names[number]] != (node, int(scans))  # text[], cast to bigint
         ]
         # The locks on those tables it did not hold already, as it is told.
         held = set(zip(parameters["held_oids"], parameters["held_modes"], strict=True))
@@ -229,13 +229,17 @@ class Watching:
         seconds: float = 0.0,
         rowcount: int = -1,
         parameters: Any = None,
+        options: dict[str, Any] | None = None,
     ) -> None:
-        """The runner running `statement` (the watch hears it before and after)."""
-        self.events.fire(ENGINE, "before_cursor_execute", self.session, None, statement, parameters)
+        """The runner running `statement` (the watch hears it before and after), with the
+        execution `options` SQLAlchemy's context holds."""
+        context = SimpleNamespace(execution_options=options or {})
+        heard = (statement, parameters, context, False)
+        self.events.fire(ENGINE, "before_cursor_execute", self.session, None, *heard)
         change(self.session)
         self.clock.now += seconds
         cursor = SimpleNamespace(rowcount=rowcount)
-        self.events.fire(ENGINE, "after_cursor_execute", self.session, cursor, statement, None)
+        self.events.fire(ENGINE, "after_cursor_execute", self.session, cursor, *heard)
 
     def ends(self, how: str = "commit") -> None:
         """Its transaction commits (or rolls back): its locks go."""
@@ -436,6 +440,26 @@ def test_the_runners_own_statements_are_neither_read_around_nor_listed(
             watching.run(own, takes((ITEM, "RowExclusiveLock")), rowcount=1)
     assert watched == Watched()
     assert session.asked == []
+
+
+@pytest.mark.parametrize("autocommit", [False, True], ids=["in a transaction", "alone"])
+def test_the_toolkits_bookkeeping_is_neither_read_around_probed_nor_listed(
+    events: Events, clock: Clock, autocommit: bool
+) -> None:
+    """ops.py's reads of the catalog and its lock_timeout settings, marked BOOKKEEPING: outside
+    a transaction each would cost a probe and several reads (most of a plan's time)."""
+    run = revision("SELECT set_config('lock_timeout', '50ms', false)")
+    session = Session(run, autocommit=autocommit)
+    prober = Prober(finds=({(ITEM, "AccessShareLock")}, [], []))
+    with pg_watching(events, clock, session, prober=prober) as (watching, watched):
+        for sql in run.statements:
+            watching.run(sql, takes((ITEM, "AccessShareLock")), options={BOOKKEEPING: True})
+    assert watched == Watched()
+    assert session.asked == [] and prober.asked == []
+    # Unmarked, the same statement is measured.
+    with pg_watching(events, clock, session, prober=prober) as (watching, watched):
+        watching.run(run.statements[0], takes((ITEM, "AccessShareLock")))
+    assert session.asked and len(watched.statements) == 1
 
 
 def test_a_statement_beside_the_revisions_is_listed_only_if_it_locks_a_table(

@@ -32,6 +32,7 @@ from alembic.util import CommandError
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import DBAPIError
 
+from ..dialects.measured import BOOKKEEPING
 from ..dialects.postgresql import AS_STORED
 from ..runner.alembic_internals import in_callers_transaction
 from ..runner.progress import PROGRESS
@@ -87,7 +88,9 @@ def _online(operations: Operations) -> bool:
 
 
 def _scalar(operations: Operations, sql: str, **params: Any) -> Any:
-    return operations.get_bind().execute(text(sql), params).scalar()
+    """A value read from the catalog or the settings: bookkeeping, which watches pass over."""
+    statement = text(sql).execution_options(**{BOOKKEEPING: True})
+    return operations.get_bind().execute(statement, params).scalar()
 
 
 def _step_by_step(operations: Operations) -> AbstractContextManager[None]:
@@ -109,8 +112,9 @@ def _step_by_step(operations: Operations) -> AbstractContextManager[None]:
 
 
 def _set_lock_timeout(operations: Operations, value: str) -> None:
+    statement = text("SELECT set_config('lock_timeout', :value, false)")
     operations.get_bind().execute(
-        text("SELECT set_config('lock_timeout', :value, false)"), {"value": value}
+        statement.execution_options(**{BOOKKEEPING: True}), {"value": value}
     )
 
 

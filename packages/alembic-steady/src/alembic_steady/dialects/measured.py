@@ -4,12 +4,24 @@ walk's lock check), the same on every server, and which of them hold a table's w
 from collections.abc import Callable, Collection, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import Connection, Engine, event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..runner.progress import PROGRESS
+
+# The execution option marking a statement the toolkit runs around a revision's own only to read
+# the catalog or a setting, or to set one (ops.py's checks, the runner's index lookups): it locks,
+# rewrites and reads no table of the project's, so a watch does not measure it. Measuring one
+# outside a transaction takes several round trips (on a scratch copy, a probe too): most of
+# `make plan`'s time on revisions made of the safe operations.
+BOOKKEEPING = "alembic_steady_bookkeeping"
+
+
+def bookkeeping(context: Any) -> bool:
+    """Whether the statement of `context` (an execution context, or None) is marked BOOKKEEPING."""
+    return context is not None and bool(context.execution_options.get(BOOKKEEPING))
 
 
 @dataclass

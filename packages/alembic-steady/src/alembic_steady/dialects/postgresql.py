@@ -47,7 +47,7 @@ from .base import (
     first_in_chain,
 )
 from .clients import Clients
-from .measured import TableSize, Watch
+from .measured import BOOKKEEPING, TableSize, Watch
 
 log = logging.getLogger("alembic_steady")
 
@@ -121,7 +121,7 @@ _INDEX = text(
     "SELECT i.indisvalid, format('%I.%I', n.nspname, c.relname) FROM pg_index i "
     "JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
     f"WHERE c.relname = {AS_STORED.format(':index')} AND i.indrelid = to_regclass(:table)"
-)
+).execution_options(**{BOOKKEEPING: True})
 
 
 def lock_key(package: str) -> int:

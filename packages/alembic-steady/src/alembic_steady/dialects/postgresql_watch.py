@@ -27,6 +27,7 @@ from .measured import (
     Listed,
     Measured,
     Watched,
+    bookkeeping,
     listening,
     revision_statement,
     running_revision,
@@ -75,20 +76,22 @@ _NEVER_IN_TRANSACTION = re.compile(
 # them the transaction did not hold yet (:held_oids with :held_modes), and ('t', table, '', file,
 # scans) for those whose file or scans changed. A 300-table baseline in one transaction holds a
 # lock on each table it made: reading every lock and table after each statement was O(n^2), and
-# the walk took most of the generated suite's time on such a history.
+# the walk took most of the generated suite's time on such a history. The arrays are oid[] and
+# text[], types asyncpg knows: it looks a bigint[] up in the catalog at its first use after each DDL
+# statement (SQLAlchemy clears the driver's caches then), 3 ms a read, most of a plan's reading.
 STATE_HERE = """
 SELECT 'l', relation::regclass::text, mode, relation::bigint, 0::bigint FROM pg_locks
  WHERE pid = pg_backend_pid() AND locktype = 'relation' AND granted
-   AND relation::bigint = ANY(CAST(:oids AS bigint[]))
-   AND (relation::bigint, mode) NOT IN (
-       SELECT * FROM unnest(CAST(:held_oids AS bigint[]), CAST(:held_modes AS text[])))
+   AND relation = ANY(CAST(:oids AS oid[]))
+   AND (relation, mode) NOT IN (
+       SELECT * FROM unnest(CAST(:held_oids AS oid[]), CAST(:held_modes AS text[])))
 UNION ALL
 SELECT 't', c.oid::regclass::text, '', c.relfilenode::bigint, now.scans
-  FROM unnest(CAST(:oids AS bigint[]), CAST(:files AS bigint[]), CAST(:scans AS bigint[]))
+  FROM unnest(CAST(:oids AS oid[]), CAST(:files AS oid[]), CAST(:scans AS text[]))
        AS known(oid, file, scans)
-  JOIN pg_class c ON c.oid = known.oid::oid
+  JOIN pg_class c ON c.oid = known.oid
  CROSS JOIN LATERAL (SELECT coalesce(pg_stat_get_xact_numscans(c.oid), 0) AS scans) now
- WHERE c.relfilenode <> known.file OR now.scans <> known.scans
+ WHERE c.relfilenode <> known.file OR now.scans <> known.scans::bigint
 """
 # A statement making a new object, and naming no table there before, locks, rewrites and reads
 # none of them (CREATE ... AS <query> runs a query, which could): the watch need not read around
@@ -262,6 +265,11 @@ async def _all(connection: Any, query: str) -> list[Any]:
     return list(await connection.execute(text(query)))
 
 
+def unmeasured(statement: str, context: Any) -> bool:
+    """The runner's own statements (_RUNNERS_OWN) and the toolkit's bookkeeping."""
+    return bool(_RUNNERS_OWN.search(statement)) or bookkeeping(context)
+
+
 def _touches_none(statement: str, tables: Iterable[str]) -> bool:
     """Whether `statement` makes a new object without naming any of `tables` (regclass names)."""
     if not _MAKES.match(statement) or _RUNS_A_QUERY.search(statement):
@@ -324,7 +332,7 @@ class PostgreSQLWatch:
                 "held_modes": [mode for _, mode in held],
                 "oids": [oids[name] for name in tables],
                 "files": [node for node, _ in tables.values()],
-                "scans": [n for _, n in tables.values()],
+                "scans": [str(n) for _, n in tables.values()],
             }
             return read(conn, STATE_HERE, known)
 
@@ -333,8 +341,10 @@ class PostgreSQLWatch:
         # transaction, stale once it ends (its scan counts go with it).
         fresh = [False]
 
-        def before(conn: Connection, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-            if reading[0] or _RUNNERS_OWN.search(statement) or not watched_revision(conn, only):
+        def before(
+            conn: Connection, cursor: Any, statement: str, parameters: Any, context: Any, *_: Any
+        ) -> None:
+            if reading[0] or unmeasured(statement, context) or not watched_revision(conn, only):
                 return
             # The run's record, whose batch-committing steps count their own rows.
             if (run := conn.info.get(PROGRESS)) is not None:
@@ -355,8 +365,10 @@ class PostgreSQLWatch:
                 sampler.watch(driver.get_server_pid(), hold=waits)
             started[0] = time.perf_counter()
 
-        def after(conn: Connection, cursor: Any, statement: str, *args: Any) -> None:
-            if reading[0] or _RUNNERS_OWN.search(statement):
+        def after(
+            conn: Connection, cursor: Any, statement: str, parameters: Any, context: Any, *_: Any
+        ) -> None:
+            if reading[0] or unmeasured(statement, context):
                 return
             if not watched_revision(conn, only):
                 fresh[0] = False  # it may have changed the tables
