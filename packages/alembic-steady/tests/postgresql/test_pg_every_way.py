@@ -168,4 +168,4 @@ def test_make_sql_and_lint_render_every_operation_offline(project: Project) -> N
     for revision, *_ in OPERATIONS:
         found = script.get_revision(revision)
         assert found is not None
-        assert lint.revision_sql(config, found).strip(), revision
+        assert lint.revision_sql(config, script, found).strip(), revision

@@ -945,9 +945,10 @@ def offline_sql(project: Project, revision: str) -> str:
     """One revision's SQL on its own, as lint-migrations renders it for squawk."""
     config = Migrations(project).alembic_config(url=URL.create("postgresql+asyncpg", database="x"))
     config.attributes["command"] = "upgrade"
-    script = ScriptDirectory.from_config(config).get_revision(revision)
-    assert script is not None
-    return lint.revision_sql(config, script)
+    script = ScriptDirectory.from_config(config)
+    found = script.get_revision(revision)
+    assert found is not None
+    return lint.revision_sql(config, script, found)
 
 
 def test_lint_reads_every_ignore_line_of_a_revision(lint_project: Project) -> None:

@@ -23,9 +23,10 @@ import sys
 import tempfile
 import tomllib
 from pathlib import Path
+from typing import Any
 
-from alembic import command
 from alembic.config import Config
+from alembic.runtime.environment import EnvironmentContext
 from alembic.script import Script, ScriptDirectory
 from alembic.util import CommandError
 
@@ -55,12 +56,27 @@ POST_PHASE_ALLOWS = [
 VERSION_TABLE = re.compile(r"^CREATE TABLE alembic_version \(.*?\);\n", re.M | re.S)
 
 
-def revision_sql(config: Config, revision: Script) -> str:
+def revision_sql(config: Config, script: ScriptDirectory, revision: Script) -> str:
+    """`alembic upgrade <down>:<revision> --sql`, as Alembic's command runs it, but on `script`,
+    the caller's script directory (of `config`): the command would read every revision file of
+    the history again for each revision rendered."""
     down = revision.down_revision
-    start = "base" if down is None else down
+    start = "base" if down is None else str(down)
     buffer = io.StringIO()
     config.output_buffer = buffer
-    command.upgrade(config, f"{start}:{revision.revision}", sql=True)
+
+    def upgrade(rev: Any, context: Any) -> Any:
+        return script._upgrade_revs(revision.revision, rev)
+
+    with EnvironmentContext(
+        config,
+        script,
+        fn=upgrade,
+        as_sql=True,
+        starting_rev=start,
+        destination_rev=revision.revision,
+    ):
+        script.run_env()
     return VERSION_TABLE.sub("", buffer.getvalue())
 
 
@@ -168,7 +184,7 @@ def main(project: Project, argv: list[str]) -> int:
             if isinstance(revision.down_revision, tuple):
                 continue  # a merge point runs no SQL of its own
             try:
-                sql = revision_sql(config, revision)
+                sql = revision_sql(config, script, revision)
             except Exception as exc:
                 # Named, and the other revisions still linted (e.g. one that reads data through
                 # op.get_bind(), which an offline run has not got).

@@ -46,7 +46,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from alembic.config import Config
-from alembic.script import Script
+from alembic.script import Script, ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy import Connection
 from sqlalchemy.engine import URL
@@ -241,6 +241,7 @@ def squawk_findings(
     config = Config(str(ini)) if ini.is_file() else Migrations(project).alembic_config()
     config.attributes["configure_logger"] = False
     config.attributes["command"] = "upgrade"
+    script = ScriptDirectory.from_config(config)  # the revisions' files read once, for them all
     found: dict[str, list[str]] = {}
     runs: dict[str, Future[list[str]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -249,7 +250,7 @@ def squawk_findings(
                 if isinstance(revision.down_revision, tuple):
                     continue
                 try:
-                    sql = lint.revision_sql(config, revision)
+                    sql = lint.revision_sql(config, script, revision)
                 except Exception:
                     found[revision.revision] = ["not linted: it does not render offline"]
                     continue
