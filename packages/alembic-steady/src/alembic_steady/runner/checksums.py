@@ -119,6 +119,8 @@ class Ledger:
         self.schema = schema
         # Revision -> (file hash, code hash); None until read, and while there is no table.
         self.records: dict[str, tuple[str, str]] | None = None
+        # The records as they were before the last sync(), for rolled_back().
+        self._before_sync: dict[str, tuple[str, str]] | None = None
 
     def read(self, connection: Connection) -> dict[str, tuple[str, str]] | None:
         if self.records is None and inspect(connection).has_table(TABLE, schema=self.schema):
@@ -172,6 +174,7 @@ class Ledger:
         """Make the records those of the revisions a database at `heads` has applied: the new
         ones as their files are now, the undone ones forgotten. After prepare()."""
         assert self.records is not None, "prepare() first"
+        self._before_sync = dict(self.records)
         now = applied(self.script, heads)
         gone = set(self.records) - set(now)
         if gone:
@@ -184,10 +187,10 @@ class Ledger:
         for row in new:
             self.records[row["revision"]] = (row["file_sha256"], row["code_sha256"])
 
-    def rolled_back(self, connection: Connection) -> None:
-        """Read the records again: the transaction that synced them was rolled back."""
-        self.records = None
-        self.read(connection)
+    def rolled_back(self) -> None:
+        """The transaction of the last sync() was rolled back: the records are as before it."""
+        self.records = self._before_sync
+        self._before_sync = None
 
     def accept(self, connection: Connection, heads: Iterable[str], revision: str) -> Script:
         """Record `revision`'s file as it is now: a deliberate edit."""

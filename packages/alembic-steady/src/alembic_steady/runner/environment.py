@@ -286,8 +286,7 @@ class MigrationEnvironment:
                     # What the step's transaction wrote is undone: the records of applied
                     # revisions, and the lock bound a step may have set in it.
                     if ledger is not None:
-                        ledger.rolled_back(connection)
-                        connection.commit()  # the next context is configured outside one
+                        ledger.rolled_back()
                     forget_lock_bound(connection)
 
         def new_context() -> None:
