@@ -281,22 +281,143 @@ def test_each_renamed_column_gets_its_own_steps_and_the_checks_come_first(
 def test_a_column_rename_given_on_mysql_is_a_plain_rename_both_ways() -> None:
     [script] = renamed_column("mysql", given="item.title=name", schema="shop")
     assert script.upgrade_ops is not None and script.downgrade_ops is not None
-    rename = [
-        "existing_type=sa.String(length=40),",
-        "new_column_name=%r,",
-        "existing_nullable=False,",
-        "existing_server_default='x',",
-        f"{SHOP})",
-    ]
+    # The default the models changed ('x' to 'y') comes with the rename, and goes back with it.
     assert rendered(script.upgrade_ops, "mysql") == [
-        "# REVIEW: item.title is renamed name: check it is a rename. The release still serving "
-        "during the deploy fails on title from here",
+        "# REVIEW: item.title is renamed name, and given the default 'y': check it is a rename. "
+        "The release still serving during the deploy fails on title from here",
         "op.alter_column('item', 'title',",
-        *[line.replace("%r", "'name'") for line in rename],
+        "existing_type=sa.String(length=40),",
+        "server_default='y',",
+        "new_column_name='name',",
+        "existing_nullable=False,",
+        f"{SHOP})",
     ]
     assert rendered(script.downgrade_ops, "mysql") == [
         "op.alter_column('item', 'name',",
-        *[line.replace("%r", "'title'") for line in rename],
+        "existing_type=sa.String(length=40),",
+        "server_default='x',",
+        "new_column_name='title',",
+        "existing_nullable=False,",
+        f"{SHOP})",
+    ]
+
+
+def renamed_on_mysql(
+    old: sa.Column[Any], new: sa.Column[Any], given: str | None = None
+) -> list[ops.MigrationScript]:
+    """item's column `old` dropped and `new` added, through the hook on MySQL."""
+    upgrade = change(
+        ops.DropColumnOp.from_column_and_tablename(None, "item", old), ops.AddColumnOp("item", new)
+    )
+    directives = [
+        ops.MigrationScript("rev", upgrade, upgrade.reverse(), message="m", imports=set())
+    ]
+    autogen.process_revision_directives(on("mysql"), None, directives, renames_given=given)
+    return directives
+
+
+def test_a_mysql_rename_made_not_null_gets_its_default_now_and_not_null_after_the_rollout() -> None:
+    pre, post = renamed_on_mysql(
+        sa.Column("title", sa.String(40)),
+        sa.Column("name", sa.String(40), nullable=False, server_default="y"),
+    )
+    assert pre.upgrade_ops is not None and pre.downgrade_ops is not None
+    assert post.upgrade_ops is not None and post.downgrade_ops is not None
+    assert rendered(pre.upgrade_ops, "mysql") == [
+        "# REVIEW: item.title is renamed name, and given the default 'y': check it is a rename. "
+        "The release still serving during the deploy fails on title from here. name is made NOT "
+        "NULL in the post revision: rows holding NULL make that ALTER fail (MySQL's strict "
+        "mode); give them a value before it runs",
+        "op.alter_column('item', 'title',",
+        "existing_type=sa.String(length=40),",
+        "server_default='y',",
+        "new_column_name='name',",
+        "existing_nullable=True)",
+    ]
+    assert rendered(pre.downgrade_ops, "mysql") == [
+        "op.alter_column('item', 'name',",
+        "existing_type=sa.String(length=40),",
+        "server_default=None,",
+        "new_column_name='title',",
+        "existing_nullable=True)",
+    ]
+    # NOT NULL waits for the post revision, as any; its MODIFY keeps the new default.
+    assert rendered(post.upgrade_ops, "mysql")[2:] == [
+        "op.alter_column('item', 'name',",
+        "existing_type=sa.String(length=40),",
+        "nullable=False,",
+        "existing_server_default='y')",
+    ]
+    assert rendered(post.downgrade_ops, "mysql") == [
+        "op.alter_column('item', 'name',",
+        "existing_type=sa.String(length=40),",
+        "nullable=True,",
+        "existing_server_default='y')",
+    ]
+
+
+def test_a_mysql_rename_carries_a_new_type_nullability_default_and_comment_both_ways() -> None:
+    [script] = renamed_on_mysql(
+        sa.Column("title", sa.String(40), nullable=False, server_default="x", comment="old"),
+        sa.Column("name", sa.String(80), comment="new"),
+        given="item.title=name",
+    )
+    assert script.upgrade_ops is not None and script.downgrade_ops is not None
+    up = rendered(script.upgrade_ops, "mysql")
+    assert up[0] == (
+        "# REVIEW: item.title is renamed name, and its type changed, made nullable, its default "
+        "dropped, its comment changed: check it is a rename. The release still serving during "
+        "the deploy fails on title from here"
+    )
+    # What MySQL does to the table for the type is said as for any type change.
+    assert up[1].startswith("# REVIEW: widens item.title from VARCHAR(40) to VARCHAR(80): ")
+    assert up[2:] == [
+        "op.alter_column('item', 'title',",
+        "existing_type=sa.String(length=40),",
+        "server_default=None,",
+        "new_column_name='name',",
+        "type_=sa.String(length=80),",
+        "nullable=True,",
+        "comment='new',",
+        "existing_comment='old')",
+    ]
+    assert rendered(script.downgrade_ops, "mysql") == [
+        "op.alter_column('item', 'name',",
+        "existing_type=sa.String(length=80),",
+        "server_default='x',",
+        "new_column_name='title',",
+        "type_=sa.String(length=40),",
+        "nullable=False,",
+        "comment='old',",
+        "existing_comment='new')",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("reported", "declared"),
+    [
+        ("'it''s'", "it's"),  # a string, as the server reports it and as the models write it
+        ("0", "0"),  # MariaDB reports an INT's default bare, the models' string is quoted
+        ("'1.5'", sa.text("1.5")),
+    ],
+)
+def test_a_default_the_server_reports_as_sql_is_the_same_as_the_models_one(
+    reported: str, declared: Any
+) -> None:
+    # The dropped column is reflected: its default is the text of its DEFAULT clause.
+    [script] = renamed_on_mysql(
+        sa.Column("title", sa.String(40), nullable=False, server_default=sa.text(reported)),
+        sa.Column("name", sa.String(40), nullable=False, server_default=declared),
+    )
+    assert script.upgrade_ops is not None
+    up = rendered(script.upgrade_ops, "mysql")
+    assert up[0].startswith("# REVIEW: item.title is renamed name: check it is a rename.")
+    assert up[1:] == [
+        "op.alter_column('item', 'title',",
+        "existing_type=sa.String(length=40),",
+        "new_column_name='name',",
+        "existing_nullable=False,",
+        f"existing_server_default=sa.text({reported!r}))",
     ]
 
 

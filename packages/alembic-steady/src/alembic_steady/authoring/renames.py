@@ -22,14 +22,16 @@ during the deploy reads and writes the old name and the new release the new one:
                     op.drop_column(table, old)
 
 On MySQL (no backfill queue) and for tables it is a plain rename (`op.alter_column(...,
-new_column_name=...)`, `op.rename_table`): the old release fails on the new name from the moment
-it runs, which its `# REVIEW:` line says and `make lint-migrations` flags in a pre revision.
+new_column_name=...)`, with what the models changed on the column; `op.rename_table`): the old
+release fails on the old name from the moment it runs, which its `# REVIEW:` line says and
+`make lint-migrations` flags in a pre revision.
 """
 
 import hashlib
+import re
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import sqlalchemy as sa
@@ -41,15 +43,18 @@ from .backfill_queue import CancelBackfillOp, QueueBackfillOp, RequireBackfillOp
 
 NONE = "none"
 SYNC_PREFIX = "rename_sync_"
+NUMBER = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
 
 
 @dataclass(frozen=True)
 class Rename:
-    """`old` renamed `new`: columns of `table`, or tables when `table` is None."""
+    """`old` renamed `new`: columns of `table`, or tables when `table` is None. `retyped`: the
+    models changed the column's type too (`chosen` tells, as autogenerate compares types)."""
 
     table: str | None
     old: str
     new: str
+    retyped: bool = field(default=False, compare=False)
 
     def __str__(self) -> str:
         if self.table is None:
@@ -177,7 +182,18 @@ def chosen(
         return [rename for rename in found if ask is None or ask(rename)], ask is None
     for rename in wanted:
         _check_given(upgrade_ops, rename, given)
-    return wanted, False
+    # A guess pairs columns of one type; renames= may name two of different types.
+    return [_typed(upgrade_ops, rename, same_type) for rename in wanted], False
+
+
+def _typed(upgrade_ops: ops.UpgradeOps, rename: Rename, same_type: SameType) -> Rename:
+    if rename.table is None:
+        return rename
+    table_ops = _table_ops_of(upgrade_ops, rename.table)
+    drop = table_ops.ops[_index_of(table_ops, ops.DropColumnOp, rename.old)]
+    add = table_ops.ops[_index_of(table_ops, ops.AddColumnOp, rename.new)]
+    assert isinstance(drop, ops.DropColumnOp) and isinstance(add, ops.AddColumnOp)
+    return replace(rename, retyped=not same_type(drop.to_column(), add.column))
 
 
 def _check_given(upgrade_ops: ops.UpgradeOps, rename: Rename, given: str | None) -> None:
@@ -237,41 +253,115 @@ def plain(
             continue
         table_ops = _table_ops_of(upgrade_ops, rename.table)
         drop = table_ops.ops[_index_of(table_ops, ops.DropColumnOp, rename.old)]
-        assert isinstance(drop, ops.DropColumnOp)
-        old = drop.to_column()
         at = _index_of(table_ops, ops.AddColumnOp, rename.new)
-        table_ops.ops[at] = RenameColumnOp(
-            rename.table,
-            rename.old,
-            schema=table_ops.schema,
-            modify_name=rename.new,
-            existing_type=old.type,
-            existing_nullable=old.nullable,
-            existing_server_default=old.server_default,
-        )
+        add = table_ops.ops[at]
+        assert isinstance(drop, ops.DropColumnOp) and isinstance(add, ops.AddColumnOp)
+        steps = _renamed_column(rename, table_ops.schema, drop.to_column(), add.column)
+        table_ops.ops[at : at + 1] = steps
         table_ops.ops.remove(drop)
-        notes.append(
-            f"{rename.table}.{rename.old} is renamed {rename.new}: check it is a rename. The "
-            f"release still serving during the deploy fails on {rename.old} from here"
-        )
+        notes.append(_column_note(rename, steps))
     return notes
 
 
+def _default_sql(default: Any) -> str | None:
+    """The text of a server default's DEFAULT clause: 'x' for the models' "x" (SQLAlchemy
+    quotes a plain string), the SQL itself for text() or an expression; a number bare, quoted
+    or not (MariaDB reports an INT's default as 0, the models' "0" is '0': the same value)."""
+    if default is None:
+        return None
+    arg = getattr(default, "arg", default)
+    sql = "'" + arg.replace("'", "''") + "'" if isinstance(arg, str) else str(arg)
+    bare = sql[1:-1] if len(sql) > 1 and sql[0] == sql[-1] == "'" else sql
+    return bare if NUMBER.fullmatch(bare) else sql
+
+
+def _renamed_column(
+    rename: Rename, schema: str | None, old: sa.Column[Any], new: sa.Column[Any]
+) -> list[ops.AlterColumnOp]:
+    """The rename, carrying what the models changed on the column with it (MySQL's CHANGE
+    COLUMN states the whole definition: what it leaves out is lost, and the next autogenerate
+    finds it again); then, where the models add NOT NULL, that step, which the phase split puts
+    in the post revision as any NOT NULL (the rename stays in pre: the new release uses the new
+    name from its rollout on)."""
+    assert rename.table is not None
+    op = RenameColumnOp(
+        rename.table,
+        rename.old,
+        schema=schema,
+        modify_name=rename.new,
+        existing_type=old.type,
+        existing_nullable=old.nullable,
+        existing_server_default=old.server_default,
+        existing_comment=old.comment,
+    )
+    if rename.retyped:
+        op.modify_type = new.type
+    # Compared as the SQL of the DEFAULT clause, not as objects: the dropped column's default
+    # is reflected (text() of what the server reports, 'x') and the added one's is the models'
+    # (a plain "x", or text()), so two equal defaults are never the same object, nor always
+    # the same kind. Text errs one way only: a default spelled otherwise (CURRENT_TIMESTAMP and
+    # current_timestamp()) is restated, which CHANGE COLUMN does anyway; a changed one is never
+    # taken for the same.
+    if _default_sql(new.server_default) != _default_sql(old.server_default):
+        op.modify_server_default = new.server_default
+    if new.comment != old.comment:
+        op.modify_comment = new.comment
+    if new.nullable and not old.nullable:
+        op.modify_nullable = True
+    if new.nullable or not old.nullable:
+        return [op]
+    not_null = ops.AlterColumnOp(
+        rename.table,
+        rename.new,
+        schema=schema,
+        existing_type=new.type,
+        existing_nullable=True,
+        # MySQL's MODIFY restates the default and comment too: the models' ones, as renamed.
+        existing_server_default=new.server_default,
+        existing_comment=new.comment,
+        modify_nullable=False,
+    )
+    return [op, not_null]
+
+
+def _column_note(rename: Rename, steps: list[ops.AlterColumnOp]) -> str:
+    """The rename's review note, with what else changes on the column."""
+    op = steps[0]
+    changes = []
+    if op.modify_type is not None:
+        changes.append("its type changed")  # (the type change's own note spells both types)
+    if op.modify_nullable:
+        changes.append("made nullable")
+    if op.modify_server_default is not False:
+        default = _default_sql(op.modify_server_default)
+        changes.append(f"given the default {default}" if default else "its default dropped")
+    if op.modify_comment is not False:
+        changes.append("its comment changed")
+    note = f"{rename.table}.{rename.old} is renamed {rename.new}"
+    if changes:
+        note += ", and " + ", ".join(changes)
+    note += (
+        f": check it is a rename. The release still serving during the deploy fails on "
+        f"{rename.old} from here"
+    )
+    if len(steps) > 1:
+        note += (
+            f". {rename.new} is made NOT NULL in the post revision: rows holding NULL make that "
+            "ALTER fail (MySQL's strict mode); give them a value before it runs"
+        )
+    return note
+
+
 class RenameColumnOp(ops.AlterColumnOp):
-    """Alembic's `alter_column(..., new_column_name=...)`, whose reverse renames back (Alembic's
-    own reverse of an AlterColumnOp leaves the name out)."""
+    """Alembic's `alter_column(..., new_column_name=...)`, whose reverse renames back to the old
+    name and definition (Alembic's own reverse of an AlterColumnOp leaves the name out)."""
 
     def reverse(self) -> "RenameColumnOp":
         assert self.modify_name is not None
-        return RenameColumnOp(
-            self.table_name,
-            self.modify_name,
-            schema=self.schema,
-            modify_name=self.column_name,
-            existing_type=self.existing_type,
-            existing_nullable=self.existing_nullable,
-            existing_server_default=self.existing_server_default,
-        )
+        back = super().reverse()  # the definition as it was: Alembic swaps modify_ and existing_
+        assert isinstance(back, RenameColumnOp)
+        back.column_name, back.modify_name = self.modify_name, self.column_name
+        return back
 
 
 class RenameTableOp(ops.RenameTableOp):
