@@ -306,6 +306,24 @@ def test_sync_writes_what_a_step_applied_and_forgets_what_it_undid(
     assert connection.sent == []  # nothing changed, nothing sent
 
 
+def test_a_rolled_back_sync_leaves_the_records_as_before_it_without_reading_them(
+    script: ScriptDirectory, has_table: list[bool]
+) -> None:
+    """The stairway rolls a downgrade's transaction back: its sync (forgetting the revision it
+    undid) is undone with it, and the records are those before it, no query sent."""
+    connection = Recording(recorded_as_files_are(script, "a", "b"))
+    ledger = Ledger(script)
+    ledger.read(connection)  # type: ignore[arg-type]
+    before = dict(ledger.records or {})
+    ledger.sync(connection, ["a"])  # type: ignore[arg-type]  # the downgrade of b
+    assert set(ledger.records or {}) == {"a"}
+    connection.sent.clear()
+    ledger.rolled_back()
+    assert ledger.records == before and connection.sent == []
+    ledger.sync(connection, ["b"])  # type: ignore[arg-type]  # at b, as rolled back
+    assert connection.sent == []
+
+
 def test_prepare_creates_the_table_once_and_records_what_is_applied(
     script: ScriptDirectory, has_table: list[bool], monkeypatch: pytest.MonkeyPatch
 ) -> None:

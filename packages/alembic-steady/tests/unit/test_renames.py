@@ -393,12 +393,55 @@ def test_a_mysql_rename_carries_a_new_type_nullability_default_and_comment_both_
     ]
 
 
+def test_a_mysql_rename_in_autogenerates_order_keeps_its_schema_and_comment() -> None:
+    """Autogenerate lists a table's added columns before its dropped ones: the add becomes the
+    rename, the drop goes, nothing else is touched; the NOT NULL after it names the schema and
+    restates the comment (MySQL's MODIFY would drop it otherwise)."""
+    old = sa.Column("title", sa.String(40), comment="what it is")
+    new = sa.Column("name", sa.String(40), nullable=False, comment="what it is")
+    upgrade = ops.UpgradeOps(
+        ops=[
+            ops.ModifyTableOps(
+                "item",
+                [
+                    ops.AddColumnOp("item", new, schema="shop"),
+                    ops.DropColumnOp.from_column_and_tablename("shop", "item", old),
+                    ops.CreateIndexOp("ix_item_name", "item", ["name"], schema="shop"),
+                ],
+                schema="shop",
+            )
+        ]
+    )
+    directives = [
+        ops.MigrationScript("rev", upgrade, upgrade.reverse(), message="m", imports=set())
+    ]
+    autogen.process_revision_directives(on("mysql"), None, directives, renames_given=None)
+    pre, post = directives
+    assert pre.upgrade_ops is not None and post.upgrade_ops is not None
+    up = rendered(pre.upgrade_ops, "mysql")
+    ops_ = [line for line in up if line.startswith("op.")]
+    assert ops_ == [
+        "op.alter_column('item', 'title',",
+        "op.create_index('ix_item_name', 'item', ['name'], unique=False, schema='shop')",
+    ]
+    rename = up[up.index("op.alter_column('item', 'title',") : up.index(ops_[1])]
+    assert "new_column_name='name'," in rename and "schema='shop')" in rename
+    assert rendered(post.upgrade_ops, "mysql")[2:] == [
+        "op.alter_column('item', 'name',",
+        "existing_type=sa.String(length=40),",
+        "nullable=False,",
+        "existing_comment='what it is',",
+        "schema='shop')",
+    ]
+
+
 @pytest.mark.parametrize(
     ("reported", "declared"),
     [
         ("'it''s'", "it's"),  # a string, as the server reports it and as the models write it
         ("0", "0"),  # MariaDB reports an INT's default bare, the models' string is quoted
         ("'1.5'", sa.text("1.5")),
+        ("100", "100"),  # longer than two: the bare number is kept whole, not cut
     ],
 )
 def test_a_default_the_server_reports_as_sql_is_the_same_as_the_models_one(

@@ -18,6 +18,7 @@ from support import FakeConnection
 
 from alembic_steady.authoring import autogen  # noqa: F401  (renders the safe operations)
 from alembic_steady.authoring import ops as safe
+from alembic_steady.dialects.measured import BOOKKEEPING
 from alembic_steady.runner.retries import OWN_LOCK_TIMEOUT
 
 # -- the SQL printed offline -----------------------------------------------------------------
@@ -329,9 +330,12 @@ class BriefBind:
         self.info: dict[str, Any] = {}
         self.timeouts: list[str] = []
         self.bounds: list[object] = []
+        self.unmarked: list[str] = []  # statements not marked as bookkeeping (the watches measure)
 
     def execute(self, statement: Any, params: dict[str, Any] | None = None) -> Any:
         sql = str(statement)
+        if not statement.get_execution_options().get(BOOKKEEPING):
+            self.unmarked.append(sql)
         if sql == "SELECT current_setting('lock_timeout')":
             return SimpleNamespace(scalar=lambda: "2s")
         assert sql == "SELECT set_config('lock_timeout', :value, false)", sql
@@ -381,6 +385,7 @@ def test_a_brief_step_waits_briefly_then_gives_way_and_tries_again(
     bind = BriefBind()
     safe._briefly(brief_operations(bind), step_failing(bind, 2, lock_not_available))
     assert bind.timeouts == ["50ms", "50ms", "50ms", "2s"]  # restored to the session's own
+    assert bind.unmarked == []  # reading and setting lock_timeout: bookkeeping, not measured
     assert bind.bounds == ["50ms"] * 3  # the runner's retries keep the brief bound meanwhile
     assert OWN_LOCK_TIMEOUT not in bind.info
     assert clock.slept == [0.025, 0.05]  # half of 0.05 s, doubling, between attempts
@@ -556,6 +561,8 @@ class Catalog:
         self.asked: list[tuple[str, dict[str, Any]]] = []
 
     def execute(self, statement: Any, params: dict[str, Any]) -> Any:
+        # Catalog reads are the toolkit's bookkeeping: marked, so that no watch measures them.
+        assert statement.get_execution_options().get(BOOKKEEPING), str(statement)
         self.asked.append((str(statement), params))
         return SimpleNamespace(scalar=lambda: self.answer)
 
