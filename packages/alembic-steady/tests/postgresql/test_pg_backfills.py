@@ -313,3 +313,37 @@ def test_each_batch_after_the_first_starts_at_the_jobs_position_in_the_keys_inde
     found = on_connection(database_url, plans)
     assert re.search(r"Index Cond: \(\(id > ", found[True]), found[True]
     assert not re.search(r"Index Cond: \(\(id > ", found[False]), found[False]  # the join form
+
+
+# A table keyed by uuid, as many are: PostgreSQL has no max() or min() for uuid, which the
+# batches, the run's end and op.backfill must do without.
+TOKEN_UP = (
+    '    op.execute("CREATE TABLE token (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), '
+    'n int, m int)")\n'
+    '    op.queue_backfill("token", {"n": "coalesce(n, 0) + 1"}, where="true", '
+    'name="token.n", batch_size=300, pause=0)'
+)
+TOKEN_DOWN = '    op.cancel_backfill("token.n")\n    op.drop_table("token")'
+TOKEN_POST_UP = (
+    '    op.require_backfill("token.n")\n'
+    '    op.backfill("token", {"m": "n"}, where="m IS NULL", batch_size=300)'
+)
+
+
+def test_a_table_keyed_by_uuid_is_backfilled_by_the_queue_and_by_op_backfill(
+    database_url: URL,
+) -> None:
+    project = demo_project.write("postgresql", name="backfills_uuid")
+    demo_project.add_revision(project.versions, "d4", "c3", TOKEN_UP, TOKEN_DOWN, "token")
+    demo_project.add_revision(
+        project.versions, "p1", None, TOKEN_POST_UP, "    pass", "m", labels=("post",), depends="d4"
+    )
+    Migrations(project).upgrade(phase="pre", url=database_url)
+    execute(database_url, "INSERT INTO token (n) SELECT NULL FROM generate_series(1, 1000)")
+    ran = cli(project, database_url, "run")
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert "backfill token.n: 1000/1000 rows (100%)" in ran.stdout, ran.stdout
+    late = demo_project.module_cli(project, "upgrade", "--phase", "post", url=database_url)
+    assert late.returncode == 0, late.stdout + late.stderr
+    assert rows(database_url, "SELECT n, m, count(*) FROM token GROUP BY n, m") == [(1, 1, 1000)]
+    assert heads(database_url) == {"p1"}

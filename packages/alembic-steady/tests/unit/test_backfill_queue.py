@@ -191,7 +191,10 @@ def test_the_batch_statement_moves_the_job_with_its_rows() -> None:
         "batch AS (SELECT t.id AS k FROM shop.item AS t WHERE t.id > (SELECT CAST(last_key AS "
         "uuid) FROM job) AND t.id <= " in after
     )
-    assert "last_key = coalesce((SELECT CAST(max(k) AS text) FROM batch), last_key)" in sql
+    assert (
+        "last_key = coalesce((SELECT CAST(k AS text) FROM batch ORDER BY batch.k DESC LIMIT 1), "
+        "last_key)" in sql
+    )
     assert "rows_done = rows_done + (SELECT count(*) FROM done)" in sql
     assert "state = CASE WHEN EXISTS (SELECT FROM batch) THEN 'running' ELSE 'done' END" in sql
     assert "WHERE name = :name AND EXISTS (SELECT FROM job) RETURNING state)" in sql
@@ -331,7 +334,11 @@ def test_the_queue_holds_a_row_per_job_with_its_position() -> None:
 def test_the_rows_left_are_counted_where_the_job_says(capsys: pytest.CaptureFixture[str]) -> None:
     connection = Recording([*START, [("done", 1200)], []])
     queue.run_job(connection, job(schema_name="shop"))  # type: ignore[arg-type]
-    assert connection.sql[1] == ("SELECT CAST(max(id) AS text) FROM shop.item", None)
+    assert connection.sql[1] == (
+        "SELECT (SELECT CAST(t.id AS text) FROM shop.item AS t "
+        "WHERE t.id IS NOT NULL ORDER BY t.id DESC LIMIT 1)",
+        None,
+    )
     assert connection.sql[2] == ("SELECT count(*) FROM shop.item WHERE sku IS NULL", None)
     assert "backfill item.sku: 1200/1200 rows (100%)" in capsys.readouterr().err
 

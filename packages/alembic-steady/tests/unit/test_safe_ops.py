@@ -212,7 +212,11 @@ def test_a_backfill_updates_in_keyset_batches_each_committed(
     assert clock.slept == [0.5, 0.5, 0.5]  # room for the application between batches
     table, key = '"Shop"."Item"', '"Id"'
     count, *batches = connection.sql
-    assert count == (f"SELECT count(*), min({key}) FROM {table} WHERE price IS NULL", None)
+    assert count == (
+        f"SELECT count(*), (SELECT {key} FROM {table} WHERE price IS NULL ORDER BY {key} LIMIT 1) "
+        f"FROM {table} WHERE price IS NULL",
+        None,
+    )
 
     def batch(lower: str) -> str:
         return (
@@ -220,7 +224,7 @@ def test_a_backfill_updates_in_keyset_batches_each_committed(
             f"AND (price IS NULL) ORDER BY {key} LIMIT :size), done AS (UPDATE {table} SET "
             f"price = 0, \"Note\" = 'n/a' FROM batch WHERE {table}.{key} = batch.backfill_key "
             f"AND (price IS NULL) RETURNING {table}.{key}) SELECT (SELECT count(*) FROM done), "
-            "(SELECT max(backfill_key) FROM batch)"
+            "(SELECT backfill_key FROM batch ORDER BY backfill_key DESC LIMIT 1)"
         )
 
     assert batches == [
@@ -240,7 +244,10 @@ def test_a_backfill_in_the_callers_transaction_leaves_the_commits_to_it(clock: C
         safe.backfill(connection, "item", {"price": "0"}, where="price IS NULL", commit=False) == 1
     )  # type: ignore[arg-type]
     assert "commit" not in connection.log
-    assert connection.sql[0][0] == "SELECT count(*), min(id) FROM item WHERE price IS NULL"
+    assert connection.sql[0][0] == (
+        "SELECT count(*), (SELECT id FROM item WHERE price IS NULL ORDER BY id LIMIT 1) "
+        "FROM item WHERE price IS NULL"
+    )
     assert connection.sql[1][1] == {"last": 4, "size": safe.BATCH_SIZE}
     assert clock.slept == [safe.BATCH_PAUSE]
 

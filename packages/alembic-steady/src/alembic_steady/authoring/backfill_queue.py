@@ -91,7 +91,9 @@ def _batch_sql(connection: Connection, job: Job, key_type: str, *, after_last: b
         f"done AS (UPDATE {table} SET {job.assignments} FROM batch "
         f"WHERE {table}.{key} = batch.k AND ({job.where_sql}) RETURNING 1), "
         f"moved AS (UPDATE {TABLE} SET "
-        f"last_key = coalesce((SELECT CAST(max(k) AS text) FROM batch), last_key), "
+        # Ordered by batch.k, the key: a bare k would name the text the select makes of it.
+        f"last_key = coalesce((SELECT CAST(k AS text) FROM batch ORDER BY batch.k DESC LIMIT 1), "
+        f"last_key), "
         f"rows_done = rows_done + (SELECT count(*) FROM done), updated_at = now(), "
         f"state = CASE WHEN EXISTS (SELECT FROM batch) THEN '{RUNNING}' ELSE '{DONE}' END, "
         f"finished_at = CASE WHEN EXISTS (SELECT FROM batch) THEN NULL ELSE now() END "
@@ -115,8 +117,13 @@ def _highest_key(connection: Connection, job: Job) -> str | None:
     """The run's end: rows inserted after it starts are left for the next run (or the post
     revision), so a run ends while the application goes on inserting."""
     key = connection.dialect.identifier_preparer.quote(job.key_column)
+    # Not max(): PostgreSQL has none for uuid, a common key; the key's index answers either.
+    # Ordered by t's key, not by the text the select makes of it (which a bare name would be).
     found: str | None = connection.execute(
-        text(f"SELECT CAST(max({key}) AS text) FROM {_table_of(connection, job)}")
+        text(
+            f"SELECT (SELECT CAST(t.{key} AS text) FROM {_table_of(connection, job)} AS t "
+            f"WHERE t.{key} IS NOT NULL ORDER BY t.{key} DESC LIMIT 1)"
+        )
     ).scalar_one()
     return found
 

@@ -748,8 +748,12 @@ def backfill(
     key_column = preparer.quote(key)
     assignments = ", ".join(f"{preparer.quote(col)} = {expr}" for col, expr in values.items())
     # One scan to size the job and to start after the rows an earlier, interrupted run finished.
+    # Not min() and max(): PostgreSQL has none for uuid, a common key.
     total, start = connection.execute(
-        text(f"SELECT count(*), min({key_column}) FROM {table} WHERE {where}")
+        text(
+            f"SELECT count(*), (SELECT {key_column} FROM {table} WHERE {where} "
+            f"ORDER BY {key_column} LIMIT 1) FROM {table} WHERE {where}"
+        )
     ).one()
     if commit:
         connection.commit()
@@ -770,7 +774,8 @@ def backfill(
             f"done AS (UPDATE {table} SET {assignments} FROM batch "
             f"WHERE {table}.{key_column} = batch.backfill_key AND ({where}) "
             f"RETURNING {table}.{key_column}) "
-            f"SELECT (SELECT count(*) FROM done), (SELECT max(backfill_key) FROM batch)"
+            f"SELECT (SELECT count(*) FROM done), "
+            f"(SELECT backfill_key FROM batch ORDER BY backfill_key DESC LIMIT 1)"
         )
 
     statement, last = text(batch(">=")), start
