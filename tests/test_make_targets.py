@@ -455,6 +455,10 @@ def test_make_migration_writes_a_renamed_column_as_expand_contract(
                 ("new release",),
             ]
             assert "No new upgrade operations detected" in must(make(project, "check", env=env))
+            # The generated tests on a history with a post revision: the walk, and readiness
+            # naming the pre heads only.
+            tests = clean_env(TEST_DATABASE_URL=server.url("postgres"))
+            must(make(project, "test", "args=-p no:cacheprovider tests/test_app.py", env=tests))
     finally:
         widget.write_text(WIDGET, encoding="utf-8")
         for path in set(versions(project)) - set(before):
