@@ -760,6 +760,39 @@ def test_a_signal_during_a_backfill_says_what_it_committed(database_url: URL) ->
     assert count(database_url, CODED) == RESUMED_ROWS
 
 
+def test_a_backfill_that_fails_says_what_its_revision_committed_before_it(
+    database_url: URL,
+) -> None:
+    """op.backfill's block commits what the revision ran before it: a failing batch (here its
+    expression) is reported with those steps, not as 'nothing of it was applied'."""
+    project = write_project(
+        "ops_backfill_fails",
+        [
+            ("a1", ledger(), DROP_LEDGER),
+            (
+                "b2",
+                '    op.add_column("ledger", sa.Column("ratio", sa.Integer(), nullable=True))\n'
+                '    op.backfill("ledger", {"ratio": "1 / 0"}, where="ratio IS NULL")',
+                '    op.drop_column("ledger", "ratio")',
+            ),
+        ],
+    )
+    Migrations(project).upgrade("a1", url=database_url)
+    failed = demo_project.module_cli(project, "upgrade", url=database_url)
+    assert failed.returncode != 0
+    said = failed.stdout
+    assert "Nothing of it was applied" not in said, said
+    assert "these steps of it were already committed" in said, said
+    assert "ALTER TABLE ledger ADD COLUMN ratio INTEGER" in said, said
+    assert heads(database_url) == {"a1"}
+    # The rerun-safe advice holds: the column is there, and the revision runs again on it.
+    assert rows(
+        database_url,
+        "SELECT count(*) FROM information_schema.columns "
+        "WHERE table_name = 'ledger' AND column_name = 'ratio'",
+    ) == [(1,)]
+
+
 def test_backfill_leaves_the_rows_its_where_excludes(
     database_url: URL, capsys: pytest.CaptureFixture[str]
 ) -> None:

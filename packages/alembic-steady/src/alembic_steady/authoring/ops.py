@@ -864,6 +864,11 @@ def _backfill(operations: Operations, op: BackfillOp) -> None:
             # record says how far the batches got, should the run stop part way.
             bind = operations.get_bind()
             run = bind.info.get(PROGRESS)
+            if run is not None:
+                # Entering the block committed what the revision ran before it: a failure from
+                # here on must not say that nothing was applied. (The batches bypass the
+                # runner's statement hook, which notes this for the other operations.)
+                run.committed = len(run.statements)
             assignments = ", ".join(f"{col} = {expr}" for col, expr in op.values.items())
             what = f"backfill UPDATE {op.table_name} SET {assignments} WHERE {op.where}"
             backfill(
