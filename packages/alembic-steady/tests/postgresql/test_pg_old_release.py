@@ -80,6 +80,26 @@ def test_a_not_null_column_without_default_breaks_the_old_releases_insert(
     assert any(line.startswith(said) for line in SERVER_USED), SERVER_USED
 
 
+def test_the_old_models_load_even_from_the_projects_own_folder(
+    database_url: URL, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Run from the project's root, where its package sits (no src/ layout), with the next
+    release's models there: the check still loads the tagged release's, not those (python -m
+    would put the working folder first on the child's path)."""
+    project = released("old_cwd", NOT_NULL_WITHOUT_DEFAULT)
+    models = project.migrations.parent / "models.py"
+    models.write_text(
+        models.read_text().replace(
+            '    sa.Column("price", sa.Integer, nullable=True),',
+            '    sa.Column("price", sa.Integer, nullable=True),\n'
+            '    sa.Column("colour", sa.String(20), nullable=False),',
+        )
+    )
+    monkeypatch.chdir(project.migrations.parent.parent)
+    message = run(project, database_url)
+    assert "d4 (add colour, NOT NULL) breaks the old release's INSERT widget" in message, message
+
+
 # The old models also have a table no revision makes: its statements fail at the old release's
 # own heads already, so they are listed as not checked, and blamed on no revision.
 AHEAD = (

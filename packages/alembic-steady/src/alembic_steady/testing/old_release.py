@@ -103,8 +103,10 @@ class OldRelease:
             URL_VARIABLE: url.render_as_string(hide_password=False),
         }
         child = "alembic_steady.testing.old_release_child"
+        # -P: python -m would put the working folder first on the path, and from a project's
+        # root (no src/ layout) the package there, the new release's, would load instead.
         self.process = subprocess.Popen(
-            [sys.executable, "-m", child, package],
+            [sys.executable, "-P", "-m", child, package],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
