@@ -992,6 +992,32 @@ def test_lint_reads_every_ignore_line_of_a_revision(lint_project: Project) -> No
     assert lint.accepted_rules(lint_project.versions / "a1.py") == []
 
 
+def test_lint_renders_a_post_revisions_own_sql_not_the_pre_line_it_depends_on() -> None:
+    """A post revision starts its line from base and depends on a pre revision: Alembic's
+    `upgrade <down>:<rev> --sql` renders that pre revision and every one before it too, whose
+    findings squawk would then blame on the post revision."""
+    project = demo_project.write("postgresql", name="lint_post")
+    add_n = '    op.add_column("widget", sa.Column("n", sa.Integer, nullable=True))'
+    demo_project.add_revision(project.versions, "d4", "c3", add_n, "    pass", "add n")
+    for revision, down, column in (("p1", None, "price"), ("p2", "p1", "n")):
+        demo_project.add_revision(
+            project.versions,
+            revision,
+            down,
+            f'    op.drop_column("widget", "{column}")',
+            "    pass",
+            f"drop {column}",
+            labels=("post",) if down is None else None,
+            depends="d4",
+        )
+    first, second = offline_sql(project, "p1"), offline_sql(project, "p2")
+    assert "ALTER TABLE widget DROP COLUMN price" in first, first
+    assert "ADD COLUMN" not in first and "CREATE TABLE widget" not in first, first
+    assert "ALTER TABLE widget DROP COLUMN n" in second, second
+    assert "DROP COLUMN price" not in second and "ADD COLUMN" not in second, second
+    assert "ALTER TABLE widget ADD COLUMN n INTEGER" in offline_sql(project, "d4")
+
+
 def test_lint_renders_each_revisions_own_sql(lint_project: Project) -> None:
     """A finding points at the revision that causes it: b2's SQL holds its own statements, not
     a1's table nor Alembic's version table; the safe NOT NULL's temporary CHECK is dropped with

@@ -57,16 +57,20 @@ VERSION_TABLE = re.compile(r"^CREATE TABLE alembic_version \(.*?\);\n", re.M | r
 
 
 def revision_sql(config: Config, script: ScriptDirectory, revision: Script) -> str:
-    """`alembic upgrade <down>:<revision> --sql`, as Alembic's command runs it, but on `script`,
-    the caller's script directory (of `config`): the command would read every revision file of
-    the history again for each revision rendered."""
+    """`revision`'s own SQL, as `alembic upgrade <down>:<revision> --sql` renders it, on
+    `script`, the caller's script directory (of `config`: Alembic's command would read every
+    revision file of the history again for each revision rendered). Its step alone: from its
+    down revision Alembic's command also renders what it depends on and is not below it (a
+    post revision's pre one, with every revision before that), whose findings would be blamed
+    on it."""
     down = revision.down_revision
     start = "base" if down is None else str(down)
     buffer = io.StringIO()
     config.output_buffer = buffer
 
     def upgrade(rev: Any, context: Any) -> Any:
-        return script._upgrade_revs(revision.revision, rev)
+        steps = script._upgrade_revs(revision.revision, rev)
+        return [step for step in steps if step.revision.revision == revision.revision]
 
     with EnvironmentContext(
         config,
