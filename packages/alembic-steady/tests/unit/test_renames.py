@@ -494,7 +494,7 @@ def renamed_table(indexes_of: renames.IndexesOf | None) -> ops.MigrationScript:
         ops.MigrationScript("rev", upgrade, upgrade.reverse(), message="gadget", imports=set())
     ]
     [plain] = renames.chosen(upgrade, same_type, None)[0]
-    notes = renames.plain(upgrade, [plain], indexes_of)
+    notes = renames.plain(upgrade, [plain], indexes_of, same_type)
     assert notes == [
         "table widget is renamed gadget (the models dropped one and created the other with the "
         "same columns): check it is a rename. The release still serving during the deploy fails "

@@ -463,15 +463,16 @@ def process_revision_directives(
         print("No changes between the models and the database: no revision written.")
         return
     postgresql = context.dialect.name == "postgresql"
-    chosen, guessed = renames.chosen(
-        first.upgrade_ops, lambda old, new: not context.impl.compare_type(old, new), renames_given
-    )
+
+    def same_type(old: sa.Column[Any], new: sa.Column[Any]) -> bool:
+        return not context.impl.compare_type(old, new)
+
+    chosen, guessed = renames.chosen(first.upgrade_ops, same_type, renames_given)
     # Columns are renamed as expand/contract where the backfill queue runs (PostgreSQL).
     expanded = [r for r in chosen if r.table is not None] if postgresql else []
     plain = [r for r in chosen if r not in expanded]
-    pre_notes = renames.plain(
-        first.upgrade_ops, plain, renames.indexes_in(context.connection) if postgresql else None
-    )
+    indexes_of = renames.indexes_in(context.connection) if postgresql else None
+    pre_notes = renames.plain(first.upgrade_ops, plain, indexes_of, same_type)
     expanding = renames.prepare_expand(first.upgrade_ops, expanded)
     if chosen:  # the drops and adds became renames: so does their reverse
         try:

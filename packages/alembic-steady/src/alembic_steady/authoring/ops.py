@@ -112,10 +112,7 @@ def _step_by_step(operations: Operations) -> AbstractContextManager[None]:
 
 
 def _set_lock_timeout(operations: Operations, value: str) -> None:
-    statement = text("SELECT set_config('lock_timeout', :value, false)")
-    operations.get_bind().execute(
-        statement.execution_options(**{BOOKKEEPING: True}), {"value": value}
-    )
+    _scalar(operations, "SELECT set_config('lock_timeout', :value, false)", value=value)
 
 
 def _briefly(operations: Operations, step: Callable[[], None]) -> None:

@@ -31,7 +31,7 @@ import hashlib
 import re
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -48,13 +48,11 @@ NUMBER = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
 
 @dataclass(frozen=True)
 class Rename:
-    """`old` renamed `new`: columns of `table`, or tables when `table` is None. `retyped`: the
-    models changed the column's type too (`chosen` tells, as autogenerate compares types)."""
+    """`old` renamed `new`: columns of `table`, or tables when `table` is None."""
 
     table: str | None
     old: str
     new: str
-    retyped: bool = field(default=False, compare=False)
 
     def __str__(self) -> str:
         if self.table is None:
@@ -182,18 +180,7 @@ def chosen(
         return [rename for rename in found if ask is None or ask(rename)], ask is None
     for rename in wanted:
         _check_given(upgrade_ops, rename, given)
-    # A guess pairs columns of one type; renames= may name two of different types.
-    return [_typed(upgrade_ops, rename, same_type) for rename in wanted], False
-
-
-def _typed(upgrade_ops: ops.UpgradeOps, rename: Rename, same_type: SameType) -> Rename:
-    if rename.table is None:
-        return rename
-    table_ops = _table_ops_of(upgrade_ops, rename.table)
-    drop = table_ops.ops[_index_of(table_ops, ops.DropColumnOp, rename.old)]
-    add = table_ops.ops[_index_of(table_ops, ops.AddColumnOp, rename.new)]
-    assert isinstance(drop, ops.DropColumnOp) and isinstance(add, ops.AddColumnOp)
-    return replace(rename, retyped=not same_type(drop.to_column(), add.column))
+    return wanted, False
 
 
 def _check_given(upgrade_ops: ops.UpgradeOps, rename: Rename, given: str | None) -> None:
@@ -236,7 +223,10 @@ def indexes_in(connection: sa.Connection | None) -> IndexesOf | None:
 
 
 def plain(
-    upgrade_ops: ops.UpgradeOps, renames: list[Rename], indexes_of: IndexesOf | None
+    upgrade_ops: ops.UpgradeOps,
+    renames: list[Rename],
+    indexes_of: IndexesOf | None,
+    same_type: SameType,
 ) -> list[str]:
     """Replace each rename's drop and add by a rename in place; a renamed table's indexes are
     renamed where `indexes_of` reads the database's (PostgreSQL). Returns the review notes."""
@@ -256,7 +246,7 @@ def plain(
         at = _index_of(table_ops, ops.AddColumnOp, rename.new)
         add = table_ops.ops[at]
         assert isinstance(drop, ops.DropColumnOp) and isinstance(add, ops.AddColumnOp)
-        steps = _renamed_column(rename, table_ops.schema, drop.to_column(), add.column)
+        steps = _renamed_column(rename, table_ops.schema, drop.to_column(), add.column, same_type)
         table_ops.ops[at : at + 1] = steps
         table_ops.ops.remove(drop)
         notes.append(_column_note(rename, steps))
@@ -276,7 +266,11 @@ def _default_sql(default: Any) -> str | None:
 
 
 def _renamed_column(
-    rename: Rename, schema: str | None, old: sa.Column[Any], new: sa.Column[Any]
+    rename: Rename,
+    schema: str | None,
+    old: sa.Column[Any],
+    new: sa.Column[Any],
+    same_type: SameType,
 ) -> list[ops.AlterColumnOp]:
     """The rename, carrying what the models changed on the column with it (MySQL's CHANGE
     COLUMN states the whole definition: what it leaves out is lost, and the next autogenerate
@@ -294,7 +288,7 @@ def _renamed_column(
         existing_server_default=old.server_default,
         existing_comment=old.comment,
     )
-    if rename.retyped:
+    if not same_type(old, new):  # a guess pairs one type; renames= may name two
         op.modify_type = new.type
     # Compared as the SQL of the DEFAULT clause, not as objects: the dropped column's default
     # is reflected (text() of what the server reports, 'x') and the added one's is the models'
