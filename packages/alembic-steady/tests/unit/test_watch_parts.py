@@ -456,10 +456,10 @@ def test_the_toolkits_bookkeeping_is_neither_read_around_probed_nor_listed(
             watching.run(sql, takes((ITEM, "AccessShareLock")), options={BOOKKEEPING: True})
     assert watched == Watched()
     assert session.asked == [] and prober.asked == []
-    # Unmarked, the same statement is measured.
+    # Unmarked, the same statement is measured: read around, or probed when alone.
     with pg_watching(events, clock, session, prober=prober) as (watching, watched):
         watching.run(run.statements[0], takes((ITEM, "AccessShareLock")))
-    assert session.asked and len(watched.statements) == 1
+    assert (prober.asked if autocommit else session.asked) and len(watched.statements) == 1
 
 
 def test_a_statement_beside_the_revisions_is_listed_only_if_it_locks_a_table(
@@ -504,7 +504,7 @@ def test_no_run_no_listing_and_no_batch(events: Events, clock: Clock) -> None:
     assert session.asked == [TABLES_HERE, STATE_HERE]
 
 
-def test_outside_a_transaction_the_sampler_and_the_probe_say_what_it_took(
+def test_outside_a_transaction_the_probe_says_what_it_took_and_nothing_else_reads(
     events: Events, clock: Clock
 ) -> None:
     run = revision()
@@ -521,7 +521,8 @@ def test_outside_a_transaction_the_sampler_and_the_probe_say_what_it_took(
         ("UPDATE item SET x = upper(x)", (1,)),
         ("UPDATE item SET x = lower(x)", None),
     ]
-    assert sampler.watched == [(4242, False), (4242, False)]
+    # The probe's reading is exact: the sampler does not watch, nothing is read around it.
+    assert sampler.watched == [] and session.asked == []
     assert watched.statements[0] == Measured(
         "UPDATE item SET x = upper(x)",
         in_transaction=False,
@@ -533,16 +534,30 @@ def test_outside_a_transaction_the_sampler_and_the_probe_say_what_it_took(
     )
     # Each committed on its own: a transaction of its own.
     assert watched.statements[1].transaction == 1
-    # Held while it ran (the probe's time left out): what the sampler saw and what the probe
-    # found, the longest run of the two; the time spent probing is told apart.
+    # Held while it ran (the probe's time left out): what the probe found, the longest run of
+    # the two; the time spent probing is told apart.
     assert watched.probing == 6.0
     assert watched.held == {
         (ITEM, "RowExclusiveLock"): 0.5,
         ("public.orders", "AccessShareLock"): 0.5,
     }
     assert watched.rows == 5
-    # Its transaction's statistics are gone with it: the tables are read before each.
-    assert session.asked == [TABLES_HERE, STATE_HERE] * 2
+
+
+def test_a_statement_the_probe_cannot_run_is_sampled_and_read_around(
+    events: Events, clock: Clock
+) -> None:
+    """It fails on the copy (the real run then says why): the sampler and the session's own
+    reads say what it did."""
+    run = revision("UPDATE item SET x = upper(x)")
+    session = Session(run, autocommit=True)
+    sampler = Sampler(sees={(ITEM, "RowExclusiveLock")})
+    with pg_watching(events, clock, session, sampler, Prober(finds=None)) as (watching, watched):
+        watching.run(run.statements[0])
+    assert sampler.watched == [(4242, False)]
+    # Its transaction's statistics are gone with it: the tables are read before it.
+    assert session.asked == [TABLES_HERE, STATE_HERE]
+    assert watched.statements[0].locks == [(ITEM, "RowExclusiveLock")]
 
 
 def test_outside_a_transaction_without_a_probe_only_the_sampler_tells(
@@ -644,7 +659,7 @@ def test_a_statement_that_only_names_such_words_is_probed(
     with pg_watching(events, clock, session, sampler, prober) as (watching, watched):
         watching.run(statement)
     assert prober.asked == [(statement, None)]
-    assert sampler.watched == [(4242, False)]
+    assert sampler.watched == []
     assert watched.statements[0].scans == [ITEM]
 
 
@@ -688,6 +703,9 @@ def test_postgresql_watches_with_a_sampler_and_probes_only_a_scratch_copy(
             super().__init__(finds=(set(), [], []))
             made.append(("prober", url, settings))
 
+        def start(self) -> None:
+            made.append("prober started")
+
         def close(self) -> None:
             made.append("prober closed")
 
@@ -706,6 +724,7 @@ def test_postgresql_watches_with_a_sampler_and_probes_only_a_scratch_copy(
         Watching(events, clock, session).run("ALTER TABLE item ADD x int")
     assert made == [
         ("prober", SCRATCH, settings),
+        "prober started",
         ("sampler", SCRATCH, settings),
         "sampler started",
         "sampler stopped",

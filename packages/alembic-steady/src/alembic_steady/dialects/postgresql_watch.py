@@ -127,8 +127,8 @@ class Sampler(threading.Thread):
         )
 
     def __enter__(self) -> "Sampler":
+        # Its session connects while the run starts: the first statement it watches waits.
         self.start()
-        self._ready.wait(self._settings.db_connect_timeout + 5)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -139,6 +139,7 @@ class Sampler(threading.Thread):
     def watch(self, pid: int, *, hold: bool = False) -> None:
         """Sample `pid`'s locks until `seen()`; with `hold`, keep a snapshot open until its
         statement waits for it (or ends)."""
+        self._ready.wait(self._settings.db_connect_timeout + 5)
         with self._guard:
             self._pid, self._seen = pid, set()
             self._hold, self._released = hold, False
@@ -222,8 +223,6 @@ class Prober(threading.Thread):
 
     def probe(self, statement: str, parameters: Any) -> Probed | None:
         """None when the statement fails there (the real run then says why)."""
-        if not self.is_alive():
-            self.start()
         self._asked.put((statement, parameters))
         return self._answers.get()
 
@@ -349,17 +348,20 @@ class PostgreSQLWatch:
             # The run's record, whose batch-committing steps count their own rows.
             if (run := conn.info.get(PROGRESS)) is not None:
                 runs[id(run)] = run
-            if not fresh[0]:
+            alone, prober = in_autocommit(conn), self._prober
+            probed[0] = None
+            if alone and prober is not None and not _NEVER_IN_TRANSACTION.search(statement):
+                probing = time.perf_counter()
+                probed[0] = prober.probe(statement, parameters)
+                watched.probing += time.perf_counter() - probing
+            # A probed statement's locks, rewrites and reads are the probe's: nothing is read
+            # around it, and the sampler does not watch it.
+            if not fresh[0] and probed[0] is None:
                 tables.clear()
                 oids.clear()
                 for name, node, n, oid in read(conn, TABLES_HERE):
                     tables[name], oids[name] = (node, n), oid
-            if in_autocommit(conn):
-                prober = self._prober
-                exact = prober is not None and not _NEVER_IN_TRANSACTION.search(statement)
-                probing = time.perf_counter()
-                probed[0] = prober.probe(statement, parameters) if prober and exact else None
-                watched.probing += time.perf_counter() - probing
+            if alone and probed[0] is None:
                 driver: Any = conn.connection.driver_connection  # asyncpg's
                 waits = prober is not None and bool(_WAITS_FOR_SNAPSHOTS.match(statement))
                 sampler.watch(driver.get_server_pid(), hold=waits)
@@ -377,21 +379,19 @@ class PostgreSQLWatch:
             verb = statement.lstrip()[:6].upper()
             if verb in ("INSERT", "UPDATE", "DELETE") and cursor.rowcount > 0:
                 watched.rows += cursor.rowcount
-            alone = in_autocommit(conn)
+            alone, exact = in_autocommit(conn), probed[0]
             # One round trip: the session's relation locks and what changed of its tables (those
             # there before the transaction: a table it makes is empty).
-            state = [] if _touches_none(statement, tables) else read_state(conn)
+            quiet = exact is not None or _touches_none(statement, tables)
+            state = [] if quiet else read_state(conn)
             now = [(name, node, n) for kind, name, _, node, n in state if kind == "t"]
             rewrites, scans = _changes(tables, now)
             tables.update((name, (node, n)) for name, node, n in now)
             fresh[0] = not alone
             if alone:
-                took = sampler.seen()
                 # Its transaction's statistics are gone with it: reads are the probe's.
-                scans = []
-                if probed[0] is not None:
-                    took |= probed[0][0]
-                    rewrites, scans = sorted({*rewrites, *probed[0][1]}), probed[0][2]
+                took, scans = (sampler.seen(), []) if exact is None else (exact[0], exact[2])
+                rewrites = sorted({*rewrites, *(exact[1] if exact else [])})
                 for key in took:  # held while it ran
                     watched.hold(key, done - started[0])
                 if _WAITS_FOR_SNAPSHOTS.match(statement):
@@ -451,6 +451,8 @@ def watch(
     engine: AsyncEngine | Connection, url: URL, settings: MigrationSettings, probe: bool
 ) -> Iterator[PostgreSQLWatch]:
     prober = Prober(url, settings) if probe else None
+    if prober is not None:
+        prober.start()  # its session connects while the run starts
     try:
         with Sampler(url, settings) as sampler:
             yield PostgreSQLWatch(engine, sampler, prober)
