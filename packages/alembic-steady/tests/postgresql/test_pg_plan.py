@@ -157,12 +157,15 @@ def test_json_and_markdown_say_the_same(planned: Project, target: URL) -> None:
 def test_each_revision_carries_the_findings_squawk_gave_its_own_sql(
     planned: Project, target: URL, tmp_path: Path
 ) -> None:
-    """squawk reads each revision's SQL while the revisions run on the scratch copy; each
-    revision lists what squawk said of its own file. squawk comes with the rendered projects,
-    not with the toolkit: a stand-in on PATH answers as squawk does (gcc lines, exit 1 when it
-    finds something), naming the file it read."""
+    """squawk reads the revisions' SQL while they run on the scratch copy; each revision lists
+    what squawk said of its own file. squawk comes with the rendered projects, not with the
+    toolkit: a stand-in on PATH answers as squawk does (gcc lines, exit 1 when it finds
+    something), naming each file it read."""
     stand_in = tmp_path / "squawk"
-    stand_in.write_text('#!/bin/sh\necho "$1:1:1: warning: read $(basename "$1")"\nexit 1\n')
+    stand_in.write_text(
+        '#!/bin/sh\nfor f in "$@"; do case "$f" in *.sql) '
+        'echo "$f:1:1: warning: read $(basename "$f")";; esac; done\nexit 1\n'
+    )
     stand_in.chmod(0o755)
     result = cli(planned, target, "plan", PATH=f"{tmp_path}:{os.environ['PATH']}")
     assert result.returncode == 0, result.stdout
@@ -211,12 +214,22 @@ def test_fail_on_risky_stops_on_a_rewrite_or_a_long_lock_of_a_large_table_until_
 
 
 def test_a_target_at_head_has_nothing_to_plan(planned: Project, server_url: URL) -> None:
+    """The scratch database is made while the target is read; with nothing pending the plan
+    stops making it rather than wait for it: it answers while a session holds the template
+    CREATE DATABASE copies (the server cannot make one meanwhile), and leaves none."""
     with new_database(server_url) as name:
         url = server_url.set(database=name)
         Migrations(planned).upgrade(url=url)
-        result = cli(planned, url, "plan")
+        with session_holding(server_url, "COMMENT ON DATABASE template1 IS 'held by a test'"):
+            try:
+                answered = demo_project.module_cli(planned, "plan", url=url, timeout=30)
+            except subprocess.TimeoutExpired:
+                answered = None
+        assert answered, "it waited for a scratch database it had no use for"
+        result = answered
         assert result.returncode == 0, result.stdout
         assert "The database is at h8. No pending revisions" in result.stdout
+        assert not scratch_left(url)
 
 
 def test_bad_input_is_refused_with_the_fix(planned: Project, target: URL) -> None:

@@ -6,6 +6,7 @@ import asyncio
 import os
 import stat
 import subprocess
+import threading
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from sqlalchemy.engine import make_url
 from support import FakeConnection, Settings, make_project, pg_error
 
 from alembic_steady.dialects import mysql_clients, postgresql_clients
-from alembic_steady.dialects.clients import ClientError, ToolFailed, run_private
+from alembic_steady.dialects.clients import ClientError, MakingStopped, ToolFailed, run_private
 from alembic_steady.dialects.mysql_clients import MySQLClients
 from alembic_steady.dialects.mysql_schema import SNAPSHOT, MySQLSchema
 from alembic_steady.dialects.postgresql_clients import (
@@ -498,7 +499,7 @@ def test_the_environment_given_is_the_programs_whole_environment(tmp_path: Path)
 def admin_statements(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, tuple[str, ...]]]:
     ran: list[tuple[str, tuple[str, ...]]] = []
 
-    def admin(self: object, url: Any, *statements: str) -> object:
+    def admin(self: object, url: Any, *statements: str, **_: Any) -> object:
         ran.append((url.render_as_string(), statements))
         return None
 
@@ -516,13 +517,58 @@ def test_a_test_runs_database_is_created_and_dropped_by_name(
     )
     PostgreSQLClients().drop_database(server, "test_1")
     assert [statements for _, statements in admin_statements] == [
-        ('CREATE DATABASE "test ""1"""',),
-        ('ALTER DATABASE "test ""1""" SET synchronous_commit = off',),
+        (
+            'CREATE DATABASE "test ""1"""',
+            'ALTER DATABASE "test ""1""" SET synchronous_commit = off',
+        ),
         ('DROP DATABASE IF EXISTS "test_1" WITH (FORCE)',),
     ]
     assert {url for url, _ in admin_statements} == {
         "postgresql+asyncpg://postgres@localhost/postgres"
     }
+
+
+def test_a_stop_reaches_the_statements_making_a_postgresql_database(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    heard: list[threading.Event | None] = []
+
+    def admin(self: object, url: Any, *statements: str, stop: Any = None) -> None:
+        heard.append(stop)
+
+    monkeypatch.setattr(PostgreSQLClients, "admin", admin)
+    stop = threading.Event()
+    PostgreSQLClients().create_database(make_url("postgresql://postgres@localhost/x"), "y", stop)
+    assert heard == [stop]
+
+
+def test_scratch_databases_stopped_while_made_drop_what_the_server_may_have_made(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The server may have made it before it heard the stop: it is dropped (IF EXISTS) before
+    the MakingStopped goes on to the caller; one made before it is dropped as well."""
+    events: list[tuple[str, str]] = []
+
+    def create(self: object, server: Any, name: str, stop: Any = None) -> Any:
+        events.append(("create", name))
+        if stop is not None and stop.is_set():
+            raise MakingStopped(name)
+        stop.set()  # the caller stops while the next one is made
+        return server.set(database=name)
+
+    monkeypatch.setattr(PostgreSQLClients, "create_database", create)
+    monkeypatch.setattr(
+        PostgreSQLClients, "drop_database", lambda self, server, name: events.append(("drop", name))
+    )
+    server = make_url("postgresql://postgres@localhost/shop")
+    databases = PostgreSQLClients().scratch_databases(
+        server, "plan", "a", "b", stop=threading.Event()
+    )
+    with pytest.raises(MakingStopped), databases:
+        pytest.fail("nothing is yielded once stopped")
+    (_, first), (_, second) = events[:2]
+    assert first.startswith("shop_plan_") and first.endswith("_a") and second.endswith("_b")
+    assert events == [("create", first), ("create", second), ("drop", first), ("drop", second)]
 
 
 def test_mysql_creates_and_drops_connected_to_no_database(

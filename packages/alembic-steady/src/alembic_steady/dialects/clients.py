@@ -5,6 +5,7 @@ behind `make backup`, `make restore`, `make psql`/`make dbshell`, `make db-up` a
 import asyncio
 import subprocess
 import sys
+import threading
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -24,6 +25,10 @@ class ClientError(Exception):
 
 class ToolFailed(ClientError):
     """The client program ran and failed; the message says what stands now."""
+
+
+class MakingStopped(Exception):
+    """A database was not made: its caller stopped making it (scratch_databases' `stop`)."""
 
 
 class Clients(ABC):
@@ -85,8 +90,10 @@ class Clients(ABC):
     def empty(self, database: URL) -> None:
         """Empty `database` of every object a test may have made."""
 
-    def create_database(self, server: URL, name: str) -> URL:
-        """A new database for a test run (dropped at its end)."""
+    def create_database(self, server: URL, name: str, stop: threading.Event | None = None) -> URL:
+        """A new database for a test run (dropped at its end). Setting `stop` while the server
+        makes it raises MakingStopped where the server can be asked to cancel (PostgreSQL, whose
+        CREATE DATABASE copies a template); MySQL makes one at once."""
         self.admin(server, f"CREATE DATABASE {self.quote(name)}")
         return server.set(database=name)
 
@@ -94,10 +101,12 @@ class Clients(ABC):
         self.admin(server, self.drop_statement(self.quote(name)))
 
     @contextmanager
-    def scratch_databases(self, server: URL, purpose: str, *roles: str) -> Iterator[list[URL]]:
+    def scratch_databases(
+        self, server: URL, purpose: str, *roles: str, stop: threading.Event | None = None
+    ) -> Iterator[list[URL]]:
         """New empty databases on `server` for a chore (`make squash`, `make plan`), one per
         role, named `<database>_<purpose>_<random>_<role>`, dropped at the end whatever
-        happens."""
+        happens. Setting `stop` while they are made raises MakingStopped (create_database)."""
         # Within MySQL's 64 characters for a database name.
         stem = f"{(server.database or 'db')[:40]}_{purpose}_{uuid.uuid4().hex[:8]}"
         made: list[str] = []
@@ -105,7 +114,12 @@ class Clients(ABC):
             urls = []
             for role in roles:
                 name = f"{stem}_{role}"
-                urls.append(self.create_database(server, name))
+                try:
+                    urls.append(self.create_database(server, name, stop))
+                except MakingStopped:
+                    # The server may have made it before it heard: dropped if it is there.
+                    made.append(name)
+                    raise
                 made.append(name)
             yield urls
         finally:

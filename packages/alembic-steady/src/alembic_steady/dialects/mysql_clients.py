@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -204,7 +205,7 @@ class MySQLClients(Clients):
     def drop_statement(self, quoted: str) -> str:
         return f"DROP DATABASE IF EXISTS {quoted}"
 
-    def create_database(self, server: URL, name: str) -> URL:
+    def create_database(self, server: URL, name: str, stop: threading.Event | None = None) -> URL:
         self.admin(server.set(database=""), f"CREATE DATABASE {self.quote(name)}")
         return server.set(database=name)
 

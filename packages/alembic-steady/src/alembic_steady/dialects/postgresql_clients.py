@@ -21,6 +21,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import threading
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -32,7 +33,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from ..project import MigrationSettings, Project
-from .clients import ClientError, Clients, ToolFailed, run_private, unreadable
+from .clients import ClientError, Clients, MakingStopped, ToolFailed, run_private, unreadable
 
 # URL query parameter -> libpq environment variable (see libpq's "Environment Variables").
 LIBPQ_PARAMETERS = {
@@ -52,6 +53,8 @@ LIBPQ_PARAMETERS = {
 }
 # asyncpg's `ssl=true` means what libpq calls `sslmode=require`.
 SSL_VALUES = {"true": "require", "1": "require", "false": "disable", "0": "disable"}
+# How soon an admin statement hears that its caller stopped it (admin's `stop`).
+_STOP_HEARD = 0.005
 # Where distributions put the programs of each major version, newest layouts first.
 VERSIONED_FOLDERS = (
     "/usr/lib/postgresql/*/bin",
@@ -535,10 +538,28 @@ class PostgreSQLClients(Clients):
             finally:
                 server.cleanup()
 
-    def admin(self, url: URL, *statements: str) -> object:
+    def admin(self, url: URL, *statements: str, stop: threading.Event | None = None) -> object:
         """On asyncpg directly: a test run makes a dozen such calls, and an engine for each
-        costs more than the statement."""
+        costs more than the statement. Setting `stop` cancels the statement under way (asyncpg
+        asks the server to) and raises MakingStopped; it is heard within _STOP_HEARD seconds."""
         import asyncpg
+
+        async def one(connection: Any, statement: str) -> object:
+            # The simple protocol for DDL: CREATE DATABASE refuses a prepared statement.
+            if statement.lstrip().upper().startswith(("SELECT", "SHOW")):
+                return await connection.fetchval(statement)
+            return await connection.execute(statement)
+
+        async def stoppable(connection: Any, statement: str) -> object:
+            running = asyncio.ensure_future(one(connection, statement))
+            while stop is not None and not running.done():
+                await asyncio.wait({running}, timeout=_STOP_HEARD)
+                if stop.is_set() and not running.done():
+                    running.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await running
+                    raise MakingStopped(statement)
+            return await running
 
         async def run() -> object:
             connection = await asyncpg.connect(
@@ -551,11 +572,9 @@ class PostgreSQLClients(Clients):
             try:
                 value: object = None
                 for statement in statements:
-                    # The simple protocol for DDL: CREATE DATABASE refuses a prepared statement.
-                    if statement.lstrip().upper().startswith(("SELECT", "SHOW")):
-                        value = await connection.fetchval(statement)
-                    else:
-                        value = await connection.execute(statement)
+                    if stop is not None and stop.is_set():
+                        raise MakingStopped(statement)
+                    value = await stoppable(connection, statement)
                 return value
             finally:
                 await connection.close()
@@ -571,14 +590,21 @@ class PostgreSQLClients(Clients):
     def drop_statement(self, quoted: str) -> str:
         return f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)"
 
-    def create_database(self, server: URL, name: str) -> URL:
+    def create_database(self, server: URL, name: str, stop: threading.Event | None = None) -> URL:
         """A test run's database, whose commits do not wait for the disk (synchronous_commit
         off: the same locks, visibility and errors, without a WAL flush per commit, which the
         walk's hundreds of transactions paid; a server crash could lose the last commits of a
-        database nobody keeps)."""
-        url = super().create_database(server, name)
-        self.admin(server, f"ALTER DATABASE {self.quote(name)} SET synchronous_commit = off")
-        return url
+        database nobody keeps). Both statements on one session: a second connection cost as
+        much as the CREATE on an idle server, and more where the plan's other threads share the
+        interpreter with it."""
+        quoted = self.quote(name)
+        self.admin(
+            server,
+            f"CREATE DATABASE {quoted}",
+            f"ALTER DATABASE {quoted} SET synchronous_commit = off",
+            stop=stop,
+        )
+        return server.set(database=name)
 
     def empty(self, database: URL) -> None:
         """Emptying takes milliseconds, where CREATE DATABASE takes tens of them and DROP

@@ -116,34 +116,47 @@ def squawk_program() -> str | None:
     return shutil.which("squawk", path=str(Path(sys.executable).parent)) or shutil.which("squawk")
 
 
-def squawk_args(
-    squawk: str, project: Project, revision: Script, sql: str, tmp: str, gcc: bool, post: bool
-) -> list[str]:
-    """squawk's command line for one revision's SQL: the project's rules, the revision's
-    accepted ones left out (and, for a post revision, those against removing what the old
-    release used); with `gcc`, one finding per plain line."""
-    sql_file = Path(tmp) / f"{Path(revision.path).stem}.sql"
-    sql_file.write_text(sql, encoding="utf-8")
-    args = [squawk, str(sql_file), *(["--reporter", "gcc"] if gcc else [])]
+def excluded_rules(project: Project, revision: Script, post: bool) -> list[str]:
+    """The rules squawk leaves out for one revision: the project's, the revision's accepted
+    ones and, for a post revision, those against removing what the old release used."""
     excluded = project_excluded_rules(project.folder) + accepted_rules(Path(revision.path))
-    if post:
-        excluded += POST_PHASE_ALLOWS
-    if excluded:
-        args += ["--exclude", ",".join(excluded)]
-    return args
+    return excluded + POST_PHASE_ALLOWS if post else excluded
+
+
+def sql_file(revision: Script, sql: str, tmp: str) -> Path:
+    """The revision's SQL in `tmp`, named for its file, for squawk to read."""
+    path = Path(tmp) / f"{Path(revision.path).stem}.sql"
+    path.write_text(sql, encoding="utf-8")
+    return path
+
+
+def squawk_args(squawk: str, files: list[Path], excluded: list[str], gcc: bool) -> list[str]:
+    """squawk's command line for `files`, with `excluded` rules left out; with `gcc`, one
+    finding per plain line, each starting with its file's path."""
+    args = [squawk, *map(str, files), *(["--reporter", "gcc"] if gcc else [])]
+    return [*args, "--exclude", ",".join(excluded)] if excluded else args
 
 
 def squawk_lines(
-    squawk: str, project: Project, revision: Script, sql: str, tmp: str, post: bool
-) -> list[str]:
-    """squawk's findings for one revision's SQL, a line each (`make plan`)."""
-    args = squawk_args(squawk, project, revision, sql, tmp, gcc=True, post=post)
-    result = subprocess.run(args, check=False, capture_output=True, text=True)
-    return [
-        line.split(": ", 1)[-1].strip()
-        for line in result.stdout.splitlines()
-        if line.strip() and ": " in line and not line.startswith("Found ")
-    ]
+    squawk: str, project: Project, rendered: list[tuple[Script, str, bool]], tmp: str
+) -> dict[str, list[str]]:
+    """squawk's findings for each revision's SQL in `rendered` (revision, SQL, post), a line
+    each, by revision (`make plan`). Revisions that leave out the same rules share one run of
+    squawk: a run costs milliseconds to start, more than it takes to read a revision."""
+    groups: dict[tuple[str, ...], dict[Path, str]] = {}
+    for revision, sql, post in rendered:
+        files = groups.setdefault(tuple(excluded_rules(project, revision, post)), {})
+        files[sql_file(revision, sql, tmp)] = revision.revision
+    found: dict[str, list[str]] = {revision.revision: [] for revision, _, _ in rendered}
+    for excluded, files in groups.items():
+        args = squawk_args(squawk, list(files), list(excluded), gcc=True)
+        result = subprocess.run(args, check=False, capture_output=True, text=True)
+        by_path = {str(path): revision for path, revision in files.items()}
+        for line in result.stdout.splitlines():
+            path = line.partition(":")[0]
+            if path in by_path and ": " in line:
+                found[by_path[path]].append(line.split(": ", 1)[-1].strip())
+    return found
 
 
 def phase_rule(project: Project, phases: Phases) -> bool:
@@ -205,8 +218,8 @@ def main(project: Project, argv: list[str]) -> int:
             # squawk colours its report regardless (and ignores NO_COLOR): plain lines in logs
             # and CI instead, one finding per line.
             gcc = not sys.stdout.isatty()
-            post = revision.revision in phases.post
-            args = squawk_args(squawk, project, revision, sql, tmp, gcc=gcc, post=post)
+            excluded = excluded_rules(project, revision, revision.revision in phases.post)
+            args = squawk_args(squawk, [sql_file(revision, sql, tmp)], excluded, gcc=gcc)
             result = subprocess.run(args, check=False)
             if result.returncode != 0:
                 flagged.append(Path(revision.path).name)

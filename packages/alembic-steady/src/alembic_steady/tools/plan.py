@@ -39,6 +39,7 @@ import os
 import signal
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
@@ -52,6 +53,7 @@ from sqlalchemy import Connection
 from sqlalchemy.engine import URL
 
 from ..dialects.base import Dialect, for_url, parse_url
+from ..dialects.clients import MakingStopped
 from ..dialects.measured import Measured, TableSize, risks
 from ..project import MigrationSettings, Project
 from ..runner.api import Migrations
@@ -163,15 +165,24 @@ def scratch_server(target: URL, backend: str) -> URL:
 
 
 @contextmanager
-def scratch_database(server: URL, dialect: Dialect, pool: Executor) -> Iterator["Future[URL]"]:
-    """The plan's scratch database on `server`, made in `pool` while the caller goes on: the
-    future's result is its URL, or a PlanError saying why the server would not make one. Once
-    made, it is dropped at the end whatever happened."""
-    databases = dialect.clients().scratch_databases(server, "plan", "copy")
+def scratch_database(
+    server: URL | None, dialect: Dialect, pool: Executor
+) -> Iterator[tuple["Future[URL | None] | None", threading.Event]]:
+    """The plan's scratch database on `server`, made in `pool` while the caller goes on (none
+    without a server): the future's result is its URL, or a PlanError saying why the server
+    would not make one; None once the event is set (the plan has no use for it) before it was
+    made. Once made, it is dropped at the end whatever happened."""
+    unneeded = threading.Event()
+    if server is None:
+        yield None, unneeded
+        return
+    databases = dialect.clients().scratch_databases(server, "plan", "copy", stop=unneeded)
 
-    def make() -> URL:
+    def make() -> URL | None:
         try:
             (url,) = databases.__enter__()
+        except MakingStopped:
+            return None
         except Exception as exc:
             raise PlanError(
                 f"cannot create the scratch database on {server.host or 'the local server'}: "
@@ -182,9 +193,10 @@ def scratch_database(server: URL, dialect: Dialect, pool: Executor) -> Iterator[
 
     making = pool.submit(make)
     try:
-        yield making
+        yield making, unneeded
     finally:
-        if making.exception() is None:  # waits until it is made, or not
+        # Waits until it is made, or not.
+        if making.exception() is None and making.result() is not None:
             databases.__exit__(None, None, None)
 
 
@@ -231,7 +243,7 @@ def squawk_findings(
     (the project's rule set and the revision's accepted rules); none where it is not found.
 
     The SQL is rendered on entering, on this thread (Alembic's commands share module state: one
-    at a time); squawk reads it in `pool` meanwhile, and the function yielded waits for it."""
+    at a time); squawk reads it in `pool` after, and the function yielded waits for it."""
     squawk = lint.squawk_program()
     if squawk is None or project.dialect != "postgresql":
         yield dict
@@ -243,24 +255,22 @@ def squawk_findings(
     config.attributes["command"] = "upgrade"
     script = ScriptDirectory.from_config(config)  # the revisions' files read once, for them all
     found: dict[str, list[str]] = {}
-    runs: dict[str, Future[list[str]]] = {}
+    rendered = []
     with tempfile.TemporaryDirectory() as tmp:
+        for revision in revisions:
+            if isinstance(revision.down_revision, tuple):
+                continue
+            try:
+                sql = lint.revision_sql(config, script, revision)
+            except Exception:
+                found[revision.revision] = ["not linted: it does not render offline"]
+                continue
+            rendered.append((revision, sql, revision.revision in phases.post))
+        run = pool.submit(lint.squawk_lines, squawk, project, rendered, tmp)
         try:
-            for revision in revisions:
-                if isinstance(revision.down_revision, tuple):
-                    continue
-                try:
-                    sql = lint.revision_sql(config, script, revision)
-                except Exception:
-                    found[revision.revision] = ["not linted: it does not render offline"]
-                    continue
-                post = revision.revision in phases.post
-                runs[revision.revision] = pool.submit(
-                    lint.squawk_lines, squawk, project, revision, sql, tmp, post
-                )
-            yield lambda: found | {name: run.result() for name, run in runs.items()}
+            yield lambda: found | run.result()
         finally:
-            wait(runs.values())  # squawk's files are in `tmp`
+            wait([run])  # squawk's files are in `tmp`
 
 
 # -- the report ----------------------------------------------------------------------------
@@ -324,30 +334,37 @@ def plan_report(project: Project, settings: MigrationSettings) -> Report:
     threshold = threshold_of(project)
     migrations = Migrations(project)
     script = migrations.script()
-    # A PLAN_SCRATCH_URL is checked before anything is read.
-    server = scratch_server(url, project.dialect) if os.environ.get(SCRATCH_VARIABLE) else None
-    target = target_of(project, settings, dialect)
-    revisions = migrations.pending(target.heads, script)
-    if not revisions:
-        return Report(sorted(target.heads), "", threshold, target.sizes, [], dialect)
-    phases = Phases(script)
-    server = server or scratch_server(url, project.dialect)
-    # Two workers: the scratch database is made, and squawk runs, while this thread goes on.
+    # A PLAN_SCRATCH_URL is checked before anything is read; a target on another machine without
+    # one is refused only when there is something to measure.
+    given = os.environ.get(SCRATCH_VARIABLE)
+    server = scratch_server(url, project.dialect) if given or on_this_machine(url) else None
+    # Two workers: the scratch database is made (CREATE DATABASE writes and syncs a copy of its
+    # template: longer than the target takes to read), and squawk runs, while this thread goes
+    # on. With nothing pending, its making is stopped.
     with (
         ThreadPoolExecutor(max_workers=2) as pool,
-        scratch_database(server, dialect, pool) as making,
-        # squawk's SQL is rendered while the server makes the scratch database (CREATE
-        # DATABASE writes and syncs a copy of its template), and squawk reads it while the
-        # revisions run there. Not the rendering beside the run: Alembic's commands share
-        # module state, one at a time.
-        squawk_findings(project, phases, revisions, pool) as squawked,
+        scratch_database(server, dialect, pool) as (making, unneeded),
     ):
-        scratch = making.result()
-        # On a session of its own while the revisions run: one round trip less on their path.
-        version = pool.submit(dialect.clients().version, scratch)
-        measured = measure(project, dialect, scratch, settings, revisions)
-        findings = squawked()
-        server_version = version.result()
+        target = target_of(project, settings, dialect)
+        revisions = migrations.pending(target.heads, script)
+        if not revisions:
+            unneeded.set()
+            return Report(sorted(target.heads), "", threshold, target.sizes, [], dialect)
+        if making is None:
+            scratch_server(url, project.dialect)  # says why there is no server to measure on
+        assert making is not None
+        phases = Phases(script)
+        # squawk's SQL is rendered while the server makes the scratch database, and squawk
+        # reads it while the revisions run there. Not the rendering beside the run: Alembic's
+        # commands share module state, one at a time.
+        with squawk_findings(project, phases, revisions, pool) as squawked:
+            scratch = making.result()
+            assert scratch is not None  # stopped only with nothing pending
+            # On a session of its own while the revisions run: one round trip less on their path.
+            version = pool.submit(dialect.clients().version, scratch)
+            measured = measure(project, dialect, scratch, settings, revisions)
+            findings = squawked()
+            server_version = version.result()
     plans = []
     for revision, statements in zip(revisions, measured, strict=True):
         plan = RevisionPlan(
