@@ -7,15 +7,17 @@ import os
 import stat
 import subprocess
 import threading
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from sqlalchemy.engine import make_url
 from support import FakeConnection, Settings, make_project, pg_error
 
-from alembic_steady.dialects import mysql_clients, postgresql_clients
+from alembic_steady.dialects import clients, mysql_clients, postgresql_clients
 from alembic_steady.dialects.clients import ClientError, MakingStopped, ToolFailed, run_private
 from alembic_steady.dialects.mysql_clients import MySQLClients
 from alembic_steady.dialects.mysql_schema import SNAPSHOT, MySQLSchema
@@ -526,6 +528,153 @@ def test_a_test_runs_database_is_created_and_dropped_by_name(
     assert {url for url, _ in admin_statements} == {
         "postgresql+asyncpg://postgres@localhost/postgres"
     }
+
+
+class AdminEngine:
+    """create_async_engine's engine, as admin() uses it: what it was asked, in order."""
+
+    def __init__(self, url: Any, **options: Any) -> None:
+        self.asked: list[Any] = [("engine", url, options)]
+
+    def connect(self) -> "AdminEngine":
+        return self
+
+    async def __aenter__(self) -> "AdminEngine":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.asked.append("closed")
+
+    async def execution_options(self, **options: Any) -> "AdminEngine":
+        self.asked.append(options)
+        return self
+
+    async def exec_driver_sql(self, statement: str) -> Any:
+        self.asked.append(statement)
+        rows = statement.startswith("SHOW")
+        return SimpleNamespace(returns_rows=rows, scalar=lambda: f"value of {statement}")
+
+    async def dispose(self) -> None:
+        self.asked.append("disposed")
+
+
+def test_the_admin_session_runs_each_statement_outside_a_transaction_and_answers_the_last(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """MySQL's CREATE DATABASE and DROP DATABASE, and a version read: autocommit, one session
+    that no pool keeps, closed and disposed of after."""
+    made: list[AdminEngine] = []
+
+    def engine(url: Any, **options: Any) -> AdminEngine:
+        made.append(AdminEngine(url, **options))
+        return made[-1]
+
+    monkeypatch.setattr(clients, "create_async_engine", engine)
+    url = make_url("mysql+aiomysql://root@localhost/")
+    assert clients.admin(url, "CREATE DATABASE x", "SHOW VARIABLES") == "value of SHOW VARIABLES"
+    assert clients.admin(url, "SHOW VARIABLES", "DROP DATABASE x") is None
+    assert clients.admin(url) is None  # nothing asked, nothing answered
+    assert made[0].asked == [
+        ("engine", url, {"poolclass": clients.pool.NullPool}),
+        {"isolation_level": "AUTOCOMMIT"},
+        "CREATE DATABASE x",
+        "SHOW VARIABLES",
+        "closed",
+        "disposed",
+    ]
+
+
+class AsyncpgSession:
+    """asyncpg's connection, as PostgreSQLClients.admin uses it. `stopping` names a statement
+    during which its caller stops it: it then runs until cancelled."""
+
+    def __init__(self, stop: threading.Event | None = None, stopping: str = "") -> None:
+        self.stop, self.stopping = stop, stopping
+        self.asked: list[Any] = []
+
+    async def connect(self, **options: Any) -> "AsyncpgSession":
+        self.asked.append(options)
+        return self
+
+    async def fetchval(self, statement: str) -> str:
+        self.asked.append(("fetchval", statement))
+        return f"value of {statement}"
+
+    async def execute(self, statement: str) -> str:
+        self.asked.append(("execute", statement))
+        if statement == self.stopping and self.stop is not None:
+            self.stop.set()
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                self.asked.append("cancelled")
+                raise
+        return "DONE"
+
+    async def close(self) -> None:
+        self.asked.append("closed")
+
+
+@pytest.fixture
+def asyncpg_session(monkeypatch: pytest.MonkeyPatch) -> Callable[..., AsyncpgSession]:
+    import asyncpg
+
+    def session(*args: Any) -> AsyncpgSession:
+        made = AsyncpgSession(*args)
+        monkeypatch.setattr(asyncpg, "connect", made.connect)
+        return made
+
+    return session
+
+
+SOCKET_URL = make_url("postgresql+asyncpg://app:pw@/shop?host=/run/pg")
+
+
+def test_postgresql_admin_statements_run_on_one_asyncpg_session(
+    asyncpg_session: Callable[..., AsyncpgSession],
+) -> None:
+    """Simple protocol for DDL (CREATE DATABASE refuses a prepared statement), a value for a
+    SELECT or SHOW, the last one's answered; the session closed after."""
+    session = asyncpg_session()
+    value = PostgreSQLClients().admin(SOCKET_URL, "CREATE DATABASE x", " show server_version")
+    assert value == "value of  show server_version"
+    assert session.asked == [
+        {"user": "app", "password": "pw", "host": "/run/pg", "port": None, "database": "shop"},
+        ("execute", "CREATE DATABASE x"),
+        ("fetchval", " show server_version"),
+        "closed",
+    ]
+    PostgreSQLClients().admin(make_url("postgresql://u@db.internal:6432"), "select 1")
+    assert session.asked[-3:] == [
+        {
+            "user": "u",
+            "password": None,
+            "host": "db.internal",
+            "port": 6432,
+            "database": "postgres",
+        },
+        ("fetchval", "select 1"),
+        "closed",
+    ]
+
+
+def test_a_stopped_admin_statement_is_cancelled_and_nothing_after_it_runs(
+    asyncpg_session: Callable[..., AsyncpgSession],
+) -> None:
+    stop = threading.Event()
+    session = asyncpg_session(stop, "CREATE DATABASE x")
+    with pytest.raises(MakingStopped):
+        PostgreSQLClients().admin(SOCKET_URL, "CREATE DATABASE x", "ALTER DATABASE x", stop=stop)
+    assert session.asked[1:] == [("execute", "CREATE DATABASE x"), "cancelled", "closed"]
+    # Stopped before it began: nothing runs.
+    session = asyncpg_session(stop)
+    with pytest.raises(MakingStopped):
+        PostgreSQLClients().admin(SOCKET_URL, "CREATE DATABASE y", stop=stop)
+    assert session.asked[1:] == ["closed"]
+    # Not stopped: it runs to its end, as without a stop.
+    session = asyncpg_session(threading.Event())
+    assert PostgreSQLClients().admin(SOCKET_URL, "DROP DATABASE y", stop=session.stop) == "DONE"
+    assert session.asked[1:] == [("execute", "DROP DATABASE y"), "closed"]
 
 
 def test_a_stop_reaches_the_statements_making_a_postgresql_database(

@@ -90,12 +90,11 @@ class Clients(ABC):
     def empty(self, database: URL) -> None:
         """Empty `database` of every object a test may have made."""
 
+    @abstractmethod
     def create_database(self, server: URL, name: str, stop: threading.Event | None = None) -> URL:
         """A new database for a test run (dropped at its end). Setting `stop` while the server
         makes it raises MakingStopped where the server can be asked to cancel (PostgreSQL, whose
         CREATE DATABASE copies a template); MySQL makes one at once."""
-        self.admin(server, f"CREATE DATABASE {self.quote(name)}")
-        return server.set(database=name)
 
     def drop_database(self, server: URL, name: str) -> None:
         self.admin(server, self.drop_statement(self.quote(name)))
