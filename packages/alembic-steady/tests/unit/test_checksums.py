@@ -246,6 +246,38 @@ def test_an_edited_applied_revision_is_refused_with_its_lines(
     )
 
 
+def recorded_unparsed(script: ScriptDirectory, *revisions: str) -> dict[str, tuple[str, str, str]]:
+    """Records as a run writes them: each file's hash and text, its code not parsed."""
+    rows = {}
+    for revision in revisions:
+        path = Path(script.get_revision(revision).path)
+        rows[revision] = (fingerprint(path).file_sha256, "", path.read_text(encoding="utf-8"))
+    return rows
+
+
+def test_a_file_recorded_unparsed_is_compared_by_its_code_once_its_bytes_change(
+    script: ScriptDirectory, has_table: list[bool]
+) -> None:
+    """Reformatted or commented: it passes. Its code changed: refused, the lines shown as code
+    (what ran here from the recorded text, against the file now)."""
+    connection = Recording(recorded_unparsed(script, "a", "b", "c"))
+    path = Path(script.get_revision("b").path)
+    original = path.read_text(encoding="utf-8")
+    path.write_text(original.replace("    pass\n", "    pass  # nothing yet\n", 1), "utf-8")
+    Ledger(script).verify(connection, ["c"], MAKE)  # type: ignore[arg-type]
+    path.write_text(original.replace("    pass\n", "    x = 1\n", 1), encoding="utf-8")
+    with pytest.raises(CommandError) as refused:
+        Ledger(script).verify(connection, ["c"], MAKE)  # type: ignore[arg-type]
+    assert "differs from what ran here:\n  -    pass\n  +    x = 1\nA database" in str(
+        refused.value
+    )
+    # Unchanged bytes are not read at all: neither the recorded text nor the file's code.
+    path.write_text(original, encoding="utf-8")
+    connection.sent.clear()
+    Ledger(script).verify(connection, ["c"], MAKE)  # type: ignore[arg-type]
+    assert [sql for sql, _ in connection.sent if "code FROM" in sql] == []
+
+
 def test_a_long_edit_is_cut_and_every_edited_revision_named() -> None:
     old = "\n".join(f"x{i} = {i}" for i in range(20))
     new = "\n".join(f"x{i} = {i + 1}" for i in range(20))
@@ -288,19 +320,13 @@ def test_sync_writes_what_a_step_applied_and_forgets_what_it_undid(
     (forget, _), (insert, rows) = connection.sent
     assert forget == f"DELETE FROM {TABLE} WHERE {TABLE}.revision IN (__[POSTCOMPILE_revision_1])"
     assert insert.startswith(f"INSERT INTO {TABLE} (revision, file_sha256, code_sha256, code)")
+    # The file's bytes, unparsed: a run that applies revisions parses none of them.
     mark = fingerprint(script.get_revision("b").path)
+    text = Path(script.get_revision("b").path).read_text(encoding="utf-8")
     assert rows == [
-        {
-            "revision": "b",
-            "file_sha256": mark.file_sha256,
-            "code_sha256": mark.code_sha256,
-            "code": mark.code,
-        }
+        {"revision": "b", "file_sha256": mark.file_sha256, "code_sha256": "", "code": text}
     ]
-    assert ledger.records == {
-        "a": connection.rows["a"][:2],
-        "b": (mark.file_sha256, mark.code_sha256),
-    }
+    assert ledger.records == {"a": connection.rows["a"][:2], "b": (mark.file_sha256, "")}
     connection.sent.clear()
     ledger.sync(connection, ["b"])  # type: ignore[arg-type]
     assert connection.sent == []  # nothing changed, nothing sent
