@@ -27,6 +27,8 @@ from alembic_steady.tools import backup, plan
 ROWS = 2_000
 STOP_WRITERS = {"SHARE", "SHARE ROW EXCLUSIVE", "EXCLUSIVE", "ACCESS EXCLUSIVE"}
 HEAD = ({"alembic_version", "widget"}, {"c3"})
+# A session holding the template CREATE DATABASE copies: no database can be made meanwhile.
+HOLD_TEMPLATE = "COMMENT ON DATABASE template1 IS 'held by a test'"
 # The pending revisions, each a classic case a reviewer must see before the deploy.
 PENDING = [
     (
@@ -220,7 +222,7 @@ def test_a_target_at_head_has_nothing_to_plan(planned: Project, server_url: URL)
     with new_database(server_url) as name:
         url = server_url.set(database=name)
         Migrations(planned).upgrade(url=url)
-        with session_holding(server_url, "COMMENT ON DATABASE template1 IS 'held by a test'"):
+        with session_holding(server_url, HOLD_TEMPLATE):
             try:
                 answered = demo_project.module_cli(planned, "plan", url=url, timeout=30)
             except subprocess.TimeoutExpired:
@@ -229,6 +231,65 @@ def test_a_target_at_head_has_nothing_to_plan(planned: Project, server_url: URL)
         result = answered
         assert result.returncode == 0, result.stdout
         assert "The database is at h8. No pending revisions" in result.stdout
+        assert not scratch_left(url)
+
+
+def test_a_target_it_cannot_read_ends_the_plan_without_waiting_for_the_scratch_database(
+    planned: Project, server_url: URL
+) -> None:
+    """The scratch database, being made while the target is read, is stopped when the read
+    fails: the plan answers while the server cannot make one, and leaves none."""
+    missing = server_url.set(database="no_such_database_here")
+    scratch = server_url.render_as_string(hide_password=False)
+    with session_holding(server_url, HOLD_TEMPLATE):
+        try:
+            answered = demo_project.module_cli(
+                planned, "plan", url=missing, env={"PLAN_SCRATCH_URL": scratch}, timeout=30
+            )
+        except subprocess.TimeoutExpired:
+            answered = None
+    assert answered, "it waited for a scratch database it had no use for"
+    assert answered.returncode == 1 and "Nothing planned:" in answered.stdout, answered.stdout
+    assert ".." not in answered.stdout
+    left = rows(server_url, "SELECT datname FROM pg_database WHERE datname LIKE '%\\_plan\\_%'")
+    assert not [name for (name,) in left if name.startswith(f"{server_url.database}_plan_")]
+
+
+# A revision that takes a session-level advisory lock outside a transaction, drops a table and
+# lets the lock go: the probe runs the statements once more and rolls back, which keeps such a
+# lock, and the real run then waited for the probe's session for ever.
+SESSION_LOCKED = [
+    (
+        "d4",
+        "    with op.get_context().autocommit_block():\n"
+        '        op.execute("SELECT pg_advisory_lock(424242)")\n'
+        '        op.execute("DROP TABLE widget")\n'
+        '        op.execute("SELECT pg_advisory_unlock(424242)")',
+        "    pass",
+        "drop widget under an advisory lock",
+    )
+]
+
+
+def test_a_lock_the_probe_took_for_its_session_is_let_go_and_a_dropped_table_is_named(
+    server_url: URL,
+) -> None:
+    project = demo_project.with_revisions("postgresql", "plan_session_lock", SESSION_LOCKED)
+    with new_database(server_url) as name:
+        url = server_url.set(database=name)
+        Migrations(project).upgrade("c3", url=url)
+        try:
+            answered = demo_project.module_cli(project, "plan", url=url, timeout=60)
+        except subprocess.TimeoutExpired:
+            answered = None
+        assert answered, "the real run waited for the lock the probe's session kept"
+        assert answered.returncode == 0, answered.stdout
+        block = revision_block(answered.stdout, "d4")
+        # Named as it was before the statement dropped it, not by its oid.
+        assert (
+            "ACCESS EXCLUSIVE on public.widget" in block or "ACCESS EXCLUSIVE on widget" in block
+        ), block
+        assert not re.search(r" on \d+\b", block), block
         assert not scratch_left(url)
 
 

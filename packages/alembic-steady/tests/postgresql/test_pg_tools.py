@@ -797,7 +797,7 @@ def test_sigterm_mid_rehearsal_drops_the_scratch_database(source: tuple[URL, Pat
         if process.poll() is None:
             process.kill()
     assert process.returncode == 128 + signal.SIGTERM, output
-    assert "Interrupted by SIGTERM: the scratch database was dropped" in output
+    assert "Interrupted by SIGTERM: no scratch database is left" in output
     assert "Traceback" not in output, output
     assert not scratch_databases(url)
     assert rows(url, sleeping) == [(0,)]

@@ -56,6 +56,9 @@ STAND_IN = """#!/usr/bin/env python3
 import json, os, sys
 args = sys.argv[1:]
 excluded = args[args.index("--exclude") + 1] if "--exclude" in args else "none"
+if "no-such-rule" in excluded:
+    print("error: invalid value 'no-such-rule' for '--exclude <rule>'", file=sys.stderr)
+    sys.exit(2)
 with open(os.environ["SQUAWK_LOG"], "a") as log:
     log.write(json.dumps(args) + "\\n")
 for name in args:
@@ -98,3 +101,26 @@ def test_revisions_leaving_out_the_same_rules_share_one_run_of_squawk(
     }
     runs = [json.loads(line) for line in log.read_text().splitlines()]
     assert sorted(sum(name.endswith(".sql") for name in run) for run in runs) == [1, 1, 2]
+
+
+def test_a_run_of_squawk_that_fails_says_so_under_each_of_its_revisions(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """A mistyped rule in a revision's `# squawk-ignore:` line (or in .squawk.toml) stops squawk
+    before it reads anything: its revisions must not read as having no findings."""
+    squawk = tmp_path / "squawk"
+    squawk.write_text(STAND_IN, encoding="utf-8")
+    squawk.chmod(0o755)
+    monkeypatch.setenv("SQUAWK_LOG", str(tmp_path / "runs.log"))
+    versions, sql = tmp_path / "versions", tmp_path / "sql"
+    versions.mkdir()
+    sql.mkdir()
+    mistyped = revision(versions, "a1", "# squawk-ignore: no-such-rule\n")
+    rendered = [(mistyped, "SELECT 1;", False), (revision(versions, "a2"), "SELECT 2;", False)]
+    found = squawk_lines(str(squawk), make_project(tmp_path), rendered, str(sql))
+    assert found == {
+        "a1": [
+            "not linted: squawk failed: error: invalid value 'no-such-rule' for '--exclude <rule>'"
+        ],
+        "a2": ["warning: read a2.sql without none"],
+    }

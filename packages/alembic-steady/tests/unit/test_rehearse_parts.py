@@ -230,7 +230,7 @@ def test_an_interrupted_rehearsal_says_what_it_left(
     monkeypatch.setattr(rehearse, "parse", interrupted)
     assert rehearse.main(configured(tmp_path, LOCAL), []) == status
     assert capsys.readouterr().err == (
-        f"Interrupted by {name}: the scratch database was dropped; nothing else was changed.\n"
+        f"Interrupted by {name}: no scratch database is left; nothing else was changed.\n"
     )
 
 

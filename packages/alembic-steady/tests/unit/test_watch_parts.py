@@ -165,15 +165,24 @@ class Session:
         # The tables it is told of, where their file or scans differ from what it is told.
         known = zip(parameters["oids"], parameters["files"], parameters["scans"], strict=True)
         names = {number: name for name, number in self.oids.items()}
+        # A table dropped since is in no catalog row: neither changed nor named (regclass shows
+        # its oid).
         changed = [
             ("t", names[number], "", *self.tables[names[number]])
             for number, node, scans in known
-            if self.tables[names[number]] != (node, int(scans))  # text[], cast to bigint
+            if names[number] in self.tables
+            and self.tables[names[number]] != (node, int(scans))  # text[], cast to bigint
         ]
         # The locks on those tables it did not hold already, as it is told.
         held = set(zip(parameters["held_oids"], parameters["held_modes"], strict=True))
         locks = [
-            ("l", relation, mode, self.oid(relation), 0)
+            (
+                "l",
+                relation if relation in self.tables else str(self.oid(relation)),
+                mode,
+                self.oid(relation),
+                0,
+            )
             for relation, mode in sorted(self.locks)
             if self.oid(relation) in parameters["oids"] and (self.oid(relation), mode) not in held
         ]
@@ -462,6 +471,23 @@ def test_the_toolkits_bookkeeping_is_neither_read_around_probed_nor_listed(
     assert (prober.asked if autocommit else session.asked) and len(watched.statements) == 1
 
 
+def test_a_table_the_statement_drops_is_named_as_it_was_not_by_its_oid(
+    events: Events, clock: Clock
+) -> None:
+    """Read after the statement, a dropped table's lock names its oid (regclass finds no name):
+    the plan's lines would change from run to run, and its rows would count for nothing."""
+    run = revision("DROP TABLE orders")
+    session = Session(run)
+
+    def drops(session: Session) -> None:
+        del session.tables["public.orders"]
+        session.locks.add(("public.orders", "AccessExclusiveLock"))
+
+    with pg_watching(events, clock, session) as (watching, watched):
+        watching.run("DROP TABLE orders", drops)
+    assert watched.statements[0].locks == [("public.orders", "AccessExclusiveLock")]
+
+
 def test_a_statement_beside_the_revisions_is_listed_only_if_it_locks_a_table(
     events: Events, clock: Clock
 ) -> None:
@@ -744,13 +770,19 @@ class ProbeSession:
         self.change = change
         self.log: list[Any] = []
 
-    async def execute(self, query: Any) -> list[tuple[Any, ...]]:
+    async def execute(self, query: Any, parameters: Any = None) -> list[tuple[Any, ...]]:
         sql = str(query)
         self.log.append(sql)
+        if sql == postgresql_watch.PROBE_LOCKS:
+            assert parameters == {"oids": [1, 2]}  # the tables there before the statement
         if sql == TABLES_HERE:
-            return [(name, node, scans, 1) for name, (node, scans) in self.tables.items()]
-        assert sql == postgresql_watch.LOCKS_HERE, sql
-        return sorted(self.locks)
+            oids = {ITEM: 1, "public.orders": 2}
+            return [(name, node, scans, oids[name]) for name, (node, scans) in self.tables.items()]
+        if sql == "SELECT pg_advisory_unlock_all()":
+            self.locks -= {(None, "advisory")}
+            return [(True,)]
+        assert sql == postgresql_watch.PROBE_LOCKS, sql
+        return sorted(self.locks, key=str)
 
     async def exec_driver_sql(self, statement: str, parameters: Any) -> None:
         self.log.append(("run", statement, parameters))
@@ -776,14 +808,29 @@ def test_the_probe_reads_a_statements_locks_rewrites_and_reads_then_rolls_it_bac
     assert session.log == [
         TABLES_HERE,
         ("run", "UPDATE ...", {"x": 1}),
-        postgresql_watch.LOCKS_HERE,
+        postgresql_watch.PROBE_LOCKS,
         TABLES_HERE,
         "rollback",
     ]
     # The locks it asks for: the session's own.
-    assert "pg_backend_pid()" in postgresql_watch.LOCKS_HERE and ":pid" not in (
-        postgresql_watch.LOCKS_HERE
+    assert "pg_backend_pid()" in postgresql_watch.PROBE_LOCKS and ":pid" not in (
+        postgresql_watch.PROBE_LOCKS
     )
+
+
+def test_an_advisory_lock_the_probed_statement_took_is_released_after_its_rollback() -> None:
+    """Taken for the session (pg_advisory_lock), a rollback keeps it: the real run of the
+    statement would wait for the probe's session for ever. A table it dropped is named."""
+
+    def change(session: ProbeSession) -> None:
+        del session.tables["public.orders"]
+        session.locks |= {(None, "advisory"), ("2", "AccessExclusiveLock")}  # type: ignore[arg-type]
+
+    session = ProbeSession(change)
+    probed = asyncio.run(postgresql_watch._probe(session, "SELECT pg_advisory_lock(1)", None))
+    assert probed == ({("public.orders", "AccessExclusiveLock")}, [], [])
+    assert session.log[-3:] == ["rollback", "SELECT pg_advisory_unlock_all()", "rollback"]
+    assert (None, "advisory") not in session.locks
 
 
 def test_a_table_is_rewritten_or_read_whole_between_two_readings() -> None:

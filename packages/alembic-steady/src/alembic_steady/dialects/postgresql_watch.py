@@ -48,7 +48,17 @@ LOCKS = f"""
 SELECT relation::regclass::text, mode FROM pg_locks
  WHERE pid = :pid AND locktype = 'relation' AND granted AND relation IN ({_RELATIONS})
 """
-LOCKS_HERE = LOCKS.replace(":pid", "pg_backend_pid()")
+# The probe's reading after its statement: its relation locks (those it dropped too, known by
+# :oids, the tables there before it), and a row without a relation when it holds an advisory
+# lock, which its rollback does not release if the statement took it for the session
+# (pg_advisory_lock): held on, it would stop the real run of the statement.
+PROBE_LOCKS = f"""
+SELECT relation::regclass::text, mode FROM pg_locks
+ WHERE pid = pg_backend_pid() AND locktype = 'relation' AND granted
+   AND (relation IN ({_RELATIONS}) OR relation = ANY(CAST(:oids AS oid[])))
+UNION ALL
+SELECT NULL, 'advisory' FROM pg_locks WHERE pid = pg_backend_pid() AND locktype = 'advisory'
+"""
 # Each table's file on disk and the sequential scans of it so far in this session's transaction
 # (statistics not yet sent: a delta over one statement is that statement's), and its oid.
 TABLES_HERE = f"""
@@ -252,16 +262,22 @@ class Prober(threading.Thread):
 
 
 async def _probe(connection: Any, statement: str, parameters: Any) -> Probed:
-    tables = {name: (node, scans) for name, node, scans, _ in await _all(connection, TABLES_HERE)}
+    read = await _all(connection, TABLES_HERE)
+    tables = {name: (node, scans) for name, node, scans, _ in read}
+    oids = {name: oid for name, _, _, oid in read}
     await connection.exec_driver_sql(statement, parameters)
-    locks = {(relation, mode) for relation, mode in await _all(connection, LOCKS_HERE)}
+    found = await _all(connection, PROBE_LOCKS, {"oids": list(oids.values())})
+    locks = {(_named(shown, oids), mode) for shown, mode in found if shown is not None}
     rewrites, scans = _changes(tables, await _all(connection, TABLES_HERE))
     await connection.rollback()
+    if len(locks) < len(found):
+        await connection.execute(text("SELECT pg_advisory_unlock_all()"))
+        await connection.rollback()
     return locks, rewrites, scans
 
 
-async def _all(connection: Any, query: str) -> list[Any]:
-    return list(await connection.execute(text(query)))
+async def _all(connection: Any, query: str, parameters: dict[str, Any] | None = None) -> list[Any]:
+    return list(await connection.execute(text(query), parameters))
 
 
 def unmeasured(statement: str, context: Any) -> bool:
@@ -275,6 +291,14 @@ def _touches_none(statement: str, tables: Iterable[str]) -> bool:
         return False
     words = {word.lower() for word in _WORD.findall(statement)}
     return not any(name.rpartition(".")[2].strip('"').lower() in words for name in tables)
+
+
+def _named(shown: str, oids: dict[str, int]) -> str:
+    """A relation as `regclass` shows it, or, once the statement dropped it (`regclass` then
+    shows its oid), by the name it had before (`oids`: name -> oid, read before it)."""
+    if not shown.isdigit():
+        return shown
+    return next((name for name, oid in oids.items() if oid == int(shown)), shown)
 
 
 def _changes(before: dict[str, tuple[int, int]], after: list[Any]) -> tuple[list[str], list[str]]:
@@ -400,7 +424,8 @@ class PostgreSQLWatch:
                     scans = sorted(relation for relation, mode in took if mode == _BUILDS_UNDER)
             else:
                 took = set()
-                for kind, relation, mode, oid, _ in state:
+                for kind, shown, mode, oid, _ in state:
+                    relation = _named(shown, oids)
                     if kind == "l" and (relation, mode) not in holding:
                         holding[(relation, mode)] = started[0]
                         held.append((oid, mode))

@@ -151,6 +151,11 @@ def squawk_lines(
     for excluded, files in groups.items():
         args = squawk_args(squawk, list(files), list(excluded), gcc=True)
         result = subprocess.run(args, check=False, capture_output=True, text=True)
+        if result.returncode not in (0, 1):  # 1: findings; else squawk did not lint them
+            said = next((line for line in result.stderr.splitlines() if line.strip()), "")
+            for name in files.values():
+                found[name].append(f"not linted: squawk failed: {said or result.returncode}")
+            continue
         by_path = {str(path): revision for path, revision in files.items()}
         for line in result.stdout.splitlines():
             path = line.partition(":")[0]

@@ -184,10 +184,15 @@ def scratch_database(
         except MakingStopped:
             return None
         except Exception as exc:
+            where = (
+                f"point {SCRATCH_VARIABLE} at another server"
+                if os.environ.get(SCRATCH_VARIABLE)
+                else f"set {SCRATCH_VARIABLE} to a server"
+            )
             raise PlanError(
                 f"cannot create the scratch database on {server.host or 'the local server'}: "
-                f"{dialect.first_line(exc)}; set {SCRATCH_VARIABLE} to a server where the plan "
-                "may create one (e.g. make db-up's)"
+                f"{dialect.first_line(exc).rstrip('.')}; {where} where the plan may create one "
+                "(e.g. make db-up's)"
             ) from None
         return url
 
@@ -195,7 +200,9 @@ def scratch_database(
     try:
         yield making, unneeded
     finally:
-        # Waits until it is made, or not.
+        # Whatever ends the plan (its report, a failure reading the target, SIGTERM) has no use
+        # for a database still being made: its making is stopped, not waited for.
+        unneeded.set()
         if making.exception() is None and making.result() is not None:
             databases.__exit__(None, None, None)
 
@@ -453,7 +460,10 @@ def as_markdown(report: Report) -> str:
     lines.append(f"The database is at `{', '.join(report.at) or 'base'}`.")
     for plan in report.revisions:
         lines += ["", f"#### `{plan.revision}` {plan.doc}{phase_said(plan)}", ""]
-        lines += ["| # | statement | locks, rewrites | transaction |", "|---|---|---|---|"]
+        if plan.statements:
+            lines += ["| # | statement | locks, rewrites | transaction |", "|---|---|---|---|"]
+        else:
+            lines.append("No statement runs on the scratch copy.")
         for number, statement in enumerate(plan.statements, 1):
             facts = statement_facts(statement, report)
             sql = short(statement.sql).replace("|", "\\|")
@@ -505,7 +515,7 @@ def main(project: Project, argv: list[str]) -> int:
     try:
         report = plan_report(project, settings)
     except (PlanError, CommandError) as exc:
-        print(f"Nothing planned: {exc}.", file=sys.stderr)
+        print(f"Nothing planned: {str(exc).rstrip('.')}.", file=sys.stderr)
         return 1
     except (Stopped, KeyboardInterrupt) as exc:
         return interrupted(exc, "the target was only read")

@@ -365,8 +365,7 @@ def interrupted(exc: BaseException, otherwise: str) -> int:
     (`otherwise`); its exit status."""
     signum = exc.signum if isinstance(exc, Stopped) else signal.SIGINT
     print(
-        f"Interrupted by {signal.Signals(signum).name}: the scratch database was dropped; "
-        f"{otherwise}.",
+        f"Interrupted by {signal.Signals(signum).name}: no scratch database is left; {otherwise}.",
         file=sys.stderr,
     )
     return 128 + signum
