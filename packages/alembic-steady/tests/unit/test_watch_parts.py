@@ -1612,3 +1612,10 @@ def test_mysql_a_watch_stops_listening_when_its_revision_ends(
     assert all(not fns for fns in events.listening.values())
     with my_watching(events, monkeypatch):
         events.listening.clear()
+
+
+def test_a_relation_is_named_by_regclass_or_else_by_its_name_before_the_statement() -> None:
+    known = {"public.item": 16384, "app.order": 16390}
+    assert postgresql_watch._named("public.item", known) == "public.item"
+    assert postgresql_watch._named("16390", known) == "app.order"  # dropped by the statement
+    assert postgresql_watch._named("16999", known) == "16999"  # never known: its oid, as shown
