@@ -167,15 +167,16 @@ def scratch_server(target: URL, backend: str) -> URL:
 @contextmanager
 def scratch_database(
     server: URL | None, dialect: Dialect, pool: Executor
-) -> Iterator[tuple["Future[URL | None] | None", threading.Event]]:
+) -> Iterator["Future[URL | None] | None"]:
     """The plan's scratch database on `server`, made in `pool` while the caller goes on (none
     without a server): the future's result is its URL, or a PlanError saying why the server
-    would not make one; None once the event is set (the plan has no use for it) before it was
-    made. Once made, it is dropped at the end whatever happened."""
-    unneeded = threading.Event()
+    would not make one. Whatever ends the block (the report, a failure reading the target,
+    SIGTERM) stops its making if it is still being made (the result is then None), and drops
+    it once made."""
     if server is None:
-        yield None, unneeded
+        yield None
         return
+    unneeded = threading.Event()
     databases = dialect.clients().scratch_databases(server, "plan", "copy", stop=unneeded)
 
     def make() -> URL | None:
@@ -198,10 +199,9 @@ def scratch_database(
 
     making = pool.submit(make)
     try:
-        yield making, unneeded
+        yield making
     finally:
-        # Whatever ends the plan (its report, a failure reading the target, SIGTERM) has no use
-        # for a database still being made: its making is stopped, not waited for.
+        # A database still being made is of no use any more: stopped, not waited for.
         unneeded.set()
         if making.exception() is None and making.result() is not None:
             databases.__exit__(None, None, None)
@@ -350,12 +350,11 @@ def plan_report(project: Project, settings: MigrationSettings) -> Report:
     # on. With nothing pending, its making is stopped.
     with (
         ThreadPoolExecutor(max_workers=2) as pool,
-        scratch_database(server, dialect, pool) as (making, unneeded),
+        scratch_database(server, dialect, pool) as making,
     ):
         target = target_of(project, settings, dialect)
         revisions = migrations.pending(target.heads, script)
-        if not revisions:
-            unneeded.set()
+        if not revisions:  # the scratch database's making is stopped on the way out
             return Report(sorted(target.heads), "", threshold, target.sizes, [], dialect)
         if making is None:
             scratch_server(url, project.dialect)  # says why there is no server to measure on
@@ -366,7 +365,7 @@ def plan_report(project: Project, settings: MigrationSettings) -> Report:
         # commands share module state, one at a time.
         with squawk_findings(project, phases, revisions, pool) as squawked:
             scratch = making.result()
-            assert scratch is not None  # stopped only with nothing pending
+            assert scratch is not None  # stopped only once the block ends
             # On a session of its own while the revisions run: one round trip less on their path.
             version = pool.submit(dialect.clients().version, scratch)
             measured = measure(project, dialect, scratch, settings, revisions)
