@@ -224,7 +224,7 @@ def test_a_target_at_head_has_nothing_to_plan(planned: Project, server_url: URL)
         Migrations(planned).upgrade(url=url)
         with session_holding(server_url, HOLD_TEMPLATE):
             try:
-                answered = demo_project.module_cli(planned, "plan", url=url, timeout=30)
+                answered = demo_project.module_cli(planned, "plan", url=url, timeout=15)
             except subprocess.TimeoutExpired:
                 answered = None
         assert answered, "it waited for a scratch database it had no use for"
@@ -244,7 +244,7 @@ def test_a_target_it_cannot_read_ends_the_plan_without_waiting_for_the_scratch_d
     with session_holding(server_url, HOLD_TEMPLATE):
         try:
             answered = demo_project.module_cli(
-                planned, "plan", url=missing, env={"PLAN_SCRATCH_URL": scratch}, timeout=30
+                planned, "plan", url=missing, env={"PLAN_SCRATCH_URL": scratch}, timeout=15
             )
         except subprocess.TimeoutExpired:
             answered = None
@@ -279,7 +279,7 @@ def test_a_lock_the_probe_took_for_its_session_is_let_go_and_a_dropped_table_is_
         url = server_url.set(database=name)
         Migrations(project).upgrade("c3", url=url)
         try:
-            answered = demo_project.module_cli(project, "plan", url=url, timeout=60)
+            answered = demo_project.module_cli(project, "plan", url=url, timeout=30)
         except subprocess.TimeoutExpired:
             answered = None
         assert answered, "the real run waited for the lock the probe's session kept"
