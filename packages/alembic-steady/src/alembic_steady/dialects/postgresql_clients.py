@@ -551,8 +551,10 @@ class PostgreSQLClients(Clients):
             return await connection.execute(statement)
 
         async def stoppable(connection: Any, statement: str) -> object:
+            if stop is None:
+                return await one(connection, statement)
             running = asyncio.ensure_future(one(connection, statement))
-            while stop is not None and not running.done():
+            while not running.done():
                 await asyncio.wait({running}, timeout=_STOP_HEARD)
                 if stop.is_set() and not running.done():
                     running.cancel()

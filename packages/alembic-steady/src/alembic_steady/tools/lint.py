@@ -116,10 +116,11 @@ def squawk_program() -> str | None:
     return shutil.which("squawk", path=str(Path(sys.executable).parent)) or shutil.which("squawk")
 
 
-def excluded_rules(project: Project, revision: Script, post: bool) -> list[str]:
-    """The rules squawk leaves out for one revision: the project's, the revision's accepted
-    ones and, for a post revision, those against removing what the old release used."""
-    excluded = project_excluded_rules(project.folder) + accepted_rules(Path(revision.path))
+def excluded_rules(project_rules: list[str], revision: Script, post: bool) -> list[str]:
+    """The rules squawk leaves out for one revision: the project's (`project_rules`), the
+    revision's accepted ones and, for a post revision, those against removing what the old
+    release used."""
+    excluded = project_rules + accepted_rules(Path(revision.path))
     return excluded + POST_PHASE_ALLOWS if post else excluded
 
 
@@ -143,9 +144,10 @@ def squawk_lines(
     """squawk's findings for each revision's SQL in `rendered` (revision, SQL, post), a line
     each, by revision (`make plan`). Revisions that leave out the same rules share one run of
     squawk: a run costs milliseconds to start, more than it takes to read a revision."""
-    groups: dict[tuple[str, ...], dict[Path, str]] = {}
+    project_rules = project_excluded_rules(project.folder)
+    groups: dict[tuple[str, ...], dict[Path, str]] = {}  # rules left out -> file -> revision
     for revision, sql, post in rendered:
-        files = groups.setdefault(tuple(excluded_rules(project, revision, post)), {})
+        files = groups.setdefault(tuple(excluded_rules(project_rules, revision, post)), {})
         files[sql_file(revision, sql, tmp)] = revision.revision
     found: dict[str, list[str]] = {revision.revision: [] for revision, _, _ in rendered}
     for excluded, files in groups.items():
@@ -199,6 +201,7 @@ def main(project: Project, argv: list[str]) -> int:
     if squawk is None:
         print("squawk is not installed: run `make install` (it comes with squawk-cli).")
         return 1
+    project_rules = project_excluded_rules(project.folder)
     flagged: list[str] = []
     unrendered = 0
     with tempfile.TemporaryDirectory() as tmp:
@@ -223,7 +226,7 @@ def main(project: Project, argv: list[str]) -> int:
             # squawk colours its report regardless (and ignores NO_COLOR): plain lines in logs
             # and CI instead, one finding per line.
             gcc = not sys.stdout.isatty()
-            excluded = excluded_rules(project, revision, revision.revision in phases.post)
+            excluded = excluded_rules(project_rules, revision, revision.revision in phases.post)
             args = squawk_args(squawk, [sql_file(revision, sql, tmp)], excluded, gcc=gcc)
             result = subprocess.run(args, check=False)
             if result.returncode != 0:
