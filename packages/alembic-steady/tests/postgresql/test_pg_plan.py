@@ -89,6 +89,17 @@ def target(planned: Project, server_url: URL) -> Iterator[URL]:
         yield url
 
 
+def plan_within(
+    project: Project, url: URL, seconds: float, **env: str
+) -> subprocess.CompletedProcess[str] | None:
+    """`plan` in a process of its own; None when it has not answered within `seconds` (told
+    apart from a slow answer by the caller's assertion, not by the timeout's own error)."""
+    try:
+        return demo_project.module_cli(project, "plan", url=url, env=env, timeout=seconds)
+    except subprocess.TimeoutExpired:
+        return None
+
+
 def scratch_left(url: URL) -> list[str]:
     def read(connection: Connection) -> list[str]:
         query = text("SELECT datname FROM pg_database WHERE datname LIKE :pattern")
@@ -223,12 +234,8 @@ def test_a_target_at_head_has_nothing_to_plan(planned: Project, server_url: URL)
         url = server_url.set(database=name)
         Migrations(planned).upgrade(url=url)
         with session_holding(server_url, HOLD_TEMPLATE):
-            try:
-                answered = demo_project.module_cli(planned, "plan", url=url, timeout=15)
-            except subprocess.TimeoutExpired:
-                answered = None
-        assert answered, "it waited for a scratch database it had no use for"
-        result = answered
+            result = plan_within(planned, url, 15)
+        assert result, "it waited for a scratch database it had no use for"
         assert result.returncode == 0, result.stdout
         assert "The database is at h8. No pending revisions" in result.stdout
         assert not scratch_left(url)
@@ -242,12 +249,7 @@ def test_a_target_it_cannot_read_ends_the_plan_without_waiting_for_the_scratch_d
     missing = server_url.set(database="no_such_database_here")
     scratch = server_url.render_as_string(hide_password=False)
     with session_holding(server_url, HOLD_TEMPLATE):
-        try:
-            answered = demo_project.module_cli(
-                planned, "plan", url=missing, env={"PLAN_SCRATCH_URL": scratch}, timeout=15
-            )
-        except subprocess.TimeoutExpired:
-            answered = None
+        answered = plan_within(planned, missing, 15, PLAN_SCRATCH_URL=scratch)
     assert answered, "it waited for a scratch database it had no use for"
     assert answered.returncode == 1 and "Nothing planned:" in answered.stdout, answered.stdout
     assert ".." not in answered.stdout
@@ -278,10 +280,7 @@ def test_a_lock_the_probe_took_for_its_session_is_let_go_and_a_dropped_table_is_
     with new_database(server_url) as name:
         url = server_url.set(database=name)
         Migrations(project).upgrade("c3", url=url)
-        try:
-            answered = demo_project.module_cli(project, "plan", url=url, timeout=30)
-        except subprocess.TimeoutExpired:
-            answered = None
+        answered = plan_within(project, url, 30)
         assert answered, "the real run waited for the lock the probe's session kept"
         assert answered.returncode == 0, answered.stdout
         block = revision_block(answered.stdout, "d4")
