@@ -57,6 +57,9 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
         "#!/bin/sh\n"
         f'echo "$@" >> {tmp_path}/squawk-args\n'
         f'cat "$1" >> {tmp_path}/squawk-sql\n'
+        # squawk's answer to a rule it does not know: exit code 2, nothing linted.
+        'case "$*" in *no-such-rule*) echo "error: invalid value '
+        "'no-such-rule' for '--exclude <rule>'\" >&2; exit 2;; esac\n"
         'grep -q "LOCK TABLE" "$1" && exit 1\n'
         "exit 0\n",
         encoding="utf-8",
@@ -214,3 +217,28 @@ def test_on_a_terminal_squawk_reports_in_its_own_format(
     assert lint.main(project, []) == 0
     args = (project.folder / "squawk-args").read_text(encoding="utf-8").split()
     assert len(args) == 1 and args[0].endswith("a1_step.sql")
+
+
+def test_a_revision_squawk_fails_on_is_named_and_fails_the_lint(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """squawk exits 2 on a rule name it does not know and lints nothing: the revision that
+    names it is said, with squawk's error, and is not counted as a revision with findings."""
+    revision(project, "a1", None, 'op.execute("LOCK TABLE item")')
+    revision(project, "b2", "a1", "pass", "# squawk-ignore: no-such-rule")
+    assert lint.main(project, []) == 1
+    assert capsys.readouterr().out == (
+        "b2_step.py: not linted: squawk failed: error: invalid value 'no-such-rule' for "
+        "'--exclude <rule>'\n"
+        "squawk: 1 revision(s) with findings:\n"
+        "  a1_step.py\n"
+        f"{lint.ACCEPT_HINT}\n"
+        "squawk failed on 1 revision(s), which were not linted: fix what it says (a rule named "
+        "in `# squawk-ignore:` or .squawk.toml), then run again.\n"
+    )
+
+    revision(project, "a1", None, "pass")
+    assert lint.main(project, []) == 1
+    out = capsys.readouterr().out
+    assert "b2_step.py: not linted: squawk failed" in out
+    assert "no findings" not in out

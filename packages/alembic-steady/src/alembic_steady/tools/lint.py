@@ -138,6 +138,13 @@ def squawk_args(squawk: str, files: list[Path], excluded: list[str], gcc: bool) 
     return [*args, "--exclude", ",".join(excluded)] if excluded else args
 
 
+def squawk_failed(result: "subprocess.CompletedProcess[str]") -> str:
+    """What a run of squawk that linted nothing said (its exit code 2: e.g. a rule name it does
+    not know, in `# squawk-ignore:` or .squawk.toml)."""
+    said = next((line for line in result.stderr.splitlines() if line.strip()), "")
+    return f"not linted: squawk failed: {said or f'exit code {result.returncode}'}"
+
+
 def squawk_lines(
     squawk: str, project: Project, rendered: list[tuple[Script, str, bool]], tmp: str
 ) -> dict[str, list[str]]:
@@ -154,9 +161,8 @@ def squawk_lines(
         args = squawk_args(squawk, list(files), list(excluded), gcc=True)
         result = subprocess.run(args, check=False, capture_output=True, text=True)
         if result.returncode not in (0, 1):  # 1: findings; else squawk did not lint them
-            said = next((line for line in result.stderr.splitlines() if line.strip()), "")
             for name in files.values():
-                found[name].append(f"not linted: squawk failed: {said or result.returncode}")
+                found[name].append(squawk_failed(result))
             continue
         by_path = {str(path): revision for path, revision in files.items()}
         for line in result.stdout.splitlines():
@@ -203,7 +209,7 @@ def main(project: Project, argv: list[str]) -> int:
         return 1
     project_rules = project_excluded_rules(project.folder)
     flagged: list[str] = []
-    unrendered = 0
+    unrendered = unlinted = 0
     with tempfile.TemporaryDirectory() as tmp:
         for revision in reversed(list(script.walk_revisions())):
             if isinstance(revision.down_revision, tuple):
@@ -228,15 +234,20 @@ def main(project: Project, argv: list[str]) -> int:
             gcc = not sys.stdout.isatty()
             excluded = excluded_rules(project_rules, revision, revision.revision in phases.post)
             args = squawk_args(squawk, [sql_file(revision, sql, tmp)], excluded, gcc=gcc)
-            result = subprocess.run(args, check=False)
-            if result.returncode != 0:
+            # Its findings reach the terminal as it writes them; an error of its own is said
+            # under the revision's name, which squawk's message does not give.
+            result = subprocess.run(args, check=False, stderr=subprocess.PIPE, text=True)
+            if result.returncode == 1:
                 flagged.append(Path(revision.path).name)
+            elif result.returncode != 0:
+                print(f"{Path(revision.path).name}: {squawk_failed(result)}")
+                unlinted += 1
     if flagged:
         print(f"squawk: {len(flagged)} revision(s) with findings:")
         for name in flagged:
             print(f"  {name}")
         print(ACCEPT_HINT)
-    else:
+    elif not unlinted:
         print("squawk: no findings.")
     if unrendered:
         print(
@@ -244,4 +255,9 @@ def main(project: Project, argv: list[str]) -> int:
             "revision must read the database, accept it in its file: "
             "`# lint-migrations: not offline: <why>`."
         )
-    return 1 if flagged or unrendered or broken else 0
+    if unlinted:
+        print(
+            f"squawk failed on {unlinted} revision(s), which were not linted: fix what it "
+            "says (a rule named in `# squawk-ignore:` or .squawk.toml), then run again."
+        )
+    return 1 if flagged or unrendered or unlinted or broken else 0
