@@ -292,6 +292,51 @@ def test_a_lock_the_probe_took_for_its_session_is_let_go_and_a_dropped_table_is_
         assert not scratch_left(url)
 
 
+# A data migration reading the rows it changes, then a change of schema: on the empty copy the
+# first finds no row and runs none of its UPDATEs.
+READS_ROWS = [
+    (
+        "d4",
+        "    bind = op.get_bind()\n"
+        '    for (key,) in bind.execute(sa.text("SELECT id FROM widget")).all():\n'
+        '        bind.execute(sa.text("UPDATE widget SET name = name WHERE id = :i"), {"i": key})',
+        "    pass",
+        "touch each widget",
+    ),
+    (
+        "e5",
+        '    op.add_column("widget", sa.Column("note", sa.String(), nullable=True))',
+        '    op.drop_column("widget", "note")',
+        "add a nullable column",
+    ),
+]
+
+
+def test_a_revision_whose_queries_read_rows_is_said_to_depend_on_them(server_url: URL) -> None:
+    """On the empty copy a data migration's query finds no row, so the plan cannot list what
+    it does with them: it says so, naming the table and its rows on the target."""
+    project = demo_project.with_revisions("postgresql", "plan_reads_rows", READS_ROWS)
+    with new_database(server_url) as name:
+        url = server_url.set(database=name)
+        Migrations(project).upgrade("c3", url=url)
+        execute(url, "INSERT INTO widget (name) SELECT 'w' || g FROM generate_series(1, 50) g")
+        execute(url, "ANALYZE widget")
+        answered = cli(project, url, "plan")
+        assert answered.returncode == 0, answered.stdout
+        said = re.compile(
+            r"reads rows of (public\.)?widget \([\d,]+ rows\): on the empty copy its queries "
+            r"found none, so what it does with them is not in this plan \(make rehearse runs "
+            r"it on the data\)"
+        )
+        assert said.search(revision_block(answered.stdout, "d4")), answered.stdout
+        assert "reads rows of" not in revision_block(answered.stdout, "e5"), answered.stdout
+        data = json.loads(cli(project, url, "plan", "--format", "json").stdout)
+        assert [plan["queries"] for plan in data["revisions"]] in (
+            [["widget"], []],
+            [["public.widget"], []],
+        ), data
+
+
 def test_bad_input_is_refused_with_the_fix(planned: Project, target: URL) -> None:
     far = target.set(host="db.example.com")
     result = cli(planned, far, "plan", PLAN_SCRATCH_URL="not a url")
