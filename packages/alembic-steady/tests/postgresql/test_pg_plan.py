@@ -337,6 +337,37 @@ def test_a_revision_whose_queries_read_rows_is_said_to_depend_on_them(server_url
         ), data
 
 
+# The way to ALTER TYPE ... ADD VALUE before autocommit_block(), still in many histories: the
+# revision commits its transaction itself, and what follows runs statement by statement.
+COMMITS_ITSELF = [
+    (
+        "d4",
+        '    op.execute("COMMIT")\n    op.execute("ALTER TABLE widget ADD COLUMN x int")',
+        '    op.drop_column("widget", "x")',
+        "commit, then alter widget",
+    )
+]
+
+
+def test_a_statement_after_the_revision_commits_itself_is_measured_on_its_own(
+    server_url: URL,
+) -> None:
+    """After a raw COMMIT the ALTER runs outside any transaction, its lock let go as it ends:
+    read as if in the revision's transaction, it showed no lock at all."""
+    project = demo_project.with_revisions("postgresql", "plan_commits_itself", COMMITS_ITSELF)
+    with new_database(server_url) as name:
+        url = server_url.set(database=name)
+        Migrations(project).upgrade("c3", url=url)
+        execute(url, "INSERT INTO widget (name) SELECT 'w' || g FROM generate_series(1, 50) g")
+        execute(url, "ANALYZE widget")
+        answered = cli(project, url, "plan")
+        assert answered.returncode == 0, answered.stdout
+        block = revision_block(answered.stdout, "d4")
+        altered = block.split("ALTER TABLE widget ADD COLUMN x int", 1)[-1].splitlines()[1]
+        assert re.search(r"ACCESS EXCLUSIVE on (public\.)?widget \(\d+ rows\)", altered), block
+        assert "on its own (committed alone)" in altered, block
+
+
 def test_bad_input_is_refused_with_the_fix(planned: Project, target: URL) -> None:
     far = target.set(host="db.example.com")
     result = cli(planned, far, "plan", PLAN_SCRATCH_URL="not a url")

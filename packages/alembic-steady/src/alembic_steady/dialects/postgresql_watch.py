@@ -112,6 +112,11 @@ _WORD = re.compile(r"[^\W\d][\w$]*")
 # The runner's own statements around a revision's (its settings, Alembic's version table, the
 # checksums): they lock no table of the project, and are not read around.
 _RUNNERS_OWN = re.compile(r"^\s*(SET|RESET|SHOW)\b|alembic_version", re.I)
+# A revision's own statement ending its transaction (op.execute("COMMIT"), the way to ALTER TYPE
+# ... ADD VALUE before autocommit_block()), or beginning one again: SQLAlchemy does not know, and
+# the statements between run each on its own, their locks let go as each ends.
+_ENDS_TRANSACTION = re.compile(r"^\s*(COMMIT|END|ABORT|ROLLBACK(?!\s+TO\b))\b(?!\s+PREPARED)", re.I)
+_BEGINS_TRANSACTION = re.compile(r"^\s*(BEGIN|START\s+TRANSACTION)\b", re.I)
 # The sampler's first pause between two reads of a statement's locks, and its longest.
 _FIRST_SAMPLE, _LAST_SAMPLE = 0.001, 0.1
 # Modes that stop a table's writers; ACCESS EXCLUSIVE stops its readers too.
@@ -360,6 +365,12 @@ class PostgreSQLWatch:
             return read(conn, STATE_HERE, known)
 
         probed: list[Probed | None] = [None]
+        # Whether a statement of the revision ended its transaction behind SQLAlchemy's back.
+        committed = [False]
+
+        def alone_now(conn: Connection) -> bool:
+            return in_autocommit(conn) or committed[0]
+
         # Whether `tables` holds what the session sees now: read after each statement of a
         # transaction, stale once it ends (its scan counts go with it).
         fresh = [False]
@@ -372,7 +383,7 @@ class PostgreSQLWatch:
             # The run's record, whose batch-committing steps count their own rows.
             if (run := conn.info.get(PROGRESS)) is not None:
                 runs[id(run)] = run
-            alone, prober = in_autocommit(conn), self._prober
+            alone, prober = alone_now(conn), self._prober
             probed[0] = None
             if alone and prober is not None and not _NEVER_IN_TRANSACTION.search(statement):
                 probing = time.perf_counter()
@@ -403,7 +414,7 @@ class PostgreSQLWatch:
             verb = statement.lstrip()[:6].upper()
             if verb in ("INSERT", "UPDATE", "DELETE") and cursor.rowcount > 0:
                 watched.rows += cursor.rowcount
-            alone, exact = in_autocommit(conn), probed[0]
+            alone, exact = alone_now(conn), probed[0]
             # One round trip: the session's relation locks and what changed of its tables (those
             # there before the transaction: a table it makes is empty).
             quiet = exact is not None or _touches_none(statement, tables)
@@ -446,8 +457,14 @@ class PostgreSQLWatch:
                 )
             if alone:
                 transaction[0] += 1
+            if _ENDS_TRANSACTION.match(statement):
+                ended(conn)  # its locks are let go
+                committed[0] = True
+            elif _BEGINS_TRANSACTION.match(statement):
+                committed[0] = False
 
         def ended(conn: Connection | None) -> None:
+            committed[0] = False
             fresh[0] = False
             done = time.perf_counter()
             for key, first in holding.items():
