@@ -138,7 +138,7 @@ def squawk_args(squawk: str, files: list[Path], excluded: list[str], gcc: bool) 
     return [*args, "--exclude", ",".join(excluded)] if excluded else args
 
 
-def squawk_failed(result: "subprocess.CompletedProcess[str]") -> str:
+def squawk_failure(result: "subprocess.CompletedProcess[str]") -> str:
     """What a run of squawk that linted nothing said (its exit code 2: e.g. a rule name it does
     not know, in `# squawk-ignore:` or .squawk.toml)."""
     said = next((line for line in result.stderr.splitlines() if line.strip()), "")
@@ -162,7 +162,7 @@ def squawk_lines(
         result = subprocess.run(args, check=False, capture_output=True, text=True)
         if result.returncode not in (0, 1):  # 1: findings; else squawk did not lint them
             for name in files.values():
-                found[name].append(squawk_failed(result))
+                found[name].append(squawk_failure(result))
             continue
         by_path = {str(path): revision for path, revision in files.items()}
         for line in result.stdout.splitlines():
@@ -240,7 +240,7 @@ def main(project: Project, argv: list[str]) -> int:
             if result.returncode == 1:
                 flagged.append(Path(revision.path).name)
             elif result.returncode != 0:
-                print(f"{Path(revision.path).name}: {squawk_failed(result)}")
+                print(f"{Path(revision.path).name}: {squawk_failure(result)}")
                 unlinted += 1
     if flagged:
         print(f"squawk: {len(flagged)} revision(s) with findings:")

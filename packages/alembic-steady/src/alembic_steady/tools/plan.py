@@ -68,6 +68,7 @@ from .devdb import on_this_machine
 from .rehearse import Stopped, interrupted, run, stop
 
 SCRATCH_VARIABLE = "PLAN_SCRATCH_URL"
+# A statement that reads rows and hands them to the revision (a data migration's loop reads so).
 _QUERY = re.compile(r"^\s*\(?\s*(SELECT|WITH)\b", re.I)
 RISKY_SETTING = "plan-risky-rows"
 DEFAULT_RISKY_ROWS = 100_000
