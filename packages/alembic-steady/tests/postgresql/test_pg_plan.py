@@ -342,9 +342,12 @@ def test_a_revision_whose_queries_read_rows_is_said_to_depend_on_them(server_url
 COMMITS_ITSELF = [
     (
         "d4",
-        '    op.execute("COMMIT")\n    op.execute("ALTER TABLE widget ADD COLUMN x int")',
-        '    op.drop_column("widget", "x")',
-        "commit, then alter widget",
+        '    op.execute("COMMIT")\n'
+        '    op.execute("ALTER TABLE widget ADD COLUMN x int")\n'
+        '    op.execute("BEGIN")\n'
+        '    op.execute("ALTER TABLE widget ADD COLUMN y int")',
+        '    op.drop_column("widget", "y")\n    op.drop_column("widget", "x")',
+        "commit, alter widget, begin again, alter it",
     )
 ]
 
@@ -366,6 +369,12 @@ def test_a_statement_after_the_revision_commits_itself_is_measured_on_its_own(
         altered = block.split("ALTER TABLE widget ADD COLUMN x int", 1)[-1].splitlines()[1]
         assert re.search(r"ACCESS EXCLUSIVE on (public\.)?widget \(\d+ rows\)", altered), block
         assert "on its own (committed alone)" in altered, block
+        # From a BEGIN of its own on, the revision is in a transaction again, until the end.
+        again = block.split("ADD COLUMN y int", 1)[-1].splitlines()[1]
+        assert re.search(r"ACCESS EXCLUSIVE on (public\.)?widget \(\d+ rows\)", again), block
+        assert "in the revision's transaction" in again, block
+        begun = block.split("BEGIN", 1)[-1].splitlines()[1]
+        assert "in the revision's transaction" in begun, block
 
 
 def test_bad_input_is_refused_with_the_fix(planned: Project, target: URL) -> None:

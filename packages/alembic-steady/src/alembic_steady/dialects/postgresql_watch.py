@@ -383,6 +383,8 @@ class PostgreSQLWatch:
             # The run's record, whose batch-committing steps count their own rows.
             if (run := conn.info.get(PROGRESS)) is not None:
                 runs[id(run)] = run
+            if _BEGINS_TRANSACTION.match(statement):
+                committed[0] = False  # what follows is in a transaction again, this included
             alone, prober = alone_now(conn), self._prober
             probed[0] = None
             if alone and prober is not None and not _NEVER_IN_TRANSACTION.search(statement):
@@ -460,8 +462,6 @@ class PostgreSQLWatch:
             if _ENDS_TRANSACTION.match(statement):
                 ended(conn)  # its locks are let go
                 committed[0] = True
-            elif _BEGINS_TRANSACTION.match(statement):
-                committed[0] = False
 
         def ended(conn: Connection | None) -> None:
             committed[0] = False
