@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -75,17 +76,25 @@ def planned() -> Project:
     return demo_project.with_revisions("postgresql", "plan", PENDING)
 
 
-@pytest.fixture(scope="module")
-def target(planned: Project, server_url: URL) -> Iterator[URL]:
-    """A database at c3 with ROWS widgets, analyzed (the statistics a plan reads)."""
+@contextmanager
+def at_c3_with_rows(project: Project, server_url: URL, rows: int) -> Iterator[URL]:
+    """A new database of `project` at c3 with `rows` widgets, analyzed (the statistics a plan
+    reads); dropped afterwards."""
     with new_database(server_url) as name:
         url = server_url.set(database=name)
-        Migrations(planned).upgrade("c3", url=url)
+        Migrations(project).upgrade("c3", url=url)
         execute(
             url,
-            f"INSERT INTO widget (name) SELECT 'w' || g FROM generate_series(1, {ROWS}) g",
+            f"INSERT INTO widget (name) SELECT 'w' || g FROM generate_series(1, {rows}) g",
         )
         execute(url, "ANALYZE widget")
+        yield url
+
+
+@pytest.fixture(scope="module")
+def target(planned: Project, server_url: URL) -> Iterator[URL]:
+    """A database at c3 with ROWS widgets."""
+    with at_c3_with_rows(planned, server_url, ROWS) as url:
         yield url
 
 
@@ -316,11 +325,7 @@ def test_a_revision_whose_queries_read_rows_is_said_to_depend_on_them(server_url
     """On the empty copy a data migration's query finds no row, so the plan cannot list what
     it does with them: it says so, naming the table and its rows on the target."""
     project = demo_project.with_revisions("postgresql", "plan_reads_rows", READS_ROWS)
-    with new_database(server_url) as name:
-        url = server_url.set(database=name)
-        Migrations(project).upgrade("c3", url=url)
-        execute(url, "INSERT INTO widget (name) SELECT 'w' || g FROM generate_series(1, 50) g")
-        execute(url, "ANALYZE widget")
+    with at_c3_with_rows(project, server_url, 50) as url:
         answered = cli(project, url, "plan")
         assert answered.returncode == 0, answered.stdout
         said = re.compile(
@@ -358,11 +363,7 @@ def test_a_statement_after_the_revision_commits_itself_is_measured_on_its_own(
     """After a raw COMMIT the ALTER runs outside any transaction, its lock let go as it ends:
     read as if in the revision's transaction, it showed no lock at all."""
     project = demo_project.with_revisions("postgresql", "plan_commits_itself", COMMITS_ITSELF)
-    with new_database(server_url) as name:
-        url = server_url.set(database=name)
-        Migrations(project).upgrade("c3", url=url)
-        execute(url, "INSERT INTO widget (name) SELECT 'w' || g FROM generate_series(1, 50) g")
-        execute(url, "ANALYZE widget")
+    with at_c3_with_rows(project, server_url, 50) as url:
         answered = cli(project, url, "plan")
         assert answered.returncode == 0, answered.stdout
         block = revision_block(answered.stdout, "d4")
